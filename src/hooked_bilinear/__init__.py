@@ -1,0 +1,42 @@
+"""hooked-bilinear: bilinear-MLP language models as TransformerLens 4 hooked transformers.
+
+Public API:
+    from_pretrained(name_or_path, ...) -> TransformerBridge
+    shipped_checkpoints() -> list of short names loadable without a download
+    HookedBilinearMLP                  the bilinear MLP component
+    BilinearConfig, BilinearForCausalLM  the transformers model class of the tdooms formats
+    detect_format(config_dict)         "current" or "legacy"
+"""
+
+from hooked_bilinear.components.hooked_bilinear_mlp import HookedBilinearMLP
+from hooked_bilinear.errors import (
+    CheckpointFormatError,
+    CheckpointNotFoundError,
+    CheckpointWeightsError,
+    HookedBilinearError,
+    NotBilinearError,
+)
+from hooked_bilinear.loading.adapter import BilinearArchitectureAdapter, register_adapter
+from hooked_bilinear.loading.pretrained import from_pretrained, shipped_checkpoints
+from hooked_bilinear.modeling.configuration import BilinearConfig, detect_format
+from hooked_bilinear.modeling.modeling import BilinearForCausalLM
+from hooked_bilinear.modeling.registration import register_auto_classes
+
+register_auto_classes()
+register_adapter()
+
+__all__ = [
+    "BilinearArchitectureAdapter",
+    "BilinearConfig",
+    "BilinearForCausalLM",
+    "CheckpointFormatError",
+    "CheckpointNotFoundError",
+    "CheckpointWeightsError",
+    "HookedBilinearError",
+    "HookedBilinearMLP",
+    "NotBilinearError",
+    "detect_format",
+    "from_pretrained",
+    "register_adapter",
+    "shipped_checkpoints",
+]

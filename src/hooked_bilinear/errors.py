@@ -1,0 +1,21 @@
+"""The errors hooked_bilinear raises for bad input: each names the problem and what to do."""
+
+
+class HookedBilinearError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class CheckpointFormatError(HookedBilinearError, ValueError):
+    """config.json matches no known format, or holds inconsistent values."""
+
+
+class CheckpointWeightsError(HookedBilinearError, ValueError):
+    """The weight files are missing, unreadable, or do not fit the config."""
+
+
+class CheckpointNotFoundError(HookedBilinearError, FileNotFoundError):
+    """A name resolves to no shipped checkpoint, local folder or reachable Hub repo."""
+
+
+class NotBilinearError(HookedBilinearError, TypeError):
+    """A bilinear-only operation was asked of a gated (GLU) or plain MLP."""

@@ -1,0 +1,169 @@
+"""TransformerLens 4 architecture adapter for `BilinearForCausalLM` (the tdooms formats).
+
+Maps the model's modules to TransformerLens's canonical names:
+
+    embed       transformer.wte             blocks.{i}.ln1   transformer.h.{i}.n1.norm
+    rotary_emb  transformer.rotary_emb      blocks.{i}.attn  transformer.h.{i}.attn   (fused qkv split into q, k, v)
+    unembed     lm_head                     blocks.{i}.ln2   transformer.h.{i}.n2.norm
+    ln_final    transformer.n_f.norm        blocks.{i}.mlp   transformer.h.{i}.mlp    (HookedBilinearMLP if bilinear)
+
+The current format scales the attention output by `s = 1/sqrt(2 n_layer)` inside the block; the block bridge exposes
+`hook_attn_out` as the scaled contribution, as TransformerLens does for Granite's residual multiplier.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import nn
+from transformer_lens.config import TransformerBridgeConfig
+from transformer_lens.factories.architecture_adapter_factory import ArchitectureAdapterFactory
+from transformer_lens.model_bridge.architecture_adapter import ArchitectureAdapter
+from transformer_lens.model_bridge.generalized_components import (
+    BlockBridge,
+    EmbeddingBridge,
+    JointGateUpMLPBridge,
+    JointQKVPositionEmbeddingsAttentionBridge,
+    LinearBridge,
+    MLPBridge,
+    RMSNormalizationBridge,
+    RotaryEmbeddingBridge,
+    ScaledResidualBlockBridge,
+    UnembeddingBridge,
+)
+
+from transformer_lens.model_bridge.generalized_components.base import GeneralizedComponent
+
+from hooked_bilinear.components.hooked_bilinear_mlp import HookedBilinearMLP
+from hooked_bilinear.modeling.configuration import BilinearConfig
+
+ARCHITECTURE = "BilinearForCausalLM"
+
+
+def split_linear(linear: nn.Linear, n: int) -> tuple[nn.Linear, ...]:
+    """Split a fused Linear [n * k, d] into n Linears [k, d] along its output rows (views, no copy)."""
+    weights = torch.tensor_split(linear.weight, n, dim=0)
+    biases = torch.tensor_split(linear.bias, n, dim=0) if linear.bias is not None else (None,) * n
+    parts = []
+    for weight, bias in zip(weights, biases):
+        part = nn.utils.skip_init(nn.Linear, weight.shape[1], weight.shape[0], bias=bias is not None)
+        part.weight = nn.Parameter(weight, requires_grad=linear.weight.requires_grad)
+        if bias is not None:
+            part.bias = nn.Parameter(bias, requires_grad=linear.weight.requires_grad)
+        parts.append(part)
+    return tuple(parts)
+
+
+class AttentionScaledBlockBridge(ScaledResidualBlockBridge):
+    """Block computing `x + s * attn(n1(x))` then `x + mlp(n2(x))`: only attention is scaled."""
+
+    def __init__(self, name: str, submodules: dict[str, GeneralizedComponent], scale: float) -> None:
+        super().__init__(
+            name,
+            submodules=submodules,
+            residual_contribution_scale=scale,
+            scaled_attn_submodule="attn",
+            scaled_mlp_submodule=None,
+        )
+        self.hook_aliases["hook_mlp_out"] = "mlp.hook_out"
+
+
+def bridge_config(config: BilinearConfig, dtype: torch.dtype, model_name: str) -> TransformerBridgeConfig:
+    """The TransformerBridgeConfig of a BilinearConfig (sizes, eps, activation name, rotary)."""
+    cfg = TransformerBridgeConfig(
+        d_model=config.d_model,
+        d_head=config.d_head,
+        n_layers=config.n_layer,
+        n_ctx=config.n_ctx,
+        n_heads=config.n_head,
+        d_vocab=config.vocab_size,
+        d_vocab_out=config.vocab_size,
+        d_mlp=config.d_hidden,
+        eps=config.rms_norm_eps,
+        act_fn=config.gate if config.gate is not None else "linear",
+        rotary_base=config.rope_theta,
+        rotary_dim=config.d_head,
+        architecture=ARCHITECTURE,
+        model_name=model_name,
+        dtype=dtype,
+        original_architecture=ARCHITECTURE,
+    )
+    # tdooms specifics the adapter reads (TransformerBridgeConfig keeps unknown attributes as set).
+    cfg.bilinear = config.bilinear
+    cfg.gate = config.gate
+    cfg.attn_residual_scale = config.attn_residual_scale
+    cfg.mlp_down_name = config.mlp_down_name
+    cfg.has_bias = config.bias
+    return cfg
+
+
+class BilinearArchitectureAdapter(ArchitectureAdapter):
+    """Adapter for BilinearForCausalLM; reads the tdooms specifics off the bridge config."""
+
+    def __init__(self, cfg: Any) -> None:
+        super().__init__(cfg)
+        self._set_rms_rotary_defaults(gated=bool(getattr(cfg, "bilinear", True)))
+        self.cfg.default_prepend_bos = True
+        # Current-format norms are weightless (nothing to fold); legacy norms carry a bias, which the RMS fold of
+        # TransformerLens would drop. Either way the norms stay as they are.
+        self.supports_fold_ln = False
+        self.supports_center_writing_weights = False
+        self.weight_processing_conversions = {
+            **self._qkvo_weight_conversions(include_biases=bool(getattr(cfg, "has_bias", False)))
+        }
+        blocks_submodules: dict[str, GeneralizedComponent] = {
+            "ln1": RMSNormalizationBridge(name="n1.norm", config=self.cfg),
+            "attn": JointQKVPositionEmbeddingsAttentionBridge(
+                name="attn",
+                config=self.cfg,
+                split_qkv_matrix=lambda attn: split_linear(attn.qkv, 3),
+                submodules={"qkv": LinearBridge(name="qkv"), "o": LinearBridge(name="o")},
+            ),
+            "ln2": RMSNormalizationBridge(name="n2.norm", config=self.cfg),
+            "mlp": self._mlp_bridge(),
+        }
+        scale = float(getattr(cfg, "attn_residual_scale", 1.0))
+        blocks: BlockBridge = (
+            BlockBridge(name="transformer.h", submodules=blocks_submodules)
+            if scale == 1.0
+            else AttentionScaledBlockBridge("transformer.h", blocks_submodules, scale)
+        )
+        self.component_mapping = {
+            "embed": EmbeddingBridge(name="transformer.wte"),
+            "rotary_emb": RotaryEmbeddingBridge(name="transformer.rotary_emb"),
+            "blocks": blocks,
+            "ln_final": RMSNormalizationBridge(name="transformer.n_f.norm", config=self.cfg),
+            "unembed": UnembeddingBridge(name="lm_head", config=self.cfg),
+        }
+
+    def _mlp_bridge(self) -> GeneralizedComponent:
+        down = LinearBridge(name=str(getattr(self.cfg, "mlp_down_name", "p")))
+        if not getattr(self.cfg, "bilinear", True):
+            return MLPBridge(name="mlp", submodules={"in": LinearBridge(name="w"), "out": down})
+        split = lambda mlp: split_linear(mlp.w, 2)  # noqa: E731 (LEFT rows are the gate, RIGHT rows the input)
+        if getattr(self.cfg, "gate", None) is None:
+            return HookedBilinearMLP(name="mlp", config=self.cfg, submodules={"out": down}, split_gate_up_matrix=split)
+        return JointGateUpMLPBridge(
+            name="mlp", config=self.cfg, submodules={"out": down}, split_gate_up_matrix=split, fused_attr="w"
+        )
+
+    def setup_component_testing(self, hf_model: Any, bridge_model: Optional[Any] = None) -> None:
+        """Give each attention bridge the model's rotary module (TransformerLens's component tests need it)."""
+        rotary = hf_model.transformer.rotary_emb
+        for block in hf_model.transformer.h:
+            if hasattr(block.attn, "set_rotary_emb"):
+                block.attn.set_rotary_emb(rotary)
+        if bridge_model is not None:
+            for block in bridge_model.blocks:
+                block.attn.set_rotary_emb(rotary)
+
+
+def register_adapter() -> None:
+    """Make `BilinearForCausalLM` known to TransformerLens's adapter factory (idempotent).
+
+    Entry points are discovered first, so the factory does not later mistake this package's own entry point
+    (pyproject.toml, group `transformer_lens.architectures`) for an override.
+    """
+    ArchitectureAdapterFactory.discover_entry_points()
+    ArchitectureAdapterFactory.register_adapter(ARCHITECTURE, BilinearArchitectureAdapter)

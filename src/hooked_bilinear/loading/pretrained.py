@@ -1,0 +1,121 @@
+"""`from_pretrained`: a shipped name, a local folder or a Hub id -> a TransformerLens 4 `TransformerBridge`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import torch
+from beartype import beartype
+from huggingface_hub import snapshot_download
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+from transformer_lens.model_bridge import TransformerBridge
+from transformer_lens.model_bridge.sources import build_bridge_from_module
+
+from hooked_bilinear.errors import CheckpointNotFoundError
+from hooked_bilinear.loading.adapter import ARCHITECTURE, bridge_config, register_adapter
+from hooked_bilinear.loading.checkpoint import load_model
+from hooked_bilinear.loading.tokenizer import resolve_tokenizer
+
+CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+_HUB_PATTERNS = ["*.json", "*.safetensors", "*.bin", "*.txt", "*.model"]
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
+
+
+def shipped_checkpoints() -> list[str]:
+    """Short names of the checkpoints shipped inside the package (loadable by `from_pretrained(name)`)."""
+    return sorted(p.name for p in CHECKPOINTS.iterdir() if (p / "config.json").is_file())
+
+
+def resolve_folder(name_or_path: Union[str, os.PathLike], revision: Optional[str] = None) -> Path:
+    """A local folder for a shipped name (no slash), an existing directory, or a Hub id (via its cache)."""
+    path = Path(name_or_path)
+    text = str(name_or_path)
+    if path.is_dir():
+        return path
+    if "/" not in text and (CHECKPOINTS / text / "config.json").is_file():
+        return CHECKPOINTS / text
+    if "/" not in text or path.is_absolute() or text.startswith("."):
+        raise CheckpointNotFoundError(
+            f"{text!r} is neither a shipped checkpoint ({', '.join(shipped_checkpoints())}), an existing folder, "
+            f"nor a Hub id of the form 'owner/name'."
+        )
+    try:
+        return Path(snapshot_download(text, revision=revision, allow_patterns=_HUB_PATTERNS))
+    except LocalEntryNotFoundError as error:
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+        why = "HF_HUB_OFFLINE is set" if offline else "the Hub could not be reached"
+        raise CheckpointNotFoundError(
+            f"{text!r} (revision {revision or 'main'}) is not in the Hugging Face cache and {why}. Download it once "
+            f"online (huggingface-cli download {text}), or pass a local folder."
+        ) from error
+    except RepositoryNotFoundError as error:
+        raise CheckpointNotFoundError(f"Hub repository {text!r} does not exist or is private ({error}).") from error
+    except HfHubHTTPError as error:
+        raise CheckpointNotFoundError(f"Downloading {text!r} from the Hub failed: {error}") from error
+
+
+def _dtype(dtype: Union[str, torch.dtype, None]) -> torch.dtype:
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r} is not one of {sorted(DTYPES)}.")
+    return DTYPES[dtype]
+
+
+@beartype
+def from_pretrained(
+    name_or_path: Union[str, os.PathLike],
+    *,
+    device: Union[str, torch.device, None] = None,
+    dtype: Union[str, torch.dtype, None] = None,
+    tokenizer: Any = None,
+    revision: Optional[str] = None,
+    compatibility_mode: bool = False,
+    checkpoint_format: Optional[Literal["current", "legacy"]] = None,
+    **kwargs: Any,
+) -> TransformerBridge:
+    """Load a bilinear transformer as a TransformerLens hooked model.
+
+    Args:
+        name_or_path: a shipped short name (see `shipped_checkpoints()`), a local folder (never touches the
+            network), or a Hub id 'owner/name' (through the huggingface_hub cache; honours HF_HUB_OFFLINE).
+        device: e.g. "cpu", "cuda"; default CPU.
+        dtype: float32 (default), bfloat16, float16 (torch dtype or its name).
+        tokenizer: a tokenizer object, or its Hub id / folder; default: the folder's, else the one config.json
+            names, else none (with a warning).
+        revision: Hub revision (branch, tag or commit).
+        compatibility_mode: apply TransformerLens's compatibility mode (legacy hook names, weight processing)
+            without centering the unembedding, so logits stay those of the checkpoint. For HookedTransformer's full
+            processing call `bridge.enable_compatibility_mode()` yourself: it shifts each position's logits by a
+            constant (log-probabilities are unchanged).
+        checkpoint_format: force "current" or "legacy" instead of detecting it from config.json.
+        **kwargs: passed to `enable_compatibility_mode` when `compatibility_mode` is true.
+
+    Returns:
+        A `TransformerBridge` whose bilinear MLPs are `HookedBilinearMLP`s.
+    """
+    register_adapter()
+    folder = resolve_folder(name_or_path, revision)
+    model = load_model(folder, checkpoint_format)
+    torch_dtype = _dtype(dtype)
+    model = model.to(device=device or "cpu", dtype=torch_dtype)
+    tok = resolve_tokenizer(tokenizer, folder, model.config, revision)
+    bridge = build_bridge_from_module(
+        model,
+        ARCHITECTURE,
+        tl_config=bridge_config(model.config, torch_dtype, str(name_or_path)),
+        tokenizer=tok,
+        dtype=torch_dtype,
+        device=device or "cpu",
+        model_name=str(name_or_path),
+    )
+    if compatibility_mode:
+        kwargs.setdefault("center_unembed", False)
+        bridge.enable_compatibility_mode(**kwargs)
+    elif kwargs:
+        raise TypeError(f"from_pretrained got unexpected keyword arguments {sorted(kwargs)}.")
+    return bridge

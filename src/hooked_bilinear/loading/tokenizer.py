@@ -1,0 +1,69 @@
+"""Finding a checkpoint's tokenizer: its own folder, else the Hub tokenizer its config names, else none (warned)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Optional
+
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+from hooked_bilinear.modeling.configuration import TOKENIZER_REPOS, BilinearConfig
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+# Pad token per tokenizer family (FORMATS.md section 1); WordPiece TinyStories tokenizers pad with [EOS].
+_PAD = {"mistral": "</s>", "gpt2": None}
+
+
+def tokenizer_repo(config: BilinearConfig) -> Optional[str]:
+    """Hub repo of the tokenizer a config names (FORMATS.md sections 1-3), or None."""
+    name = config.tokenizer
+    if not name:
+        return None
+    return TOKENIZER_REPOS.get(name, name if "/" in name else None)
+
+
+def _with_pad(tokenizer: PreTrainedTokenizerBase, config: BilinearConfig) -> PreTrainedTokenizerBase:
+    if tokenizer.pad_token is None:
+        pad = _PAD.get(config.tokenizer or "", "[EOS]")
+        if pad is not None and pad in tokenizer.get_vocab():
+            tokenizer.pad_token = pad
+        elif tokenizer.eos_token is not None:
+            tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_folder_tokenizer(folder: Path) -> Optional[PreTrainedTokenizerBase]:
+    """The tokenizer saved in a checkpoint folder, or None if it holds none."""
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        return None
+    if (folder / "tokenizer_config.json").is_file():
+        return AutoTokenizer.from_pretrained(str(folder))
+    return PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"))
+
+
+def resolve_tokenizer(
+    tokenizer: Any, folder: Path, config: BilinearConfig, revision: Optional[str] = None
+) -> Optional[PreTrainedTokenizerBase]:
+    """The user's tokenizer (object or name), the folder's, the config's Hub tokenizer, or None with a warning."""
+    if tokenizer is not None and not isinstance(tokenizer, (str, Path)):
+        return tokenizer
+    if tokenizer is not None:
+        return _with_pad(AutoTokenizer.from_pretrained(str(tokenizer)), config)
+    found = load_folder_tokenizer(folder)
+    if found is not None:
+        return _with_pad(found, config)
+    repo = tokenizer_repo(config)
+    reason = "its config names no tokenizer"
+    if repo is not None:
+        try:
+            return _with_pad(AutoTokenizer.from_pretrained(repo), config)
+        except (OSError, ValueError) as error:
+            reason = f"its tokenizer {repo} could not be loaded ({type(error).__name__}: {error})"
+    warnings.warn(
+        f"No tokenizer for the checkpoint in {folder}: {reason}. The model loads without one (tokens in, logits "
+        f"out); to_tokens, to_string and generate on text need one. Pass tokenizer=<a tokenizer or its Hub id / "
+        f"folder> to hooked_bilinear.from_pretrained.",
+        stacklevel=3,
+    )
+    return None

@@ -1,0 +1,102 @@
+"""TransformerLens's own checks pass on loaded bridges; patching runs and is right; generate and tokens work."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformer_lens import benchmarks, patching
+
+import hooked_bilinear as hb
+from conftest import EMBEDDED
+from reference import reference_logits
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return hb.from_pretrained(EMBEDDED).tokenizer
+
+
+TEXT = "once upon a time , there was a red cat named lily ."
+
+
+@pytest.mark.parametrize("compatibility_mode", [False, True], ids=["raw", "compat"])
+@pytest.mark.parametrize("fmt,overrides", [("current", {"bias": True}), ("legacy", {}), ("current", {"gate": "silu"})],
+                         ids=["current-bias", "legacy", "glu-silu"])
+def test_transformer_lens_benchmarks_pass(checkpoint, tokenizer, fmt, overrides, compatibility_mode):
+    folder, config, state = checkpoint(fmt, vocab=len(tokenizer), **overrides)
+    bridge = hb.from_pretrained(folder, tokenizer=tokenizer, compatibility_mode=compatibility_mode)
+    reference = reference_logits(state, config, bridge.to_tokens(TEXT))
+    results = [
+        benchmarks.benchmark_forward_pass(bridge, TEXT, reference_logits=reference, atol=1e-5, rtol=0),
+        benchmarks.benchmark_hook_functionality(bridge, TEXT),
+        benchmarks.benchmark_run_with_cache(bridge, TEXT),
+        benchmarks.benchmark_backward_hooks(bridge, TEXT),
+    ]
+    for result in results:
+        assert result.passed, str(result)
+
+
+def test_patching_resid_pre_recovers_clean_metric():
+    bridge = hb.from_pretrained(EMBEDDED)
+    clean = bridge.to_tokens("one day , lily found a red ball in the park .")
+    corrupted = bridge.to_tokens("one day , lily found a red kite in the park .")
+    changed = (clean != corrupted).nonzero()[:, 1].tolist()
+    assert len(changed) == 1 and clean.shape == corrupted.shape
+    answer = clean[0, -1]
+    clean_logits, clean_cache = bridge.run_with_cache(clean)
+
+    def metric(logits: torch.Tensor) -> torch.Tensor:
+        return logits[0, -2].log_softmax(-1)[answer]
+
+    clean_metric, corrupted_metric = metric(clean_logits).item(), metric(bridge(corrupted)).item()
+    result = patching.get_act_patch_resid_pre(bridge, corrupted, clean_cache, metric)
+    assert result.shape == (bridge.cfg.n_layers, clean.shape[1])
+    # Layer 0 is the embedding: patching the one changed position restores the clean run exactly.
+    assert result[0, changed[0]].item() == pytest.approx(clean_metric, abs=1e-5)
+    unchanged = [p for p in range(clean.shape[1]) if p != changed[0]]
+    torch.testing.assert_close(result[0, unchanged], torch.full((len(unchanged),), corrupted_metric), atol=1e-5, rtol=0)
+
+
+def test_patching_mlp_out_matches_hand_patching():
+    bridge = hb.from_pretrained(EMBEDDED)
+    clean = bridge.to_tokens("one day , lily found a red ball in the park .")
+    corrupted = bridge.to_tokens("one day , lily found a red kite in the park .")
+    answer = clean[0, -1]
+    _, clean_cache = bridge.run_with_cache(clean)
+
+    def metric(logits: torch.Tensor) -> torch.Tensor:
+        return logits[0, -2].log_softmax(-1)[answer]
+
+    result = patching.get_act_patch_mlp_out(bridge, corrupted, clean_cache, metric)
+    for layer in range(bridge.cfg.n_layers):
+        for pos in (0, 7, clean.shape[1] - 2):
+            name = f"blocks.{layer}.hook_mlp_out"
+
+            def patch(activation: torch.Tensor, hook, pos=pos, name=name) -> torch.Tensor:
+                activation[:, pos] = clean_cache[name][:, pos]
+                return activation
+
+            expected = metric(bridge.run_with_hooks(corrupted, fwd_hooks=[(name, patch)])).item()
+            assert result[layer, pos].item() == pytest.approx(expected, abs=1e-5)
+    # Patching every layer's MLP output at every position moves the metric toward the clean one.
+    everywhere = [(f"blocks.{l}.hook_mlp_out", lambda a, hook: clean_cache[hook.name]) for l in range(bridge.cfg.n_layers)]
+    patched = metric(bridge.run_with_hooks(corrupted, fwd_hooks=everywhere)).item()
+    everywhere_resid = [("blocks.0.hook_resid_pre", lambda a, hook: clean_cache[hook.name])]
+    assert metric(bridge.run_with_hooks(corrupted, fwd_hooks=everywhere_resid)).item() == pytest.approx(
+        metric(bridge(clean)).item(), abs=1e-5)
+    assert abs(patched - metric(bridge(clean)).item()) < abs(metric(bridge(corrupted)).item() - metric(bridge(clean)).item())
+
+
+def test_generate_and_token_round_trip():
+    bridge = hb.from_pretrained(EMBEDDED)
+    tokens = bridge.to_tokens("once upon a time")
+    assert tokens[0, 0].item() == bridge.tokenizer.convert_tokens_to_ids("[BOS]")
+    assert bridge.to_string(tokens[0, 1:]) == "once upon a time"
+    out = bridge.generate("once upon a time", max_new_tokens=8, do_sample=False, verbose=False)
+    assert isinstance(out, str) and out.startswith("once upon a time") and len(out.split()) > 4
+    # Greedy generation with the KV cache equals greedy decoding without it, token by token.
+    generated = bridge.generate(tokens, max_new_tokens=6, do_sample=False, verbose=False, use_past_kv_cache=True)
+    manual = tokens
+    for _ in range(6):
+        manual = torch.cat([manual, bridge(manual)[:, -1].argmax(-1, keepdim=True)], dim=1)
+    assert torch.equal(generated, manual)
