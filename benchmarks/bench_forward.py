@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import save_file
 
 import hooked_bilinear as hb
+from hooked_bilinear.loading.checkpoint import load_model
 from hooked_bilinear.modeling.modeling import BilinearForCausalLM
 
 SHAPE = dict(n_layer=6, n_head=8, d_model=512, d_hidden=2048, n_ctx=256, vocab=4096)
@@ -66,12 +67,10 @@ def main() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the random checkpoint has no tokenizer
             bridge = hb.from_pretrained(tmp, device=args.device, dtype=args.dtype)
-    plain = bridge.original_model
+        # The plain baseline: the model class loaded from the same files, with no bridge components inside
+        # (the bridge rewires the model it wraps in place).
+        baseline = load_model(Path(tmp)).to(device=args.device, dtype=bridge.cfg.dtype)
     tokens = torch.randint(0, SHAPE["vocab"], (4, 256), generator=torch.Generator().manual_seed(0)).to(args.device)
-
-    # The plain baseline: a fresh model class instance with the same weights, no bridge components inside.
-    baseline = BilinearForCausalLM(plain.config).to(device=args.device, dtype=bridge.cfg.dtype).eval()
-    baseline.load_state_dict(plain.state_dict())
     runs: dict[str, Callable[[], object]] = {
         "plain": lambda: baseline(tokens).logits,
         "bridge": lambda: bridge(tokens, return_type="logits"),

@@ -63,3 +63,12 @@ def test_stock_silu_fallback_would_show(checkpoint, tokens):
         assert (bridge(tokens, return_type="logits") - expected).abs().max().item() > 1e-2
     finally:
         bridge.reset_hooks()
+
+
+def test_shapes_are_checked_at_run_time(checkpoint):
+    folder, config, _ = checkpoint()
+    mlp = load(folder).blocks[0].mlp
+    from jaxtyping import TypeCheckError
+
+    with pytest.raises(TypeCheckError):
+        mlp(torch.randn(4, config["d_model"]))  # no position axis

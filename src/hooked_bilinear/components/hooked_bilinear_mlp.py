@@ -15,7 +15,8 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, Optional
 
 import torch
-from jaxtyping import Float
+from beartype import beartype
+from jaxtyping import Float, jaxtyped
 from transformer_lens.model_bridge.generalized_components.base import GeneralizedComponent
 from transformer_lens.model_bridge.generalized_components.joint_gate_up_mlp import JointGateUpMLPBridge
 
@@ -53,6 +54,7 @@ class HookedBilinearMLP(JointGateUpMLPBridge):
         """A bilinear layer has no activation; nothing may resolve one."""
         raise RuntimeError("HookedBilinearMLP has no activation function.")
 
+    @jaxtyped(typechecker=beartype)
     def forward(  # type: ignore[override]
         self, x: Float[torch.Tensor, "batch pos d_model"], *args: Any, **kwargs: Any
     ) -> Float[torch.Tensor, "batch pos d_model"]:

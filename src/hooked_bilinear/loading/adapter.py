@@ -94,6 +94,7 @@ def bridge_config(config: BilinearConfig, dtype: torch.dtype, model_name: str) -
     cfg.gate = config.gate
     cfg.attn_residual_scale = config.attn_residual_scale
     cfg.mlp_down_name = config.mlp_down_name
+    cfg.norm_has_params = config.norm_has_params
     cfg.has_bias = config.bias
     return cfg
 
@@ -105,10 +106,9 @@ class BilinearArchitectureAdapter(ArchitectureAdapter):
         super().__init__(cfg)
         self._set_rms_rotary_defaults(gated=bool(getattr(cfg, "bilinear", True)))
         self.cfg.default_prepend_bos = True
-        # Current-format norms are weightless (nothing to fold); legacy norms carry a bias, which the RMS fold of
-        # TransformerLens would drop. Either way the norms stay as they are.
-        self.supports_fold_ln = False
-        self.supports_center_writing_weights = False
+        # Legacy norms carry a bias, which TransformerLens's RMS fold would drop: they are not folded. Current-format
+        # norms are weightless, so folding them changes nothing.
+        self.supports_fold_ln = not bool(getattr(cfg, "norm_has_params", False))
         self.weight_processing_conversions = {
             **self._qkvo_weight_conversions(include_biases=bool(getattr(cfg, "has_bias", False)))
         }

@@ -23,6 +23,7 @@ _HUB_PATTERNS = ["*.json", "*.safetensors", "*.bin", "*.txt", "*.model"]
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
 
 
+@beartype
 def shipped_checkpoints() -> list[str]:
     """Short names of the checkpoints shipped inside the package (loadable by `from_pretrained(name)`)."""
     return sorted(p.name for p in CHECKPOINTS.iterdir() if (p / "config.json").is_file())

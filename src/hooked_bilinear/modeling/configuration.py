@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal, Mapping, Optional
 
+from beartype import beartype
 from transformers import PretrainedConfig
 
 from hooked_bilinear.errors import CheckpointFormatError
@@ -127,6 +128,7 @@ class BilinearConfig(PretrainedConfig):
             )
 
 
+@beartype
 def detect_format(config: Mapping[str, Any]) -> Literal["current", "legacy"]:
     """Which tdooms format a config.json dict is in, from its keys alone.
 
