@@ -99,12 +99,6 @@ def test_directory_without_config(tmp_path):
         hb.from_pretrained(tmp_path)
 
 
-def test_offline_uncached_hub_id(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
-    with pytest.raises(hb.CheckpointNotFoundError, match="not in the Hugging Face cache and HF_HUB_OFFLINE is set"):
-        hb.from_pretrained("tdooms/ts-medium")
-
-
 def test_unknown_short_name():
     with pytest.raises(hb.CheckpointNotFoundError, match="neither a shipped checkpoint"):
         hb.from_pretrained("no-such-model")

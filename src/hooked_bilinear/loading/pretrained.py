@@ -8,18 +8,16 @@ from typing import Any, Literal, Optional, Union
 
 import torch
 from beartype import beartype
-from huggingface_hub import snapshot_download
-from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.model_bridge.sources import build_bridge_from_module
 
 from hooked_bilinear.errors import CheckpointNotFoundError
 from hooked_bilinear.loading.adapter import ARCHITECTURE, bridge_config, register_adapter
 from hooked_bilinear.loading.checkpoint import load_model
+from hooked_bilinear.loading.hub import hub_snapshot
 from hooked_bilinear.loading.tokenizer import resolve_tokenizer
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
-_HUB_PATTERNS = ["*.json", "*.safetensors", "*.bin", "*.txt", "*.model"]
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
 
 
@@ -42,19 +40,7 @@ def resolve_folder(name_or_path: Union[str, os.PathLike], revision: Optional[str
             f"{text!r} is neither a shipped checkpoint ({', '.join(shipped_checkpoints())}), an existing folder, "
             f"nor a Hub id of the form 'owner/name'."
         )
-    try:
-        return Path(snapshot_download(text, revision=revision, allow_patterns=_HUB_PATTERNS))
-    except LocalEntryNotFoundError as error:
-        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-        why = "HF_HUB_OFFLINE is set" if offline else "the Hub could not be reached"
-        raise CheckpointNotFoundError(
-            f"{text!r} (revision {revision or 'main'}) is not in the Hugging Face cache and {why}. Download it once "
-            f"online (huggingface-cli download {text}), or pass a local folder."
-        ) from error
-    except RepositoryNotFoundError as error:
-        raise CheckpointNotFoundError(f"Hub repository {text!r} does not exist or is private ({error}).") from error
-    except HfHubHTTPError as error:
-        raise CheckpointNotFoundError(f"Downloading {text!r} from the Hub failed: {error}") from error
+    return hub_snapshot(text, revision)
 
 
 def _dtype(dtype: Union[str, torch.dtype, None]) -> torch.dtype:
@@ -104,7 +90,7 @@ def from_pretrained(
     model = load_model(folder, checkpoint_format)
     torch_dtype = _dtype(dtype)
     model = model.to(device=device or "cpu", dtype=torch_dtype)
-    tok = resolve_tokenizer(tokenizer, folder, model.config, revision)
+    tok = resolve_tokenizer(tokenizer, folder, model.config)
     bridge = build_bridge_from_module(
         model,
         ARCHITECTURE,

@@ -8,6 +8,8 @@ from typing import Any, Optional
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
+from hooked_bilinear.errors import CheckpointNotFoundError
+from hooked_bilinear.loading.hub import hub_snapshot
 from hooked_bilinear.modeling.configuration import TOKENIZER_REPOS, BilinearConfig
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
@@ -42,14 +44,16 @@ def load_folder_tokenizer(folder: Path) -> Optional[PreTrainedTokenizerBase]:
     return PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"))
 
 
-def resolve_tokenizer(
-    tokenizer: Any, folder: Path, config: BilinearConfig, revision: Optional[str] = None
-) -> Optional[PreTrainedTokenizerBase]:
+def resolve_tokenizer(tokenizer: Any, folder: Path, config: BilinearConfig) -> Optional[PreTrainedTokenizerBase]:
     """The user's tokenizer (object or name), the folder's, the config's Hub tokenizer, or None with a warning."""
     if tokenizer is not None and not isinstance(tokenizer, (str, Path)):
         return tokenizer
     if tokenizer is not None:
-        return _with_pad(AutoTokenizer.from_pretrained(str(tokenizer)), config)
+        path = Path(tokenizer)
+        found = load_folder_tokenizer(path if path.is_dir() else hub_snapshot(str(tokenizer)))
+        if found is None:
+            raise CheckpointNotFoundError(f"tokenizer={str(tokenizer)!r} holds no tokenizer files ({TOKENIZER_FILES}).")
+        return _with_pad(found, config)
     found = load_folder_tokenizer(folder)
     if found is not None:
         return _with_pad(found, config)
@@ -57,9 +61,13 @@ def resolve_tokenizer(
     reason = "its config names no tokenizer"
     if repo is not None:
         try:
-            return _with_pad(AutoTokenizer.from_pretrained(repo), config)
-        except (OSError, ValueError) as error:
-            reason = f"its tokenizer {repo} could not be loaded ({type(error).__name__}: {error})"
+            found = load_folder_tokenizer(hub_snapshot(repo))
+        except CheckpointNotFoundError as error:
+            reason = f"its tokenizer {repo} could not be loaded ({error})"
+        else:
+            if found is not None:
+                return _with_pad(found, config)
+            reason = f"its tokenizer repo {repo} holds no tokenizer files"
     warnings.warn(
         f"No tokenizer for the checkpoint in {folder}: {reason}. The model loads without one (tokens in, logits "
         f"out); to_tokens, to_string and generate on text need one. Pass tokenizer=<a tokenizer or its Hub id / "

@@ -174,20 +174,9 @@ class Block(nn.Module):
         self.n2 = Norm(config)
         self.mlp = MLP(config)
 
-    def forward(
-        self,
-        hidden_states: torch.Tensor,
-        position_embeddings: tuple[torch.Tensor, torch.Tensor],
-        attention_mask: Optional[torch.Tensor] = None,
-        past_key_values: Optional[Cache] = None,
-        **kwargs: Any,
-    ) -> torch.Tensor:
-        attn_out, _ = self.attn(
-            self.n1(hidden_states),
-            position_embeddings=position_embeddings,
-            attention_mask=attention_mask,
-            past_key_values=past_key_values,
-        )
+    def forward(self, hidden_states: torch.Tensor, **attn_kwargs: Any) -> torch.Tensor:
+        """`x + s * attn(n1(x))`, then `+ mlp(n2(.))`; attn_kwargs: position_embeddings, attention_mask, cache."""
+        attn_out, _ = self.attn(self.n1(hidden_states), **attn_kwargs)
         hidden_states = hidden_states + (attn_out if self.scale == 1.0 else self.scale * attn_out)
         return hidden_states + self.mlp(self.n2(hidden_states))
 
