@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import hooked_bilinear as hb
-from reference import reference_logits, variants
+from reference import reference_logits, variants, write_checkpoint
 
 VARIANTS = variants()
 
@@ -22,8 +22,6 @@ def load(folder, **kwargs):
 @pytest.mark.parametrize("compatibility_mode", [False, True], ids=["raw", "compat"])
 @pytest.mark.parametrize("name,config", VARIANTS, ids=[v[0] for v in VARIANTS])
 def test_logits_match_reference(tmp_path, tokens, name, config, compatibility_mode):
-    from reference import write_checkpoint
-
     state = write_checkpoint(tmp_path / name, config)
     bridge = load(tmp_path / name, compatibility_mode=compatibility_mode)
     expected = reference_logits(state, config, tokens)
@@ -36,8 +34,6 @@ def test_logits_match_reference(tmp_path, tokens, name, config, compatibility_mo
                          ids=["current", "legacy"])
 def test_full_hookedtransformer_processing_keeps_log_probs(tmp_path, tokens, name, config):
     """enable_compatibility_mode() with TL's defaults centres the unembedding: log-probs stay equal."""
-    from reference import write_checkpoint
-
     state = write_checkpoint(tmp_path / name, config)
     bridge = load(tmp_path / name)
     with warnings.catch_warnings():
