@@ -1,0 +1,52 @@
+"""Weight-space analyses of bilinear MLPs: interaction matrices, eigendecomposition, the tensor B, HOSVD, truncation.
+
+Every function works on `BilinearFactors` (the layer's W_gate, W_in, W_out with biases folded in); the same
+analyses are methods of `HookedBilinearMLP`. Model-level helpers (directions, token read-outs) live in `readout`.
+"""
+
+from hooked_bilinear.analysis.decompose import Decomposition, decompose
+from hooked_bilinear.analysis.eigen import Eigen, eigendecompose
+from hooked_bilinear.analysis.factors import BilinearFactors
+from hooked_bilinear.analysis.hosvd import HOSVD, hosvd
+from hooked_bilinear.analysis.interaction import interaction_matrix, output_gram, tensor
+from hooked_bilinear.analysis.readout import (
+    TokenTable,
+    contrast_directions,
+    mlp_factors,
+    top_tokens,
+    unembedding_directions,
+)
+from hooked_bilinear.analysis.spectrum import SpectrumStats, eigenvector_similarity, spectrum_stats
+from hooked_bilinear.analysis.truncation import (
+    TruncatedBilinearMLP,
+    TruncationCurve,
+    replace_mlp,
+    truncate,
+    truncation_curve,
+)
+
+__all__ = [
+    "HOSVD",
+    "BilinearFactors",
+    "Decomposition",
+    "Eigen",
+    "SpectrumStats",
+    "TokenTable",
+    "TruncatedBilinearMLP",
+    "TruncationCurve",
+    "contrast_directions",
+    "decompose",
+    "eigendecompose",
+    "eigenvector_similarity",
+    "hosvd",
+    "interaction_matrix",
+    "mlp_factors",
+    "output_gram",
+    "replace_mlp",
+    "spectrum_stats",
+    "tensor",
+    "top_tokens",
+    "truncate",
+    "truncation_curve",
+    "unembedding_directions",
+]

@@ -1,0 +1,34 @@
+"""Per-input contributions of the eigencomponents: `u . out(x) = sum_k lambda_k (v_k . x')^2`."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional
+
+import torch
+
+from hooked_bilinear.analysis.eigen import eigendecompose
+from hooked_bilinear.analysis.factors import BilinearFactors
+
+
+class Decomposition(NamedTuple):
+    """contributions [*batch, k] (one direction) or [*batch, n, k]: `lambda_k (v_k . x')^2`, with their eigenpairs.
+
+    With all d_in eigenpairs (k=None) the contributions sum to `u . out(x)` exactly.
+    """
+
+    contributions: torch.Tensor
+    lambda_: torch.Tensor
+    v: torch.Tensor
+
+
+def decompose(
+    factors: BilinearFactors, x: torch.Tensor, u: torch.Tensor, k: Optional[int] = None, **eigen_options: Any
+) -> Decomposition:
+    """Split `u . out(x)` over the eigencomponents of Q_u, for MLP inputs x [*batch, d_model] (hook_in activations)."""
+    eigen = eigendecompose(factors, u, k, **eigen_options)
+    x_aug = factors.augment(x)
+    if u.ndim == 1:
+        projections = x_aug @ eigen.v.mT  # [*batch, k]
+    else:
+        projections = torch.einsum("...i,nki->...nk", x_aug, eigen.v)
+    return Decomposition(eigen.lambda_ * projections.square(), eigen.lambda_, eigen.v)

@@ -1,0 +1,167 @@
+"""Eigendecomposition of interaction matrices: `Q_u = sum_k lambda_k v_k v_k^T`, so `u . out(x) = sum_k lambda_k (v_k . x')^2`.
+
+`eigendecompose(factors, u, k)` returns the k eigenpairs of largest |lambda| (all of them when k is None), ordered
+by |lambda| descending, for one direction or a batch. Two methods, same answer:
+
+- "dense": `torch.linalg.eigh` of each Q_u.
+- "krylov": block Krylov (Lanczos with full re-orthogonalisation) on each Q_u, batched over directions, grown
+  until every kept Ritz pair has residual `||Q v - lambda v|| <= tol * |lambda_max|`; a direction that has not
+  converged once the Krylov space reaches d_in / 2 gets the dense eigh instead. Much cheaper than eigh for k << d_in.
+  The block size (default 4) is the largest multiplicity of an eigenvalue it is guaranteed to resolve.
+
+"auto" takes "krylov" when 8 k <= d_in and d_in >= 128, else "dense". Eigenvectors are unit vectors with their
+largest-magnitude entry positive.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import torch
+from jaxtyping import Float
+from tqdm.auto import tqdm
+
+from hooked_bilinear.analysis.factors import BilinearFactors
+from hooked_bilinear.analysis.interaction import chunks, interaction_matrices, memory_budget
+
+DEFAULT_TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
+PROGRESS_MIN_DIRECTIONS = 256
+
+
+class Eigen(NamedTuple):
+    """Eigenpairs of Q_u, by |lambda| descending: lambda_ [..., k], v [..., k, d_in] (v[..., i, :] is v_i)."""
+
+    lambda_: torch.Tensor
+    v: torch.Tensor
+
+
+def _top_by_magnitude(lam: torch.Tensor, vec: torch.Tensor, k: int) -> Eigen:
+    """From ascending eigh output (lam [m, s], vec [m, d, s]), the k of largest |lambda| as Eigen([m, k], [m, k, d])."""
+    order = lam.abs().argsort(dim=-1, descending=True, stable=True)[:, :k]
+    lam = torch.gather(lam, 1, order)
+    vec = torch.gather(vec, 2, order[:, None, :].expand(-1, vec.shape[1], -1)).mT
+    return Eigen(lam, vec)
+
+
+def _canonical_sign(v: Float[torch.Tensor, "m k d"]) -> Float[torch.Tensor, "m k d"]:
+    """Flip each eigenvector so that its largest-magnitude entry is positive."""
+    peak = torch.gather(v, -1, v.abs().argmax(dim=-1, keepdim=True))
+    return v * torch.where(peak < 0, -1.0, 1.0).to(v.dtype)
+
+
+def dense_top_k(Q: Float[torch.Tensor, "m d d"], k: int) -> Eigen:
+    """Top-|lambda| k eigenpairs of each Q by a full `torch.linalg.eigh`."""
+    lam, vec = torch.linalg.eigh(Q)
+    return _top_by_magnitude(lam, vec, k)
+
+
+def _ritz(V: torch.Tensor, QV: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rayleigh-Ritz in the row space of V [m, s, d] (QV = V Q): the k Ritz pairs of largest |theta|.
+
+    Returns theta [m, k], Ritz vectors as rows [m, k, d], and residual norms ||Q v - theta v|| [m, k].
+    """
+    T = V @ QV.mT
+    theta, S = torch.linalg.eigh(0.5 * (T + T.mT))
+    order = theta.abs().argsort(dim=-1, descending=True, stable=True)[:, :k]
+    theta = torch.gather(theta, 1, order)
+    S = torch.gather(S, 2, order[:, None, :].expand(-1, S.shape[1], -1)).mT
+    ritz = S @ V
+    residual = (S @ QV - theta[:, :, None] * ritz).norm(dim=-1)
+    return theta, ritz, residual
+
+
+def krylov_top_k(Q: Float[torch.Tensor, "m d d"], k: int, tol: float, block: int = 4) -> Eigen:
+    """Top-|lambda| k eigenpairs of each Q by block Krylov + Rayleigh-Ritz, checked by residuals (see module doc).
+
+    The basis is kept as rows (V [m, s, d], image V Q = (Q V^T)^T since Q is symmetric): row-vector products stream
+    Q row by row, several times faster on CPU than Q @ (thin matrix).
+    """
+    m, d, _ = Q.shape
+    max_dim = min(d, max(d // 2, 2 * k + block))
+    max_dim -= max_dim % block
+    if max_dim < k:  # too small a matrix for a Krylov space to hold k pairs
+        result = dense_top_k(Q, k)
+        return Eigen(result.lambda_, _canonical_sign(result.v))
+    first_check = min(max_dim, max(2 * k + block, d // 4))
+    generator = torch.Generator(device=Q.device).manual_seed(0)
+    V = torch.empty(m, max_dim, d, dtype=Q.dtype, device=Q.device)  # orthonormal Krylov basis, as rows
+    QV = torch.empty_like(V)  # its image under Q
+    start = torch.randn(m, d, block, generator=generator, device=Q.device, dtype=Q.dtype)
+    V[:, :block] = torch.linalg.qr(start).Q.mT
+    lam_out = torch.empty(m, k, dtype=Q.dtype, device=Q.device)
+    v_out = torch.empty(m, k, d, dtype=Q.dtype, device=Q.device)
+    active = torch.arange(m, device=Q.device)
+    dim = 0
+    while True:
+        QV[:, dim : dim + block] = V[:, dim : dim + block] @ Q
+        dim += block
+        if dim >= max_dim or (dim >= first_check and (dim - first_check) % 16 < block):
+            theta, ritz, residual = _ritz(V[:, :dim], QV[:, :dim], k)
+            ok = (residual <= tol * theta[:, :1].abs()).all(dim=1)
+            if dim >= max_dim and not ok.all():
+                exact = dense_top_k(Q[~ok], k)  # not converged in d/2 dimensions: fall back to the exact eigh
+                theta[~ok], ritz[~ok] = exact.lambda_, exact.v
+                ok[:] = True
+            lam_out[active[ok]] = theta[ok]
+            v_out[active[ok]] = ritz[ok]
+            if ok.all():
+                return Eigen(lam_out, _canonical_sign(v_out))
+            active, Q, V, QV = active[~ok], Q[~ok], V[~ok], QV[~ok]
+        Y = QV[:, dim - block : dim]
+        for _ in range(2):  # block Gram-Schmidt against the basis so far, twice for stability
+            Y = Y - (Y @ V[:, :dim].mT) @ V[:, :dim]
+            Y = torch.linalg.qr(Y.mT).Q.mT
+        V[:, dim : dim + block] = Y
+
+
+def eigendecompose(
+    factors: BilinearFactors,
+    u: torch.Tensor,
+    k: Optional[int] = None,
+    method: str = "auto",
+    tol: Optional[float] = None,
+    block: int = 4,
+    max_memory: Optional[int] = None,
+    progress: Optional[bool] = None,
+) -> Eigen:
+    """Eigenpairs of Q_u by |lambda| descending: lambda_ [k], v [k, d_in] for u [d_out]; [n, k], [n, k, d_in] for u [n, d_out].
+
+    k=None gives all d_in pairs (then `Q_u = v^T diag(lambda) v`). Directions are processed in batches that fit in
+    `max_memory` bytes (32 MiB on CPU, 2 GiB on CUDA by default), with a progress bar for long sweeps.
+    """
+    directions = factors.directions(u)
+    d_in = factors.d_in
+    if k is None:
+        k = d_in
+    if not 1 <= k <= d_in:
+        raise ValueError(f"k={k} eigenpairs asked for, but Q_u is {d_in} x {d_in}: pass 1 <= k <= {d_in} (or None for all).")
+    if method == "auto":
+        method = "krylov" if 8 * k <= d_in and d_in >= 128 else "dense"
+    if method not in ("dense", "krylov"):
+        raise ValueError(f"method must be 'auto', 'dense' or 'krylov', got {method!r}.")
+    if block < 1:
+        raise ValueError(f"block must be >= 1, got {block}.")
+    if tol is None:
+        tol = DEFAULT_TOL.get(factors.dtype, 1e-2)
+    c = factors.hidden_coefficients(directions)
+    n = c.shape[0]
+    element = factors.W_gate.element_size()
+    budget = memory_budget(factors.device, max_memory)
+    per_direction = element * 2 * d_in * d_in  # Q_u, plus the Krylov basis and its image (d_in / 2 rows each)
+    ranges = list(chunks(n, per_direction, budget * 3 // 4))  # the rest is left to the building of Q
+    show = progress if progress is not None else n >= PROGRESS_MIN_DIRECTIONS and len(ranges) > 1
+    lam = torch.empty(n, k, dtype=factors.dtype, device=factors.device)
+    v = torch.empty(n, k, d_in, dtype=factors.dtype, device=factors.device)
+    with tqdm(total=n, desc=f"eigendecompose ({method}, top {k})", unit="dir", disable=not show) as bar:
+        for start, stop in ranges:
+            Q = interaction_matrices(factors, c[start:stop], max_memory=budget // 4)
+            if method == "dense":
+                result = dense_top_k(Q, k)
+                result = Eigen(result.lambda_, _canonical_sign(result.v))
+            else:
+                result = krylov_top_k(Q, k, tol, block)
+            lam[start:stop], v[start:stop] = result
+            bar.update(stop - start)
+    if u.ndim == 1:
+        return Eigen(lam[0], v[0])
+    return Eigen(lam, v)

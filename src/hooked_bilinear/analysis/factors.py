@@ -1,0 +1,161 @@
+"""The bilinear layer as three factor matrices, biases folded in: the common input of every analysis.
+
+A bilinear MLP `out(x) = ((x W_gate + b_gate) * (x W_in + b_in)) W_out + b_out` (TransformerLens orientation) is
+exactly a bias-free bilinear layer on the augmented input `x' = [x, 1]`:
+
+    out(x) = ((x' W_gate') * (x' W_in')) W_out'
+
+with `W_gate' = [[W_gate, e], [b_gate, 1]]`, `W_in' = [[W_in, e], [b_in, 1]]` and `W_out' = [[W_out], [b_out]]`,
+i.e. the biases become a last input row and `b_out` becomes one extra hidden unit whose gate and in sides both
+read the constant 1. Layers without biases are used as they are (`d_in = d_model`, nothing appended). Every
+identity of the papers then holds for the factors without a bias term, e.g. `u . out(x) = x'^T Q_u x'`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from jaxtyping import Float
+
+from hooked_bilinear.errors import NotBilinearError
+
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def analysis_dtype(weight_dtype: torch.dtype, dtype: Optional[torch.dtype]) -> torch.dtype:
+    """The dtype an analysis runs in: the one asked for, else float32 for half/bfloat16 weights, else the weights'."""
+    if dtype is not None:
+        if not dtype.is_floating_point:
+            raise TypeError(f"analysis dtype must be a floating-point dtype, got {dtype}.")
+        return dtype
+    return torch.float32 if weight_dtype in LOW_PRECISION else weight_dtype
+
+
+def check_finite(tensor: torch.Tensor, what: str) -> None:
+    """Raise ValueError naming `what` if it holds NaN or inf."""
+    if not torch.isfinite(tensor).all():
+        bad = (~torch.isfinite(tensor)).sum().item()
+        raise ValueError(
+            f"{what} holds {bad} NaN/inf value(s); an analysis of non-finite numbers would be meaningless. "
+            "Check the checkpoint (or the tensor you passed) for overflow or corrupted values."
+        )
+
+
+@dataclass(frozen=True)
+class BilinearFactors:
+    """`out(x) = ((x' W_gate) * (x' W_in)) W_out` with `x' = [x, 1]` when `augmented`, else `x' = x`.
+
+    W_gate, W_in: [d_in, d_hidden]; W_out: [d_hidden, d_out].
+    """
+
+    W_gate: Float[torch.Tensor, "d_in d_hidden"]
+    W_in: Float[torch.Tensor, "d_in d_hidden"]
+    W_out: Float[torch.Tensor, "d_hidden d_out"]
+    augmented: bool
+
+    @property
+    def d_in(self) -> int:
+        return self.W_gate.shape[0]
+
+    @property
+    def d_model(self) -> int:
+        """Size of the layer's real input (d_in without the appended constant)."""
+        return self.d_in - int(self.augmented)
+
+    @property
+    def d_hidden(self) -> int:
+        return self.W_gate.shape[1]
+
+    @property
+    def d_out(self) -> int:
+        return self.W_out.shape[1]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.W_gate.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.W_gate.device
+
+    @classmethod
+    def from_mlp(cls, mlp: torch.nn.Module, dtype: Optional[torch.dtype] = None) -> "BilinearFactors":
+        """Factors of a bilinear MLP module (anything with `is_bilinear = True` and W_gate/W_in/W_out/biases)."""
+        if not getattr(mlp, "is_bilinear", False):
+            raise NotBilinearError(
+                f"{type(mlp).__name__} is not a bilinear MLP: weight-space analyses need out = W_out((W_gate x) * "
+                "(W_in x)) with no activation. A gated (GLU/SwiGLU) or plain MLP has no exact interaction matrix; "
+                "bilinearize the model first (hooked_bilinear.bilinearize) or pick a bilinear checkpoint."
+            )
+        W_gate, W_in, W_out = mlp.W_gate, mlp.W_in, mlp.W_out
+        b_gate, b_in, b_out = mlp.b_gate, mlp.b_in, mlp.b_out
+        return cls.from_weights(W_gate, W_in, W_out, b_gate, b_in, b_out, dtype=dtype)
+
+    @classmethod
+    def from_weights(
+        cls,
+        W_gate: Float[torch.Tensor, "d_model d_hidden"],
+        W_in: Float[torch.Tensor, "d_model d_hidden"],
+        W_out: Float[torch.Tensor, "d_hidden d_out"],
+        b_gate: Optional[Float[torch.Tensor, " d_hidden"]] = None,
+        b_in: Optional[Float[torch.Tensor, " d_hidden"]] = None,
+        b_out: Optional[Float[torch.Tensor, " d_out"]] = None,
+        dtype: Optional[torch.dtype] = None,
+    ) -> "BilinearFactors":
+        """Fold the biases (any of which may be None) into augmented factors, cast to the analysis dtype."""
+        target = analysis_dtype(W_gate.dtype, dtype)
+        named = {"W_gate": W_gate, "W_in": W_in, "W_out": W_out, "b_gate": b_gate, "b_in": b_in, "b_out": b_out}
+        for name, tensor in named.items():
+            if tensor is not None:
+                check_finite(tensor, f"the MLP weight {name}")
+        W_gate, W_in, W_out = (t.detach().to(target) for t in (W_gate, W_in, W_out))
+        if all(b is None for b in (b_gate, b_in, b_out)):
+            return cls(W_gate, W_in, W_out, augmented=False)
+        d_model, d_hidden = W_gate.shape
+        d_out = W_out.shape[1]
+
+        def bias(b: Optional[torch.Tensor], size: int) -> torch.Tensor:
+            return torch.zeros(size, dtype=target, device=W_gate.device) if b is None else b.detach().to(target)
+
+        unit = torch.zeros(d_model + 1, 1, dtype=target, device=W_gate.device)
+        unit[-1] = 1.0  # the extra hidden unit reads the constant input on both sides: it carries b_out
+        W_gate_aug = torch.cat([torch.cat([W_gate, bias(b_gate, d_hidden)[None]]), unit], dim=1)
+        W_in_aug = torch.cat([torch.cat([W_in, bias(b_in, d_hidden)[None]]), unit], dim=1)
+        W_out_aug = torch.cat([W_out, bias(b_out, d_out)[None]])
+        return cls(W_gate_aug, W_in_aug, W_out_aug, augmented=True)
+
+    def augment(self, x: Float[torch.Tensor, "*batch d_model"]) -> Float[torch.Tensor, "*batch d_in"]:
+        """`x' = [x, 1]` for augmented factors, else x; cast to the factors' dtype and device."""
+        if x.shape[-1] != self.d_model:
+            raise ValueError(
+                f"input of size {x.shape[-1]} given, but this MLP reads vectors of size d_model={self.d_model} "
+                "(its hook_in activations)."
+            )
+        check_finite(x, "the input x")
+        x = x.to(dtype=self.dtype, device=self.device)
+        if not self.augmented:
+            return x
+        return torch.cat([x, torch.ones_like(x[..., :1])], dim=-1)
+
+    def directions(self, u: torch.Tensor) -> Float[torch.Tensor, "n d_out"]:
+        """Validate output direction(s) u ([d_out] or [n, d_out]) and return them as [n, d_out] in the analysis dtype."""
+        if not isinstance(u, torch.Tensor):
+            raise TypeError(f"directions must be a torch.Tensor of shape [d_out] or [n, d_out], got {type(u).__name__}.")
+        if u.ndim not in (1, 2) or u.shape[-1] != self.d_out:
+            raise ValueError(
+                f"direction of shape {tuple(u.shape)} given, but this MLP writes vectors of size "
+                f"d_model={self.d_out}: pass a tensor of shape [{self.d_out}] or [n, {self.d_out}]."
+            )
+        check_finite(u, "the output direction(s) u")
+        return u.reshape(-1, self.d_out).to(dtype=self.dtype, device=self.device)
+
+    def hidden_coefficients(self, u: Float[torch.Tensor, "n d_out"]) -> Float[torch.Tensor, "n d_hidden"]:
+        """`c_u = W_out u`: how much each hidden unit's product writes along u."""
+        return u @ self.W_out.T
+
+    def forward(self, x: Float[torch.Tensor, "*batch d_model"]) -> Float[torch.Tensor, "*batch d_out"]:
+        """The layer itself, `((x' W_gate) * (x' W_in)) W_out`, in the analysis dtype."""
+        xa = self.augment(x)
+        return ((xa @ self.W_gate) * (xa @ self.W_in)) @ self.W_out

@@ -1,0 +1,39 @@
+"""Higher-order SVD of B along its output mode: the output directions the layer writes most, and their eigenpairs.
+
+The mode-1 unfolding of B [d_out, d_in * d_in] has left singular vectors = eigenvectors of the Gram matrix
+`M = B_(1) B_(1)^T`, which `output_gram` builds from d_hidden x d_hidden products, never from B. With them
+`B = sum_r u_r (x) Q_{u_r}` over all d_out orthonormal directions u_r, and keeping r of them is the best rank-r
+approximation of the output mode: `B ~= sum_{i<r} u_i (x) Q_{u_i}`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional
+
+import torch
+
+from hooked_bilinear.analysis.eigen import eigendecompose
+from hooked_bilinear.analysis.factors import BilinearFactors
+from hooked_bilinear.analysis.interaction import output_gram
+
+
+class HOSVD(NamedTuple):
+    """sigma [r] (singular values of B_(1), descending), u [r, d_out] (orthonormal output directions),
+    lambda_ [r, k], v [r, k, d_in] (eigenpairs of each Q_{u_i} by |lambda| descending)."""
+
+    sigma: torch.Tensor
+    u: torch.Tensor
+    lambda_: torch.Tensor
+    v: torch.Tensor
+
+
+def hosvd(factors: BilinearFactors, r: int, k: Optional[int] = None, **eigen_options: Any) -> HOSVD:
+    """The top-r output directions of B and the eigendecomposition (top-k, or all when k is None) of each."""
+    if not 1 <= r <= factors.d_out:
+        raise ValueError(f"r={r} output directions asked for, but the layer writes d_out={factors.d_out}: pass 1 <= r <= {factors.d_out}.")
+    gram_eigenvalues, gram_vectors = torch.linalg.eigh(output_gram(factors))
+    order = gram_eigenvalues.argsort(descending=True)[:r]
+    sigma = gram_eigenvalues[order].clamp_min(0).sqrt()
+    u = gram_vectors[:, order].T.contiguous()
+    eigen = eigendecompose(factors, u, k, **eigen_options)
+    return HOSVD(sigma, u, eigen.lambda_, eigen.v)

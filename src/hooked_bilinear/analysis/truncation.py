@@ -1,0 +1,137 @@
+"""Low-rank truncation: keep the top eigencomponents of Q_u for each direction of an output basis.
+
+For output directions `U` [r, d_out] (rows u_i; e.g. the HOSVD directions or the vocabulary's unembedding) and
+their read-out `A = pinv(U)^T` [r, d_out], the layer's output projected on the span of U is exactly
+`sum_i A_i (u_i . out(x)) = sum_i A_i sum_j lambda_ij (v_ij . x')^2`. Keeping the top-k j for every i gives a
+bilinear layer with r * k hidden units (gate = in = v_ij, out = lambda_ij A_i): `TruncatedBilinearMLP`. With an
+orthonormal basis of all d_out directions and k = d_in it reproduces the layer exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator, List, NamedTuple, Optional, Sequence
+
+import torch
+from jaxtyping import Float
+from tqdm.auto import tqdm
+
+from hooked_bilinear.analysis.eigen import Eigen, eigendecompose
+from hooked_bilinear.analysis.factors import BilinearFactors
+
+
+class TruncatedBilinearMLP(torch.nn.Module):
+    """`out(x) = sum_ij lambda_ij (v_ij . x')^2 A_i`: a bilinear MLP made of kept eigencomponents.
+
+    v [r, k, d_in], lambda_ [r, k], readout A [r, d_out]; `augmented` says x' = [x, 1]. It is itself a bilinear
+    layer (W_gate = W_in = the v_ij), so every analysis applies to it too.
+    """
+
+    is_bilinear = True
+
+    def __init__(self, v: torch.Tensor, lambda_: torch.Tensor, readout: torch.Tensor, augmented: bool) -> None:
+        super().__init__()
+        self.augmented = augmented
+        self.register_buffer("v", v.detach().clone())
+        self.register_buffer("lambda_", lambda_.detach().clone())
+        self.register_buffer("readout", readout.detach().clone())
+
+    @property
+    def k(self) -> int:
+        return self.v.shape[1]
+
+    def keep(self, k: int) -> "TruncatedBilinearMLP":
+        """The same truncation with only the top-k components of each direction (k <= self.k)."""
+        if not 1 <= k <= self.k:
+            raise ValueError(f"can keep 1..{self.k} components per direction, got k={k}.")
+        return TruncatedBilinearMLP(self.v[:, :k], self.lambda_[:, :k], self.readout, self.augmented)
+
+    @property
+    def _V(self) -> torch.Tensor:
+        return self.v.reshape(-1, self.v.shape[-1])  # [r * k, d_in]
+
+    @property
+    def W_gate(self) -> Float[torch.Tensor, "d_model hidden"]:
+        return self._V[:, : self._V.shape[1] - int(self.augmented)].T
+
+    W_in = W_gate
+
+    @property
+    def W_out(self) -> Float[torch.Tensor, "hidden d_out"]:
+        return (self.lambda_[:, :, None] * self.readout[:, None, :]).reshape(-1, self.readout.shape[1])
+
+    @property
+    def b_gate(self) -> Optional[torch.Tensor]:
+        return self._V[:, -1] if self.augmented else None
+
+    b_in = b_gate
+    b_out = None
+
+    def forward(self, x: Float[torch.Tensor, "*batch d_model"]) -> Float[torch.Tensor, "*batch d_out"]:
+        """`sum_ij lambda_ij (v_ij . x')^2 A_i`, in the dtype of the kept components, returned in x's dtype."""
+        x_aug = x.to(self.v.dtype)
+        if self.augmented:
+            x_aug = torch.cat([x_aug, torch.ones_like(x_aug[..., :1])], dim=-1)
+        return ((x_aug @ self._V.T).square() @ self.W_out).to(x.dtype)
+
+
+def truncate(factors: BilinearFactors, basis: torch.Tensor, k: int, **eigen_options: Any) -> TruncatedBilinearMLP:
+    """Keep the top-k eigencomponents of Q_u for each row u of `basis` [r, d_out] (see module doc)."""
+    directions = factors.directions(basis)
+    if torch.linalg.matrix_rank(directions) < directions.shape[0] and directions.shape[0] <= factors.d_out:
+        raise ValueError("the basis directions are linearly dependent: pass linearly independent rows (or an overcomplete set spanning d_out).")
+    readout = torch.linalg.pinv(directions).T.contiguous()
+    eigen: Eigen = eigendecompose(factors, directions, k, **eigen_options)
+    return TruncatedBilinearMLP(eigen.v, eigen.lambda_, readout, factors.augmented)
+
+
+@contextlib.contextmanager
+def replace_mlp(model: Any, layer: int, module: torch.nn.Module) -> Iterator[None]:
+    """Within the block, `blocks.{layer}.mlp` outputs `module(x)` for its input x (through hooks on hook_in/hook_out)."""
+    name = f"blocks.{layer}.mlp"
+    stash: List[torch.Tensor] = []
+
+    def keep_input(x: torch.Tensor, hook: Any) -> torch.Tensor:
+        stash[:] = [x]
+        return x
+
+    def swap_output(out: torch.Tensor, hook: Any) -> torch.Tensor:
+        return module(stash[0]).to(out.dtype)
+
+    with model.hooks(fwd_hooks=[(f"{name}.hook_in", keep_input), (f"{name}.hook_out", swap_output)]):
+        yield
+
+
+class TruncationCurve(NamedTuple):
+    """Faithfulness per number of kept components: loss of the model with the truncated MLP, and the correlation
+    between truncated and original MLP outputs; baseline_loss is the untruncated model's."""
+
+    ks: List[int]
+    loss: List[float]
+    correlation: List[float]
+    baseline_loss: float
+
+
+def truncation_curve(
+    model: Any,
+    layer: int,
+    truncated: TruncatedBilinearMLP,
+    tokens: torch.Tensor,
+    ks: Sequence[int],
+    progress: bool = True,
+) -> TruncationCurve:
+    """Loss and output correlation of the model with `truncated.keep(k)` in place of layer `layer`'s MLP, per k."""
+    with torch.no_grad():
+        baseline, cache = model.run_with_cache(
+            tokens, return_type="loss", names_filter=[f"blocks.{layer}.mlp.hook_in", f"blocks.{layer}.mlp.hook_out"]
+        )
+        x, out = cache[f"blocks.{layer}.mlp.hook_in"], cache[f"blocks.{layer}.mlp.hook_out"]
+        losses, correlations = [], []
+        for k in tqdm(list(ks), desc="truncation curve", disable=not progress):
+            module = truncated.keep(k)
+            approx = module(x)
+            stacked = torch.stack([approx.flatten(), out.flatten()]).double()
+            correlations.append(torch.corrcoef(stacked)[0, 1].item())
+            with replace_mlp(model, layer, module):
+                losses.append(model(tokens, return_type="loss").item())
+    return TruncationCurve(list(ks), losses, correlations, baseline.item())

@@ -1,0 +1,76 @@
+"""Output directions through the final norm and unembedding, contrasts, top-token read-outs, non-bilinear refusal."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from models import random_model
+
+from hooked_bilinear import NotBilinearError
+from hooked_bilinear.analysis import contrast_directions, mlp_factors, top_tokens, unembedding_directions
+
+
+@pytest.mark.parametrize("fmt", ["current", "legacy"])
+def test_token_direction_reads_the_logit_of_the_normalised_stream(fmt):
+    model, _, state = random_model(fmt)
+    tokens = torch.randint(0, 40, (2, 7), generator=torch.Generator().manual_seed(0))
+    logits, cache = model.run_with_cache(tokens)
+    x = cache["blocks.1.hook_resid_post"]
+    x_hat = x * torch.rsqrt(x.square().mean(-1, keepdim=True) + 1e-8)  # what the ignored 1/rms scale divides out
+    u = unembedding_directions(model)  # [vocab, d_model]
+    offset = state["transformer.n_f.norm.bias"] @ state["lm_head.weight"].T if fmt == "legacy" else 0.0
+    torch.testing.assert_close(x_hat @ u.T + offset, logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(unembedding_directions(model, [3, 5]), u[[3, 5]])
+
+
+def test_contrast_is_token_minus_mean_of_the_others():
+    model, _, _ = random_model()
+    u = unembedding_directions(model)
+    contrast = contrast_directions(model, 7)
+    others = torch.cat([u[:7], u[8:]]).mean(0)
+    torch.testing.assert_close(contrast[0], u[7] - others, atol=1e-6, rtol=1e-6)
+
+
+def test_bad_token_ids_are_refused():
+    model, _, _ = random_model()
+    with pytest.raises(ValueError, match=r"\[0, 40\)"):
+        unembedding_directions(model, [0, 40])
+    with pytest.raises(TypeError, match="integer ids"):
+        unembedding_directions(model, torch.tensor([0.5]))
+
+
+@pytest.mark.parametrize("through", ["unembed", "embed"])
+def test_top_tokens_rank_the_scores(through):
+    model, _, state = random_model("legacy")
+    eigen = model.blocks[1].mlp.eigendecompose(unembedding_directions(model, 4)[0], k=2)
+    table = top_tokens(model, eigen.v, k=5, through=through, layer=1)
+    if through == "unembed":
+        readout = state["lm_head.weight"] * state["transformer.n_f.norm.weight"]
+    else:
+        readout = state["transformer.wte.weight"] * state["transformer.h.1.n2.norm.weight"]
+    scores = eigen.v @ readout.T
+    torch.testing.assert_close(table.top_scores, scores.topk(5, dim=1).values, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(table.bottom_scores, scores.topk(5, dim=1, largest=False).values, atol=1e-5, rtol=1e-5)
+    assert table.top_tokens[0] == [str(i) for i in scores[0].topk(5).indices.tolist()]
+    assert "[1] +" in str(table)
+
+
+def test_top_tokens_bad_input():
+    model, _, _ = random_model()
+    with pytest.raises(ValueError, match="pass layer="):
+        top_tokens(model, torch.randn(32), through="embed")
+    with pytest.raises(ValueError, match="d_model=32"):
+        top_tokens(model, torch.randn(31))
+    with pytest.raises(ValueError, match="through must be"):
+        top_tokens(model, torch.randn(32), through="logits")
+
+
+@pytest.mark.parametrize("mlp", [dict(gate="silu"), dict(gate="relu"), dict(bilinear=False, gate="gelu")],
+                         ids=["swiglu", "reglu", "plain"])
+def test_gated_or_plain_mlp_is_not_analysed(mlp):
+    model, _, _ = random_model(**mlp)
+    with pytest.raises(NotBilinearError, match="not a bilinear MLP"):
+        mlp_factors(model, 0)
+    assert not hasattr(model.blocks[0].mlp, "eigendecompose")
+    with pytest.raises(IndexError, match="layers 0..1"):
+        mlp_factors(model, 2)

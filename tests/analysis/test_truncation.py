@@ -1,0 +1,56 @@
+"""Truncation: exact with every component, a drop-in replacement in the hooked model, a faithfulness curve."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from factories import factors_of, mlp_forward, random_layer
+from models import random_model
+
+from hooked_bilinear.analysis import BilinearFactors, replace_mlp, truncate, truncation_curve
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_all_components_of_a_full_basis_reproduce_the_layer(bias):
+    layer = random_layer(8, 16, bias, seed=1)
+    x = torch.randn(3, 8, dtype=torch.float64)
+    orthonormal = torch.linalg.qr(torch.randn(8, 8, dtype=torch.float64)).Q.T
+    overcomplete = torch.randn(20, 8, dtype=torch.float64)  # like the vocabulary: more directions than d_model
+    for basis in (orthonormal, overcomplete):
+        module = truncate(factors_of(layer), basis, k=8 + bias)
+        torch.testing.assert_close(module(x), mlp_forward(layer, x), atol=1e-11, rtol=1e-9)
+
+
+def test_truncated_module_is_itself_a_bilinear_layer():
+    layer = random_layer(8, 16, True, seed=2)
+    module = truncate(factors_of(layer), torch.eye(8, dtype=torch.float64), k=3)
+    x = torch.randn(5, 8, dtype=torch.float64)
+    torch.testing.assert_close(BilinearFactors.from_mlp(module).forward(x), module(x), atol=1e-12, rtol=1e-12)
+    fewer = module.keep(2)
+    assert fewer.k == 2 and not torch.allclose(fewer(x), module(x))
+    with pytest.raises(ValueError, match="1..3"):
+        module.keep(4)
+
+
+def test_dependent_basis_is_refused():
+    basis = torch.randn(2, 8, dtype=torch.float64).repeat(2, 1)
+    with pytest.raises(ValueError, match="linearly dependent"):
+        truncate(factors_of(random_layer(8, 16, False)), basis, k=2)
+
+
+def test_replacement_in_the_hooked_model_and_the_curve():
+    model, _, _ = random_model(d_model=32, d_hidden=48, bias=True)
+    tokens = torch.randint(0, 40, (2, 12), generator=torch.Generator().manual_seed(0))
+    mlp = model.blocks[1].mlp
+    full = mlp.truncate(mlp.hosvd(32, k=1).u, k=33)
+    baseline = model(tokens, return_type="loss").item()
+    with replace_mlp(model, 1, full):
+        assert model(tokens, return_type="loss").item() == pytest.approx(baseline, abs=1e-4)
+    with replace_mlp(model, 1, full.keep(1)):
+        truncated_loss = model(tokens, return_type="loss").item()
+    assert abs(truncated_loss - baseline) > 1e-4, "swapping in a 1-component MLP changed nothing"
+    assert model(tokens, return_type="loss").item() == pytest.approx(baseline, abs=1e-6), "hooks left behind"
+    curve = truncation_curve(model, 1, full, tokens, ks=[1, 4, 33], progress=False)
+    assert curve.baseline_loss == pytest.approx(baseline, abs=1e-5)
+    assert curve.loss[-1] == pytest.approx(baseline, abs=1e-4) and curve.correlation[-1] > 1 - 1e-6
+    assert curve.loss[0] == pytest.approx(truncated_loss, abs=1e-5)
