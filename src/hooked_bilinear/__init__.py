@@ -6,8 +6,10 @@ Public API:
     HookedBilinearMLP                  the bilinear MLP component
     BilinearConfig, BilinearForCausalLM  the transformers model class of the tdooms formats
     detect_format(config_dict)         "current" or "legacy"
+    analysis                           weight-space analyses (also methods of HookedBilinearMLP)
 """
 
+from hooked_bilinear import analysis
 from hooked_bilinear.components.hooked_bilinear_mlp import HookedBilinearMLP
 from hooked_bilinear.errors import (
     CheckpointFormatError,
@@ -16,7 +18,10 @@ from hooked_bilinear.errors import (
     HookedBilinearError,
     NotBilinearError,
 )
-from hooked_bilinear.loading.adapter import BilinearArchitectureAdapter, register_adapter
+from hooked_bilinear.loading.adapter import (
+    BilinearArchitectureAdapter,
+    register_adapter,
+)
 from hooked_bilinear.loading.pretrained import from_pretrained, shipped_checkpoints
 from hooked_bilinear.modeling.configuration import BilinearConfig, detect_format
 from hooked_bilinear.modeling.modeling import BilinearForCausalLM
@@ -37,6 +42,7 @@ __all__ = [
     "NotBilinearError",
     "detect_format",
     "from_pretrained",
+    "analysis",
     "register_adapter",
     "shipped_checkpoints",
 ]

@@ -7,7 +7,12 @@ import torch
 from models import random_model
 
 from hooked_bilinear import NotBilinearError
-from hooked_bilinear.analysis import contrast_directions, mlp_factors, top_tokens, unembedding_directions
+from hooked_bilinear.analysis import (
+    contrast_directions,
+    mlp_factors,
+    top_tokens,
+    unembedding_directions,
+)
 
 
 @pytest.mark.parametrize("fmt", ["current", "legacy"])

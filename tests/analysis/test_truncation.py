@@ -7,7 +7,12 @@ import torch
 from factories import factors_of, mlp_forward, random_layer
 from models import random_model
 
-from hooked_bilinear.analysis import BilinearFactors, replace_mlp, truncate, truncation_curve
+from hooked_bilinear.analysis import (
+    BilinearFactors,
+    replace_mlp,
+    truncate,
+    truncation_curve,
+)
 
 
 @pytest.mark.parametrize("bias", [False, True])

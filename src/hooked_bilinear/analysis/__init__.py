@@ -16,7 +16,11 @@ from hooked_bilinear.analysis.readout import (
     top_tokens,
     unembedding_directions,
 )
-from hooked_bilinear.analysis.spectrum import SpectrumStats, eigenvector_similarity, spectrum_stats
+from hooked_bilinear.analysis.spectrum import (
+    SpectrumStats,
+    eigenvector_similarity,
+    spectrum_stats,
+)
 from hooked_bilinear.analysis.truncation import (
     TruncatedBilinearMLP,
     TruncationCurve,

@@ -1,13 +1,15 @@
 """Eigendecomposition of interaction matrices: `Q_u = sum_k lambda_k v_k v_k^T`, so `u . out(x) = sum_k lambda_k (v_k . x')^2`.
 
 `eigendecompose(factors, u, k)` returns the k eigenpairs of largest |lambda| (all of them when k is None), ordered
-by |lambda| descending, for one direction or a batch. Two methods, same answer:
+by |lambda| descending, for one direction or a batch. Three methods, same answer:
 
 - "dense": `torch.linalg.eigh` of each Q_u.
 - "krylov": block Krylov (Lanczos with full re-orthogonalisation) on each Q_u, batched over directions, grown
   until every kept Ritz pair has residual `||Q v - lambda v|| <= tol * |lambda_max|`; a direction that has not
   converged once the Krylov space reaches d_in / 2 gets the dense eigh instead. Much cheaper than eigh for k << d_in.
   The block size (default 4) is the largest multiplicity of an eigenvalue it is guaranteed to resolve.
+- "factored": the same Krylov iteration, matrix-free: products with Q_u go through the factors
+  (`FactoredOperator`), so no Q_u is ever built; the least memory, a little slower on CPU (measured).
 
 "auto" takes "krylov" when 8 k <= d_in and d_in >= 128, else "dense". Eigenvectors are unit vectors with their
 largest-magnitude entry positive.
@@ -15,14 +17,18 @@ largest-magnitude entry positive.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Union
 
 import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
 from hooked_bilinear.analysis.factors import BilinearFactors
-from hooked_bilinear.analysis.interaction import chunks, interaction_matrices, memory_budget
+from hooked_bilinear.analysis.interaction import (
+    chunks,
+    interaction_matrices,
+    memory_budget,
+)
 
 DEFAULT_TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
 PROGRESS_MIN_DIRECTIONS = 256
@@ -70,43 +76,87 @@ def _ritz(V: torch.Tensor, QV: torch.Tensor, k: int) -> tuple[torch.Tensor, torc
     return theta, ritz, residual
 
 
-def krylov_top_k(Q: Float[torch.Tensor, "m d d"], k: int, tol: float, block: int = 4) -> Eigen:
-    """Top-|lambda| k eigenpairs of each Q by block Krylov + Rayleigh-Ritz, checked by residuals (see module doc).
+class DenseOperator:
+    """A batch of explicit symmetric matrices Q [m, d, d] acting on rows: Y [m, b, d] -> Y Q."""
 
-    The basis is kept as rows (V [m, s, d], image V Q = (Q V^T)^T since Q is symmetric): row-vector products stream
-    Q row by row, several times faster on CPU than Q @ (thin matrix).
-    """
-    m, d, _ = Q.shape
+    def __init__(self, Q: Float[torch.Tensor, "m d d"]) -> None:
+        self.Q = Q
+
+    def apply(self, Y: torch.Tensor) -> torch.Tensor:
+        return Y @ self.Q  # rows stream Q row by row: several times faster on CPU than Q @ (thin matrix)
+
+    def select(self, keep: torch.Tensor) -> "DenseOperator":
+        return DenseOperator(self.Q[keep])
+
+    def dense(self) -> torch.Tensor:
+        return self.Q
+
+
+class FactoredOperator:
+    """Q_n = sym(W_gate diag(c_n) W_in^T) without building it: `Y Q_n = (((Y W_in) * c_n) W_gate^T + ((Y W_gate) *
+    c_n) W_in^T) / 2`, four products with the shared factors, batched over the m directions as plain matmuls."""
+
+    def __init__(self, factors: BilinearFactors, c: Float[torch.Tensor, "m d_hidden"]) -> None:
+        self.factors, self.c = factors, c
+
+    def apply(self, Y: torch.Tensor) -> torch.Tensor:
+        m, b, d = Y.shape
+        f, flat = self.factors, Y.reshape(m * b, d)
+        via_in = ((flat @ f.W_in).view(m, b, -1) * self.c[:, None, :]).view(m * b, -1)
+        via_gate = ((flat @ f.W_gate).view(m, b, -1) * self.c[:, None, :]).view(m * b, -1)
+        return (0.5 * (via_in @ f.W_gate.T + via_gate @ f.W_in.T)).view(m, b, d)
+
+    def select(self, keep: torch.Tensor) -> "FactoredOperator":
+        return FactoredOperator(self.factors, self.c[keep])
+
+    def dense(self) -> torch.Tensor:
+        return interaction_matrices(self.factors, self.c)
+
+
+Operator = Union[DenseOperator, FactoredOperator]
+
+
+def krylov_top_k(
+    Q: Union[Float[torch.Tensor, "m d d"], Operator], k: int, tol: float, block: int = 4, d: Optional[int] = None
+) -> Eigen:
+    """Top-|lambda| k eigenpairs of each of m symmetric matrices by block Krylov + Rayleigh-Ritz, checked by
+    residuals (see module doc). Q is the explicit matrices [m, d, d] or an operator on rows (then pass d)."""
+    op = DenseOperator(Q) if isinstance(Q, torch.Tensor) else Q
+    probe = op.c if isinstance(op, FactoredOperator) else op.Q
+    m, d = probe.shape[0], (op.Q.shape[-1] if isinstance(op, DenseOperator) else d)
+    if d is None:
+        raise ValueError("pass d (the matrices' size) with an operator.")
+    dtype, device = probe.dtype, probe.device
     max_dim = min(d, max(d // 2, 2 * k + block))
     max_dim -= max_dim % block
     if max_dim < k:  # too small a matrix for a Krylov space to hold k pairs
-        result = dense_top_k(Q, k)
+        result = dense_top_k(op.dense(), k)
         return Eigen(result.lambda_, _canonical_sign(result.v))
     first_check = min(max_dim, max(2 * k + block, d // 4))
-    generator = torch.Generator(device=Q.device).manual_seed(0)
-    V = torch.empty(m, max_dim, d, dtype=Q.dtype, device=Q.device)  # orthonormal Krylov basis, as rows
+    generator = torch.Generator(device=device).manual_seed(0)
+    V = torch.empty(m, max_dim, d, dtype=dtype, device=device)  # orthonormal Krylov basis, as rows
     QV = torch.empty_like(V)  # its image under Q
-    start = torch.randn(m, d, block, generator=generator, device=Q.device, dtype=Q.dtype)
+    start = torch.randn(m, d, block, generator=generator, device=device, dtype=dtype)
     V[:, :block] = torch.linalg.qr(start).Q.mT
-    lam_out = torch.empty(m, k, dtype=Q.dtype, device=Q.device)
-    v_out = torch.empty(m, k, d, dtype=Q.dtype, device=Q.device)
-    active = torch.arange(m, device=Q.device)
+    lam_out = torch.empty(m, k, dtype=dtype, device=device)
+    v_out = torch.empty(m, k, d, dtype=dtype, device=device)
+    active = torch.arange(m, device=device)
     dim = 0
     while True:
-        QV[:, dim : dim + block] = V[:, dim : dim + block] @ Q
+        QV[:, dim : dim + block] = op.apply(V[:, dim : dim + block])
         dim += block
         if dim >= max_dim or (dim >= first_check and (dim - first_check) % 16 < block):
             theta, ritz, residual = _ritz(V[:, :dim], QV[:, :dim], k)
             ok = (residual <= tol * theta[:, :1].abs()).all(dim=1)
             if dim >= max_dim and not ok.all():
-                exact = dense_top_k(Q[~ok], k)  # not converged in d/2 dimensions: fall back to the exact eigh
+                exact = dense_top_k(op.select(~ok).dense(), k)  # not converged in d/2 dimensions: the exact eigh
                 theta[~ok], ritz[~ok] = exact.lambda_, exact.v
                 ok[:] = True
             lam_out[active[ok]] = theta[ok]
             v_out[active[ok]] = ritz[ok]
             if ok.all():
                 return Eigen(lam_out, _canonical_sign(v_out))
-            active, Q, V, QV = active[~ok], Q[~ok], V[~ok], QV[~ok]
+            active, op, V, QV = active[~ok], op.select(~ok), V[~ok], QV[~ok]
         Y = QV[:, dim - block : dim]
         for _ in range(2):  # block Gram-Schmidt against the basis so far, twice for stability
             Y = Y - (Y @ V[:, :dim].mT) @ V[:, :dim]
@@ -137,14 +187,13 @@ def eigendecompose(
         raise ValueError(f"k={k} eigenpairs asked for, but Q_u is {d_in} x {d_in}: pass 1 <= k <= {d_in} (or None for all).")
     if method == "auto":
         method = "krylov" if 8 * k <= d_in and d_in >= 128 else "dense"
-    if method not in ("dense", "krylov"):
-        raise ValueError(f"method must be 'auto', 'dense' or 'krylov', got {method!r}.")
+    if method not in ("dense", "krylov", "factored"):
+        raise ValueError(f"method must be 'auto', 'dense', 'krylov' or 'factored', got {method!r}.")
     if block < 1:
         raise ValueError(f"block must be >= 1, got {block}.")
     if tol is None:
         tol = DEFAULT_TOL.get(factors.dtype, 1e-2)
-    c = factors.hidden_coefficients(directions)
-    n = c.shape[0]
+    n = directions.shape[0]
     element = factors.W_gate.element_size()
     budget = memory_budget(factors.device, max_memory)
     per_direction = element * 2 * d_in * d_in  # Q_u, plus the Krylov basis and its image (d_in / 2 rows each)
@@ -154,12 +203,14 @@ def eigendecompose(
     v = torch.empty(n, k, d_in, dtype=factors.dtype, device=factors.device)
     with tqdm(total=n, desc=f"eigendecompose ({method}, top {k})", unit="dir", disable=not show) as bar:
         for start, stop in ranges:
-            Q = interaction_matrices(factors, c[start:stop], max_memory=budget // 4)
+            c = factors.hidden_coefficients(directions[start:stop])
             if method == "dense":
-                result = dense_top_k(Q, k)
+                result = dense_top_k(interaction_matrices(factors, c, max_memory=budget // 4), k)
                 result = Eigen(result.lambda_, _canonical_sign(result.v))
+            elif method == "krylov":
+                result = krylov_top_k(DenseOperator(interaction_matrices(factors, c, max_memory=budget // 4)), k, tol, block)
             else:
-                result = krylov_top_k(Q, k, tol, block)
+                result = krylov_top_k(FactoredOperator(factors, c), k, tol, block, d=d_in)
             lam[start:stop], v[start:stop] = result
             bar.update(stop - start)
     if u.ndim == 1:

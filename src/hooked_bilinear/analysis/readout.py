@@ -72,7 +72,7 @@ class TokenTable(NamedTuple):
         lines = []
         for i, (top, bottom) in enumerate(zip(self.top_tokens, self.bottom_tokens)):
             lines.append(f"[{i}] + " + ", ".join(f"{t!r} {s:.2f}" for t, s in zip(top, self.top_scores[i].tolist())))
-            lines.append(f"    - " + ", ".join(f"{t!r} {s:.2f}" for t, s in zip(bottom, self.bottom_scores[i].tolist())))
+            lines.append("    - " + ", ".join(f"{t!r} {s:.2f}" for t, s in zip(bottom, self.bottom_scores[i].tolist())))
         return "\n".join(lines)
 
 

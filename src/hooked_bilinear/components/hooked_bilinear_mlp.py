@@ -21,11 +21,21 @@ from typing import Any, Callable, Dict, Optional
 import torch
 from beartype import beartype
 from jaxtyping import Float, jaxtyped
-from transformer_lens.model_bridge.generalized_components.base import GeneralizedComponent
-from transformer_lens.model_bridge.generalized_components.joint_gate_up_mlp import JointGateUpMLPBridge
+from transformer_lens.model_bridge.generalized_components.base import (
+    GeneralizedComponent,
+)
+from transformer_lens.model_bridge.generalized_components.joint_gate_up_mlp import (
+    JointGateUpMLPBridge,
+)
 
 from hooked_bilinear import analysis
-from hooked_bilinear.analysis import BilinearFactors, Decomposition, Eigen, HOSVD, TruncatedBilinearMLP
+from hooked_bilinear.analysis import (
+    HOSVD,
+    BilinearFactors,
+    Decomposition,
+    Eigen,
+    TruncatedBilinearMLP,
+)
 from hooked_bilinear.analysis.interaction import TENSOR_MAX_BYTES
 
 Directions = Float[torch.Tensor, "*n d_out"]
@@ -99,7 +109,7 @@ class HookedBilinearMLP(JointGateUpMLPBridge):
     ) -> Eigen:
         """Top-|lambda| k eigenpairs (all when k is None) of Q_u: `Q_u = sum_k lambda_k v_k v_k^T`.
 
-        Returns Eigen(lambda_ [*n, k], v [*n, k, d_in]). Options: method ("auto" | "dense" | "krylov"), tol, block,
+        Returns Eigen(lambda_ [*n, k], v [*n, k, d_in]). Options: method ("auto" | "dense" | "krylov" | "factored"), tol, block,
         max_memory (bytes), progress.
         """
         return analysis.eigendecompose(self.factors(dtype), u, k, **options)
