@@ -136,3 +136,20 @@ def test_non_finite_weights_are_refused(name):
 def test_unknown_method_is_refused():
     with pytest.raises(ValueError, match="'dense', 'krylov' or 'factored'"):
         eigendecompose(factors_of(random_layer(6, 8, False)), torch.randn(6, dtype=torch.float64), 2, method="lanczos")
+
+
+@pytest.mark.parametrize("method", ["krylov", "factored"])
+def test_krylov_converges_on_its_own(monkeypatch, method):
+    """On a random layer the Krylov iteration must converge by itself: the dense fallback is for rare cases only."""
+    import hooked_bilinear.analysis.eigen as eigen_module
+
+    def no_fallback(Q, k):
+        raise AssertionError("the Krylov iteration fell back to the dense eigh")
+
+    monkeypatch.setattr(eigen_module, "dense_top_k", no_fallback)
+    factors = factors_of(random_layer(256, 512, True, seed=7, dtype=torch.float32))
+    u = torch.randn(6, 256, generator=torch.Generator().manual_seed(7))
+    fast = eigendecompose(factors, u, 8, method=method)
+    monkeypatch.undo()
+    ref_lambda, _ = dense_reference(interaction_matrix(factors, u), 8)
+    torch.testing.assert_close(fast.lambda_.double(), ref_lambda, atol=1e-4 * ref_lambda.abs().max().item(), rtol=1e-4)
