@@ -6,8 +6,9 @@ Hooks (as on any TransformerLens MLP): `hook_in` (x), `hook_pre` (the gate / LEF
 `hook_pre_linear` (the RIGHT side `W_in x + b_in`), `hook_post` (their product) and `hook_out`.
 
 The same forward runs in raw and in compatibility mode, so no path can fall back to an activation function (stock
-TransformerLens 4.3 resolves an unknown activation name to SiLU in compatibility mode). The checkpoint's fused
-projection `w` [2 d_hidden, d_model] is split into two Linear views: rows [0, d_hidden) are `gate`, the rest `in`.
+TransformerLens 4.3 resolves an unknown activation name to SiLU in compatibility mode). Two layouts: a fused projection
+(the tdooms `w` [2 d_hidden, d_model], split into two Linear views: rows [0, d_hidden) are `gate`, the rest `in`), or
+separate `gate` / `in` / `out` submodules (the Llama form: gate_proj, up_proj, down_proj).
 
 The weight-space analyses of the papers are methods (they read the current weights, so in compatibility mode they
 describe the processed weights that the hooks see): `interaction_matrix(u)`, `eigendecompose(u, k)`, `tensor()`,
@@ -24,6 +25,7 @@ from jaxtyping import Float, jaxtyped
 from transformer_lens.model_bridge.generalized_components.base import (
     GeneralizedComponent,
 )
+from transformer_lens.model_bridge.generalized_components.gated_mlp import GatedMLPBridge
 from transformer_lens.model_bridge.generalized_components.joint_gate_up_mlp import (
     JointGateUpMLPBridge,
 )
@@ -61,16 +63,34 @@ class HookedBilinearMLP(JointGateUpMLPBridge):
         name: str,
         config: Optional[Any] = None,
         submodules: Optional[Dict[str, GeneralizedComponent]] = None,
-        fused_attr: str = "w",
+        fused_attr: Optional[str] = "w",
         split_gate_up_matrix: Optional[Callable] = None,
     ) -> None:
+        """`fused_attr=None`: `submodules` names separate "gate", "in" and "out" projections (Llama's gate_proj,
+        up_proj, down_proj); otherwise the module's `fused_attr` projection is split into gate and in."""
+        submodules = dict(submodules or {})
+        separate = {name: submodules.pop(name) for name in ("gate", "in") if name in submodules}
+        if fused_attr is None and len(separate) != 2:
+            raise ValueError("HookedBilinearMLP with fused_attr=None needs 'gate' and 'in' submodules.")
         super().__init__(
             name,
             config,
             submodules=submodules,
             split_gate_up_matrix=split_gate_up_matrix,
-            fused_attr=fused_attr,
+            fused_attr=fused_attr or "",
         )
+        self.fused = fused_attr is not None
+        for key, bridge in separate.items():  # replace the split views that JointGateUpMLPBridge made
+            setattr(self, key, bridge)
+            self.submodules[key] = bridge
+            self.real_components[key] = (key, bridge)
+
+    def set_original_component(self, original_component: torch.nn.Module) -> None:
+        """Split the fused projection into gate/in views; separate projections are wired by the bridge set-up."""
+        if self.fused:
+            super().set_original_component(original_component)
+        else:
+            GatedMLPBridge.set_original_component(self, original_component)
 
     def _resolve_activation_fn(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """A bilinear layer has no activation; nothing may resolve one."""

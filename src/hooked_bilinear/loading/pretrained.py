@@ -11,10 +11,11 @@ from beartype import beartype
 from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.model_bridge.sources import build_bridge_from_module
 
-from hooked_bilinear.errors import CheckpointNotFoundError
+from hooked_bilinear.errors import CheckpointFormatError, CheckpointNotFoundError
 from hooked_bilinear.loading.adapter import ARCHITECTURE, bridge_config, register_adapter
-from hooked_bilinear.loading.checkpoint import load_model
+from hooked_bilinear.loading.checkpoint import load_model, read_config
 from hooked_bilinear.loading.hub import hub_snapshot
+from hooked_bilinear.loading.llama import is_llama_config, llama_bridge, load_llama
 from hooked_bilinear.loading.tokenizer import resolve_tokenizer
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
@@ -65,7 +66,7 @@ def from_pretrained(
     checkpoint_format: Optional[Literal["current", "legacy"]] = None,
     **kwargs: Any,
 ) -> TransformerBridge:
-    """Load a bilinear transformer as a TransformerLens hooked model.
+    """Load a bilinear transformer (tdooms formats, or a Llama with `hidden_act: "linear"`) as a hooked model.
 
     Args:
         name_or_path: a shipped short name (see `shipped_checkpoints()`), a local folder (never touches the
@@ -83,23 +84,31 @@ def from_pretrained(
         **kwargs: passed to `enable_compatibility_mode` when `compatibility_mode` is true.
 
     Returns:
-        A `TransformerBridge` whose bilinear MLPs are `HookedBilinearMLP`s.
+        A `TransformerBridge` whose bilinear MLPs are `HookedBilinearMLP`s (a SwiGLU Llama keeps gated MLPs).
     """
     register_adapter()
     folder = resolve_folder(name_or_path, revision)
-    model = load_model(folder, checkpoint_format)
     torch_dtype = _dtype(dtype)
-    model = model.to(device=device or "cpu", dtype=torch_dtype)
-    tok = resolve_tokenizer(tokenizer, folder, model.config)
-    bridge = build_bridge_from_module(
-        model,
-        ARCHITECTURE,
-        tl_config=bridge_config(model.config, torch_dtype, str(name_or_path)),
-        tokenizer=tok,
-        dtype=torch_dtype,
-        device=device or "cpu",
-        model_name=str(name_or_path),
-    )
+    device = str(device or "cpu")
+    if is_llama_config(read_config(folder)):
+        if checkpoint_format is not None:
+            raise CheckpointFormatError(f"checkpoint_format={checkpoint_format!r} applies to tdooms checkpoints; "
+                                        f"{folder} holds a Llama checkpoint (model_type 'llama').")
+        llama = load_llama(folder, torch_dtype).to(device)
+        tok = resolve_tokenizer(tokenizer, folder, llama.config)
+        bridge = llama_bridge(llama, tok, torch_dtype, device, str(name_or_path))
+    else:
+        model = load_model(folder, checkpoint_format).to(device=device, dtype=torch_dtype)
+        tok = resolve_tokenizer(tokenizer, folder, model.config)
+        bridge = build_bridge_from_module(
+            model,
+            ARCHITECTURE,
+            tl_config=bridge_config(model.config, torch_dtype, str(name_or_path)),
+            tokenizer=tok,
+            dtype=torch_dtype,
+            device=device,
+            model_name=str(name_or_path),
+        )
     if compatibility_mode:
         kwargs.setdefault("center_unembed", False)
         bridge.enable_compatibility_mode(**kwargs)

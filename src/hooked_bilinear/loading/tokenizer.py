@@ -6,28 +6,28 @@ import warnings
 from pathlib import Path
 from typing import Any, Optional
 
-from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+from transformers import AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from hooked_bilinear.errors import CheckpointNotFoundError
 from hooked_bilinear.loading.hub import hub_snapshot
-from hooked_bilinear.modeling.configuration import TOKENIZER_REPOS, BilinearConfig
+from hooked_bilinear.modeling.configuration import TOKENIZER_REPOS
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 # Pad token per tokenizer family (FORMATS.md section 1); WordPiece TinyStories tokenizers pad with [EOS].
 _PAD = {"mistral": "</s>", "gpt2": None}
 
 
-def tokenizer_repo(config: BilinearConfig) -> Optional[str]:
+def tokenizer_repo(config: PretrainedConfig) -> Optional[str]:
     """Hub repo of the tokenizer a config names (FORMATS.md sections 1-3), or None."""
-    name = config.tokenizer
+    name = getattr(config, "tokenizer", None)  # tdooms configs name one; Llama configs do not
     if not name:
         return None
     return TOKENIZER_REPOS.get(name, name if "/" in name else None)
 
 
-def _with_pad(tokenizer: PreTrainedTokenizerBase, config: BilinearConfig) -> PreTrainedTokenizerBase:
+def _with_pad(tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig) -> PreTrainedTokenizerBase:
     if tokenizer.pad_token is None:
-        pad = _PAD.get(config.tokenizer or "", "[EOS]")
+        pad = _PAD.get(getattr(config, "tokenizer", None) or "", "[EOS]")
         if pad is not None and pad in tokenizer.get_vocab():
             tokenizer.pad_token = pad
         elif tokenizer.eos_token is not None:
@@ -44,7 +44,7 @@ def load_folder_tokenizer(folder: Path) -> Optional[PreTrainedTokenizerBase]:
     return PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"))
 
 
-def resolve_tokenizer(tokenizer: Any, folder: Path, config: BilinearConfig) -> Optional[PreTrainedTokenizerBase]:
+def resolve_tokenizer(tokenizer: Any, folder: Path, config: PretrainedConfig) -> Optional[PreTrainedTokenizerBase]:
     """The user's tokenizer (object or name), the folder's, the config's Hub tokenizer, or None with a warning."""
     if tokenizer is not None and not isinstance(tokenizer, (str, Path)):
         return tokenizer
