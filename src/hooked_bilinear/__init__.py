@@ -7,16 +7,23 @@ Public API:
     BilinearConfig, BilinearForCausalLM  the transformers model class of the tdooms formats
     detect_format(config_dict)         "current" or "legacy"
     analysis                           weight-space analyses (also methods of HookedBilinearMLP)
+    to_llama(model_or_path)            a current-format tdooms model as a stock LlamaForCausalLM
+    save_pretrained(model, folder)     a Hub-ready folder (weights, config, tokenizer, model card), atomically
+    push_to_hub(model, repo_id)        the same folder uploaded to the Hugging Face Hub
+    bilinearize(model, tokens, ...)    fine-tune a SwiGLU Llama into a bilinear one (annealed gate)
 """
 
-from hooked_bilinear import analysis
+from hooked_bilinear import analysis, publishing
 from hooked_bilinear.components.hooked_bilinear_mlp import HookedBilinearMLP
 from hooked_bilinear.errors import (
     CheckpointFormatError,
     CheckpointNotFoundError,
     CheckpointWeightsError,
+    ConversionError,
+    DatasetError,
     HookedBilinearError,
     NotBilinearError,
+    PublishError,
 )
 from hooked_bilinear.loading.adapter import (
     BilinearArchitectureAdapter,
@@ -26,6 +33,7 @@ from hooked_bilinear.loading.pretrained import from_pretrained, shipped_checkpoi
 from hooked_bilinear.modeling.configuration import BilinearConfig, detect_format
 from hooked_bilinear.modeling.modeling import BilinearForCausalLM
 from hooked_bilinear.modeling.registration import register_auto_classes
+from hooked_bilinear.publishing.to_llama import to_llama
 
 register_auto_classes()
 register_adapter()
@@ -37,12 +45,17 @@ __all__ = [
     "CheckpointFormatError",
     "CheckpointNotFoundError",
     "CheckpointWeightsError",
+    "ConversionError",
+    "DatasetError",
     "HookedBilinearError",
     "HookedBilinearMLP",
     "NotBilinearError",
+    "PublishError",
     "detect_format",
     "from_pretrained",
     "analysis",
     "register_adapter",
+    "publishing",
     "shipped_checkpoints",
+    "to_llama",
 ]

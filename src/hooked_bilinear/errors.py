@@ -19,3 +19,15 @@ class CheckpointNotFoundError(HookedBilinearError, FileNotFoundError):
 
 class NotBilinearError(HookedBilinearError, TypeError):
     """A bilinear-only operation was asked of a gated (GLU) or plain MLP."""
+
+
+class ConversionError(HookedBilinearError, ValueError):
+    """A model cannot be represented in the requested form, or its conversion failed verification."""
+
+
+class PublishError(HookedBilinearError, RuntimeError):
+    """Saving or uploading a model failed (target exists, not writable, network or auth failure)."""
+
+
+class DatasetError(HookedBilinearError, ValueError):
+    """A token dataset does not fit the model (tokens outside the vocabulary, too short, wrong shape)."""

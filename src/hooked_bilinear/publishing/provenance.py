@@ -1,0 +1,32 @@
+"""Where a converted or bilinearized model came from: what the model card states and the verification measured."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+ATTRIBUTE = "hooked_bilinear_provenance"
+
+
+@dataclass
+class Provenance:
+    """Source, conversion and the measured max |logit difference| of its verification (None: not verified)."""
+
+    source: str
+    conversion: str
+    base_model: Optional[str] = None
+    max_abs_logit_diff: Optional[float] = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def attach(model: Any, provenance: Provenance) -> None:
+    """Record `provenance` on a model object (read back by save_pretrained / push_to_hub)."""
+    setattr(model, ATTRIBUTE, provenance)
+
+
+def provenance_of(model: Any) -> Optional[Provenance]:
+    """The Provenance recorded on a model, or None."""
+    return getattr(model, ATTRIBUTE, None)
