@@ -33,6 +33,8 @@ from hooked_bilinear.loading.pretrained import from_pretrained, shipped_checkpoi
 from hooked_bilinear.modeling.configuration import BilinearConfig, detect_format
 from hooked_bilinear.modeling.modeling import BilinearForCausalLM
 from hooked_bilinear.modeling.registration import register_auto_classes
+from hooked_bilinear.publishing.hub import push_to_hub
+from hooked_bilinear.publishing.save import save_pretrained
 from hooked_bilinear.publishing.to_llama import to_llama
 
 register_auto_classes()
@@ -56,6 +58,8 @@ __all__ = [
     "analysis",
     "register_adapter",
     "publishing",
+    "push_to_hub",
+    "save_pretrained",
     "shipped_checkpoints",
     "to_llama",
 ]
