@@ -30,6 +30,8 @@ from hooked_bilinear.loading.adapter import (
     register_adapter,
 )
 from hooked_bilinear.loading.pretrained import from_pretrained, shipped_checkpoints
+from hooked_bilinear.making.bilinearize import bilinearize
+from hooked_bilinear.making.train import TrainConfig
 from hooked_bilinear.modeling.configuration import BilinearConfig, detect_format
 from hooked_bilinear.modeling.modeling import BilinearForCausalLM
 from hooked_bilinear.modeling.registration import register_auto_classes
@@ -56,10 +58,12 @@ __all__ = [
     "detect_format",
     "from_pretrained",
     "analysis",
+    "bilinearize",
     "register_adapter",
     "publishing",
     "push_to_hub",
     "save_pretrained",
     "shipped_checkpoints",
     "to_llama",
+    "TrainConfig",
 ]

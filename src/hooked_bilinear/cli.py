@@ -1,0 +1,108 @@
+"""The `hooked-bilinear` command line: make, convert and publish bilinear models.
+
+    hooked-bilinear bilinearize MODEL TOKENS OUT [--steps 1000 ...]   SwiGLU Llama -> bilinear Llama folder
+    hooked-bilinear to-llama SOURCE OUT                                tdooms checkpoint -> stock Llama folder
+    hooked-bilinear push FOLDER REPO_ID [--endpoint URL]               a saved folder -> the Hugging Face Hub
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Optional
+
+from hooked_bilinear.errors import HookedBilinearError
+
+
+def _bilinearize(args: argparse.Namespace) -> None:
+    from hooked_bilinear.loading.pretrained import resolve_folder
+    from hooked_bilinear.loading.tokenizer import load_folder_tokenizer
+    from hooked_bilinear.making.bilinearize import bilinearize
+    from hooked_bilinear.making.train import TrainConfig
+    from hooked_bilinear.publishing.save import save_pretrained
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:  # refuse before hours of training, not after
+        raise HookedBilinearError(f"{out} already exists; pass --overwrite to replace it, or choose another folder.")
+    options = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
+    checkpoint_dir = args.checkpoint_dir or f"{out}.state"
+    model = bilinearize(args.model, args.tokens, config=TrainConfig(**options), anneal_fraction=args.anneal_fraction,
+                        schedule=args.schedule, device=args.device, checkpoint_dir=checkpoint_dir)
+    source = Path(args.model)
+    tokenizer = load_folder_tokenizer(source if source.is_dir() else resolve_folder(args.model))
+    save_pretrained(model, out, tokenizer=tokenizer, overwrite=args.overwrite)
+    print(f"bilinear model written to {out} (resumable state in {checkpoint_dir})")
+
+
+def _to_llama(args: argparse.Namespace) -> None:
+    from hooked_bilinear.loading.pretrained import resolve_folder
+    from hooked_bilinear.loading.tokenizer import load_folder_tokenizer
+    from hooked_bilinear.publishing.provenance import provenance_of
+    from hooked_bilinear.publishing.save import save_pretrained
+    from hooked_bilinear.publishing.to_llama import to_llama
+
+    llama = to_llama(args.source)
+    tokenizer = load_folder_tokenizer(resolve_folder(args.source))
+    save_pretrained(llama, args.out, tokenizer=tokenizer, overwrite=args.overwrite)
+    print(f"LlamaForCausalLM written to {args.out}; max |logit difference| vs the source "
+          f"{provenance_of(llama).max_abs_logit_diff:.3g}")
+
+
+def _push(args: argparse.Namespace) -> None:
+    from hooked_bilinear.publishing.hub import push_folder_to_hub
+
+    print(push_folder_to_hub(args.folder, args.repo_id, overwrite=args.overwrite, private=args.private,
+                             token=args.token, endpoint=args.endpoint))
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="hooked-bilinear", description="Make, convert and publish bilinear models.")
+    commands = root.add_subparsers(dest="command", required=True)
+
+    b = commands.add_parser("bilinearize", help="fine-tune a SwiGLU Llama into a bilinear one")
+    b.add_argument("model", help="folder, shipped name or Hub id of a LlamaForCausalLM with hidden_act silu")
+    b.add_argument("tokens", help="token ids: a .pt LongTensor or a .npy integer array (a stream, or rows)")
+    b.add_argument("out", help="output folder (config.json, model.safetensors, tokenizer, README.md)")
+    b.add_argument("--steps", type=int)
+    b.add_argument("--batch-size", dest="batch_size", type=int)
+    b.add_argument("--seq-len", dest="seq_len", type=int)
+    b.add_argument("--lr", type=float)
+    b.add_argument("--warmup-steps", dest="warmup_steps", type=int)
+    b.add_argument("--checkpoint-every", dest="checkpoint_every", type=int)
+    b.add_argument("--seed", type=int)
+    b.add_argument("--gradient-checkpointing", dest="gradient_checkpointing", action="store_true", default=None)
+    b.add_argument("--anneal-fraction", dest="anneal_fraction", type=float, default=0.8)
+    b.add_argument("--schedule", choices=["cosine", "linear"], default="cosine")
+    b.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    b.add_argument("--checkpoint-dir", dest="checkpoint_dir", help="resumable state (default OUT.state)")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing OUT folder")
+    b.set_defaults(run=_bilinearize)
+
+    t = commands.add_parser("to-llama", help="convert a current-format tdooms checkpoint to a stock Llama folder")
+    t.add_argument("source", help="folder, shipped name or Hub id")
+    t.add_argument("out")
+    t.add_argument("--overwrite", action="store_true")
+    t.set_defaults(run=_to_llama)
+
+    p = commands.add_parser("push", help="upload a saved folder to the Hugging Face Hub")
+    p.add_argument("folder")
+    p.add_argument("repo_id", help="owner/name")
+    p.add_argument("--overwrite", action="store_true", help="commit over an existing repo")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--token")
+    p.add_argument("--endpoint", help="Hub endpoint (default HF_ENDPOINT or huggingface.co)")
+    p.set_defaults(run=_push)
+    return root
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Run a command; a HookedBilinearError prints its message and returns 1 (no traceback)."""
+    args = parser().parse_args(argv)
+    try:
+        args.run(args)
+    except HookedBilinearError as error:
+        print(f"hooked-bilinear {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    return 0

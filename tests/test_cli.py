@@ -1,0 +1,56 @@
+"""The hooked-bilinear command line: to-llama, bilinearize (resumable), push; errors as one line, exit status 1."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import torch
+from huggingface_hub import constants
+
+from hooked_bilinear.cli import main
+from llama import write_llama
+
+
+def test_to_llama_command(tmp_path, capsys):
+    assert main(["to-llama", "ts-synthetic-2l", str(tmp_path / "out")]) == 0
+    assert "max |logit difference|" in capsys.readouterr().out
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["hidden_act"] == "linear"
+    assert (tmp_path / "out" / "tokenizer.json").is_file()
+    assert main(["to-llama", "ts-synthetic-2l", str(tmp_path / "out")]) == 1  # exists, no --overwrite
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_bilinearize_command_and_resume(tmp_path, capsys):
+    folder, _ = write_llama(tmp_path / "swiglu", hidden_act="silu", std=0.05)
+    torch.save(torch.randint(0, 330, (4000,)), tmp_path / "tokens.pt")
+    args = ["bilinearize", str(folder), str(tmp_path / "tokens.pt"), str(tmp_path / "bilinear"), "--steps", "8",
+            "--batch-size", "2", "--seq-len", "16", "--warmup-steps", "2", "--device", "cpu"]
+    assert main(args) == 0
+    assert json.loads((tmp_path / "bilinear" / "config.json").read_text())["hidden_act"] == "linear"
+    assert (tmp_path / "bilinear.state" / "train-state.pt").is_file()
+    state = torch.load(tmp_path / "bilinear.state" / "train-state.pt", weights_only=True)
+    assert state["step"] == 8 and len(state["losses"]) == 8
+    assert "estimated training memory" in capsys.readouterr().out
+
+
+def test_bad_input_is_one_line_error(tmp_path, capsys):
+    folder, _ = write_llama(tmp_path / "swiglu", hidden_act="silu")
+    torch.save(torch.full((100,), 5000), tmp_path / "tokens.pt")
+    assert main(["bilinearize", str(folder), str(tmp_path / "tokens.pt"), str(tmp_path / "out"), "--seq-len", "8"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("hooked-bilinear bilinearize: error:") and "outside the model's vocabulary" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_push_command_reports_offline(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert main(["push", str(tmp_path), "alice/m"]) == 1
+    assert "HF_HUB_OFFLINE" in capsys.readouterr().err
+
+
+def test_module_entry_point_runs():
+    result = subprocess.run([sys.executable, "-m", "hooked_bilinear", "--help"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and "bilinearize" in result.stdout and "to-llama" in result.stdout
