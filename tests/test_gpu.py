@@ -38,3 +38,30 @@ def test_cuda_generate_embedded():
     cpu = hb.from_pretrained("ts-synthetic-2l").generate("once upon a time", max_new_tokens=8, do_sample=False,
                                                          verbose=False)
     assert out == cpu
+
+
+@pytest.mark.parametrize("compatibility_mode", [False, True], ids=["raw", "compat"])
+def test_cuda_bilinear_llama(tmp_path, compatibility_mode):
+    from llama import write_llama
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    folder, model = write_llama(tmp_path)
+    tokens = torch.randint(0, 330, (2, 24))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bridge = hb.from_pretrained(folder, device="cuda", compatibility_mode=compatibility_mode)
+    assert all(isinstance(block.mlp, hb.HookedBilinearMLP) for block in bridge.blocks)
+    logits, cache = bridge.run_with_cache(tokens.cuda())
+    assert all(t.device.type == "cuda" for t in cache.values())
+    with torch.no_grad():
+        assert (logits.cpu() - model(tokens).logits).abs().max().item() <= 1e-4
+
+
+def test_cuda_bilinearize_with_autocast():
+    from llama import tiny_llama
+
+    model = hb.bilinearize(tiny_llama("silu", std=0.05), torch.randint(0, 330, (5000,)), device="cuda", steps=10,
+                           batch_size=4, seq_len=32, warmup_steps=2, progress=False)
+    assert model.config.hidden_act == "linear" and next(model.parameters()).device.type == "cuda"
+    details = hb.publishing.provenance.provenance_of(model).details
+    assert details["peak_cuda_memory_bytes"] > 0

@@ -8,11 +8,11 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from transformer_lens import benchmarks
 from transformers import LlamaForCausalLM
 
 import hooked_bilinear as hb
 from conftest import EMBEDDED
+from transformer_lens_checks import assert_transformer_lens_benchmarks_pass
 from llama import write_llama
 
 TEXT = "once upon a time , there was a red cat named lily ."
@@ -61,14 +61,7 @@ def test_transformer_lens_benchmarks_pass_on_bilinear_llama(tmp_path, tokenizer,
     folder, _ = write_llama(tmp_path)
     bridge = hb.from_pretrained(folder, tokenizer=tokenizer, compatibility_mode=compatibility_mode)
     reference = stock_logits(folder, bridge.to_tokens(TEXT))
-    results = [
-        benchmarks.benchmark_forward_pass(bridge, TEXT, reference_logits=reference, atol=1e-5, rtol=0),
-        benchmarks.benchmark_hook_functionality(bridge, TEXT),
-        benchmarks.benchmark_run_with_cache(bridge, TEXT),
-        benchmarks.benchmark_backward_hooks(bridge, TEXT),
-    ]
-    for result in results:
-        assert result.passed, str(result)
+    assert_transformer_lens_benchmarks_pass(bridge, TEXT, reference)
 
 
 def test_weight_analyses_hold_on_llama_mlp(tmp_path, tokenizer):

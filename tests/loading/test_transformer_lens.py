@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformer_lens import benchmarks, patching
+from transformer_lens import patching
 
 import hooked_bilinear as hb
 from conftest import EMBEDDED
+from transformer_lens_checks import assert_transformer_lens_benchmarks_pass
 from reference import reference_logits
 
 
@@ -26,14 +27,7 @@ def test_transformer_lens_benchmarks_pass(checkpoint, tokenizer, fmt, overrides,
     folder, config, state = checkpoint(fmt, vocab=len(tokenizer), **overrides)
     bridge = hb.from_pretrained(folder, tokenizer=tokenizer, compatibility_mode=compatibility_mode)
     reference = reference_logits(state, config, bridge.to_tokens(TEXT))
-    results = [
-        benchmarks.benchmark_forward_pass(bridge, TEXT, reference_logits=reference, atol=1e-5, rtol=0),
-        benchmarks.benchmark_hook_functionality(bridge, TEXT),
-        benchmarks.benchmark_run_with_cache(bridge, TEXT),
-        benchmarks.benchmark_backward_hooks(bridge, TEXT),
-    ]
-    for result in results:
-        assert result.passed, str(result)
+    assert_transformer_lens_benchmarks_pass(bridge, TEXT, reference)
 
 
 def test_patching_resid_pre_recovers_clean_metric():
