@@ -27,12 +27,6 @@ def logits_of(model: Union[torch.nn.Module, Logits], tokens: torch.Tensor) -> to
     return logits.double().cpu()
 
 
-def max_logit_difference(a: Union[torch.nn.Module, Logits], b: Union[torch.nn.Module, Logits],
-                         tokens: torch.Tensor) -> float:
-    """max |logits_a - logits_b| over all probe positions and vocabulary entries."""
-    return (logits_of(a, tokens) - logits_of(b, tokens)).abs().max().item()
-
-
 def check_equal_logits(a: Any, b: Any, tokens: torch.Tensor, tolerance: float, what: str) -> float:
     """The max |logit difference|; ConversionError when it exceeds `tolerance` times the logits' scale."""
     reference = logits_of(a, tokens)
