@@ -19,6 +19,9 @@ from transformers import LlamaForCausalLM
 from transformers.activations import ACT2FN
 
 from hooked_bilinear.errors import ConversionError
+from hooked_bilinear.loading.checkpoint import read_config
+from hooked_bilinear.loading.llama import is_llama_config, load_llama
+from hooked_bilinear.loading.pretrained import resolve_folder
 from hooked_bilinear.making.data import TokenSource, check_tokens, load_tokens
 from hooked_bilinear.making.gate import AnnealedGate, Schedule, beta_at
 from hooked_bilinear.making.train import (
@@ -36,10 +39,6 @@ SWIGLU_ACTS = ("silu", "swish")
 def load_swiglu_llama(model_or_path: Any) -> tuple[LlamaForCausalLM, str]:
     """A SwiGLU LlamaForCausalLM (float32) and its name; ConversionError for anything else."""
     if isinstance(model_or_path, (str, os.PathLike)):
-        from hooked_bilinear.loading.checkpoint import read_config
-        from hooked_bilinear.loading.llama import is_llama_config, load_llama
-        from hooked_bilinear.loading.pretrained import resolve_folder
-
         folder = resolve_folder(model_or_path)
         raw = read_config(folder)
         if not is_llama_config(raw):
