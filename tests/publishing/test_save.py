@@ -105,3 +105,21 @@ def test_bridge_is_refused_with_advice(tmp_path):
     bridge = hb.from_pretrained("ts-synthetic-2l")
     with pytest.raises(hb.PublishError, match="TransformerBridge"):
         hb.save_pretrained(bridge, tmp_path / "model")
+
+
+def test_read_back_check_catches_a_changed_tensor(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from hooked_bilinear.publishing.save import check_saved_tensors
+
+    model = tiny_llama()
+    folder = hb.save_pretrained(model, tmp_path / "model")
+    state = load_file(str(folder / "model.safetensors"))
+    state["lm_head.weight"][0, 0] += 1e-3
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(hb.PublishError, match="lm_head.weight"):
+        check_saved_tensors(model, folder)
+    del state["lm_head.weight"]
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(hb.PublishError, match="lacks tensors"):
+        check_saved_tensors(model, folder)
