@@ -8,9 +8,9 @@ import sys
 
 import torch
 from huggingface_hub import constants
+from llama import write_llama
 
 from hooked_bilinear.cli import main
-from llama import write_llama
 
 
 def test_to_llama_command(tmp_path, capsys):
@@ -54,3 +54,25 @@ def test_module_entry_point_runs():
     result = subprocess.run([sys.executable, "-m", "hooked_bilinear", "--help"], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0 and "bilinearize" in result.stdout and "to-llama" in result.stdout
+
+
+def test_modadd_certify_prints_one_json_object(capsys):
+    assert main(["modadd", "certify", "--model", "modadd-p59", "--json"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert len(out.splitlines()) == 1
+    result = json.loads(out)
+    for key in ("p", "accuracy", "true_min_margin", "certified_min_margin", "certified_accuracy", "proof_flops",
+                "brute_force_flops", "compression_ratio"):
+        assert key in result
+    assert result["p"] == 59 and result["accuracy"] > 0.99 and result["sound"]
+    assert result["certified_min_margin"] <= result["true_min_margin"]
+
+
+def test_modadd_certify_refuses_a_model_of_another_task(capsys):
+    assert main(["modadd", "certify", "--model", "ts-synthetic-2l"]) == 1
+    assert "not a modular-addition model" in capsys.readouterr().err
+
+
+def test_modadd_train_refuses_an_existing_folder(tmp_path, capsys):
+    assert main(["modadd", "train", "--setup", "pizza", str(tmp_path)]) == 1
+    assert "already exists" in capsys.readouterr().err

@@ -3,6 +3,8 @@
     hooked-bilinear bilinearize MODEL TOKENS OUT [--steps 1000 ...]   SwiGLU Llama -> bilinear Llama folder
     hooked-bilinear to-llama SOURCE OUT                                tdooms checkpoint -> stock Llama folder
     hooked-bilinear push FOLDER REPO_ID [--endpoint URL]               a saved folder -> the Hugging Face Hub
+    hooked-bilinear modadd certify [--model modadd-p59] [--json]      prove a modular-addition model's accuracy
+    hooked-bilinear modadd train --setup nanda|pizza OUT              train one (Nanda / pizza set-up)
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import argparse
 import sys
 from dataclasses import fields
 from pathlib import Path
-from typing import Optional
 
 from hooked_bilinear.errors import HookedBilinearError
 
@@ -57,6 +58,38 @@ def _push(args: argparse.Namespace) -> None:
                              token=args.token, endpoint=args.endpoint))
 
 
+def _modadd_certify(args: argparse.Namespace) -> None:
+    import json
+
+    from hooked_bilinear.loading.checkpoint import load_model
+    from hooked_bilinear.loading.pretrained import resolve_folder
+    from hooked_bilinear.toy.modadd.report import report
+
+    model = load_model(resolve_folder(args.model))
+    frequencies = [int(k) for k in args.frequencies.split(",")] if args.frequencies else None
+    result = report(model, frequencies)
+    if args.json:
+        print(json.dumps(result))
+        return
+    for key, value in result.items():
+        print(f"{key:>26}: {value}")
+
+
+def _modadd_train(args: argparse.Namespace) -> None:
+    from hooked_bilinear.toy.modadd.task import NANDA, PIZZA
+    from hooked_bilinear.toy.modadd.train import ModAddTrainConfig, save_model, train
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise HookedBilinearError(f"{out} already exists; pass --overwrite to replace it, or choose another folder.")
+    task = {"nanda": NANDA, "pizza": PIZZA}[args.setup]
+    config = ModAddTrainConfig(max_epochs=args.max_epochs, seed=args.seed)
+    model, history = train(task, config)
+    save_model(model, out, history, config, overwrite=args.overwrite)
+    print(f"{history.epochs[-1]} epochs, test accuracy {history.test_accuracy[-1]:.4f}, test loss "
+          f"{history.test_loss[-1]:.3g} (target {'reached' if history.reached_target else 'NOT reached'}) -> {out}")
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="hooked-bilinear", description="Make, convert and publish bilinear models.")
     commands = root.add_subparsers(dest="command", required=True)
@@ -94,10 +127,26 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--token")
     p.add_argument("--endpoint", help="Hub endpoint (default HF_ENDPOINT or huggingface.co)")
     p.set_defaults(run=_push)
+
+    m = commands.add_parser("modadd", help="the modular-addition case study").add_subparsers(
+        dest="modadd_command", required=True)
+    c = m.add_parser("certify", help="brute-force accuracy, the certificate, and the compressed explanation")
+    c.add_argument("--model", default="modadd-p59", help="shipped name (modadd-p59) or a folder saved by modadd train")
+    c.add_argument("--frequencies", help="comma-separated frequencies to keep (default: key ones by weight)")
+    c.add_argument("--json", action="store_true", help="print one JSON object")
+    c.set_defaults(run=_modadd_certify)
+    tr = m.add_parser("train", help="train a one-layer bilinear transformer on (a + b) mod p")
+    tr.add_argument("--setup", choices=["nanda", "pizza"], required=True,
+                    help="nanda: p=113, 'a b =', 30%% train; pizza: p=59, 'a b', uniform attention, 80%% train")
+    tr.add_argument("out", help="output folder")
+    tr.add_argument("--max-epochs", dest="max_epochs", type=int, default=20_000)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--overwrite", action="store_true")
+    tr.set_defaults(run=_modadd_train)
     return root
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Run a command; a HookedBilinearError prints its message and returns 1 (no traceback)."""
     args = parser().parse_args(argv)
     try:

@@ -13,7 +13,8 @@ from hooked_bilinear.analysis.truncation import TruncationCurve
 PathLike = Union[str, Path]
 
 
-def _pyplot():  # type: ignore[no-untyped-def]
+def pyplot():  # type: ignore[no-untyped-def]
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -22,18 +23,19 @@ def _pyplot():  # type: ignore[no-untyped-def]
     return plt
 
 
-def _save(fig, path: PathLike) -> Path:  # type: ignore[no-untyped-def]
+def save_figure(fig, path: PathLike) -> Path:  # type: ignore[no-untyped-def]
+    """Write a figure as PNG (folders created), close it, return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path
 
 
 def plot_spectrum(lambda_: torch.Tensor, path: PathLike, title: str = "eigenvalues of Q_u") -> Path:
     """Eigenvalues [d] sorted by value (a stem plot: the few large |lambda| at either end carry the output)."""
-    plt = _pyplot()
+    plt = pyplot()
     values = lambda_.detach().double().cpu().sort().values
     fig, ax = plt.subplots(figsize=(7, 3.2))
     colors = ["tab:red" if x < 0 else "tab:blue" for x in values.tolist()]
@@ -42,12 +44,12 @@ def plot_spectrum(lambda_: torch.Tensor, path: PathLike, title: str = "eigenvalu
     ax.set_xlabel("eigenvalue index (sorted)")
     ax.set_ylabel("lambda")
     ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_token_table(table: TokenTable, path: PathLike, labels: Optional[list] = None, title: str = "") -> Path:
     """One column per vector: its top tokens (positive scores) above its bottom tokens (negative scores)."""
-    plt = _pyplot()
+    plt = pyplot()
     n, k = len(table.top_tokens), len(table.top_tokens[0])
     fig, ax = plt.subplots(figsize=(2.2 * n + 0.5, 0.32 * (2 * k + 2) + 0.6))
     ax.axis("off")
@@ -58,12 +60,12 @@ def plot_token_table(table: TokenTable, path: PathLike, labels: Optional[list] =
     ax.table(cellText=cells, colLabels=header, loc="center", cellLoc="left").scale(1, 1.2)
     if title:
         ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_truncation_curve(curve: TruncationCurve, path: PathLike, title: str = "truncation faithfulness") -> Path:
     """Loss (left axis, with the untruncated baseline) and output correlation (right axis) against kept components."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(curve.ks, curve.loss, "o-", color="tab:blue", label="loss, truncated MLP")
     ax.axhline(curve.baseline_loss, color="tab:blue", linestyle="--", label="loss, original")
@@ -77,4 +79,4 @@ def plot_truncation_curve(curve: TruncationCurve, path: PathLike, title: str = "
     lines = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
     ax.legend(lines, [line.get_label() for line in lines], loc="center right", fontsize=8)
     ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -1,0 +1,221 @@
+"""The logits of the one-layer modular-addition model as an exact sum of terms, read from the weights (as balls).
+
+At the last position the residual stream entering the MLP is
+
+    x(a, b) = W_E[t_last] + s sum_h sum_j A^h_j(a, b) W_O^h W_V^h W_E[t_j]
+
+(no normalization, no biases), with A^h_j the attention of head h from the last position to position j. Grouped by
+what they depend on, x = sum_f coef_f(a, b) v_f[i_f], with families f whose vectors are indexed by a, by b, or by
+nothing ("1"). The logits are then exactly
+
+    logit_c = sum_f coef_f W_U[c] . v_f  +  sum_{f, g} coef_f coef_g sum_n U'[c, n] (W_gate v_f)_n (W_in v_g)_n,
+
+U' = W_U W_out. Pairs of an a-family with a b-family are the (a, b) interaction tensors, the part an adding network
+must compute; every other pair depends on (a, c) or (b, c) only, through a table. With uniform attention the
+coefficients are constants (1 / n_pos) and the families merge into one per kind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from jaxtyping import Float
+
+from hooked_bilinear.modeling.modeling import BilinearForCausalLM
+from hooked_bilinear.toy.modadd import interval as iv
+from hooked_bilinear.toy.modadd.interval import Ball, Ledger
+from hooked_bilinear.toy.modadd.task import ModAddTask
+
+Kind = Literal["a", "b", "1"]
+FLOAT32_REL = 2.0**-23  # covers a constant rounded to float32 by the float32 model
+
+
+@dataclass
+class Family:
+    """Residual-stream vectors `v` [n, d] indexed by a (n=p), b (n=p) or nothing (n=1), times `coef` (scalar or
+    [p, p] over (a, b)); with their gate, in and unembedding projections."""
+
+    kind: Kind
+    name: str
+    vectors: Ball
+    coef: Ball
+    gate: Ball | None = None  # [n, d_hidden]  W_gate v
+    linear: Ball | None = None  # [n, d_hidden]  W_in v
+    direct: Ball | None = None  # [n, vocab]     W_U v
+
+    def grid(self, ball: Ball) -> Ball:
+        """A [n, ...] family table laid on the (a, b) grid: [p, 1, ...], [1, p, ...] or [1, 1, ...]."""
+        axis = {"a": 1, "b": 0, "1": 0}[self.kind]
+        return ball.map(lambda t: t.unsqueeze(axis))
+
+
+@dataclass
+class Circuit:
+    """Everything the logits are made of, as balls containing the exact reals."""
+
+    task: ModAddTask
+    families: list[Family]
+    unembed_out: Ball  # [vocab, d_hidden]  U' = W_U W_out
+    uniform_attention: bool
+
+
+def _weights(model: BilinearForCausalLM) -> dict[str, torch.Tensor]:
+    config = model.config
+    if config.n_layer != 1 or config.normalization or config.bias or not config.bilinear or config.gate is not None:
+        raise ValueError(
+            "the modular-addition circuit reads one-layer bilinear models without normalization or biases (what "
+            f"hooked_bilinear.toy.modadd trains); this one has n_layer={config.n_layer}, normalization="
+            f"{config.normalization}, bias={config.bias}, bilinear={config.bilinear}, gate={config.gate}."
+        )
+    block = model.transformer.h[0]
+    d, h = config.d_model, config.d_hidden
+    qkv = block.attn.qkv.weight.detach()
+    w = block.mlp.w.weight.detach()
+    return {"W_E": model.transformer.wte.weight.detach(), "W_Q": qkv[:d], "W_K": qkv[d: 2 * d],
+            "W_V": qkv[2 * d:], "W_O": block.attn.o.weight.detach(), "W_gate": w[:h], "W_in": w[h:],
+            "W_out": getattr(block.mlp, config.mlp_down_name).weight.detach(), "W_U": model.lm_head.weight.detach(),
+            "inv_freq": model.transformer.rotary_emb.inv_freq.detach()}
+
+
+def _rotate(x: Ball, pos: int, inv_freq: torch.Tensor, ledger: Ledger) -> Ball:
+    """Rotary embedding at position `pos` (rotate-half convention) of head vectors x [..., d_head]."""
+    if pos == 0:
+        return x
+    angles = pos * inv_freq.to(torch.float64)  # exact: pos is a small integer, inv_freq a float32
+    angles = torch.cat([angles, angles])
+    cos, sin = (iv.trig(angles, fn, ledger, rad=FLOAT32_REL) for fn in ("cos", "sin"))
+    half = x.mid.shape[-1] // 2
+    rotated = x.map(lambda t: torch.cat([-t[..., half:], t[..., :half]], dim=-1))
+    return iv.add(iv.mul(x, cos, ledger), iv.mul(rotated, sin, ledger), ledger)
+
+
+def grid(ball: Ball, kind: Kind) -> Ball:
+    """A per-token table [n, ...] laid on the (a, b) grid: [p, 1, ...] (a), [1, p, ...] (b) or [1, 1, ...] (1)."""
+    return ball.map(lambda t: t.unsqueeze(1 if kind == "a" else 0))
+
+
+def _token_kinds(task: ModAddTask) -> list[Kind]:
+    """What the token at each position is: a, b, then '=' (a constant)."""
+    return ["a", "b", "1"] if task.has_equals else ["a", "b"]
+
+
+def _rows(W: torch.Tensor, kind: Kind, task: ModAddTask) -> Ball:
+    """Rows of an embedding-indexed matrix for a position's token: residues 0..p-1, or the '=' row."""
+    return Ball.exact(W[: task.p] if kind != "1" else W[task.p: task.p + 1])
+
+
+def _attention(weights: dict[str, torch.Tensor], task: ModAddTask, n_head: int, ledger: Ledger) -> list[list[Ball]]:
+    """A[h][j]: attention of head h from the last position to position j, as [p, p] balls over (a, b)."""
+    d = weights["W_Q"].shape[0]
+    d_head = d // n_head
+    kinds = _token_kinds(task)
+    scale = Ball(torch.tensor(d_head**-0.5, dtype=torch.float64),
+                 torch.tensor(d_head**-0.5 * FLOAT32_REL, dtype=torch.float64))
+    pattern = []
+    for head in range(n_head):
+        rows = slice(head * d_head, (head + 1) * d_head)
+
+        def rotated(W: str, pos: int, rows: slice = rows) -> Ball:
+            x = iv.einsum("td,ed->te", _rows(weights["W_E"], kinds[pos], task), Ball.exact(weights[W][rows]), ledger)
+            return grid(_rotate(x, pos, weights["inv_freq"], ledger), kinds[pos])
+
+        q = rotated("W_Q", task.n_pos - 1)
+        scores = [iv.mul(iv.sum_(iv.mul(q, rotated("W_K", pos), ledger), -1, ledger), scale, ledger)
+                  for pos in range(task.n_pos)]
+        pattern.append([_softmax_entry(scores, j, ledger) for j in range(task.n_pos)])
+    return pattern
+
+
+def _softmax_entry(scores: list[Ball], j: int, ledger: Ledger) -> Ball:
+    """softmax_j = 1 / sum_l exp(score_l - score_j), as a [p, p] ball."""
+    total: Ball | float = 0.0
+    for score in scores:
+        total = iv.add(total, iv.exp(iv.sub(score, scores[j], ledger), ledger), ledger)
+    return iv.reciprocal(total, ledger)
+
+
+def read_circuit(model: BilinearForCausalLM, task: ModAddTask, ledger: Ledger) -> Circuit:
+    """The families of the residual stream at the last position and their MLP / unembedding projections."""
+    config = model.config
+    weights = _weights(model)
+    n_head, d_head = config.n_head, config.d_head
+    kinds = _token_kinds(task)
+    uniform = not (weights["W_Q"].any() and weights["W_K"].any())  # every score exactly 0
+    pattern = None if uniform else _attention(weights, task, n_head, ledger)
+    scale = Ball(torch.tensor(config.attn_residual_scale, dtype=torch.float64),
+                 torch.tensor(config.attn_residual_scale * FLOAT32_REL, dtype=torch.float64))
+    families = [Family(kinds[-1], "W_E[last]", _rows(weights["W_E"], kinds[-1], task), Ball.exact(torch.tensor(1.0)))]
+    for head in range(n_head):
+        rows = slice(head * d_head, (head + 1) * d_head)
+        W_OV = iv.einsum("oe,ed->od", Ball.exact(weights["W_O"][:, rows]), Ball.exact(weights["W_V"][rows]), ledger)
+        for pos, kind in enumerate(kinds):
+            vectors = iv.einsum("td,od->to", _rows(weights["W_E"], kind, task), W_OV, ledger)
+            attention = Ball.exact(torch.tensor(1.0 / task.n_pos)) if uniform else pattern[head][pos]
+            families.append(Family(kind, f"head {head} from pos {pos}", vectors, iv.mul(scale, attention, ledger)))
+    if uniform:
+        families = _merge_constant_coefficients(families, ledger)
+    W_gate, W_in, W_U = (Ball.exact(weights[k]) for k in ("W_gate", "W_in", "W_U"))
+    for family in families:
+        family.gate = iv.einsum("nd,hd->nh", family.vectors, W_gate, ledger)
+        family.linear = iv.einsum("nd,hd->nh", family.vectors, W_in, ledger)
+        family.direct = iv.einsum("nd,vd->nv", family.vectors, W_U, ledger)
+    unembed_out = iv.einsum("vd,dh->vh", W_U, Ball.exact(weights["W_out"]), ledger)
+    return Circuit(task, families, unembed_out, uniform)
+
+
+def _merge_constant_coefficients(families: list[Family], ledger: Ledger) -> list[Family]:
+    """Families with scalar coefficients merged per kind: sum_f coef_f v_f, with coefficient 1."""
+    merged: dict[str, Ball] = {}
+    for family in families:
+        scaled = iv.mul(family.vectors, family.coef, ledger)
+        merged[family.kind] = iv.add(merged[family.kind], scaled, ledger) if family.kind in merged else scaled
+    return [Family(kind, f"all {kind}", vectors, Ball.exact(torch.tensor(1.0))) for kind, vectors in merged.items()]
+
+
+def pair_table(f: Family, g: Family, unembed_out: Ball, ledger: Ledger) -> Ball:
+    """sum_n U'[c, n] ((W_gate v_f)_n (W_in v_g)_n + (W_gate v_g)_n (W_in v_f)_n) on the (a, b) grid [A, B, vocab]
+    (one product when f is g): the quadratic term of the pair, without coefficients."""
+    hidden = iv.mul(f.grid(f.gate), g.grid(g.linear), ledger)
+    if f is not g:
+        hidden = iv.add(hidden, iv.mul(g.grid(g.gate), f.grid(f.linear), ledger), ledger)
+    return iv.einsum("abn,cn->abc", hidden, unembed_out, ledger)
+
+
+def coefficient(*families: Family, ledger: Ledger) -> Ball:
+    """The product of the families' coefficients (scalar or [p, p])."""
+    result = families[0].coef
+    for family in families[1:]:
+        result = iv.mul(result, family.coef, ledger)
+    return result
+
+
+def is_interaction(f: Family, g: Family) -> bool:
+    """A pair of an a-family and a b-family: a term that depends on a and b jointly."""
+    return {f.kind, g.kind} == {"a", "b"}
+
+
+def pairs(circuit: Circuit) -> list[tuple[Family, Family]]:
+    """Unordered pairs (f, g), f before or equal to g."""
+    fams = circuit.families
+    return [(fams[i], fams[j]) for i in range(len(fams)) for j in range(i, len(fams))]
+
+
+def exact_logits(circuit: Circuit, ledger: Ledger) -> Float[torch.Tensor, "p p vocab"]:
+    """The logits of every input assembled term by term (interaction tensors in full): a ball-arithmetic check of
+    the decomposition against the model's forward pass. Returns the midpoints."""
+    p = circuit.task.p
+    total = Ball.exact(torch.zeros(p, p, circuit.unembed_out.shape[0]))
+    for f in circuit.families:
+        total = iv.add(total, iv.mul(_coef_grid(f.coef), f.grid(f.direct), ledger), ledger)
+    for f, g in pairs(circuit):
+        term = iv.mul(_coef_grid(coefficient(f, g, ledger=ledger)), pair_table(f, g, circuit.unembed_out, ledger),
+                      ledger)
+        total = iv.add(total, term, ledger)
+    return total.mid
+
+
+def _coef_grid(coef: Ball) -> Ball:
+    """A scalar or [p, p] coefficient as [1 or p, 1 or p, 1]."""
+    return coef.map(lambda t: t[..., None] if t.ndim == 2 else t)

@@ -1,0 +1,182 @@
+"""Midpoint-radius interval arithmetic in float64 with a flop ledger: the rounding-safe arithmetic of the certificate.
+
+A `Ball(mid, rad)` stands for every real x with |x - mid| <= rad, elementwise. Each operation returns a ball that
+contains the exact real result for every choice of reals inside its operands, although it is computed with
+float64 rounding to nearest (unit roundoff u = 2^-53):
+
+- a sum or product of floats is off by at most u times its computed magnitude;
+- a dot product of length k is off by at most gamma_k |a| . |b| with gamma_k = k u / (1 - k u), in any summation
+  order (Higham, "Accuracy and Stability of Numerical Algorithms", 3.1);
+- every radius, itself a sum of k non-negative rounded terms, is inflated by (1 + 2 gamma_{k+4}) so it rounds up.
+
+Library exp / cos / sin are assumed accurate to `TRANSCENDENTAL_ULPS` ulps (glibc and SLEEF document <= 1).
+Every operation adds its floating-point operations, radius work included, to a `Ledger`: the proof's cost.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+U = 2.0**-53
+TINY = 2.0**-1000  # absorbs underflow in radius terms (far below any radius that matters here)
+TRANSCENDENTAL_ULPS = 4
+
+
+def gamma(k: int) -> float:
+    """gamma_k = k u / (1 - k u): the relative error bound of a length-k float64 sum of products."""
+    return k * U / (1 - k * U)
+
+
+def round_up(rad: torch.Tensor, n_terms: int) -> torch.Tensor:
+    """A computed radius made an upper bound of its exact value (a sum of `n_terms` non-negative rounded terms)."""
+    return rad * (1 + 2 * gamma(n_terms + 4)) + TINY
+
+
+@dataclass
+class Ledger:
+    """Floating-point operations spent, by step."""
+
+    flops: dict[str, int] = field(default_factory=dict)
+    step: str = "other"
+
+    def add(self, n: int) -> None:
+        self.flops[self.step] = self.flops.get(self.step, 0) + int(n)
+
+    @property
+    def total(self) -> int:
+        return sum(self.flops.values())
+
+
+@dataclass
+class Ball:
+    """Reals within `rad` of `mid` (float64 tensors; `rad` broadcasts against `mid`)."""
+
+    mid: torch.Tensor
+    rad: torch.Tensor
+
+    @staticmethod
+    def exact(values: torch.Tensor) -> Ball:
+        """Floats taken as exact reals (e.g. float32 weights, exactly representable in float64)."""
+        mid = values.detach().to(torch.float64)
+        return Ball(mid, torch.zeros((), dtype=torch.float64))
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.mid.shape
+
+    def lower(self) -> torch.Tensor:
+        """A float that is <= every real in the ball."""
+        return self.mid - round_up(self.rad + U * self.mid.abs(), 2)
+
+    def upper(self) -> torch.Tensor:
+        """A float that is >= every real in the ball."""
+        return self.mid + round_up(self.rad + U * self.mid.abs(), 2)
+
+    def magnitude(self) -> torch.Tensor:
+        """A float >= |x| for every real x in the ball."""
+        return round_up(self.mid.abs() + self.rad, 2)
+
+    def __getitem__(self, index: object) -> Ball:
+        rad = self.rad if self.rad.ndim == 0 else self.rad.expand_as(self.mid)[index]
+        return Ball(self.mid[index], rad)
+
+    def map(self, fn: object) -> Ball:
+        """Apply a pure re-indexing (reshape, permute, index, ...) to midpoint and radius."""
+        rad = self.rad if self.rad.ndim == 0 else fn(self.rad.expand_as(self.mid))
+        return Ball(fn(self.mid), rad)
+
+
+Number = Ball | float | int
+
+
+def _ball(x: Number) -> Ball:
+    return x if isinstance(x, Ball) else Ball.exact(torch.tensor(float(x), dtype=torch.float64))
+
+
+def _n(*tensors: torch.Tensor) -> int:
+    return max(t.numel() for t in tensors)
+
+
+def add(x: Number, y: Number, ledger: Ledger, sign: float = 1.0) -> Ball:
+    """x + sign * y (sign is +1 or -1)."""
+    x, y = _ball(x), _ball(y)
+    mid = x.mid + sign * y.mid
+    rad = round_up(x.rad + y.rad + U * mid.abs(), 3)
+    ledger.add(4 * _n(mid))
+    return Ball(mid, rad)
+
+
+def sub(x: Number, y: Number, ledger: Ledger) -> Ball:
+    return add(x, y, ledger, sign=-1.0)
+
+
+def mul(x: Number, y: Number, ledger: Ledger) -> Ball:
+    """Elementwise x * y."""
+    x, y = _ball(x), _ball(y)
+    mid = x.mid * y.mid
+    rad = round_up(x.mid.abs() * y.rad + x.rad * (y.mid.abs() + y.rad) + U * mid.abs(), 4)
+    ledger.add(9 * _n(mid))
+    return Ball(mid, rad)
+
+
+def einsum(spec: str, x: Ball, y: Ball, ledger: Ledger) -> Ball:
+    """torch.einsum(spec, x, y) for two operands; k = the number of products summed into each output."""
+    mid = torch.einsum(spec, x.mid, y.mid)
+    inputs, output = spec.replace(" ", "").split("->")
+    sizes = {}
+    for term, tensor in zip(inputs.split(","), (x.mid, y.mid)):
+        sizes.update(zip(term, tensor.shape))
+    k = math.prod(size for letter, size in sizes.items() if letter not in output)
+    full = 2 * math.prod(sizes.values())  # multiply-adds of one einsum over every index
+    ax, ay = x.mid.abs(), y.mid.abs()
+    rad = gamma(k) * torch.einsum(spec, ax, ay)
+    ledger.add(2 * full)
+    if x.rad.any():
+        rad = rad + torch.einsum(spec, x.rad.expand_as(x.mid), ay + y.rad)
+        ledger.add(full)
+    if y.rad.any():
+        rad = rad + torch.einsum(spec, ax, y.rad.expand_as(y.mid))
+        ledger.add(full)
+    return Ball(mid, round_up(rad, k + 3))
+
+
+def sum_(x: Ball, dim: int, ledger: Ledger) -> Ball:
+    """Sum over one dimension."""
+    k = x.mid.shape[dim]
+    mid = x.mid.sum(dim)
+    rad = x.rad.expand_as(x.mid).sum(dim) + gamma(k) * x.mid.abs().sum(dim)
+    ledger.add(3 * x.mid.numel())
+    return Ball(mid, round_up(rad, k + 2))
+
+
+def exp(x: Ball, ledger: Ledger) -> Ball:
+    """exp, for every real in x: exp(mid) e^{+-rad}, with exp(mid) known to TRANSCENDENTAL_ULPS ulps."""
+    e = torch.exp(x.mid)
+    delta = TRANSCENDENTAL_ULPS * 2 * U
+    spread = torch.expm1(x.rad.expand_as(e)) * (1 + delta) + delta * torch.exp(x.rad)
+    ledger.add(8 * _n(e))
+    return Ball(e, round_up(e * spread * (1 + delta), 4))
+
+
+def reciprocal(x: Ball, ledger: Ledger) -> Ball:
+    """1 / x for balls of positive reals; raises if a ball reaches 0 or below."""
+    lo = x.lower() * (1 - 4 * U)
+    if not bool((lo > 0).all()):
+        raise ArithmeticError("reciprocal of an interval that contains 0 or negative values.")
+    hi = x.upper() * (1 + 4 * U)
+    mid = 1.0 / x.mid
+    top = (1.0 / lo) * (1 + 4 * U)
+    bottom = (1.0 / hi) * (1 - 4 * U)
+    rad = torch.maximum(top - mid, mid - bottom)
+    ledger.add(12 * _n(mid))
+    return Ball(mid, round_up(rad.clamp_min(0.0) + U * mid.abs(), 2))
+
+
+def trig(angles: torch.Tensor, fn: str, ledger: Ledger, rad: float = 0.0) -> Ball:
+    """cos or sin of float64 `angles` taken as exact, as balls; `rad` widens them (e.g. to cover float32 values)."""
+    values = getattr(torch, fn)(angles.to(torch.float64))
+    ledger.add(values.numel())
+    return Ball(values, torch.tensor(rad + TRANSCENDENTAL_ULPS * 2 * U, dtype=torch.float64))

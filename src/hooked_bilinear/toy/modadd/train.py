@@ -1,0 +1,172 @@
+"""Training a one-layer bilinear transformer on (a + b) mod p: full batch AdamW, seeded, stops at a target.
+
+The model is the package's own `BilinearForCausalLM` (current tdooms format) with one layer, no normalization and no
+biases, so its logits are exactly a quadratic form of the attention output (see `circuit.py`). Uniform attention is
+query and key weights held at zero: every score is 0 and the softmax averages the visible positions.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from tqdm.auto import tqdm
+
+from hooked_bilinear.modeling.configuration import BilinearConfig
+from hooked_bilinear.modeling.modeling import BilinearForCausalLM
+from hooked_bilinear.publishing.save import save_pretrained
+from hooked_bilinear.toy.modadd.task import CONFIG_KEY, ModAddTask
+
+
+@dataclass(frozen=True)
+class ModAddTrainConfig:
+    """Model size and optimiser: Nanda et al.'s AdamW (lr 1e-3, weight decay 1.0, betas (0.9, 0.98)), full batch.
+
+    Training stops at the first evaluation where test accuracy >= `target_accuracy` and test loss <= `target_loss`,
+    or after `max_epochs`. Weights start normal with std `init_std` (small: generalises before it memorises).
+    """
+
+    d_model: int = 128
+    n_head: int = 4
+    d_hidden: int = 512
+    lr: float = 1e-3
+    weight_decay: float = 1.0
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup_epochs: int = 10
+    max_epochs: int = 20_000
+    target_accuracy: float = 1.0
+    target_loss: float = 1e-2
+    eval_every: int = 10
+    init_std: float = 0.02
+    seed: int = 0
+
+
+@dataclass
+class ModAddHistory:
+    """Per evaluation: epoch, train/test loss and accuracy."""
+
+    epochs: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    test_loss: list[float] = field(default_factory=list)
+    train_accuracy: list[float] = field(default_factory=list)
+    test_accuracy: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    reached_target: bool = False
+
+
+def build_model(task: ModAddTask, config: ModAddTrainConfig = ModAddTrainConfig()) -> BilinearForCausalLM:
+    """A freshly initialised one-layer bilinear transformer for `task` (seeded by `config.seed`)."""
+    torch.manual_seed(config.seed)
+    model_config = BilinearConfig(
+        n_layer=1, n_head=config.n_head, d_model=config.d_model, d_hidden=config.d_hidden, n_ctx=task.n_pos,
+        vocab_size=task.vocab_size, bilinear=True, gate=None, bias=False, normalization=False,
+        checkpoint_format="current", tokenizer=None, **{CONFIG_KEY: task.to_config()},
+    )
+    model = BilinearForCausalLM(model_config)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            parameter.normal_(0.0, config.init_std)
+    if task.uniform_attention:
+        hold_query_key_at_zero(model)
+    return model
+
+
+def hold_query_key_at_zero(model: BilinearForCausalLM) -> None:
+    """Zero the query and key rows of every fused qkv weight and mask their gradient, so attention stays uniform."""
+    d_model = model.config.d_model
+    for block in model.transformer.h:
+        weight = block.attn.qkv.weight
+        mask = torch.ones_like(weight)
+        mask[: 2 * d_model] = 0.0
+        with torch.no_grad():
+            weight.mul_(mask)
+        weight.register_hook(lambda grad, mask=mask: grad * mask)
+
+
+def answer_logits(model: torch.nn.Module, tokens: Int[torch.Tensor, "batch pos"]) -> Float[torch.Tensor, "batch vocab"]:
+    """Logits at the last position, where the answer is read."""
+    return model(tokens).logits[:, -1]
+
+
+def evaluate(
+    model: torch.nn.Module, tokens: Int[torch.Tensor, "batch pos"], labels: Int[torch.Tensor, " batch"]
+) -> tuple[float, float]:
+    """(cross-entropy loss, accuracy) of the answers."""
+    with torch.no_grad():
+        logits = answer_logits(model, tokens).double()
+    return F.cross_entropy(logits, labels).item(), (logits.argmax(-1) == labels).double().mean().item()
+
+
+def train(
+    task: ModAddTask,
+    config: ModAddTrainConfig = ModAddTrainConfig(),
+    *,
+    on_eval: Callable[[int, BilinearForCausalLM], None] | None = None,
+    progress: bool = True,
+    model: BilinearForCausalLM | None = None,
+) -> tuple[BilinearForCausalLM, ModAddHistory]:
+    """Train a fresh model on `task` (or continue `model`, with a fresh optimizer); `on_eval(epoch, model)` is called
+    at every evaluation (e.g. to save snapshots).
+
+    Deterministic for a given (task, config) on a given machine: the split, the init and full-batch steps are seeded.
+    """
+    if model is None:
+        model = build_model(task, config)
+    elif task.uniform_attention:
+        hold_query_key_at_zero(model)
+    tokens, labels = task.tokens(), task.labels()
+    train_rows, test_rows = task.split()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                  betas=config.betas)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: min((e + 1) / max(config.warmup_epochs, 1), 1))
+    history = ModAddHistory()
+    start = time.perf_counter()
+    bar = tqdm(range(config.max_epochs + 1), desc=f"modadd p={task.p}", disable=not progress)
+    for epoch in bar:
+        if epoch % config.eval_every == 0 or epoch == config.max_epochs:
+            model.eval()
+            train_loss, train_accuracy = evaluate(model, tokens[train_rows], labels[train_rows])
+            test_loss, test_accuracy = evaluate(model, tokens[test_rows], labels[test_rows])
+            for name, value in (("epochs", epoch), ("train_loss", train_loss), ("test_loss", test_loss),
+                                ("train_accuracy", train_accuracy), ("test_accuracy", test_accuracy)):
+                getattr(history, name).append(value)
+            bar.set_postfix(train_loss=f"{train_loss:.3g}", test_loss=f"{test_loss:.3g}",
+                            train_acc=f"{train_accuracy:.3f}", test_acc=f"{test_accuracy:.3f}")
+            if on_eval is not None:
+                on_eval(epoch, model)
+            if test_accuracy >= config.target_accuracy and test_loss <= config.target_loss:
+                history.reached_target = True
+                break
+            model.train()
+        if epoch == config.max_epochs:
+            break
+        loss = F.cross_entropy(answer_logits(model, tokens[train_rows]), labels[train_rows])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    bar.close()
+    history.seconds = time.perf_counter() - start
+    return model.eval(), history
+
+
+def save_model(
+    model: BilinearForCausalLM, folder: str | Path, history: ModAddHistory, config: ModAddTrainConfig,
+    *, overwrite: bool = False,
+) -> Path:
+    """A checkpoint folder `from_pretrained` loads: config.json (with the task record), model.safetensors, the
+    a model card, and TRAINING.json (the settings and the final evaluation)."""
+    task = ModAddTask.from_config(model.config)
+    folder = save_pretrained(model, folder, overwrite=overwrite)
+    record = {"task": task.to_config(), "config": asdict(config), "epochs": history.epochs[-1],
+              "seconds": round(history.seconds, 1), "reached_target": history.reached_target,
+              "train_loss": history.train_loss[-1], "test_loss": history.test_loss[-1],
+              "train_accuracy": history.train_accuracy[-1], "test_accuracy": history.test_accuracy[-1]}
+    (folder / "TRAINING.json").write_text(json.dumps(record, indent=2) + "\n")
+    return folder

@@ -1,0 +1,42 @@
+"""Small modular-addition models: random ones for every attention mode, and snapshots saved part-way through a short
+training run (where a certificate may be vacuous but must never be wrong)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hooked_bilinear.toy.modadd import ModAddTask, ModAddTrainConfig, train
+from hooked_bilinear.toy.modadd.train import build_model
+
+SMALL = ModAddTrainConfig(d_model=32, n_head=4, d_hidden=48, init_std=0.3)
+TASKS = {
+    "a b = trained attention": ModAddTask(p=13, input_format="a b =", train_fraction=0.5),
+    "a b uniform attention": ModAddTask(p=13, input_format="a b", uniform_attention=True, train_fraction=0.5),
+    "a b trained attention": ModAddTask(p=11, input_format="a b", train_fraction=0.5),
+}
+
+
+@pytest.fixture(params=sorted(TASKS), scope="module")
+def random_model(request):
+    task = TASKS[request.param]
+    return build_model(task, SMALL), task
+
+
+@pytest.fixture(scope="session")
+def snapshots(tmp_path_factory) -> list[Path]:
+    """Folders saved at epochs 0, 40, 80, ... of a p=17 run (pizza-like, uniform attention) and one 'a b =' run."""
+    root = tmp_path_factory.mktemp("modadd-snapshots")
+    folders: list[Path] = []
+    for name, task in (("uniform", ModAddTask(p=17, input_format="a b", uniform_attention=True, train_fraction=0.8)),
+                       ("nanda", ModAddTask(p=17, input_format="a b =", train_fraction=0.5))):
+        config = ModAddTrainConfig(d_model=32, d_hidden=64, max_epochs=240, eval_every=80, lr=3e-3)
+
+        def keep(epoch: int, model, name: str = name) -> None:
+            folder = root / f"{name}-{epoch}"
+            model.save_pretrained(folder)
+            folders.append(folder)
+
+        train(task, config, on_eval=keep, progress=False)
+    return folders
