@@ -76,3 +76,11 @@ def test_modadd_certify_refuses_a_model_of_another_task(capsys):
 def test_modadd_train_refuses_an_existing_folder(tmp_path, capsys):
     assert main(["modadd", "train", "--setup", "pizza", str(tmp_path)]) == 1
     assert "already exists" in capsys.readouterr().err
+
+
+def test_modadd_certify_bad_frequencies_is_one_line_error(capsys):
+    assert main(["modadd", "certify", "--model", "modadd-p59", "--frequencies", "1,x"]) == 1
+    assert "--frequencies 1,x" in capsys.readouterr().err
+    assert main(["modadd", "certify", "--model", "modadd-p59", "--frequencies", "99"]) == 1
+    assert "lie in 1..29" in capsys.readouterr().err
+    assert main(["modadd", "certify", "--model", "no-such-model"]) == 1

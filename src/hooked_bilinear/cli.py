@@ -66,8 +66,11 @@ def _modadd_certify(args: argparse.Namespace) -> None:
     from hooked_bilinear.toy.modadd.report import report
 
     model = load_model(resolve_folder(args.model))
-    frequencies = [int(k) for k in args.frequencies.split(",")] if args.frequencies else None
-    result = report(model, frequencies)
+    try:
+        frequencies = [int(k) for k in args.frequencies.split(",")] if args.frequencies else None
+        result = report(model, frequencies)
+    except ValueError as error:
+        raise HookedBilinearError(f"--frequencies {args.frequencies}: {error}") from error
     if args.json:
         print(json.dumps(result))
         return

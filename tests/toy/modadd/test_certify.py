@@ -72,3 +72,13 @@ def test_shipped_model_is_correct_and_its_certificate_sound_and_exact_with_every
     assert certificate.certified_accuracy == accuracy
     assert certificate.certified_min_margin == pytest.approx(true.min().item(), abs=0.05)
     assert certificate.proof_flops < 2 * brute_force_flops(model, task)
+
+
+def test_bad_frequencies_and_a_mismatched_task_are_clear_errors(random_model):
+    model, task = random_model
+    for frequencies in ([0], [task.p], [1, 1]):
+        with pytest.raises(ValueError, match="each must appear once"):
+            certify(model, task, frequencies)
+    other = ModAddTask(p=task.p + 4, input_format=task.input_format, train_fraction=0.5)
+    with pytest.raises(ValueError, match="vocabulary has"):
+        certify(model, other)

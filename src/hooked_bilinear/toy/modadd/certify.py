@@ -31,6 +31,7 @@ from hooked_bilinear.modeling.modeling import BilinearForCausalLM
 from hooked_bilinear.toy.modadd import interval as iv
 from hooked_bilinear.toy.modadd.circuit import (
     Circuit,
+    coef_grid,
     coefficient,
     is_interaction,
     pair_table,
@@ -41,6 +42,7 @@ from hooked_bilinear.toy.modadd.fourier import (
     columns_of,
     fourier_basis,
     frequency_of_column,
+    key_frequencies,
     n_frequencies,
 )
 from hooked_bilinear.toy.modadd.interval import Ball, Ledger
@@ -158,10 +160,6 @@ def compressed_interaction(
     return T_K, rest
 
 
-def _coef_grid(coef: Ball) -> Ball:
-    return coef.map(lambda t: t[..., None] if t.ndim == 2 else t)
-
-
 def certify(
     model: BilinearForCausalLM,
     task: ModAddTask | None = None,
@@ -170,7 +168,7 @@ def certify(
     progress: bool = False,
 ) -> Certificate:
     """Prove a lower bound on every input's margin, keeping `frequencies` (default: the key frequencies by weight
-    importance, `key_frequencies_from_weights`)."""
+    importance in the interaction, `frequency_importance`)."""
     task = task or ModAddTask.from_config(model.config)
     ledger = Ledger()
     p = task.p
@@ -178,22 +176,26 @@ def certify(
     circuit = read_circuit(model, task, ledger)
     if frequencies is None:
         ledger.step = "frequency choice"
-        frequencies = _key(frequency_importance(circuit, ledger))
+        frequencies = key_frequencies(frequency_importance(circuit, ledger))
+    bad = [k for k in frequencies if not 1 <= k <= n_frequencies(p)]
+    if bad or len(set(frequencies)) != len(frequencies):
+        raise ValueError(f"frequencies {list(frequencies)}: each must appear once and lie in 1..{n_frequencies(p)} "
+                         f"(p={p}); {bad or 'repeated'} do not.")
     vocab = circuit.unembed_out.shape[0]
     logits = Ball.exact(torch.zeros(p, p, vocab))
     rest = torch.zeros(p, p, vocab, dtype=torch.float64)
     ledger.step = "exact (a, c) and (b, c) terms"
     for f in tqdm(circuit.families, desc="direct terms", disable=not progress):
-        logits = iv.add(logits, iv.mul(_coef_grid(f.coef), f.grid(f.direct), ledger), ledger)
+        logits = iv.add(logits, iv.mul(coef_grid(f.coef), f.grid(f.direct), ledger), ledger)
     for f, g in tqdm(pairs(circuit), desc="quadratic terms", disable=not progress):
         if not is_interaction(f, g):
             term = pair_table(f, g, circuit.unembed_out, ledger)
-            logits = iv.add(logits, iv.mul(_coef_grid(coefficient(f, g, ledger=ledger)), term, ledger), ledger)
+            logits = iv.add(logits, iv.mul(coef_grid(coefficient(f, g, ledger=ledger)), term, ledger), ledger)
     ledger.step = "compressed interaction"
     F_K, F_c = _basis(p, vocab, frequencies)
     for factors in interaction_factors(circuit, ledger):
         T_K, bound = compressed_interaction(factors, F_K, F_c, ledger)
-        coef = _coef_grid(factors.coef)
+        coef = coef_grid(factors.coef)
         logits = iv.add(logits, iv.mul(coef, T_K, ledger), ledger)
         rest = iv.round_up(rest + coef.magnitude() * bound, 2)
         ledger.add(2 * rest.numel())
@@ -218,11 +220,6 @@ def margin_lower_bound(
     return bound.amin(2)
 
 
-def _key(importance: torch.Tensor, threshold: float = 0.05) -> list[int]:
-    order = torch.argsort(importance, descending=True).tolist()
-    return [k for k in order if k > 0 and importance[k] >= threshold * importance[1:].max()]
-
-
 def brute_force_flops(model: BilinearForCausalLM, task: ModAddTask) -> int:
     """Floating-point operations to run the model on all p^2 inputs and read every margin: per input, keys and
     values at every position, the last position's query, scores, softmax, mixing, output, MLP, unembedding and the
@@ -242,5 +239,5 @@ def certificate_curve(
     task = task or ModAddTask.from_config(model.config)
     importance = frequency_importance(read_circuit(model, task, Ledger()), Ledger())
     order = [k for k in torch.argsort(importance, descending=True).tolist() if k > 0]
-    counts = sorted(set(range(min(len(_key(importance)) + extra, len(order)) + 1)) | {len(order)})
+    counts = sorted(set(range(min(len(key_frequencies(importance)) + extra, len(order)) + 1)) | {len(order)})
     return [certify(model, task, order[:n]) for n in tqdm(counts, desc="certificate curve", disable=not progress)]

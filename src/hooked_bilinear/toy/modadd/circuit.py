@@ -61,13 +61,18 @@ class Circuit:
     uniform_attention: bool
 
 
-def _weights(model: BilinearForCausalLM) -> dict[str, torch.Tensor]:
+def _weights(model: BilinearForCausalLM, task: ModAddTask) -> dict[str, torch.Tensor]:
     config = model.config
     if config.n_layer != 1 or config.normalization or config.bias or not config.bilinear or config.gate is not None:
         raise ValueError(
             "the modular-addition circuit reads one-layer bilinear models without normalization or biases (what "
             f"hooked_bilinear.toy.modadd trains); this one has n_layer={config.n_layer}, normalization="
             f"{config.normalization}, bias={config.bias}, bilinear={config.bilinear}, gate={config.gate}."
+        )
+    if config.vocab_size != task.vocab_size:
+        raise ValueError(
+            f"the model's vocabulary has {config.vocab_size} tokens but {task} needs {task.vocab_size} (the residues "
+            f"0..p-1{' and =' if task.has_equals else ''}); pass the task the model was trained on."
         )
     block = model.transformer.h[0]
     d, h = config.d_model, config.d_hidden
@@ -139,7 +144,7 @@ def _softmax_entry(scores: list[Ball], j: int, ledger: Ledger) -> Ball:
 def read_circuit(model: BilinearForCausalLM, task: ModAddTask, ledger: Ledger) -> Circuit:
     """The families of the residual stream at the last position and their MLP / unembedding projections."""
     config = model.config
-    weights = _weights(model)
+    weights = _weights(model, task)
     n_head, d_head = config.n_head, config.d_head
     kinds = _token_kinds(task)
     uniform = not (weights["W_Q"].any() and weights["W_K"].any())  # every score exactly 0
@@ -208,14 +213,14 @@ def exact_logits(circuit: Circuit, ledger: Ledger) -> Float[torch.Tensor, "p p v
     p = circuit.task.p
     total = Ball.exact(torch.zeros(p, p, circuit.unembed_out.shape[0]))
     for f in circuit.families:
-        total = iv.add(total, iv.mul(_coef_grid(f.coef), f.grid(f.direct), ledger), ledger)
+        total = iv.add(total, iv.mul(coef_grid(f.coef), f.grid(f.direct), ledger), ledger)
     for f, g in pairs(circuit):
-        term = iv.mul(_coef_grid(coefficient(f, g, ledger=ledger)), pair_table(f, g, circuit.unembed_out, ledger),
+        term = iv.mul(coef_grid(coefficient(f, g, ledger=ledger)), pair_table(f, g, circuit.unembed_out, ledger),
                       ledger)
         total = iv.add(total, term, ledger)
     return total.mid
 
 
-def _coef_grid(coef: Ball) -> Ball:
-    """A scalar or [p, p] coefficient as [1 or p, 1 or p, 1]."""
+def coef_grid(coef: Ball) -> Ball:
+    """A scalar or [p, p] coefficient laid against [p, p, vocab] tables: [p, p, 1] (scalars stay scalars)."""
     return coef.map(lambda t: t[..., None] if t.ndim == 2 else t)

@@ -25,7 +25,6 @@ from hooked_bilinear.toy.modadd.circuit import read_circuit
 from hooked_bilinear.toy.modadd.fourier import (
     embedding_spectrum,
     fourier_basis,
-    frequency_energy,
     key_frequencies,
     n_frequencies,
     sum_pattern_spectrum,
@@ -154,6 +153,3 @@ def activation_spectra(hidden: Float[torch.Tensor, "p p d_hidden"], logits: Floa
     """Spectra from activations on all p^2 inputs: the MLP's hidden units and the logits as functions of a + b."""
     return {"hidden": sum_pattern_spectrum(hidden), "logits": sum_pattern_spectrum(logits[..., : logits.shape[0]])}
 
-
-__all__ = ["Explanation", "FrequencyTerm", "WeightReading", "activation_spectra", "explain", "frequency_energy",
-           "logit_table_fraction", "read_weights"]

@@ -2,7 +2,7 @@
 
 The model is the package's own `BilinearForCausalLM` (current tdooms format) with one layer, no normalization and no
 biases, so its logits are exactly a quadratic form of the attention output (see `circuit.py`). Uniform attention is
-query and key weights held at zero: every score is 0 and the softmax averages the visible positions.
+query and key weights at zero: every score is 0 and the softmax averages the visible positions.
 """
 
 from __future__ import annotations
@@ -78,15 +78,15 @@ def build_model(task: ModAddTask, config: ModAddTrainConfig = ModAddTrainConfig(
 
 
 def hold_query_key_at_zero(model: BilinearForCausalLM) -> None:
-    """Zero the query and key rows of every fused qkv weight and mask their gradient, so attention stays uniform."""
+    """Zero the query and key rows of every fused qkv weight: every score is 0 and attention is uniform.
+
+    Training keeps them at exactly zero without a mask: the gradient of W_Q is proportional to the keys and that of
+    W_K to the queries, both zero, and decoupled weight decay of zero is zero.
+    """
     d_model = model.config.d_model
-    for block in model.transformer.h:
-        weight = block.attn.qkv.weight
-        mask = torch.ones_like(weight)
-        mask[: 2 * d_model] = 0.0
-        with torch.no_grad():
-            weight.mul_(mask)
-        weight.register_hook(lambda grad, mask=mask: grad * mask)
+    with torch.no_grad():
+        for block in model.transformer.h:
+            block.attn.qkv.weight[: 2 * d_model] = 0.0
 
 
 def answer_logits(model: torch.nn.Module, tokens: Int[torch.Tensor, "batch pos"]) -> Float[torch.Tensor, "batch vocab"]:

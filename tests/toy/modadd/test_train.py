@@ -1,0 +1,38 @@
+"""Training: uniform attention stays exactly uniform, runs are deterministic, the target stops training, and a saved
+model records its task and reloads."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from hooked_bilinear.loading.checkpoint import load_model
+from hooked_bilinear.toy.modadd import ModAddTask, ModAddTrainConfig, save_model, train
+from hooked_bilinear.toy.modadd.circuit import read_circuit
+from hooked_bilinear.toy.modadd.interval import Ledger
+
+TASK = ModAddTask(p=11, input_format="a b", uniform_attention=True, train_fraction=0.8)
+CONFIG = ModAddTrainConfig(d_model=32, d_hidden=32, max_epochs=30, eval_every=10, lr=3e-3)
+
+
+def test_uniform_attention_keeps_query_and_key_at_zero_through_training():
+    model, history = train(TASK, CONFIG, progress=False)
+    qkv = model.transformer.h[0].attn.qkv.weight
+    assert not qkv[: 2 * CONFIG.d_model].any(), "query/key weights moved: attention is no longer uniform"
+    assert qkv[2 * CONFIG.d_model:].abs().sum() > 0
+    assert read_circuit(model, TASK, Ledger()).uniform_attention
+    assert history.epochs == [0, 10, 20, 30] and history.train_loss[-1] < history.train_loss[0]
+
+
+def test_training_is_deterministic_and_stops_at_the_target(tmp_path):
+    first, _ = train(TASK, CONFIG, progress=False)
+    second, _ = train(TASK, CONFIG, progress=False)
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
+        assert torch.equal(a, b), name
+    _, history = train(TASK, ModAddTrainConfig(d_model=32, d_hidden=32, max_epochs=30, eval_every=10,
+                                               target_accuracy=0.0, target_loss=100.0), progress=False)
+    assert history.reached_target and history.epochs == [0]
+    folder = save_model(first, tmp_path / "m", history, CONFIG)
+    assert ModAddTask.from_config(load_model(folder).config) == TASK
+    assert json.loads((folder / "TRAINING.json").read_text())["task"]["p"] == 11
