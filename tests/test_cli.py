@@ -57,14 +57,15 @@ def test_module_entry_point_runs():
 
 
 def test_modadd_certify_prints_one_json_object(capsys):
-    assert main(["modadd", "certify", "--model", "modadd-p59", "--json"]) == 0
+    assert main(["modadd", "certify", "--json"]) == 0  # the default model: modadd-p113
     out = capsys.readouterr().out.strip()
     assert len(out.splitlines()) == 1
     result = json.loads(out)
     for key in ("p", "accuracy", "true_min_margin", "certified_min_margin", "certified_accuracy", "proof_flops",
                 "brute_force_flops", "compression_ratio"):
         assert key in result
-    assert result["p"] == 59 and result["accuracy"] > 0.99 and result["sound"]
+    assert result["p"] == 113 and result["accuracy"] > 0.99 and result["sound"]
+    assert result["certified_accuracy"] == result["accuracy"] and result["cost_ratio"] < 1
     assert result["certified_min_margin"] <= result["true_min_margin"]
 
 

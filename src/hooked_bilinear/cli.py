@@ -3,7 +3,7 @@
     hooked-bilinear bilinearize MODEL TOKENS OUT [--steps 1000 ...]   SwiGLU Llama -> bilinear Llama folder
     hooked-bilinear to-llama SOURCE OUT                                tdooms checkpoint -> stock Llama folder
     hooked-bilinear push FOLDER REPO_ID [--endpoint URL]               a saved folder -> the Hugging Face Hub
-    hooked-bilinear modadd certify [--model modadd-p59] [--json]      prove a modular-addition model's accuracy
+    hooked-bilinear modadd certify [--model modadd-p113] [--json]     prove a modular-addition model's accuracy
     hooked-bilinear modadd train --setup nanda|pizza OUT              train one (Nanda / pizza set-up)
 """
 
@@ -80,13 +80,15 @@ def _modadd_certify(args: argparse.Namespace) -> None:
 
 def _modadd_train(args: argparse.Namespace) -> None:
     from hooked_bilinear.toy.modadd.task import NANDA, PIZZA
-    from hooked_bilinear.toy.modadd.train import ModAddTrainConfig, save_model, train
+    from dataclasses import replace
+
+    from hooked_bilinear.toy.modadd.train import SETUP_TRAINING, save_model, train
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise HookedBilinearError(f"{out} already exists; pass --overwrite to replace it, or choose another folder.")
     task = {"nanda": NANDA, "pizza": PIZZA}[args.setup]
-    config = ModAddTrainConfig(max_epochs=args.max_epochs, seed=args.seed)
+    config = replace(SETUP_TRAINING[args.setup], max_epochs=args.max_epochs, seed=args.seed)
     model, history = train(task, config)
     save_model(model, out, history, config, overwrite=args.overwrite)
     print(f"{history.epochs[-1]} epochs, test accuracy {history.test_accuracy[-1]:.4f}, test loss "
@@ -134,7 +136,8 @@ def parser() -> argparse.ArgumentParser:
     m = commands.add_parser("modadd", help="the modular-addition case study").add_subparsers(
         dest="modadd_command", required=True)
     c = m.add_parser("certify", help="brute-force accuracy, the certificate, and the compressed explanation")
-    c.add_argument("--model", default="modadd-p59", help="shipped name (modadd-p59) or a folder saved by modadd train")
+    c.add_argument("--model", default="modadd-p113",
+                   help="shipped name (modadd-p113, modadd-p59) or a folder saved by modadd train")
     c.add_argument("--frequencies", help="comma-separated frequencies to keep (default: key ones by weight)")
     c.add_argument("--json", action="store_true", help="print one JSON object")
     c.set_defaults(run=_modadd_certify)

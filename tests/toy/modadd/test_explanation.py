@@ -41,7 +41,11 @@ def test_explanation_logits_follow_the_formula():
     assert explanation.parameter_count == 3
 
 
-@pytest.mark.parametrize("name", ["modadd-p59"])  # modadd-p113 is not shipped yet (see README)
+# the share of the logit table's variance the key frequencies explain, as measured (README)
+LOGIT_VARIANCE_EXPLAINED = {"modadd-p59": 0.6, "modadd-p113": 0.5}
+
+
+@pytest.mark.parametrize("name", sorted(LOGIT_VARIANCE_EXPLAINED))
 def test_weight_frequencies_agree_with_activation_frequencies(name):
     model = load_model(resolve_folder(name))
     task = ModAddTask.from_config(model.config)
@@ -55,11 +59,11 @@ def test_weight_frequencies_agree_with_activation_frequencies(name):
     from_weights = read_weights(model, task).key_frequencies
     assert 1 <= len(from_weights) <= 12
     assert set(key_frequencies(spectra["logits"])) == set(from_weights)
-    assert set(key_frequencies(spectra["hidden"])) <= set(from_weights)  # hidden units: 23 falls under 5% (README)
+    assert set(key_frequencies(spectra["hidden"])) <= set(from_weights)  # p59's hidden units: 23 falls under 5%
 
     explanation = explain(model, task)
     assert [t.k for t in explanation.terms] == from_weights
     assert all(t.identity_fraction > 0.8 for t in explanation.terms)
     labels = task.labels().reshape(task.p, task.p)
     assert (explanation.logits().argmax(-1) == labels).double().mean() > 0.99
-    assert logit_table_fraction(all_logits(model, task), from_weights) > 0.6  # measured 0.656 (README)
+    assert logit_table_fraction(all_logits(model, task), from_weights) > LOGIT_VARIANCE_EXPLAINED[name]

@@ -38,7 +38,7 @@ def test_setups_and_bad_input():
         ModAddTask.from_config(load_model(resolve_folder("ts-synthetic-2l")).config)
 
 
-@pytest.mark.parametrize("name, setup", [("modadd-p59", PIZZA)])  # modadd-p113 is not shipped yet (see README)
+@pytest.mark.parametrize("name, setup", [("modadd-p59", PIZZA), ("modadd-p113", NANDA)])
 def test_shipped_model_loads_as_a_hooked_transformer(name, setup):
     assert name in hb.shipped_checkpoints()
     with warnings.catch_warnings():

@@ -4,13 +4,17 @@ model records its task and reloads."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, replace
 
+import pytest
 import torch
 
 from hooked_bilinear.loading.checkpoint import load_model
-from hooked_bilinear.toy.modadd import ModAddTask, ModAddTrainConfig, save_model, train
+from hooked_bilinear.loading.pretrained import resolve_folder
+from hooked_bilinear.toy.modadd import NANDA, PIZZA, ModAddTask, ModAddTrainConfig, save_model, train
 from hooked_bilinear.toy.modadd.circuit import read_circuit
 from hooked_bilinear.toy.modadd.interval import Ledger
+from hooked_bilinear.toy.modadd.train import SETUP_TRAINING
 
 TASK = ModAddTask(p=11, input_format="a b", uniform_attention=True, train_fraction=0.8)
 CONFIG = ModAddTrainConfig(d_model=32, d_hidden=32, max_epochs=30, eval_every=10, lr=3e-3)
@@ -36,3 +40,14 @@ def test_training_is_deterministic_and_stops_at_the_target(tmp_path):
     folder = save_model(first, tmp_path / "m", history, CONFIG)
     assert ModAddTask.from_config(load_model(folder).config) == TASK
     assert json.loads((folder / "TRAINING.json").read_text())["task"]["p"] == 11
+
+
+@pytest.mark.parametrize("name, setup", [("modadd-p113", "nanda"), ("modadd-p59", "pizza")])
+def test_shipped_models_record_the_settings_modadd_train_uses(name, setup):
+    """`hooked-bilinear modadd train --setup S --max-epochs E` (SETUP_TRAINING) re-runs what the shipped model's
+    TRAINING.json records; E is its `epochs`."""
+    record = json.loads((resolve_folder(name) / "TRAINING.json").read_text())
+    expected = asdict(replace(SETUP_TRAINING[setup], max_epochs=record["config"]["max_epochs"]))
+    assert {k: tuple(v) if isinstance(v, list) else v for k, v in record["config"].items()} == expected
+    assert record["task"] == {"nanda": NANDA, "pizza": PIZZA}[setup].to_config()
+    assert record["epochs"] <= record["config"]["max_epochs"] and record["train_accuracy"] == 1.0

@@ -5,7 +5,7 @@
     fourier.py      the Fourier basis of Z_p, spectra, key frequencies
     circuit.py      the logits as an exact sum of terms, from the weights
     interval.py     rounding-safe interval arithmetic with a flop ledger
-    certify.py      the certificate: proven margin bounds, their cost      (certify, certificate_curve)
+    certify.py      the certificate: proven margin bounds, their cost      (certify, certify_exact, certificate_curve)
     explanation.py  trig identities and the compressed explanation         (explain, read_weights)
     report.py       the headline numbers                                   (report)
     plots.py        pictures
@@ -16,6 +16,7 @@ from hooked_bilinear.toy.modadd.certify import (
     brute_force_flops,
     certificate_curve,
     certify,
+    certify_exact,
 )
 from hooked_bilinear.toy.modadd.explanation import (
     Explanation,
@@ -28,13 +29,15 @@ from hooked_bilinear.toy.modadd.fourier import fourier_basis, key_frequencies
 from hooked_bilinear.toy.modadd.report import all_logits, margins, report
 from hooked_bilinear.toy.modadd.task import NANDA, PIZZA, ModAddTask
 from hooked_bilinear.toy.modadd.train import (
+    SETUP_TRAINING,
     ModAddHistory,
     ModAddTrainConfig,
     save_model,
     train,
 )
 
-__all__ = ["NANDA", "PIZZA", "Certificate", "Explanation", "ModAddHistory", "ModAddTask", "ModAddTrainConfig",
-           "activation_spectra", "all_logits", "brute_force_flops", "certificate_curve", "certify", "explain",
+__all__ = ["NANDA", "PIZZA", "SETUP_TRAINING", "Certificate", "Explanation", "ModAddHistory", "ModAddTask", "ModAddTrainConfig",
+           "activation_spectra", "all_logits", "brute_force_flops", "certificate_curve", "certify", "certify_exact",
+           "explain",
            "fourier_basis", "key_frequencies", "logit_table_fraction", "margins", "read_weights", "report",
            "save_model", "train"]

@@ -4,14 +4,16 @@ margin(a, b) = logit_{c*} - max_{c != c*} logit_c with c* = (a + b) mod p. The p
 
 1. the circuit (`circuit.py`): attention, and the MLP and unembedding projections of each residual family;
 2. the terms that depend on (a, c) or (b, c) only, exactly;
-3. each (a, b) interaction tensor T[a, b, c] = sum_n X[a, n] Y[b, n] Z[c, n] compressed: its factors projected on
-   the kept frequencies' Fourier columns F_K (X = F_K X^ + R_X, ...), so T = core x F_K x F_K x F_K + rest with the
-   core C[i, j, l] = sum_n X^[i, n] Y^[j, n] Z^[l, n], and the rest bounded without ever being formed:
+3. each (a, b) interaction tensor T[a, b, c] = sum_n X[a, n] Y[b, n] Z[c, n] compressed: its a and b factors
+   projected on the kept frequencies' Fourier columns F_K (X = F_K X^ + R_X, Y = F_K Y^ + R_Y). Everything but the
+   product of the two rests is computed exactly in factored form, at a cost set by the kept rank m instead of p
+   (`compressed_interaction`); that product, second order in what the frequencies leave out, is bounded per neuron:
 
-       |T - T_K|[a, b, c] <= sum_n |Z[c, n]| (|R_X[a, n]| max_b |Y[b, n]| + |X_K[a, n]| max_b |R_Y[b, n]|)
-                                 + |R_Z[c, n]| |X_K[a, n]| max_b |Y_K[b, n]|   (and the same with a and b swapped);
+       |sum_n R_X[a, n] R_Y[b, n] Z[c, n]| <= sum_n |R_X[a, n]| max_b |R_Y[b, n]| |Z[c, n]|   (or a and b swapped);
 
-4. the margins of the kept model minus twice the bound, over all p^2 inputs and p - 1 wrong answers.
+4. the margins of the kept model minus twice the bound, over all p^2 inputs and p - 1 wrong answers;
+5. the inputs whose bound is not positive proven again through the exact circuit (`circuit.circuit_logits`), which
+   by itself, for every input, is the uncompressed proof (`certify_exact`).
 
 Everything is computed in interval arithmetic (`interval.py`), so float rounding cannot make the bound wrong; its cost
 is every floating-point operation spent, radius work included. The brute-force proof runs the model on all p^2
@@ -24,13 +26,14 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from tqdm.auto import tqdm
 
 from hooked_bilinear.modeling.modeling import BilinearForCausalLM
 from hooked_bilinear.toy.modadd import interval as iv
 from hooked_bilinear.toy.modadd.circuit import (
     Circuit,
+    circuit_logits,
     coef_grid,
     coefficient,
     is_interaction,
@@ -49,14 +52,20 @@ from hooked_bilinear.toy.modadd.interval import Ball, Ledger
 from hooked_bilinear.toy.modadd.task import ModAddTask
 
 
+EXACT_STEP = "exact circuit"
+
+
 @dataclass
 class Certificate:
-    """Proven lower bounds `margin[a, b]` on every input's margin, from the kept `frequencies`."""
+    """Proven lower bounds `margin[a, b]` on every input's margin. `compressed` holds the bounds of the compressed
+    explanation alone (kept `frequencies` plus the rest bound; None for the uncompressed proof); `margin` adds the
+    exact circuit's bounds for the inputs the compression left unproven (`flops[EXACT_STEP]`)."""
 
     p: int
     frequencies: list[int]
     margin: Float[torch.Tensor, "p p"]
     flops: dict[str, int] = field(default_factory=dict)
+    compressed: Float[torch.Tensor, "p p"] | None = None
 
     @property
     def certified_min_margin(self) -> float:
@@ -70,6 +79,16 @@ class Certificate:
     @property
     def proof_flops(self) -> int:
         return sum(self.flops.values())
+
+    @property
+    def compressed_accuracy(self) -> float:
+        """The fraction of inputs the compressed explanation proves correct by itself."""
+        return 0.0 if self.compressed is None else (self.compressed > 0).double().mean().item()
+
+    @property
+    def compressed_flops(self) -> int:
+        """The cost of the compressed proof alone (without the exact fallback)."""
+        return self.proof_flops - self.flops.get(EXACT_STEP, 0)
 
 
 @dataclass
@@ -112,20 +131,15 @@ def frequency_importance(circuit: Circuit, ledger: Ledger) -> Float[torch.Tensor
     return importance
 
 
-def _basis(p: int, vocab: int, frequencies: list[int]) -> tuple[Ball, Ball]:
-    """F_K [p, m] for the a and b modes; for the c mode the same plus a unit column for a non-residue token ('=')."""
-    F_K = fourier_basis(p)[:, columns_of(p, frequencies)]
-    F_c = torch.zeros(vocab, F_K.shape[1] + vocab - p, dtype=torch.float64)
-    F_c[:p, : F_K.shape[1]] = F_K
-    F_c[p:, F_K.shape[1]:] = torch.eye(vocab - p, dtype=torch.float64)
-    return Ball.exact(F_K), Ball.exact(F_c)
+def _basis(p: int, frequencies: list[int]) -> Ball:
+    """F_K [p, m]: the Fourier columns of the constant and of the kept frequencies."""
+    return Ball.exact(fourier_basis(p)[:, columns_of(p, frequencies)])
 
 
-def _split(M: Ball, basis: Ball, ledger: Ledger) -> tuple[Ball, Ball, Ball]:
-    """M = basis M^ + R: (M^ = basis^T M, the kept part basis M^, the rest R = M - basis M^)."""
+def _split(M: Ball, basis: Ball, ledger: Ledger) -> tuple[Ball, Ball]:
+    """M = basis M^ + R: (M^ = basis^T M, the rest R = M - basis M^)."""
     hat = iv.einsum("ai,an->in", basis, M, ledger)
-    kept = iv.einsum("ai,in->an", basis, hat, ledger)
-    return hat, kept, iv.sub(M, kept, ledger)
+    return hat, iv.sub(M, iv.einsum("ai,in->an", basis, hat, ledger), ledger)
 
 
 def _product_max(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, ledger: Ledger) -> torch.Tensor:
@@ -134,30 +148,34 @@ def _product_max(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, ledger: Ledg
     return iv.round_up((A * B) @ C.T, A.shape[1] + 1)
 
 
-def compressed_interaction(
-    factors: Factors, F_K: Ball, F_c: Ball, ledger: Ledger
-) -> tuple[Ball, Float[torch.Tensor, "p p vocab"]]:
-    """(T_K on the (a, b, c) grid, an upper bound of |T - T_K| there) for one interaction tensor."""
-    X_hat, X_K, R_X = _split(factors.X, F_K, ledger)
-    Y_hat, Y_K, R_Y = _split(factors.Y, F_K, ledger)
-    Z_hat, _, R_Z = _split(factors.Z, F_c, ledger)
-    core = iv.einsum("ijn,ln->ijl", iv.einsum("in,jn->ijn", X_hat, Y_hat, ledger), Z_hat, ledger)
-    T_K = iv.einsum("ajl,bj->abl", iv.einsum("ijl,ai->ajl", core, F_K, ledger), F_K, ledger)
-    T_K = iv.einsum("abl,cl->abc", T_K, F_c, ledger)
-    mag = {name: M.magnitude() for name, M in
-           (("X", factors.X), ("Y", factors.Y), ("Z", factors.Z), ("R_X", R_X), ("R_Y", R_Y), ("R_Z", R_Z),
-            ("X_K", X_K), ("Y_K", Y_K))}
-    ledger.add(2 * sum(m.numel() for m in mag.values()))
-    bounds = []
-    for first, second in (("X", "Y"), ("Y", "X")):  # max over b, then max over a
-        mx = lambda name: mag[name].amax(0)
-        bound = (_product_max(mag[f"R_{first}"], mx(second), mag["Z"], ledger)
-                 + _product_max(mag[f"{first}_K"], mx(f"R_{second}"), mag["Z"], ledger)
-                 + _product_max(mag[f"{first}_K"], mx(f"{second}_K"), mag["R_Z"], ledger))
-        bounds.append(iv.round_up(bound, 3))
-    ledger.add(2 * bounds[0].numel())
-    rest = torch.minimum(bounds[0][:, None, :], bounds[1][None, :, :])  # [a, 1, c] vs [1, b, c]
-    return T_K, rest
+def compressed_interaction(factors: Factors, F_K: Ball, ledger: Ledger
+                           ) -> tuple[Ball, Float[torch.Tensor, "p p vocab"]]:
+    """(T_K on the (a, b, c) grid, an upper bound of |T - T_K| there) for one interaction tensor.
+
+    With X = F_K X^ + R_X and Y = F_K Y^ + R_Y, T_K holds everything but the product of the two rests, computed
+    exactly in factored form (each costs a kept rank m, not p, per input):
+
+        T_K[a, b, c] = sum_ij F_K[a, i] F_K[b, j] C[i, j, c] + sum_j F_K[b, j] M_X[a, j, c] + sum_i F_K[a, i] M_Y[b, i, c]
+        C = sum_n X^ Y^ Z,   M_X = sum_n R_X Y^ Z,   M_Y = sum_n X^ R_Y Z,
+
+    and the rest sum_n R_X[a, n] R_Y[b, n] Z[c, n] (second order in what the frequencies leave out) is bounded per
+    neuron: <= sum_n |R_X[a, n]| max_b |R_Y[b, n]| |Z[c, n]|, and the same with a and b swapped.
+    """
+    X_hat, R_X = _split(factors.X, F_K, ledger)
+    Y_hat, R_Y = _split(factors.Y, F_K, ledger)
+    Z = factors.Z
+    core = iv.einsum("ijn,cn->ijc", iv.einsum("in,jn->ijn", X_hat, Y_hat, ledger), Z, ledger)
+    T_K = iv.einsum("ajc,bj->abc", iv.einsum("ijc,ai->ajc", core, F_K, ledger), F_K, ledger)
+    M_X = iv.einsum("ajn,cn->ajc", iv.einsum("an,jn->ajn", R_X, Y_hat, ledger), Z, ledger)
+    T_K = iv.add(T_K, iv.einsum("ajc,bj->abc", M_X, F_K, ledger), ledger)
+    M_Y = iv.einsum("ibn,cn->ibc", iv.einsum("in,bn->ibn", X_hat, R_Y, ledger), Z, ledger)
+    T_K = iv.add(T_K, iv.einsum("ibc,ai->abc", M_Y, F_K, ledger), ledger)
+    R_X, R_Y, Z = R_X.magnitude(), R_Y.magnitude(), Z.magnitude()
+    ledger.add(2 * (R_X.numel() + R_Y.numel() + Z.numel()))
+    per_a = _product_max(R_X, R_Y.amax(0), Z, ledger)  # [a, c]
+    per_b = _product_max(R_Y, R_X.amax(0), Z, ledger)  # [b, c]
+    ledger.add(per_a.shape[0] * per_b.numel())
+    return T_K, torch.minimum(per_a[:, None, :], per_b[None, :, :])
 
 
 def certify(
@@ -165,10 +183,12 @@ def certify(
     task: ModAddTask | None = None,
     frequencies: list[int] | None = None,
     *,
+    fallback: bool = True,
     progress: bool = False,
 ) -> Certificate:
-    """Prove a lower bound on every input's margin, keeping `frequencies` (default: the key frequencies by weight
-    importance in the interaction, `frequency_importance`)."""
+    """Prove a lower bound on every input's margin through the compressed explanation, keeping `frequencies`
+    (default: the key frequencies by weight importance in the interaction, `frequency_importance`). With `fallback`,
+    the inputs whose compressed bound is not positive are proven again by the exact circuit (`circuit_logits`)."""
     task = task or ModAddTask.from_config(model.config)
     ledger = Ledger()
     p = task.p
@@ -192,32 +212,61 @@ def certify(
             term = pair_table(f, g, circuit.unembed_out, ledger)
             logits = iv.add(logits, iv.mul(coef_grid(coefficient(f, g, ledger=ledger)), term, ledger), ledger)
     ledger.step = "compressed interaction"
-    F_K, F_c = _basis(p, vocab, frequencies)
+    F_K = _basis(p, frequencies)
     for factors in interaction_factors(circuit, ledger):
-        T_K, bound = compressed_interaction(factors, F_K, F_c, ledger)
+        T_K, bound = compressed_interaction(factors, F_K, ledger)
         coef = coef_grid(factors.coef)
         logits = iv.add(logits, iv.mul(coef, T_K, ledger), ledger)
         rest = iv.round_up(rest + coef.magnitude() * bound, 2)
         ledger.add(2 * rest.numel())
     ledger.step = "margins"
-    margin = margin_lower_bound(logits, rest, task, ledger)
-    return Certificate(p, list(frequencies), margin, dict(ledger.flops))
+    compressed = margin_lower_bound(logits, rest, task.labels().reshape(p, p), ledger)
+    margin = compressed.clone()
+    if fallback and (compressed <= 0).any():
+        ledger.step = EXACT_STEP
+        a, b = (compressed <= 0).nonzero(as_tuple=True)
+        margin[a, b] = torch.maximum(compressed[a, b], exact_margins(circuit, a, b, ledger, progress=progress))
+    return Certificate(p, list(frequencies), margin, dict(ledger.flops), compressed)
+
+
+def certify_exact(model: BilinearForCausalLM, task: ModAddTask | None = None, *, progress: bool = False
+                  ) -> Certificate:
+    """The uncompressed proof: every input's margin bounded through the exact circuit (`circuit_logits`)."""
+    task = task or ModAddTask.from_config(model.config)
+    ledger = Ledger()
+    ledger.step = "circuit"
+    circuit = read_circuit(model, task, ledger)
+    ledger.step = EXACT_STEP
+    a, b = (t.reshape(-1) for t in torch.meshgrid(torch.arange(task.p), torch.arange(task.p), indexing="ij"))
+    margin = exact_margins(circuit, a, b, ledger, progress=progress).reshape(task.p, task.p)
+    return Certificate(task.p, [], margin, dict(ledger.flops))
+
+
+def exact_margins(circuit: Circuit, a: Int[torch.Tensor, " s"], b: Int[torch.Tensor, " s"], ledger: Ledger,
+                  *, chunk: int = 2048, progress: bool = False) -> Float[torch.Tensor, " s"]:
+    """Proven margins of the inputs (a[s], b[s]) from the circuit's exact logits, `chunk` inputs at a time."""
+    answer = (a + b) % circuit.task.p
+    parts = []
+    for start in tqdm(range(0, len(a), chunk), desc="exact circuit", disable=not progress):
+        rows = slice(start, start + chunk)
+        parts.append(margin_lower_bound(circuit_logits(circuit, a[rows], b[rows], ledger), None, answer[rows],
+                                        ledger))
+    return torch.cat(parts)
 
 
 def margin_lower_bound(
-    logits: Ball, rest: Float[torch.Tensor, "p p vocab"], task: ModAddTask, ledger: Ledger
-) -> Float[torch.Tensor, "p p"]:
-    """min over c != c* of lower(logit_{c*} - logit_c) - rest_{c*} - rest_c, for every (a, b)."""
-    p = task.p
-    answer = task.labels().reshape(p, p)
-    index = answer[:, :, None]
-    correct = Ball(logits.mid.gather(2, index), logits.rad.expand_as(logits.mid).gather(2, index))
-    difference = iv.sub(correct, logits, ledger).lower()
-    bound = difference - iv.round_up(rest.gather(2, index) + rest, 2)
+    logits: Ball, rest: Float[torch.Tensor, "... vocab"] | None, answer: Int[torch.Tensor, "..."], ledger: Ledger
+) -> Float[torch.Tensor, "..."]:
+    """min over c != answer of lower(logit_answer - logit_c) - rest_answer - rest_c, for every input."""
+    index = answer[..., None]
+    correct = Ball(logits.mid.gather(-1, index), logits.rad.expand_as(logits.mid).gather(-1, index))
+    bound = iv.sub(correct, logits, ledger).lower()
+    if rest is not None:
+        bound = bound - iv.round_up(rest.gather(-1, index) + rest, 2)
     bound = bound - 2 * iv.U * bound.abs() - iv.TINY  # the subtraction rounded: step down past its error
-    bound.scatter_(2, index, math.inf)
+    bound.scatter_(-1, index, math.inf)
     ledger.add(4 * bound.numel())
-    return bound.amin(2)
+    return bound.amin(-1)
 
 
 def brute_force_flops(model: BilinearForCausalLM, task: ModAddTask) -> int:
@@ -235,7 +284,7 @@ def certificate_curve(
     model: BilinearForCausalLM, task: ModAddTask | None = None, extra: int = 4, *, progress: bool = True
 ) -> list[Certificate]:
     """Certificates keeping the 0, 1, 2, ... most important frequencies (weight importance order), up to `extra`
-    beyond the key frequencies, and all of them: proof cost against tightness."""
+    beyond the key frequencies, and all of them, each with the exact fallback: proof cost against tightness."""
     task = task or ModAddTask.from_config(model.config)
     importance = frequency_importance(read_circuit(model, task, Ledger()), Ledger())
     order = [k for k in torch.argsort(importance, descending=True).tolist() if k > 0]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 
 from hooked_bilinear.modeling.modeling import BilinearForCausalLM
 from hooked_bilinear.toy.modadd import interval as iv
@@ -219,6 +219,56 @@ def exact_logits(circuit: Circuit, ledger: Ledger) -> Float[torch.Tensor, "p p v
                       ledger)
         total = iv.add(total, term, ledger)
     return total.mid
+
+
+def circuit_logits(circuit: Circuit, a: Int[torch.Tensor, " s"], b: Int[torch.Tensor, " s"], ledger: Ledger) -> Ball:
+    """The logits of the inputs (a[s], b[s]) evaluated through the circuit, as [s, vocab] balls:
+
+        x = sum_f coef_f v_f,   logit = U' ((W_gate x) * (W_in x)) + W_U x,
+
+    with every family's projections W_gate v_f, W_in v_f, W_U v_f read from the circuit (no d_model work per input).
+    Midpoints are one float64 evaluation; radii are bounded per input with norms (see `_mix`), so the proof costs
+    about one float64 evaluation. The uncompressed proof, and the fallback for inputs a compressed bound leaves open.
+    """
+    gate, gate_rad = _mix(circuit, "gate", a, b, ledger)
+    linear, linear_rad = _mix(circuit, "linear", a, b, ledger)
+    direct, direct_rad = _mix(circuit, "direct", a, b, ledger)
+    hidden = gate * linear
+    gate_max, linear_max, hidden_max = (t.abs().amax(1) for t in (gate, linear, hidden))
+    hidden_l1 = iv.round_up(hidden.abs().sum(1), hidden.shape[1])
+    # |g l - g^ l^| <= |g^| r_l + r_g (|l^| + r_l), plus the product's rounding: for every hidden unit
+    hidden_rad = iv.round_up(gate_max * linear_rad + gate_rad * (linear_max + linear_rad) + iv.U * hidden_max, 3)
+    U_out = circuit.unembed_out
+    U_l1 = iv.round_up(U_out.mid.abs().sum(1), U_out.shape[1])  # [vocab]
+    U_rad = U_out.rad.expand_as(U_out.mid).amax(1)  # [vocab]
+    mid = hidden @ U_out.mid.T + direct
+    # sum_n |U'^ h - U' h| <= r_h |U'^|_1 + r_U' (|h^|_1 + n r_h); the matmul's rounding <= gamma_n |U'^|_1 max|h^|
+    rad = ((hidden_rad + iv.gamma(hidden.shape[1]) * hidden_max)[:, None] * U_l1
+           + U_rad * (hidden_l1 + hidden.shape[1] * hidden_rad)[:, None] + direct_rad[:, None] + iv.U * mid.abs())
+    n, h, vocab = len(a), hidden.shape[1], mid.shape[1]
+    ledger.add(n * (h + 8 * h + 8 + 2 * h * vocab + 9 * vocab) + 3 * vocab * h)
+    return Ball(mid, iv.round_up(rad, 6))
+
+
+def _mix(circuit: Circuit, table: str, a: Int[torch.Tensor, " s"], b: Int[torch.Tensor, " s"], ledger: Ledger
+         ) -> tuple[Float[torch.Tensor, "s k"], Float[torch.Tensor, " s"]]:
+    """sum_f coef_f(a, b) T_f[i_f] for a family table T ("gate", "linear" or "direct"): (midpoints [s, k], one
+    radius per input covering every entry [s]). Per family the radius is |coef^| r_T + r_coef (|T^| + r_T) with the
+    table's row maxima, and the float64 sum of the F terms is off by at most gamma_F sum_f |coef^ T^|."""
+    families = circuit.families
+    mid = torch.zeros((), dtype=torch.float64)
+    rad = torch.zeros(len(a), dtype=torch.float64)
+    for family in families:
+        T = getattr(family, table)
+        rows = {"a": a, "b": b, "1": torch.zeros_like(a)}[family.kind]
+        T_rad = T.rad.expand_as(T.mid).amax(1)[rows]
+        T_mag = iv.round_up(T.mid.abs() + T.rad, 2).amax(1)[rows]
+        coef = family.coef if family.coef.mid.ndim == 0 else family.coef[a, b]
+        coef_mag = coef.mid.abs()
+        mid = mid + coef.mid[..., None] * T.mid[rows]
+        rad = rad + coef_mag * T_rad + coef.rad * T_mag + iv.gamma(len(families)) * coef_mag * T_mag
+        ledger.add(3 * T.mid.numel() + len(a) * (2 * T.mid.shape[1] + 8))
+    return mid, iv.round_up(rad, 3 * len(families))
 
 
 def coef_grid(coef: Ball) -> Ball:

@@ -39,22 +39,32 @@ def plot_logit_tables(tables: dict[str, Float[torch.Tensor, "p p"]], path: PathL
     return save_figure(fig, path)
 
 
-def plot_certificate_curve(curve: list[Certificate], brute_force_flops: int, true_accuracy: float,
-                           path: PathLike, title: str = "") -> Path:
+def plot_certificate_curve(curve: list[Certificate], exact: Certificate, brute_force_flops: int,
+                           true_accuracy: float, path: PathLike, title: str = "") -> Path:
     """Certified accuracy (normalised by the true accuracy) against proof cost / brute-force cost, one point per
-    number of kept frequencies."""
+    number of kept frequencies: the compressed explanation alone, and with the exact fallback; the uncompressed
+    proof (`exact`) as a star."""
     fig, ax = pyplot().subplots(figsize=(6.5, 4))
-    x = [c.proof_flops / brute_force_flops for c in curve]
-    y = [c.certified_accuracy / true_accuracy for c in curve]
-    ax.plot(x, y, "o-", color="tab:red")
-    for c, xi, yi in zip(curve, x, y):
-        ax.annotate(str(len(c.frequencies)), (xi, yi), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    for label, cost, accuracy, style in (
+        ("compressed alone", lambda c: c.compressed_flops, lambda c: c.compressed_accuracy, "o-"),
+        ("with exact fallback", lambda c: c.proof_flops, lambda c: c.certified_accuracy, "s--"),
+    ):
+        x = [cost(c) / brute_force_flops for c in curve]
+        y = [accuracy(c) / true_accuracy for c in curve]
+        ax.plot(x, y, style, label=label)
+        for c, xi, yi in zip(curve, x, y):
+            ax.annotate(str(len(c.frequencies)), (xi, yi), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    ax.plot([exact.proof_flops / brute_force_flops], [exact.certified_accuracy / true_accuracy], "*", markersize=12,
+            color="black", label="exact circuit (uncompressed)")
     ax.axvline(1.0, color="grey", linestyle="--", linewidth=1, label="brute force cost")
     ax.set_xscale("log")
+    ticks = [t for t in (0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10) if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.set_xticks([], minor=True)
     ax.set_xlabel("proof flops / brute-force flops")
     ax.set_ylabel("certified / true accuracy")
-    ax.set_ylim(-0.03, 1.05)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.set_ylim(-0.03, 1.08)
+    ax.legend(loc="center left", fontsize=8)
     ax.set_title(title or "proof cost vs bound (labels: kept frequencies)", fontsize=10)
     return save_figure(fig, path)
 

@@ -98,7 +98,7 @@ class ModAddTask:
         if not isinstance(record, Mapping):
             raise CheckpointFormatError(
                 f"this model's config has no `{CONFIG_KEY}` record, so it is not a modular-addition model. Load "
-                f"the shipped 'modadd-p59', or train one with `hooked-bilinear modadd train`."
+                f"the shipped 'modadd-p113' or 'modadd-p59', or train one with `hooked-bilinear modadd train`."
             )
         return cls(**record)
 
