@@ -13,6 +13,9 @@ nothing ("1"). The logits are then exactly
 U' = W_U W_out. Pairs of an a-family with a b-family are the (a, b) interaction tensors, the part an adding network
 must compute; every other pair depends on (a, c) or (b, c) only, through a table. With uniform attention the
 coefficients are constants (1 / n_pos) and the families merge into one per kind.
+
+`exact_logits` sums these terms over the whole (a, b) grid; `circuit_logits` evaluates the same logits input by
+input from the families' projections (the uncompressed proof's arithmetic).
 """
 
 from __future__ import annotations
