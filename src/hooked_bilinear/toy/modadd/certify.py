@@ -237,7 +237,7 @@ def certify_exact(model: BilinearForCausalLM, task: ModAddTask | None = None, *,
     ledger.step = "circuit"
     circuit = read_circuit(model, task, ledger)
     ledger.step = EXACT_STEP
-    a, b = (t.reshape(-1) for t in torch.meshgrid(torch.arange(task.p), torch.arange(task.p), indexing="ij"))
+    a, b = task.operands()  # row-major over (a, b)
     margin = exact_margins(circuit, a, b, ledger, progress=progress).reshape(task.p, task.p)
     return Certificate(task.p, [], margin, dict(ledger.flops))
 
