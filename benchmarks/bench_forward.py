@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import save_file
 
 import hooked_bilinear as hb
-from hooked_bilinear.loading.checkpoint import load_model
+from hooked_bilinear.loading.pretrained import load_model
 from hooked_bilinear.modeling.modeling import BilinearForCausalLM
 
 SHAPE = dict(n_layer=6, n_head=8, d_model=512, d_hidden=2048, n_ctx=256, vocab=4096)

@@ -42,9 +42,9 @@ def random_state(config: dict[str, Any], vocab: int, std: float = 0.15, seed: in
     def rnd(*shape: int) -> torch.Tensor:
         return torch.randn(*shape, generator=g) * std
 
-    def linear(name: str, out_dim: int, in_dim: int) -> None:
+    def linear(name: str, out_dim: int, in_dim: int, has_bias: bool = False) -> None:
         state[f"{name}.weight"] = rnd(out_dim, in_dim)
-        if bias:
+        if has_bias:
             state[f"{name}.bias"] = rnd(out_dim)
 
     def norm(name: str) -> None:
@@ -64,8 +64,9 @@ def random_state(config: dict[str, Any], vocab: int, std: float = 0.15, seed: in
         linear(f"{p}.attn.qkv", 3 * d, d)
         linear(f"{p}.attn.o", d, d)
         state[f"{p}.attn.rotary.inv_freq"] = 1.0 / 10000 ** (torch.arange(0, d_head, 2).float() / d_head)
-        linear(f"{p}.mlp.w", 2 * h if config["bilinear"] else h, d)
-        linear(f"{p}.mlp.{'o' if legacy else 'p'}", d, h)
+        # `bias` is the MLP's only (docs/formats.md): the authors' attention and lm_head never have one.
+        linear(f"{p}.mlp.w", 2 * h if config["bilinear"] else h, d, bias)
+        linear(f"{p}.mlp.{'o' if legacy else 'p'}", d, h, bias)
     norm("transformer.n_f")
     state["lm_head.weight"] = rnd(vocab, d)
     return state

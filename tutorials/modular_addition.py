@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 import hooked_bilinear as hb
-from hooked_bilinear.loading.checkpoint import load_model
+from hooked_bilinear.loading.pretrained import load_model
 from hooked_bilinear.loading.pretrained import resolve_folder
 from hooked_bilinear.toy.modadd import (
     PIZZA,

@@ -25,8 +25,7 @@ import torch  # noqa: E402
 from transformer_lens import patching  # noqa: E402
 
 import hooked_bilinear as hb  # noqa: E402
-from hooked_bilinear.loading.checkpoint import load_model  # noqa: E402
-from hooked_bilinear.loading.pretrained import resolve_folder  # noqa: E402
+from hooked_bilinear.loading.pretrained import load_model  # noqa: E402
 from hooked_bilinear.toy.modadd import (  # noqa: E402
     ModAddTask,
     all_logits,
@@ -98,7 +97,7 @@ def main() -> None:
 
     # 5. The modular-addition model (Nanda set-up, p = 113), read from its weights: its accuracy on all p^2 inputs
     #    and a proof of it (tutorials/modular_addition.py goes further).
-    modadd = load_model(resolve_folder("modadd-p113"))
+    modadd = load_model("modadd-p113")
     task = ModAddTask.from_config(modadd.config)
     accuracy = (margins(all_logits(modadd, task, torch.float32), task) > 0).double().mean().item()
     proof = certify_exact(modadd, task)

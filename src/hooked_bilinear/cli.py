@@ -61,11 +61,10 @@ def _push(args: argparse.Namespace) -> None:
 def _modadd_certify(args: argparse.Namespace) -> None:
     import json
 
-    from hooked_bilinear.loading.checkpoint import load_model
-    from hooked_bilinear.loading.pretrained import resolve_folder
+    from hooked_bilinear.loading.pretrained import load_model
     from hooked_bilinear.toy.modadd.report import report
 
-    model = load_model(resolve_folder(args.model))
+    model = load_model(args.model)
     try:
         frequencies = [int(k) for k in args.frequencies.split(",")] if args.frequencies else None
         result = report(model, frequencies)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hooked_bilinear.loading.checkpoint import load_model
+from hooked_bilinear.loading.pretrained import load_model
 from reference import reference_logits, variants, write_checkpoint
 
 VARIANTS = variants()

@@ -24,7 +24,6 @@ from transformer_lens.model_bridge.generalized_components import (
     BlockBridge,
     EmbeddingBridge,
     JointGateUpMLPBridge,
-    JointQKVPositionEmbeddingsAttentionBridge,
     LinearBridge,
     MLPBridge,
     RMSNormalizationBridge,
@@ -36,6 +35,8 @@ from transformer_lens.model_bridge.generalized_components import (
 from transformer_lens.model_bridge.generalized_components.base import GeneralizedComponent
 
 from hooked_bilinear.components.hooked_bilinear_mlp import HookedBilinearMLP
+from hooked_bilinear.components.rotary_hooked_attention import RotaryHookedAttentionBridge
+from hooked_bilinear.loading.llama import BILINEAR_LLAMA_ARCHITECTURE, BilinearLlamaArchitectureAdapter
 from hooked_bilinear.modeling.configuration import BilinearConfig
 
 ARCHITECTURE = "BilinearForCausalLM"
@@ -95,7 +96,6 @@ def bridge_config(config: BilinearConfig, dtype: torch.dtype, model_name: str) -
     cfg.attn_residual_scale = config.attn_residual_scale
     cfg.mlp_down_name = config.mlp_down_name
     cfg.norm_has_params = config.norm_has_params
-    cfg.has_bias = config.bias
     return cfg
 
 
@@ -110,11 +110,11 @@ class BilinearArchitectureAdapter(ArchitectureAdapter):
         # norms are weightless, so folding them changes nothing.
         self.supports_fold_ln = not bool(getattr(cfg, "norm_has_params", False))
         self.weight_processing_conversions = {
-            **self._qkvo_weight_conversions(include_biases=bool(getattr(cfg, "has_bias", False)))
+            **self._qkvo_weight_conversions(include_biases=False)  # attention never has a bias (docs/formats.md)
         }
         blocks_submodules: dict[str, GeneralizedComponent] = {
             "ln1": RMSNormalizationBridge(name="n1.norm", config=self.cfg),
-            "attn": JointQKVPositionEmbeddingsAttentionBridge(
+            "attn": RotaryHookedAttentionBridge(
                 name="attn",
                 config=self.cfg,
                 split_qkv_matrix=lambda attn: split_linear(attn.qkv, 3),
@@ -160,10 +160,11 @@ class BilinearArchitectureAdapter(ArchitectureAdapter):
 
 
 def register_adapter() -> None:
-    """Make `BilinearForCausalLM` known to TransformerLens's adapter factory (idempotent).
+    """Make `BilinearForCausalLM` and this package's Llama adapter known to TransformerLens's adapter factory (idempotent).
 
     Entry points are discovered first, so the factory does not later mistake this package's own entry point
     (pyproject.toml, group `transformer_lens.architectures`) for an override.
     """
     ArchitectureAdapterFactory.discover_entry_points()
     ArchitectureAdapterFactory.register_adapter(ARCHITECTURE, BilinearArchitectureAdapter)
+    ArchitectureAdapterFactory.register_adapter(BILINEAR_LLAMA_ARCHITECTURE, BilinearLlamaArchitectureAdapter)

@@ -6,6 +6,7 @@ Every failure raises a HookedBilinearError subclass that names the file or key a
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -109,6 +110,9 @@ def check_state_dict(model: BilinearForCausalLM, state: dict[str, torch.Tensor])
         problems.append(f"missing weight keys {missing}")
     if unexpected:
         problems.append(f"unexpected weight keys {unexpected}")
+        if any(".attn." in key and key.endswith(".bias") for key in unexpected):
+            problems.append("attention biases are not part of the tdooms formats (`bias` applies to the MLP's w and p "
+                            "only; docs/formats.md), so this checkpoint was not made by the authors' code")
     for key in sorted(set(expected) & set(state)):
         if tuple(state[key].shape) != tuple(expected[key].shape):
             problems.append(
@@ -133,14 +137,42 @@ def check_state_dict(model: BilinearForCausalLM, state: dict[str, torch.Tensor])
                 )
 
 
-def load_model(
-    folder: Path, checkpoint_format: Optional[Literal["current", "legacy"]] = None
+def check_finite_weights(state: dict[str, torch.Tensor], folder: Path, allow_non_finite: bool) -> None:
+    """Refuse NaN / inf weights, naming the first tensor that holds them (or warn when `allow_non_finite`)."""
+    bad = [key for key, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if not bad:
+        return
+    message = (f"{folder}: {len(bad)} weight tensor(s) hold NaN or inf values, first {bad[0]!r}; every logit "
+               f"computed from them would be meaningless.")
+    if not allow_non_finite:
+        raise CheckpointWeightsError(message + " Re-download or re-save the checkpoint; pass allow_non_finite=True "
+                                               "to load it anyway (for debugging).")
+    warnings.warn(message + " Loaded anyway because allow_non_finite=True.", stacklevel=3)
+
+
+def check_float_weights(state: dict[str, torch.Tensor], folder: Path) -> None:
+    """Refuse integer or boolean tensors where the model holds floating-point weights."""
+    bad = sorted(key for key, value in state.items() if not value.is_floating_point())
+    if bad:
+        raise CheckpointWeightsError(
+            f"{folder}: weight tensor(s) {bad[:3]} have a non-floating-point dtype "
+            f"({state[bad[0]].dtype}); a checkpoint stores float32 / float16 / bfloat16 weights. Re-save it."
+        )
+
+
+def read_checkpoint(
+    folder: Path,
+    raw: dict[str, Any],
+    checkpoint_format: Optional[Literal["current", "legacy"]] = None,
+    allow_non_finite: bool = False,
 ) -> BilinearForCausalLM:
-    """A BilinearForCausalLM (float32, CPU, eval mode) with the folder's weights, checked key by key."""
-    raw = read_config(folder)
+    """A BilinearForCausalLM (float32, CPU, eval mode) from a folder's config.json dict and weights, checked key by
+    key (names, shapes, dtypes, finiteness)."""
     state = read_weights(folder)
     config = build_config(raw, state, checkpoint_format)
     model = BilinearForCausalLM(config)
     check_state_dict(model, state)
+    check_float_weights(state, folder)
+    check_finite_weights(state, folder, allow_non_finite)
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     return model.eval()

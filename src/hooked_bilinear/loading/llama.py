@@ -8,19 +8,23 @@ down_proj = W_out), exact in raw and compatibility mode. A SwiGLU Llama (`"silu"
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from transformer_lens.model_bridge import TransformerBridge
-from transformer_lens.model_bridge.architecture_adapter import ArchitectureAdapter
 from transformer_lens.model_bridge.generalized_components import LinearBridge
+from transformer_lens.model_bridge.generalized_components.base import GeneralizedComponent
+from transformer_lens.model_bridge.supported_architectures.llama import LlamaArchitectureAdapter
 from transformer_lens.model_bridge.sources import build_bridge_from_module
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
+from hooked_bilinear.components.cache_compatible_attention import CacheCompatibleAttentionBridge
 from hooked_bilinear.components.hooked_bilinear_mlp import HookedBilinearMLP
 from hooked_bilinear.errors import CheckpointWeightsError
+from hooked_bilinear.loading.checkpoint import check_finite_weights
 
 LLAMA_ARCHITECTURE = "LlamaForCausalLM"
+BILINEAR_LLAMA_ARCHITECTURE = "HookedBilinearLlamaForCausalLM"  # this package's adapter name for Llama checkpoints
 BILINEAR_ACT = "linear"  # transformers' name for the identity activation
 
 
@@ -29,13 +33,9 @@ def is_llama_config(raw: dict[str, Any]) -> bool:
     return raw.get("model_type") == "llama"
 
 
-def is_bilinear_llama(config: LlamaConfig) -> bool:
-    """Whether a Llama config's MLP is bilinear (`hidden_act: "linear"`: no activation on the gate)."""
-    return config.hidden_act == BILINEAR_ACT
-
-
-def load_llama(folder: Path, dtype: torch.dtype) -> LlamaForCausalLM:
-    """A `LlamaForCausalLM` (eval mode) from a folder; every weight must be present and fit (no random fill-in)."""
+def load_llama(folder: Path, dtype: torch.dtype, allow_non_finite: bool = False) -> LlamaForCausalLM:
+    """A `LlamaForCausalLM` (eval mode) from a folder; every weight must be present, fit and be finite (no random
+    fill-in, no NaN)."""
     try:
         model, info = LlamaForCausalLM.from_pretrained(str(folder), dtype=dtype, output_loading_info=True)
     except (OSError, ValueError, KeyError) as error:
@@ -46,37 +46,46 @@ def load_llama(folder: Path, dtype: torch.dtype) -> LlamaForCausalLM:
             f"The weights in {folder} do not fit its config.json ({problems or info['error_msgs']}); transformers "
             f"would fill the gaps with random values. Check that config.json belongs to these weights."
         )
+    check_finite_weights(dict(model.state_dict()), folder, allow_non_finite)
     return model.eval()
 
 
-def _bilinear_mlps(adapter: ArchitectureAdapter) -> None:
-    """Replace the adapter's gated MLP by a HookedBilinearMLP over gate_proj / up_proj / down_proj."""
-    blocks = adapter.component_mapping["blocks"]
-    old = blocks.submodules["mlp"]
-    blocks.submodules["mlp"] = HookedBilinearMLP(
-        name=old.name,
-        config=adapter.cfg,
-        fused_attr=None,
-        submodules={
-            "gate": LinearBridge(name="gate_proj"),
-            "in": LinearBridge(name="up_proj"),
-            "out": LinearBridge(name="down_proj"),
-        },
-    )
+class BilinearLlamaArchitectureAdapter(LlamaArchitectureAdapter):
+    """TransformerLens's Llama adapter with two changes: a bilinear MLP (`hidden_act: "linear"`) is a
+    HookedBilinearMLP over gate_proj / up_proj / down_proj, and attention reads the KV cache under transformers
+    5.24's name `cache` too (CacheCompatibleAttentionBridge)."""
+
+    _attention_bridge_cls = CacheCompatibleAttentionBridge
+
+    def _gated_mlp(
+        self,
+        name: str = "mlp",
+        *,
+        gate: str = "gate_proj",
+        up: str = "up_proj",
+        down: str = "down_proj",
+        optional: bool = False,
+    ) -> GeneralizedComponent:
+        if self.cfg.act_fn != BILINEAR_ACT:
+            return super()._gated_mlp(name, gate=gate, up=up, down=down, optional=optional)
+        return HookedBilinearMLP(
+            name=name,
+            config=self.cfg,
+            fused_attr=None,
+            submodules={"gate": LinearBridge(name=gate), "in": LinearBridge(name=up), "out": LinearBridge(name=down)},
+        )
 
 
 def llama_bridge(
     model: LlamaForCausalLM, tokenizer: Any, dtype: torch.dtype, device: str, model_name: str
 ) -> TransformerBridge:
     """The TransformerBridge of a Llama model; bilinear MLPs become HookedBilinearMLPs."""
-    hook: Optional[Any] = _bilinear_mlps if is_bilinear_llama(model.config) else None
     return build_bridge_from_module(
         model,
-        LLAMA_ARCHITECTURE,
+        BILINEAR_LLAMA_ARCHITECTURE,
         hf_config=model.config,
         tokenizer=tokenizer,
         dtype=dtype,
         device=device,
         model_name=model_name,
-        post_adapter_hook=hook,
     )

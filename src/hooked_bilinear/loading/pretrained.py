@@ -10,10 +10,13 @@ import torch
 from beartype import beartype
 from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.model_bridge.sources import build_bridge_from_module
+from transformers import LlamaForCausalLM
+
+from hooked_bilinear.modeling.modeling import BilinearForCausalLM
 
 from hooked_bilinear.errors import CheckpointFormatError, CheckpointNotFoundError
-from hooked_bilinear.loading.adapter import ARCHITECTURE, bridge_config, register_adapter
-from hooked_bilinear.loading.checkpoint import load_model, read_config
+from hooked_bilinear.loading.adapter import ARCHITECTURE, bridge_config
+from hooked_bilinear.loading.checkpoint import read_checkpoint, read_config
 from hooked_bilinear.loading.hub import hub_snapshot
 from hooked_bilinear.loading.llama import is_llama_config, llama_bridge, load_llama
 from hooked_bilinear.loading.tokenizer import resolve_tokenizer
@@ -44,6 +47,15 @@ def resolve_folder(name_or_path: Union[str, os.PathLike], revision: Optional[str
     return hub_snapshot(text, revision)
 
 
+def _device(device: Union[str, torch.device, None]) -> str:
+    """The device name, CPU by default; CUDA asked for on a machine without it is an error, not a fallback."""
+    name = str(device or "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={name!r} was asked for, but this machine has no CUDA device (torch "
+                         f"{torch.__version__}); pass device='cpu', or install a CUDA build of torch on a GPU machine.")
+    return name
+
+
 def _dtype(dtype: Union[str, torch.dtype, None]) -> torch.dtype:
     if dtype is None:
         return torch.float32
@@ -52,6 +64,34 @@ def _dtype(dtype: Union[str, torch.dtype, None]) -> torch.dtype:
     if dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r} is not one of {sorted(DTYPES)}.")
     return DTYPES[dtype]
+
+
+@beartype
+def load_model(
+    name_or_path: Union[str, os.PathLike],
+    *,
+    device: Union[str, torch.device, None] = None,
+    dtype: Union[str, torch.dtype, None] = None,
+    revision: Optional[str] = None,
+    checkpoint_format: Optional[Literal["current", "legacy"]] = None,
+    allow_non_finite: bool = False,
+) -> Union[BilinearForCausalLM, LlamaForCausalLM]:
+    """The plain transformers model of a checkpoint (eval mode): `BilinearForCausalLM` for the tdooms formats,
+    `LlamaForCausalLM` for a Llama folder. Every weight is checked against config.json (names, shapes, finite values).
+
+    Args: as `from_pretrained`; `allow_non_finite=True` loads NaN / inf weights with a warning instead of refusing.
+    """
+    folder = resolve_folder(name_or_path, revision)
+    torch_dtype = _dtype(dtype)
+    device_name = _device(device)
+    raw = read_config(folder)
+    if is_llama_config(raw):
+        if checkpoint_format is not None:
+            raise CheckpointFormatError(f"checkpoint_format={checkpoint_format!r} applies to tdooms checkpoints; "
+                                        f"{folder} holds a Llama checkpoint (model_type 'llama').")
+        return load_llama(folder, torch_dtype, allow_non_finite).to(device_name)
+    model = read_checkpoint(folder, raw, checkpoint_format, allow_non_finite)
+    return model.to(device=device_name, dtype=torch_dtype)
 
 
 @beartype
@@ -86,20 +126,14 @@ def from_pretrained(
     Returns:
         A `TransformerBridge` whose bilinear MLPs are `HookedBilinearMLP`s (a SwiGLU Llama keeps gated MLPs).
     """
-    register_adapter()
     folder = resolve_folder(name_or_path, revision)
     torch_dtype = _dtype(dtype)
-    device = str(device or "cpu")
-    if is_llama_config(read_config(folder)):
-        if checkpoint_format is not None:
-            raise CheckpointFormatError(f"checkpoint_format={checkpoint_format!r} applies to tdooms checkpoints; "
-                                        f"{folder} holds a Llama checkpoint (model_type 'llama').")
-        llama = load_llama(folder, torch_dtype).to(device)
-        tok = resolve_tokenizer(tokenizer, folder, llama.config)
-        bridge = llama_bridge(llama, tok, torch_dtype, device, str(name_or_path))
+    device = _device(device)
+    model = load_model(folder, device=device, dtype=torch_dtype, checkpoint_format=checkpoint_format)
+    tok = resolve_tokenizer(tokenizer, folder, model.config)
+    if isinstance(model, LlamaForCausalLM):
+        bridge = llama_bridge(model, tok, torch_dtype, device, str(name_or_path))
     else:
-        model = load_model(folder, checkpoint_format).to(device=device, dtype=torch_dtype)
-        tok = resolve_tokenizer(tokenizer, folder, model.config)
         bridge = build_bridge_from_module(
             model,
             ARCHITECTURE,

@@ -29,6 +29,9 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from hooked_bilinear.modeling.configuration import BilinearConfig
 
+# transformers 5.24 renamed the output's `past_key_values` to `cache`; generate reads the field of its version.
+CACHE_FIELD = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
+
 ACTIVATIONS: dict[Optional[str], Callable[[torch.Tensor], torch.Tensor]] = {
     None: lambda x: x,
     "relu": F.relu,
@@ -117,8 +120,9 @@ class Attention(nn.Module):
         self.n_head = config.n_head
         self.d_head = config.d_head
         self.layer_idx = layer_idx
-        self.qkv = nn.Linear(config.d_model, 3 * config.d_model, bias=config.bias)
-        self.o = nn.Linear(config.d_model, config.d_model, bias=config.bias)
+        # `bias` is the MLP's only: the authors' attention never has one.
+        self.qkv = nn.Linear(config.d_model, 3 * config.d_model, bias=False)
+        self.o = nn.Linear(config.d_model, config.d_model, bias=False)
         self.rotary = Rotary(config)
 
     def forward(
@@ -253,10 +257,15 @@ class BilinearForCausalLM(BilinearPreTrainedModel, GenerationMixin):
         inputs_embeds: Optional[torch.Tensor] = None,
         labels: Optional[torch.LongTensor] = None,
         use_cache: Optional[bool] = None,
+        cache: Optional[Cache] = None,
         **kwargs: Any,
     ) -> CausalLMOutputWithPast:
+        """The KV cache comes as `cache` (transformers >= 5.24) or `past_key_values` (earlier); either works."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
+        if cache is not None and past_key_values is not None:
+            raise ValueError("Pass the KV cache once, as `cache` or as `past_key_values`, not both.")
+        past_key_values = cache if cache is not None else past_key_values
         hidden = self.transformer.wte(input_ids) if inputs_embeds is None else inputs_embeds
         batch, q_len = hidden.shape[:2]
         if use_cache and past_key_values is None:
@@ -277,4 +286,4 @@ class BilinearForCausalLM(BilinearPreTrainedModel, GenerationMixin):
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten())
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=past_key_values)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, **{CACHE_FIELD: past_key_values})

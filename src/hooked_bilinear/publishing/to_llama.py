@@ -20,7 +20,7 @@ from beartype import beartype
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from hooked_bilinear.errors import ConversionError
-from hooked_bilinear.loading.checkpoint import load_model
+from hooked_bilinear.loading.pretrained import load_model
 from hooked_bilinear.loading.pretrained import resolve_folder
 from hooked_bilinear.modeling.configuration import BilinearConfig
 from hooked_bilinear.modeling.modeling import BilinearForCausalLM
@@ -54,7 +54,7 @@ def llama_config(config: BilinearConfig) -> LlamaConfig:
         max_position_embeddings=config.n_ctx,
         rms_norm_eps=config.rms_norm_eps,
         rope_theta=config.rope_theta,
-        attention_bias=config.bias,
+        attention_bias=False,
         mlp_bias=config.bias,
         tie_word_embeddings=False,
         bos_token_id=1,
@@ -67,15 +67,15 @@ def llama_state_dict(state: dict[str, torch.Tensor], config: BilinearConfig) -> 
     s = config.attn_residual_scale
     out = {"model.embed_tokens.weight": state["transformer.wte.weight"], "lm_head.weight": state["lm_head.weight"],
            "model.norm.weight": torch.ones(config.d_model, dtype=state["lm_head.weight"].dtype)}
-    kinds = ["weight", "bias"] if config.bias else ["weight"]
+    mlp_kinds = ["weight", "bias"] if config.bias else ["weight"]  # attention never has a bias (docs/formats.md)
     for i in range(config.n_layer):
         src, dst = f"transformer.h.{i}.", f"model.layers.{i}."
-        for kind in kinds:
-            q, k, v = state[f"{src}attn.qkv.{kind}"].chunk(3, dim=0)
+        q, k, v = state[f"{src}attn.qkv.weight"].chunk(3, dim=0)
+        out |= {f"{dst}self_attn.q_proj.weight": q, f"{dst}self_attn.k_proj.weight": k,
+                f"{dst}self_attn.v_proj.weight": v, f"{dst}self_attn.o_proj.weight": s * state[f"{src}attn.o.weight"]}
+        for kind in mlp_kinds:
             left, right = state[f"{src}mlp.w.{kind}"].chunk(2, dim=0)
-            out |= {f"{dst}self_attn.q_proj.{kind}": q, f"{dst}self_attn.k_proj.{kind}": k,
-                    f"{dst}self_attn.v_proj.{kind}": v, f"{dst}self_attn.o_proj.{kind}": s * state[f"{src}attn.o.{kind}"],
-                    f"{dst}mlp.gate_proj.{kind}": left, f"{dst}mlp.up_proj.{kind}": right,
+            out |= {f"{dst}mlp.gate_proj.{kind}": left, f"{dst}mlp.up_proj.{kind}": right,
                     f"{dst}mlp.down_proj.{kind}": state[f"{src}mlp.p.{kind}"]}
         for norm in ("input_layernorm", "post_attention_layernorm"):
             out[f"{dst}{norm}.weight"] = torch.ones_like(out["model.norm.weight"])
@@ -96,7 +96,7 @@ def to_llama(model_or_path: Union[BilinearForCausalLM, str, os.PathLike], *, tol
     if isinstance(model_or_path, BilinearForCausalLM):
         source, name = model_or_path, getattr(model_or_path.config, "name_or_path", "") or "a BilinearForCausalLM"
     else:
-        source, name = load_model(resolve_folder(model_or_path)), str(model_or_path)
+        source, name = load_model(model_or_path), str(model_or_path)
     config: BilinearConfig = source.config
     reasons = representable(config)
     if reasons:

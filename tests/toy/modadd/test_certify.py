@@ -7,8 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hooked_bilinear.loading.checkpoint import load_model
-from hooked_bilinear.loading.pretrained import resolve_folder
+from hooked_bilinear.loading.pretrained import load_model
 from hooked_bilinear.toy.modadd import (
     ModAddTask,
     all_logits,
@@ -91,7 +90,7 @@ def test_shipped_model_is_correct_and_its_certificates_sound_and_cheaper_than_br
     the uncompressed proof proves the true accuracy below brute force's cost, and so does the key-frequency proof
     with its exact fallback; the key frequencies alone prove part of the inputs."""
     exact_cost, compressed_share = SHIPPED[name]
-    model = load_model(resolve_folder(name))
+    model = load_model(name)
     task = ModAddTask.from_config(model.config)
     logits32 = all_logits(model, task, torch.float32)
     accuracy = (logits32.argmax(-1) == task.labels().reshape(task.p, task.p)).double().mean().item()

@@ -10,8 +10,7 @@ import pytest
 import torch
 
 import hooked_bilinear as hb
-from hooked_bilinear.loading.checkpoint import load_model
-from hooked_bilinear.loading.pretrained import resolve_folder
+from hooked_bilinear.loading.pretrained import load_model
 from hooked_bilinear.toy.modadd import (
     ModAddTask,
     activation_spectra,
@@ -47,7 +46,7 @@ LOGIT_VARIANCE_EXPLAINED = {"modadd-p59": 0.6, "modadd-p113": 0.5}
 
 @pytest.mark.parametrize("name", sorted(LOGIT_VARIANCE_EXPLAINED))
 def test_weight_frequencies_agree_with_activation_frequencies(name):
-    model = load_model(resolve_folder(name))
+    model = load_model(name)
     task = ModAddTask.from_config(model.config)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

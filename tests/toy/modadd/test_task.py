@@ -10,8 +10,7 @@ import torch
 
 import hooked_bilinear as hb
 from hooked_bilinear.errors import CheckpointFormatError
-from hooked_bilinear.loading.checkpoint import load_model
-from hooked_bilinear.loading.pretrained import resolve_folder
+from hooked_bilinear.loading.pretrained import load_model
 from hooked_bilinear.toy.modadd import NANDA, PIZZA, ModAddTask, all_logits
 
 
@@ -35,7 +34,7 @@ def test_setups_and_bad_input():
     with pytest.raises(ValueError, match="train_fraction"):
         ModAddTask(train_fraction=1.0)
     with pytest.raises(CheckpointFormatError, match="not a modular-addition model"):
-        ModAddTask.from_config(load_model(resolve_folder("ts-synthetic-2l")).config)
+        ModAddTask.from_config(load_model("ts-synthetic-2l").config)
 
 
 @pytest.mark.parametrize("name, setup", [("modadd-p59", PIZZA), ("modadd-p113", NANDA)])
@@ -50,6 +49,6 @@ def test_shipped_model_loads_as_a_hooked_transformer(name, setup):
     tokens = setup.tokens()[3 * setup.p + 5][None]
     logits = bridge(tokens)[0, -1]
     assert logits.argmax().item() == 8
-    model = load_model(resolve_folder(name))
+    model = load_model(name)
     table = all_logits(model, setup, torch.float32)
     assert torch.allclose(logits.double(), table[3, 5], atol=1e-4)

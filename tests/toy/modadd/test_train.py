@@ -9,7 +9,7 @@ from dataclasses import asdict, replace
 import pytest
 import torch
 
-from hooked_bilinear.loading.checkpoint import load_model
+from hooked_bilinear.loading.pretrained import load_model
 from hooked_bilinear.loading.pretrained import resolve_folder
 from hooked_bilinear.toy.modadd import NANDA, PIZZA, ModAddTask, ModAddTrainConfig, save_model, train
 from hooked_bilinear.toy.modadd.circuit import read_circuit
