@@ -2,6 +2,7 @@
 
 Public API:
     from_pretrained(name_or_path, ...) -> TransformerBridge
+    load_model(name_or_path, ...)      the plain transformers model (BilinearForCausalLM or LlamaForCausalLM)
     shipped_checkpoints() -> list of short names loadable without a download
     HookedBilinearMLP                  the bilinear MLP component
     BilinearConfig, BilinearForCausalLM  the transformers model class of the tdooms formats
@@ -29,7 +30,7 @@ from hooked_bilinear.loading.adapter import (
     BilinearArchitectureAdapter,
     register_adapter,
 )
-from hooked_bilinear.loading.pretrained import from_pretrained, shipped_checkpoints
+from hooked_bilinear.loading.pretrained import from_pretrained, load_model, shipped_checkpoints
 from hooked_bilinear.making.bilinearize import bilinearize
 from hooked_bilinear.making.train import TrainConfig
 from hooked_bilinear.modeling.configuration import BilinearConfig, detect_format
@@ -57,6 +58,7 @@ __all__ = [
     "PublishError",
     "detect_format",
     "from_pretrained",
+    "load_model",
     "analysis",
     "bilinearize",
     "register_adapter",

@@ -30,6 +30,7 @@ TOKENIZER_REPOS = {
     "gpt2": "openai-community/gpt2",
 }
 _SIZE_KEYS = ("n_layer", "n_head", "d_model", "d_hidden", "n_ctx")
+_BOOL_KEYS = ("bilinear", "bias", "normalization")
 
 
 class BilinearConfig(PretrainedConfig):
@@ -104,6 +105,20 @@ class BilinearConfig(PretrainedConfig):
 
     def validate_values(self) -> None:
         """Raise CheckpointFormatError on values no checkpoint of these formats can have."""
+        for key in _BOOL_KEYS:
+            value = getattr(self, key)
+            if not isinstance(value, bool):
+                raise CheckpointFormatError(
+                    f"config value {key}={value!r} must be true or false (a JSON boolean); fix it in config.json."
+                )
+        for key in ("rms_norm_eps", "rope_theta"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise CheckpointFormatError(f"config value {key}={value!r} must be a positive finite number.")
+        if self.tokenizer is not None and not isinstance(self.tokenizer, str):
+            raise CheckpointFormatError(
+                f"config value tokenizer={self.tokenizer!r} must be null or a name such as {sorted(TOKENIZER_REPOS)}."
+            )
         if self.checkpoint_format not in FORMATS:
             raise CheckpointFormatError(
                 f"checkpoint_format={self.checkpoint_format!r} is not one of {FORMATS}."
@@ -185,10 +200,10 @@ def config_from_dict(
         d_hidden=raw["d_hidden"],
         n_ctx=raw["n_ctx"],
         vocab_size=vocab_size,
-        bilinear=bool(raw.get("bilinear", True)),
+        bilinear=raw.get("bilinear", True),
         gate=gate,
-        bias=bool(raw.get("bias", False)) if fmt == "current" else False,
-        normalization=bool(raw.get("normalization", True)),
+        bias=raw.get("bias", False) if fmt == "current" else False,
+        normalization=raw.get("normalization", True),
         checkpoint_format=fmt,
         tokenizer=raw.get("tokenizer") if fmt == "current" else f"tdooms/TinyStories-{vocab_size}",
     )
