@@ -9,7 +9,8 @@
    "##" continuation prefix; no decoder).
 3. Model: a bilinear transformer in the current tdooms format (2 layers, d_model 128, 4 heads, d_hidden 256,
    n_ctx 128, gate null, no biases, weightless RMSNorm), trained with AdamW on next-token prediction.
-4. Files: config.json as tdooms dumps it (empty model_type), model.safetensors, tokenizer files, TRAINING.md.
+4. Files: config.json (the tdooms keys, plus model_type, vocab_size and architectures so that transformers'
+   Auto classes and TransformerBridge.boot_transformers load the folder), model.safetensors, tokenizer files, TRAINING.md.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 from tqdm import tqdm
 from transformers import PreTrainedTokenizerFast
 
-from hooked_bilinear.modeling.configuration import config_from_dict
+from hooked_bilinear.modeling.configuration import MODEL_TYPE, config_from_dict
 from hooked_bilinear.modeling.modeling import BilinearForCausalLM
 
 NAMES = ["lily", "tom", "mia", "ben", "sara", "max", "anna", "sam", "lucy", "jack", "emma", "leo"]
@@ -132,7 +133,10 @@ def main() -> None:
         val_loss = sum(model(t := sample(val), labels=t).loss.item() for _ in range(20)) / 20
 
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "config.json").write_text(json.dumps(raw_config, indent=2) + "\n")
+    # The tdooms keys plus what transformers' Auto classes and TransformerBridge.boot_transformers need.
+    saved_config = dict(raw_config, model_type=MODEL_TYPE, checkpoint_format="current", vocab_size=len(fast),
+                        architectures=["BilinearForCausalLM"])
+    (args.out / "config.json").write_text(json.dumps(saved_config, indent=2) + "\n")
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(args.out / "model.safetensors"))
     fast.save_pretrained(str(args.out))
     (args.out / "TRAINING.md").write_text(

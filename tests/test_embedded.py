@@ -19,7 +19,8 @@ FOLDER = Path(hb.__file__).parent / "checkpoints" / EMBEDDED
 def test_listed_and_in_current_tdooms_format():
     assert EMBEDDED in hb.shipped_checkpoints()
     config = json.loads((FOLDER / "config.json").read_text())
-    assert hb.detect_format(config) == "current" and config["model_type"] == "" and config["gate"] is None
+    assert hb.detect_format(config) == "current" and config["model_type"] == "tdooms_bilinear" and config["gate"] is None
+    assert config["vocab_size"] == 330 and config["architectures"] == ["BilinearForCausalLM"]
     assert (config["n_layer"], config["d_model"]) == (2, 128)
 
 

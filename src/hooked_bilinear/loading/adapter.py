@@ -18,7 +18,10 @@ from typing import Any, Optional
 import torch
 from torch import nn
 from transformer_lens.config import TransformerBridgeConfig
-from transformer_lens.factories.architecture_adapter_factory import ArchitectureAdapterFactory
+from transformer_lens.factories.architecture_adapter_factory import (
+    SUPPORTED_ARCHITECTURES,
+    ArchitectureAdapterFactory,
+)
 from transformer_lens.model_bridge.architecture_adapter import ArchitectureAdapter
 from transformer_lens.model_bridge.generalized_components import (
     BlockBridge,
@@ -71,7 +74,8 @@ class AttentionScaledBlockBridge(ScaledResidualBlockBridge):
 
 
 def bridge_config(config: BilinearConfig, dtype: torch.dtype, model_name: str) -> TransformerBridgeConfig:
-    """The TransformerBridgeConfig of a BilinearConfig (sizes, eps, activation name, rotary)."""
+    """The TransformerBridgeConfig of a BilinearConfig (sizes, eps, activation name, rotary), carrying the
+    BilinearConfig itself as `cfg.checkpoint_config` for the adapter to read."""
     cfg = TransformerBridgeConfig(
         d_model=config.d_model,
         d_head=config.d_head,
@@ -90,25 +94,35 @@ def bridge_config(config: BilinearConfig, dtype: torch.dtype, model_name: str) -
         dtype=dtype,
         original_architecture=ARCHITECTURE,
     )
-    # tdooms specifics the adapter reads (TransformerBridgeConfig keeps unknown attributes as set).
-    cfg.bilinear = config.bilinear
-    cfg.gate = config.gate
-    cfg.attn_residual_scale = config.attn_residual_scale
-    cfg.mlp_down_name = config.mlp_down_name
-    cfg.norm_has_params = config.norm_has_params
+    cfg.checkpoint_config = config
     return cfg
 
 
 class BilinearArchitectureAdapter(ArchitectureAdapter):
-    """Adapter for BilinearForCausalLM; reads the tdooms specifics off the bridge config."""
+    """Adapter for BilinearForCausalLM; reads the checkpoint's BilinearConfig (`cfg.checkpoint_config`)."""
 
     def __init__(self, cfg: Any) -> None:
         super().__init__(cfg)
-        self._set_rms_rotary_defaults(gated=bool(getattr(cfg, "bilinear", True)))
         self.cfg.default_prepend_bos = True
+        checkpoint_config = getattr(cfg, "checkpoint_config", None)
+        # TransformerBridge.boot_transformers builds a generic config first and passes the BilinearConfig only to
+        # prepare_loading, which rebuilds the mapping; until then the defaults describe a current bilinear model.
+        self._build(checkpoint_config if isinstance(checkpoint_config, BilinearConfig) else BilinearConfig())
+
+    def prepare_loading(self, model_name: str, model_kwargs: dict[str, Any]) -> None:
+        super().prepare_loading(model_name, model_kwargs)
+        config = model_kwargs.get("config")
+        if isinstance(config, BilinearConfig):
+            tl_config = bridge_config(config, self.cfg.dtype, model_name)
+            for key in ("d_head", "n_ctx", "d_mlp", "eps", "act_fn", "rotary_base", "rotary_dim", "checkpoint_config"):
+                setattr(self.cfg, key, getattr(tl_config, key))
+            self._build(config)
+
+    def _build(self, config: BilinearConfig) -> None:
+        self._set_rms_rotary_defaults(gated=config.bilinear)
         # Legacy norms carry a bias, which TransformerLens's RMS fold would drop: they are not folded. Current-format
         # norms are weightless, so folding them changes nothing.
-        self.supports_fold_ln = not bool(getattr(cfg, "norm_has_params", False))
+        self.supports_fold_ln = not config.norm_has_params
         self.weight_processing_conversions = {
             **self._qkvo_weight_conversions(include_biases=False)  # attention never has a bias (docs/formats.md)
         }
@@ -121,9 +135,9 @@ class BilinearArchitectureAdapter(ArchitectureAdapter):
                 submodules={"qkv": LinearBridge(name="qkv"), "o": LinearBridge(name="o")},
             ),
             "ln2": RMSNormalizationBridge(name="n2.norm", config=self.cfg),
-            "mlp": self._mlp_bridge(),
+            "mlp": self._mlp_bridge(config),
         }
-        scale = float(getattr(cfg, "attn_residual_scale", 1.0))
+        scale = config.attn_residual_scale
         blocks: BlockBridge = (
             BlockBridge(name="transformer.h", submodules=blocks_submodules)
             if scale == 1.0
@@ -137,12 +151,12 @@ class BilinearArchitectureAdapter(ArchitectureAdapter):
             "unembed": UnembeddingBridge(name="lm_head", config=self.cfg),
         }
 
-    def _mlp_bridge(self) -> GeneralizedComponent:
-        down = LinearBridge(name=str(getattr(self.cfg, "mlp_down_name", "p")))
-        if not getattr(self.cfg, "bilinear", True):
+    def _mlp_bridge(self, config: BilinearConfig) -> GeneralizedComponent:
+        down = LinearBridge(name=config.mlp_down_name)
+        if not config.bilinear:
             return MLPBridge(name="mlp", submodules={"in": LinearBridge(name="w"), "out": down})
         split = lambda mlp: split_linear(mlp.w, 2)  # noqa: E731 (LEFT rows are the gate, RIGHT rows the input)
-        if getattr(self.cfg, "gate", None) is None:
+        if config.gate is None:
             return HookedBilinearMLP(name="mlp", config=self.cfg, submodules={"out": down}, split_gate_up_matrix=split)
         return JointGateUpMLPBridge(
             name="mlp", config=self.cfg, submodules={"out": down}, split_gate_up_matrix=split, fused_attr="w"
@@ -167,4 +181,6 @@ def register_adapter() -> None:
     """
     ArchitectureAdapterFactory.discover_entry_points()
     ArchitectureAdapterFactory.register_adapter(ARCHITECTURE, BilinearArchitectureAdapter)
+    # TransformerBridge.boot_transformers looks architectures up in this static table, not in the factory's registry.
+    SUPPORTED_ARCHITECTURES[ARCHITECTURE] = BilinearArchitectureAdapter
     ArchitectureAdapterFactory.register_adapter(BILINEAR_LLAMA_ARCHITECTURE, BilinearLlamaArchitectureAdapter)

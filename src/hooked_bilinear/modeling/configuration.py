@@ -81,12 +81,16 @@ class BilinearConfig(PretrainedConfig):
         self.rms_norm_eps = rms_norm_eps
         self.rope_theta = rope_theta
         kwargs.setdefault("tie_word_embeddings", False)
+        # d_head is derived; it is stored as a plain attribute (not a property) because TransformerLens's generic
+        # config mapping (boot_transformers) copies and assigns it. A saved config.json carries it: it must agree.
+        saved_d_head = kwargs.pop("d_head", None)
         super().__init__(**kwargs)
         self.validate_values()
+        self.d_head = d_model // n_head
+        if saved_d_head is not None and saved_d_head != self.d_head:
+            raise CheckpointFormatError(f"config value d_head={saved_d_head!r} contradicts d_model / n_head = "
+                                        f"{self.d_head}; remove d_head from config.json or fix it.")
 
-    @property
-    def d_head(self) -> int:
-        return self.d_model // self.n_head
 
     @property
     def attn_residual_scale(self) -> float:
@@ -132,14 +136,15 @@ class BilinearConfig(PretrainedConfig):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise CheckpointFormatError(f"config value {key}={value!r} must be a positive integer.")
-        if self.d_model % self.n_head != 0:
+        if self.d_model % self.n_head != 0:  # before d_head is derived
             raise CheckpointFormatError(
                 f"d_model={self.d_model} is not divisible by n_head={self.n_head}: every head needs "
                 f"d_model / n_head dimensions. Fix d_model or n_head in config.json."
             )
-        if self.d_head % 2 != 0:
+        if (self.d_model // self.n_head) % 2 != 0:
             raise CheckpointFormatError(
-                f"d_head = d_model / n_head = {self.d_head} is odd; rotary embeddings need an even head size."
+                f"d_head = d_model / n_head = {self.d_model // self.n_head} is odd; rotary embeddings need an even "
+                f"head size."
             )
 
 

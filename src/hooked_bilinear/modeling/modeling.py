@@ -18,7 +18,9 @@ MLP: `p(gate(left) * right)` with `left, right = chunk(w(x), 2)` and gate the id
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+import os
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +29,7 @@ from transformers import GenerationMixin, PreTrainedModel
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from hooked_bilinear.modeling.configuration import BilinearConfig
+from hooked_bilinear.modeling.configuration import MODEL_TYPE, BilinearConfig, config_from_dict
 
 # transformers 5.24 renamed the output's `past_key_values` to `cache`; generate reads the field of its version.
 CACHE_FIELD = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
@@ -238,6 +240,22 @@ class BilinearForCausalLM(BilinearPreTrainedModel, GenerationMixin):
         self.transformer = Transformer(config)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.post_init()
+
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: Union[str, os.PathLike, None], *model_args: Any, **kwargs: Any
+    ) -> "BilinearForCausalLM":
+        """transformers' `from_pretrained`; a folder dumped by the authors' code (empty `model_type`, no
+        `vocab_size`) gets its config from config.json (either format, docs/formats.md) and the embedding's rows."""
+        folder = Path(pretrained_model_name_or_path) if pretrained_model_name_or_path is not None else None
+        if kwargs.get("config") is None and folder is not None and (folder / "config.json").is_file():
+            # loading/ builds on this module, so its readers are imported here, at call time.
+            from hooked_bilinear.loading.checkpoint import read_config, read_weights, vocab_size_of
+
+            raw = read_config(folder)
+            if raw.get("model_type") != MODEL_TYPE:
+                kwargs["config"] = config_from_dict(raw, vocab_size_of(read_weights(folder)))
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.transformer.wte
