@@ -21,7 +21,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 import hooked_bilinear as hb
 
 PRESETS = {
-    # TinyLlama-1.1B: 22 layers, hidden 2048, intermediate 5632, 32 heads, 4 kv heads, vocab 32000 (FORMATS.md s. 4)
+    # TinyLlama-1.1B: 22 layers, hidden 2048, intermediate 5632, 32 heads, 4 kv heads, vocab 32000 (docs/formats.md section 4)
     "tinyllama": dict(vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
                       num_attention_heads=32, num_key_value_heads=4, max_position_embeddings=2048, rms_norm_eps=1e-5),
     "tiny": dict(vocab_size=1000, hidden_size=128, intermediate_size=352, num_hidden_layers=2,

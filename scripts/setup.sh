@@ -1,12 +1,29 @@
 #!/usr/bin/env bash
-# Create .venv with the package and its test dependencies, on the CPU build of torch.
-# torch==2.13.0 is installed first and pinned: a bare `torch` requirement in a fresh venv would pull the newest
-# CUDA build (several GB).
+# Create a virtual environment with the package and its test dependencies, on the CPU build of torch.
+#
+#   bash scripts/setup.sh            .venv, every package at the exact version in constraints.txt (what the suite
+#                                    passed on; what CI tests)
+#   bash scripts/setup.sh --latest   .venv-latest, the newest releases pyproject.toml allows (CI's smoke job)
+#
+# torch==2.13.0 is installed first: a bare `torch` requirement in a fresh venv would pull the newest CUDA build
+# (several GB). Refresh the constraints with scripts/refresh_constraints.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/python -m pip install -q "torch==2.13.0" 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/python -m pip install -q -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/python -c "import torch, hooked_bilinear; print('hooked_bilinear ready; torch', torch.__version__)"
+VENV=.venv
+CONSTRAINTS=(-c constraints.txt)
+if [ "${1:-}" = "--latest" ]; then
+  VENV=.venv-latest
+  CONSTRAINTS=()
+fi
+quiet() { "$@" 2>&1 | grep -v "^WARNING: Location" || true; }
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+quiet "$VENV/bin/python" -m pip install -q --upgrade pip
+quiet "$VENV/bin/python" -m pip install -q "torch==2.13.0"
+if [ "$VENV" = .venv-latest ]; then
+  quiet "$VENV/bin/python" -m pip install -q --upgrade --upgrade-strategy eager -e ".[test]" "torch==2.13.0"
+else
+  quiet "$VENV/bin/python" -m pip install -q "${CONSTRAINTS[@]}" -e ".[test]"
+fi
+"$VENV/bin/python" -m pip check
+"$VENV/bin/python" -c "import hooked_bilinear; from importlib.metadata import version as v; print('hooked_bilinear ready in $VENV:', ', '.join(f'{p} {v(p)}' for p in ('torch', 'transformers', 'transformer-lens')))"

@@ -4,7 +4,7 @@
 
 1. Corpus: short TinyStories-like stories generated from templates with a fixed seed (no download). It is a
    synthetic corpus: a few hundred words, simple grammar. The model learns its statistics, not English.
-2. Tokenizer: WordPiece as FORMATS.md section 3 describes the TinyStories tokenizers (NFD + StripAccents +
+2. Tokenizer: WordPiece as docs/formats.md section 3 describes the TinyStories tokenizers (NFD + StripAccents +
    Lowercase; Punctuation(isolated) + Whitespace + Digits(individual); "[BOS] $A"; [UNK]=0, [BOS]=1, [EOS]=2;
    "##" continuation prefix; no decoder).
 3. Model: a bilinear transformer in the current tdooms format (2 layers, d_model 128, 4 heads, d_hidden 256,
@@ -70,7 +70,7 @@ def make_corpus(n_stories: int, seed: int = 0) -> list[str]:
 
 
 def build_tokenizer(corpus: list[str], vocab_size: int) -> Tokenizer:
-    """WordPiece tokenizer exactly as FORMATS.md section 3 describes the TinyStories ones."""
+    """WordPiece tokenizer exactly as docs/formats.md section 3 describes the TinyStories ones."""
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"))
     tokenizer.normalizer = normalizers.Sequence([normalizers.NFD(), normalizers.StripAccents(), normalizers.Lowercase()])
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(

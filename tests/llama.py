@@ -1,4 +1,4 @@
-"""Tiny random Llama checkpoints (FORMATS.md section 4) for the tests: stock transformers classes, saved folders."""
+"""Tiny random Llama checkpoints (docs/formats.md section 4) for the tests: stock transformers classes, saved folders."""
 
 from __future__ import annotations
 

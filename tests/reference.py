@@ -1,4 +1,4 @@
-"""Independent re-implementation of the tdooms checkpoint formats, written from FORMATS.md alone.
+"""Independent re-implementation of the tdooms checkpoint formats, written from docs/formats.md alone.
 
 Nothing here imports hooked_bilinear: the package is checked against this, not against itself.
 `write_checkpoint` writes random weights (std 0.2, so a wrong norm, scale, rotary convention or gate shows) in the
@@ -33,7 +33,7 @@ def make_config(fmt: str = "current", *, n_layer: int = 2, n_head: int = 4, d_mo
 
 
 def random_state(config: dict[str, Any], vocab: int, std: float = 0.15, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random state dict with the exact keys and shapes of FORMATS.md for `config`."""
+    """Random state dict with the exact keys and shapes of docs/formats.md for `config`."""
     g = torch.Generator().manual_seed(seed)
     legacy = "n_vocab" in config
     d, h, n_head = config["d_model"], config["d_hidden"], config["n_head"]
@@ -87,7 +87,7 @@ def write_checkpoint(folder: Path, config: dict[str, Any], vocab: int = 50, seed
 
 def reference_logits(state: dict[str, torch.Tensor], config: dict[str, Any], tokens: torch.Tensor,
                      dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """FORMATS.md forward pass: tokens [batch, pos] -> logits [batch, pos, vocab]."""
+    """docs/formats.md forward pass: tokens [batch, pos] -> logits [batch, pos, vocab]."""
     legacy = "n_vocab" in config
     sd = {k: v.to(dtype) for k, v in state.items()}
     n_layer, n_head, d = config["n_layer"], config["n_head"], config["d_model"]

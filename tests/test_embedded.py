@@ -1,4 +1,4 @@
-"""The shipped checkpoint: tdooms current format on disk, FORMATS.md tokenizer, trained (not random)."""
+"""The shipped checkpoint: tdooms current format on disk, docs/formats.md tokenizer, trained (not random)."""
 
 from __future__ import annotations
 

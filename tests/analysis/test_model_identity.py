@@ -35,6 +35,7 @@ def test_identity_on_cached_activations_float32(d_model, d_hidden, bias, compat,
         assert ((contributions - expected).abs().max() / expected.abs().max()).item() <= 1e-4
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("bias", [False, True])
 def test_identity_float64(bias):
     model, _, _ = random_model(d_model=32, d_hidden=48, bias=bias, dtype=torch.float64)

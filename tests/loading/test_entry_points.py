@@ -28,6 +28,7 @@ def expected() -> tuple[torch.Tensor, torch.Tensor]:
         return tokens, bridge(tokens)
 
 
+@pytest.mark.smoke
 def test_auto_model_for_causal_lm_loads_the_shipped_folder(expected):
     tokens, logits = expected
     model = AutoModelForCausalLM.from_pretrained(str(SHIPPED)).eval()
@@ -36,6 +37,7 @@ def test_auto_model_for_causal_lm_loads_the_shipped_folder(expected):
         assert (model(tokens).logits - logits).abs().max().item() <= 1e-5
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("compatibility_mode", [False, True], ids=["raw", "compat"])
 def test_boot_transformers_loads_the_shipped_folder_with_hooked_bilinear_mlps(expected, compatibility_mode):
     tokens, logits = expected
@@ -48,6 +50,7 @@ def test_boot_transformers_loads_the_shipped_folder_with_hooked_bilinear_mlps(ex
         assert (bridge(tokens) - logits).abs().max().item() <= 1e-5
 
 
+@pytest.mark.smoke
 def test_nnsight_language_model_loads_the_shipped_folder(expected):
     nnsight = pytest.importorskip("nnsight")
     tokens, logits = expected

@@ -1,4 +1,4 @@
-"""Logits of every format variant equal the independent FORMATS.md forward pass (tests/reference.py)."""
+"""Logits of every format variant equal the independent docs/formats.md forward pass (tests/reference.py)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ def load(folder, **kwargs):
         return hb.from_pretrained(folder, **kwargs)
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("compatibility_mode", [False, True], ids=["raw", "compat"])
 @pytest.mark.parametrize("name,config", VARIANTS, ids=[v[0] for v in VARIANTS])
 def test_logits_match_reference(tmp_path, tokens, name, config, compatibility_mode):
@@ -44,6 +45,7 @@ def test_full_hookedtransformer_processing_keeps_log_probs(tmp_path, tokens, nam
     assert (got - expected).abs().max().item() <= 1e-5
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("compatibility_mode", [False, True], ids=["raw", "compat"])
 def test_bilinear_hooks(checkpoint, tokens, compatibility_mode):
     folder, config, state = checkpoint(bias=True)

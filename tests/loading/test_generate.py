@@ -21,6 +21,7 @@ from llama import write_llama
 SHIPPED = Path(hb.__file__).parent / "checkpoints" / EMBEDDED
 PROMPT = "once upon a time , there was a"
 NEW_TOKENS = 12
+pytestmark = pytest.mark.smoke
 
 
 def greedy(forward, tokens: torch.Tensor, n: int = NEW_TOKENS) -> torch.Tensor:

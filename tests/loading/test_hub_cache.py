@@ -45,7 +45,7 @@ def test_cached_hub_id_loads_offline_with_config_named_tokenizer(hub_cache, tmp_
         shutil.copy(embedded / name, tokenizer_files / name)
     cache_repo(hub_cache, "tdooms/ts-tokenizer-4096", tokenizer_files)
     config = make_config("current", vocab=330)
-    config["tokenizer"] = "ts-4096"  # FORMATS.md: names the Hub tokenizer tdooms/ts-tokenizer-4096
+    config["tokenizer"] = "ts-4096"  # docs/formats.md: names the Hub tokenizer tdooms/ts-tokenizer-4096
     state = write_checkpoint(tmp_path / "model", config, vocab=330)
     cache_repo(hub_cache, "tdooms/ts-random", tmp_path / "model")
 

@@ -1,4 +1,4 @@
-"""Llama checkpoints (FORMATS.md section 4): bilinear ones load with HookedBilinearMLPs, exact against stock
+"""Llama checkpoints (docs/formats.md section 4): bilinear ones load with HookedBilinearMLPs, exact against stock
 transformers in raw and compatibility mode; SwiGLU ones keep gated MLPs; bad folders are refused."""
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ def stock_logits(folder, tokens: torch.Tensor) -> torch.Tensor:
         return LlamaForCausalLM.from_pretrained(str(folder)).eval()(tokens).logits
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("compatibility_mode", [False, True], ids=["raw", "compat"])
 @pytest.mark.parametrize("overrides", [{}, {"mlp_bias": True, "attention_bias": True}], ids=["no-bias", "bias"])
 def test_bilinear_llama_is_exact(tmp_path, tokenizer, compatibility_mode, overrides):

@@ -1,4 +1,4 @@
-"""BilinearForCausalLM on its own (no bridge) equals the FORMATS.md forward pass; its cache and mask are right."""
+"""BilinearForCausalLM on its own (no bridge) equals the docs/formats.md forward pass; its cache and mask are right."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from reference import reference_logits, variants, write_checkpoint
 VARIANTS = variants()
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("name,config", VARIANTS, ids=[v[0] for v in VARIANTS])
 def test_model_class_matches_reference(tmp_path, tokens, name, config):
     state = write_checkpoint(tmp_path / name, config)
@@ -20,6 +21,7 @@ def test_model_class_matches_reference(tmp_path, tokens, name, config):
     assert (got - reference_logits(state, config, tokens)).abs().max().item() <= 1e-5
 
 
+@pytest.mark.smoke
 def test_kv_cache_and_mask(checkpoint, tokens):
     folder, _, _ = checkpoint(bias=True)
     model = load_model(folder)
@@ -37,6 +39,7 @@ def test_kv_cache_and_mask(checkpoint, tokens):
         assert (masked[:, 4:] - full[:, 4:]).abs().max() > 1e-3
 
 
+@pytest.mark.smoke
 def test_generate_with_transformers(checkpoint, tokens):
     folder, _, _ = checkpoint()
     model = load_model(folder)

@@ -1,4 +1,4 @@
-"""Llama-family checkpoints (FORMATS.md section 4): a stock `LlamaForCausalLM` folder -> a TransformerLens bridge.
+"""Llama-family checkpoints (docs/formats.md section 4): a stock `LlamaForCausalLM` folder -> a TransformerLens bridge.
 
 A bilinear Llama is a `LlamaForCausalLM` whose config says `"hidden_act": "linear"`: transformers then computes
 `down_proj(gate_proj(x) * up_proj(x))`. Its MLPs become `HookedBilinearMLP`s (gate_proj = W_gate, up_proj = W_in,

@@ -13,12 +13,12 @@ from hooked_bilinear.loading.hub import hub_snapshot
 from hooked_bilinear.modeling.configuration import TOKENIZER_REPOS
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
-# Pad token per tokenizer family (FORMATS.md section 1); WordPiece TinyStories tokenizers pad with [EOS].
+# Pad token per tokenizer family (docs/formats.md section 1); WordPiece TinyStories tokenizers pad with [EOS].
 _PAD = {"mistral": "</s>", "gpt2": None}
 
 
 def tokenizer_repo(config: PretrainedConfig) -> Optional[str]:
-    """Hub repo of the tokenizer a config names (FORMATS.md sections 1-3), or None."""
+    """Hub repo of the tokenizer a config names (docs/formats.md sections 1-3), or None."""
     name = getattr(config, "tokenizer", None)  # tdooms configs name one; Llama configs do not
     if not name:
         return None

@@ -1,6 +1,6 @@
 """`BilinearConfig`: the tdooms bilinear-transformer config, and format detection from config.json.
 
-Two on-disk formats exist (see FORMATS.md sections 1 and 2):
+Two on-disk formats exist (see docs/formats.md sections 1 and 2):
 
 - "current" (Oct 2024 on): keys `bias`, `tokenizer`, `gate` in {null, "relu", "silu", "gelu"}, weightless RMSNorm,
   attention output scaled by `1 / sqrt(2 * n_layer)`, MLP down projection named `p`.

@@ -1,4 +1,4 @@
-"""`BilinearForCausalLM`: a faithful transformers model of the tdooms checkpoint formats (FORMATS.md 1-2).
+"""`BilinearForCausalLM`: a faithful transformers model of the tdooms checkpoint formats (docs/formats.md sections 1-2).
 
 Module names equal the checkpoint's state-dict keys, so a tdooms file loads as it is:
 

@@ -1,4 +1,4 @@
-"""`to_llama`: a current-format tdooms checkpoint -> a stock `transformers.LlamaForCausalLM` (FORMATS.md section 4).
+"""`to_llama`: a current-format tdooms checkpoint -> a stock `transformers.LlamaForCausalLM` (docs/formats.md section 4).
 
     q/k/v_proj  = rows of attn.qkv (all Q heads, then K, then V)      gate_proj = mlp.w rows [0, d_hidden)   (LEFT)
     o_proj      = s * attn.o, s = 1/sqrt(2 n_layer) folded in          up_proj   = mlp.w rows [d_hidden, 2 d_hidden)
