@@ -134,3 +134,10 @@ def test_bad_dtype_and_unknown_kwargs(checkpoint):
             hb.from_pretrained(folder, dtype="float8")
         with pytest.raises(TypeError, match="unexpected keyword arguments"):
             hb.from_pretrained(folder, fold_ln=True)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has CUDA")
+@pytest.mark.parametrize("load", [hb.from_pretrained, hb.load_model], ids=["from_pretrained", "load_model"])
+def test_cuda_asked_for_without_cuda_says_so(load):
+    with pytest.raises(ValueError, match=r"device='cuda' was asked for, but this machine has no CUDA device"):
+        load("ts-synthetic-2l", device="cuda")
