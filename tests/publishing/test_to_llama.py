@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from transformers import LlamaForCausalLM
 
 import hooked_bilinear as hb
 from conftest import EMBEDDED
@@ -50,3 +51,17 @@ def test_unrepresentable_formats_are_refused_with_reason(tmp_path, fmt, override
     write_checkpoint(tmp_path, make_config(fmt, **overrides), vocab=50)
     with pytest.raises(hb.ConversionError, match=reason):
         hb.to_llama(tmp_path)
+
+
+def test_authors_bias_format_round_trips_as_llama_mlp_bias(tmp_path, tokens):
+    config = make_config("current", bias=True)
+    state = write_checkpoint(tmp_path / "authors", config, vocab=50)
+    llama = hb.to_llama(tmp_path / "authors")
+    assert llama.config.mlp_bias and not llama.config.attention_bias
+    llama.save_pretrained(tmp_path / "llama")
+    expected = reference_logits(state, config, tokens)
+    with torch.no_grad():
+        reloaded = LlamaForCausalLM.from_pretrained(str(tmp_path / "llama")).eval()
+        assert (reloaded(tokens).logits - expected).abs().max().item() <= 1e-5
+    bridge = hb.from_pretrained(tmp_path / "llama")
+    assert (bridge(tokens) - expected).abs().max().item() <= 1e-5
