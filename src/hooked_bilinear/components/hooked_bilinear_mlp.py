@@ -6,9 +6,9 @@ Hooks (as on any TransformerLens MLP): `hook_in` (x), `hook_pre` (the gate / LEF
 `hook_pre_linear` (the RIGHT side `W_in x + b_in`), `hook_post` (their product) and `hook_out`.
 
 The same forward runs in raw and in compatibility mode, so no path can fall back to an activation function (stock
-TransformerLens 4.3 resolves an unknown activation name to SiLU in compatibility mode). Two layouts: a fused projection
-(the tdooms `w` [2 d_hidden, d_model], split into two Linear views: rows [0, d_hidden) are `gate`, the rest `in`), or
-separate `gate` / `in` / `out` submodules (the Llama form: gate_proj, up_proj, down_proj).
+TransformerLens 4.3 resolves an unknown activation name to SiLU in compatibility mode). This bridge takes separate
+`gate` / `in` / `out` submodules (the Llama form: gate_proj, up_proj, down_proj); `FusedHookedBilinearMLP`
+(fused_hooked_bilinear_mlp.py) changes only that: one fused projection, split by TransformerLens's own splitter.
 
 The weight-space analyses of the papers are methods (they read the current weights, so in compatibility mode they
 describe the processed weights that the hooks see): `interaction_matrix(u)`, `eigendecompose(u, k)`, `tensor()`,
@@ -17,18 +17,12 @@ describe the processed weights that the hooks see): `interaction_matrix(u)`, `ei
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from beartype import beartype
 from jaxtyping import Float, jaxtyped
-from transformer_lens.model_bridge.generalized_components.base import (
-    GeneralizedComponent,
-)
 from transformer_lens.model_bridge.generalized_components.gated_mlp import GatedMLPBridge
-from transformer_lens.model_bridge.generalized_components.joint_gate_up_mlp import (
-    JointGateUpMLPBridge,
-)
 
 from hooked_bilinear import analysis
 from hooked_bilinear.analysis import (
@@ -43,8 +37,10 @@ from hooked_bilinear.analysis.interaction import TENSOR_MAX_BYTES
 Directions = Float[torch.Tensor, "*n d_out"]
 
 
-class HookedBilinearMLP(JointGateUpMLPBridge):
-    """Bilinear MLP bridge: `W_out((W_gate x + b_gate) * (W_in x + b_in)) + b_out`, exact in every mode.
+class HookedBilinearMLP(GatedMLPBridge):
+    """Bilinear MLP bridge over separate `gate`, `in` and `out` projections (Llama's gate_proj, up_proj, down_proj):
+    `W_out((W_gate x + b_gate) * (W_in x + b_in)) + b_out`, exact in every mode. `FusedHookedBilinearMLP` is the same
+    over one fused projection.
 
     Weights in TransformerLens orientation: `W_gate`, `W_in` [d_model, d_hidden]; `W_out` [d_hidden, d_model];
     `b_gate`, `b_in` [d_hidden]; `b_out` [d_model] (None when the checkpoint has no biases).
@@ -57,40 +53,6 @@ class HookedBilinearMLP(JointGateUpMLPBridge):
         "hook_pre_linear": "in.hook_out",
         "hook_post": "out.hook_in",
     }
-
-    def __init__(
-        self,
-        name: str,
-        config: Optional[Any] = None,
-        submodules: Optional[Dict[str, GeneralizedComponent]] = None,
-        fused_attr: Optional[str] = "w",
-        split_gate_up_matrix: Optional[Callable] = None,
-    ) -> None:
-        """`fused_attr=None`: `submodules` names separate "gate", "in" and "out" projections (Llama's gate_proj,
-        up_proj, down_proj); otherwise the module's `fused_attr` projection is split into gate and in."""
-        submodules = dict(submodules or {})
-        separate = {name: submodules.pop(name) for name in ("gate", "in") if name in submodules}
-        if fused_attr is None and len(separate) != 2:
-            raise ValueError("HookedBilinearMLP with fused_attr=None needs 'gate' and 'in' submodules.")
-        super().__init__(
-            name,
-            config,
-            submodules=submodules,
-            split_gate_up_matrix=split_gate_up_matrix,
-            fused_attr=fused_attr or "",
-        )
-        self.fused = fused_attr is not None
-        for key, bridge in separate.items():  # replace the split views that JointGateUpMLPBridge made
-            setattr(self, key, bridge)
-            self.submodules[key] = bridge
-            self.real_components[key] = (key, bridge)
-
-    def set_original_component(self, original_component: torch.nn.Module) -> None:
-        """Split the fused projection into gate/in views; separate projections are wired by the bridge set-up."""
-        if self.fused:
-            super().set_original_component(original_component)
-        else:
-            GatedMLPBridge.set_original_component(self, original_component)
 
     def _resolve_activation_fn(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """A bilinear layer has no activation; nothing may resolve one."""

@@ -37,7 +37,7 @@ from transformer_lens.model_bridge.generalized_components import (
 
 from transformer_lens.model_bridge.generalized_components.base import GeneralizedComponent
 
-from hooked_bilinear.components.hooked_bilinear_mlp import HookedBilinearMLP
+from hooked_bilinear.components.fused_hooked_bilinear_mlp import FusedHookedBilinearMLP
 from hooked_bilinear.components.rotary_hooked_attention import RotaryHookedAttentionBridge
 from hooked_bilinear.loading.llama import BILINEAR_LLAMA_ARCHITECTURE, BilinearLlamaArchitectureAdapter
 from hooked_bilinear.modeling.configuration import BilinearConfig
@@ -46,7 +46,10 @@ ARCHITECTURE = "BilinearForCausalLM"
 
 
 def split_linear(linear: nn.Linear, n: int) -> tuple[nn.Linear, ...]:
-    """Split a fused Linear [n * k, d] into n Linears [k, d] along its output rows (views, no copy)."""
+    """Split a fused Linear [n * k, d] into n Linears [k, d] along its output rows (views, no copy).
+
+    For the fused qkv: TransformerLens's default qkv splitter assumes GPT-2's transposed Conv1D layout.
+    """
     weights = torch.tensor_split(linear.weight, n, dim=0)
     biases = torch.tensor_split(linear.bias, n, dim=0) if linear.bias is not None else (None,) * n
     parts = []
@@ -155,12 +158,10 @@ class BilinearArchitectureAdapter(ArchitectureAdapter):
         down = LinearBridge(name=config.mlp_down_name)
         if not config.bilinear:
             return MLPBridge(name="mlp", submodules={"in": LinearBridge(name="w"), "out": down})
-        split = lambda mlp: split_linear(mlp.w, 2)  # noqa: E731 (LEFT rows are the gate, RIGHT rows the input)
+        # TransformerLens's fused splitter takes the first half of `w` as the gate: the tdooms order.
         if config.gate is None:
-            return HookedBilinearMLP(name="mlp", config=self.cfg, submodules={"out": down}, split_gate_up_matrix=split)
-        return JointGateUpMLPBridge(
-            name="mlp", config=self.cfg, submodules={"out": down}, split_gate_up_matrix=split, fused_attr="w"
-        )
+            return FusedHookedBilinearMLP(name="mlp", config=self.cfg, submodules={"out": down}, fused_attr="w")
+        return JointGateUpMLPBridge(name="mlp", config=self.cfg, submodules={"out": down}, fused_attr="w")
 
     def setup_component_testing(self, hf_model: Any, bridge_model: Optional[Any] = None) -> None:
         """Give each attention bridge the model's rotary module (TransformerLens's component tests need it)."""

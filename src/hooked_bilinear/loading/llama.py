@@ -71,8 +71,8 @@ class BilinearLlamaArchitectureAdapter(LlamaArchitectureAdapter):
         return HookedBilinearMLP(
             name=name,
             config=self.cfg,
-            fused_attr=None,
             submodules={"gate": LinearBridge(name=gate), "in": LinearBridge(name=up), "out": LinearBridge(name=down)},
+            optional=optional,
         )
 
 
