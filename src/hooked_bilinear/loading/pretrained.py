@@ -12,14 +12,13 @@ from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.model_bridge.sources import build_bridge_from_module
 from transformers import LlamaForCausalLM
 
-from hooked_bilinear.modeling.modeling import BilinearForCausalLM
-
 from hooked_bilinear.errors import CheckpointFormatError, CheckpointNotFoundError
 from hooked_bilinear.loading.adapter import ARCHITECTURE, bridge_config
 from hooked_bilinear.loading.checkpoint import read_checkpoint, read_config
 from hooked_bilinear.loading.hub import hub_snapshot
 from hooked_bilinear.loading.llama import is_llama_config, llama_bridge, load_llama
 from hooked_bilinear.loading.tokenizer import resolve_tokenizer
+from hooked_bilinear.modeling.modeling import BilinearForCausalLM
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
