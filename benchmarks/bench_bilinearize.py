@@ -60,7 +60,7 @@ def main() -> None:
         "tokens_per_second": details["tokens_per_second"],
         "peak_cuda_memory_gib": (None if details["peak_cuda_memory_bytes"] is None
                                  else round(details["peak_cuda_memory_bytes"] / 2**30, 2)),
-        "estimated_memory_gib": round(details["estimated_memory_bytes"] / 2**30, 2),
+        "estimated_memory_gib": round(details["estimated_memory_bytes_per_rank"] / 2**30, 2),
         "final_hidden_act": model.config.hidden_act,
         "fold_max_abs_logit_diff": hb.publishing.provenance.provenance_of(model).max_abs_logit_diff,
         "wall_seconds": round(wall, 1),

@@ -22,17 +22,17 @@ def test_to_llama_command(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
 
 
-def test_bilinearize_command_and_resume(tmp_path, capsys):
+def test_bilinearize_command_and_resume(tmp_path, capsys, caplog):
     folder, _ = write_llama(tmp_path / "swiglu", hidden_act="silu", std=0.05)
     torch.save(torch.randint(0, 330, (4000,)), tmp_path / "tokens.pt")
     args = ["bilinearize", str(folder), str(tmp_path / "tokens.pt"), str(tmp_path / "bilinear"), "--steps", "8",
             "--batch-size", "2", "--seq-len", "16", "--warmup-steps", "2", "--device", "cpu"]
     assert main(args) == 0
     assert json.loads((tmp_path / "bilinear" / "config.json").read_text())["hidden_act"] == "linear"
-    assert (tmp_path / "bilinear.state" / "train-state.pt").is_file()
-    state = torch.load(tmp_path / "bilinear.state" / "train-state.pt", weights_only=True)
-    assert state["step"] == 8 and len(state["losses"]) == 8
-    assert "estimated training memory" in capsys.readouterr().out
+    progress = json.loads((tmp_path / "bilinear.state" / "step-00000008" / "progress.json").read_text())
+    assert progress["step"] == 8 and len(progress["history"]) == 8 and progress["settings"]["recipe"] == "paper"
+    assert (tmp_path / "bilinear.state" / "metrics.csv").read_text().count("\n") == 9  # header + 8 steps
+    assert "estimated training memory per rank" in caplog.text
 
 
 def test_bad_input_is_one_line_error(tmp_path, capsys):
