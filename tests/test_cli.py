@@ -85,3 +85,29 @@ def test_modadd_certify_bad_frequencies_is_one_line_error(capsys):
     assert main(["modadd", "certify", "--model", "modadd-p59", "--frequencies", "99"]) == 1
     assert "lie in 1..29" in capsys.readouterr().err
     assert main(["modadd", "certify", "--model", "no-such-model"]) == 1
+
+
+def test_torchrun_two_processes_on_a_jsonl_corpus(tmp_path):
+    """The documented multi-process form: torchrun -m hooked_bilinear bilinearize, a jsonl corpus with another text
+    column, gloo on CPU; logging and the saved model come from rank 0 alone."""
+    import os
+
+    from distributed_runs import TEXTS, free_port
+
+    folder, _ = write_llama(tmp_path / "swiglu", hidden_act="silu", std=0.05)
+    (tmp_path / "corpus.jsonl").write_text("".join(json.dumps({"body": t}) + "\n" for t in TEXTS))
+    from hooked_bilinear.loading.pretrained import resolve_folder
+
+    for name in ("tokenizer.json", "tokenizer_config.json"):  # the model's own tokenizer (vocab 330)
+        (folder / name).write_bytes((resolve_folder("ts-synthetic-2l") / name).read_bytes())
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+               "-m", "hooked_bilinear", "bilinearize", str(folder), str(tmp_path / "corpus.jsonl"),
+               str(tmp_path / "out"), "--text-column", "body", "--steps", "6", "--batch-size", "4", "--seq-len", "16",
+               "--checkpoint-every", "3", "--device", "cpu", "--strategy", "fsdp"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("estimated training memory per rank") == 1 and "2 processes (fsdp)" in result.stderr
+    assert result.stdout.count("bilinear model written") == 1
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["hidden_act"] == "linear"
+    assert (tmp_path / "out.state" / "metrics.csv").read_text().count("\n") == 7

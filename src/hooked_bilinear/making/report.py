@@ -103,7 +103,9 @@ def plot_loss_curve(rows: list[dict[str, float]], path: Path, title: str) -> Pat
     ax.plot(steps, [row["loss"] for row in rows], lw=1, color="C0", label="train loss (global batch)")
     ax.set_xlabel("step")
     ax.set_ylabel("train loss (nats/token)", color="C0")
-    ax.set_yscale("log")
+    losses = [row["loss"] for row in rows]
+    if min(losses) > 0 and max(losses) > 3 * min(losses):  # log scale only where the loss spans a range
+        ax.set_yscale("log")
     if "beta" in rows[0]:
         twin = ax.twinx()
         twin.plot(steps, [row["beta"] for row in rows], color="C3", lw=1.5, label="beta")
