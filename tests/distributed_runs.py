@@ -33,9 +33,11 @@ def tokenizer() -> Any:
     return load_folder_tokenizer(resolve_folder("ts-synthetic-2l"))  # vocab 330, like tests/llama.py's models
 
 
-def run(tmp: Path, name: str, strategy: str = "auto", crash_at: int | None = None) -> dict[str, Any] | None:
+def run(tmp: Path, name: str, strategy: str = "auto", crash_at: int | None = None,
+        cache: str = "cache") -> dict[str, Any] | None:
     """bilinearize a tiny SwiGLU Llama on the parquet corpus (20 steps, global batch 4) with checkpoints in tmp/name;
-    `crash_at`: raise KeyboardInterrupt before that step (on every rank). Returns what rank 0 got."""
+    `crash_at`: raise KeyboardInterrupt before that step (on every rank); the corpus is tokenized into tmp/cache once
+    per cache folder. Returns what rank 0 got."""
     from llama import tiny_llama
 
     from hooked_bilinear.making import data as data_module
@@ -55,7 +57,7 @@ def run(tmp: Path, name: str, strategy: str = "auto", crash_at: int | None = Non
     data_module.PackedSequences.batch = batch
     try:
         model = bilinearize(tiny_llama("silu", std=0.05), Corpus(str(tmp / "corpus"), text_column="story"),
-                            tokenizer=tokenizer(), checkpoint_dir=tmp / name, data_cache=tmp / "cache",
+                            tokenizer=tokenizer(), checkpoint_dir=tmp / name, data_cache=tmp / cache,
                             strategy=strategy, device="cpu", **RUN)
     except KeyboardInterrupt:
         return None
@@ -77,7 +79,7 @@ def worker(rank: int, world_size: int, port: int, tmp: str) -> None:
     folder = Path(tmp)
     results: dict[str, Any] = {}
     for name, strategy in (("ddp", "ddp"), ("fsdp", "fsdp")):
-        results[name] = run(folder, name, strategy)
+        results[name] = run(folder, name, strategy, cache="cache-2-processes")  # tokenized by both ranks
         assert run(folder, f"{name}-interrupted", strategy, crash_at=12) is None
         dist.barrier()
         if rank == 0:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -31,6 +32,13 @@ def runs(tmp_path_factory):
     for name in ("ddp", "fsdp"):
         resumed[f"{name}-resume1"] = run(tmp, f"{name}-resume1")  # 2-process checkpoint at step 10, 1 process on
     return {"single": single, **spawned, **resumed, "tmp": tmp}
+
+
+def test_two_ranks_tokenize_the_stream_of_one(runs):
+    (one,) = (runs["tmp"] / "cache").glob("tokens-*.npy")
+    (two,) = (runs["tmp"] / "cache-2-processes").glob("tokens-*.npy")
+    assert one.name == two.name and np.array_equal(np.load(one), np.load(two)) and not list(
+        (runs["tmp"] / "cache-2-processes").glob("*part*"))
 
 
 def max_difference(a: dict, b: dict) -> float:
