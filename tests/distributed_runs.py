@@ -34,7 +34,7 @@ def tokenizer() -> Any:
 
 
 def run(tmp: Path, name: str, strategy: str = "auto", crash_at: int | None = None,
-        cache: str = "cache") -> dict[str, Any] | None:
+        cache: str = "cache", micro_batch_size: int | None = None) -> dict[str, Any] | None:
     """bilinearize a tiny SwiGLU Llama on the parquet corpus (20 steps, global batch 4) with checkpoints in tmp/name;
     `crash_at`: raise KeyboardInterrupt before that step (on every rank); the corpus is tokenized into tmp/cache once
     per cache folder. Returns what rank 0 got."""
@@ -58,7 +58,7 @@ def run(tmp: Path, name: str, strategy: str = "auto", crash_at: int | None = Non
     try:
         model = bilinearize(tiny_llama("silu", std=0.05), Corpus(str(tmp / "corpus"), text_column="story"),
                             tokenizer=tokenizer(), checkpoint_dir=tmp / name, data_cache=tmp / cache,
-                            strategy=strategy, device="cpu", **RUN)
+                            strategy=strategy, device="cpu", micro_batch_size=micro_batch_size, **RUN)
     except KeyboardInterrupt:
         return None
     finally:
@@ -71,7 +71,7 @@ def run(tmp: Path, name: str, strategy: str = "auto", crash_at: int | None = Non
 
 def worker(rank: int, world_size: int, port: int, tmp: str) -> None:
     """Two-process scenarios: DDP and FSDP runs; DDP and FSDP runs interrupted at step 12 (last checkpoint: step 10),
-    copied for resuming on 1 process (by the test) and on 2 (here)."""
+    copied for resuming on 1 process (by the test) and on 2 (here); DDP and FSDP with gradient accumulation."""
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
                       LOCAL_RANK=str(rank))
@@ -87,6 +87,7 @@ def worker(rank: int, world_size: int, port: int, tmp: str) -> None:
                 shutil.copytree(folder / f"{name}-interrupted", folder / f"{name}-{copy}")
         dist.barrier()
         results[f"{name}-resume2"] = run(folder, f"{name}-resume2", strategy)
+        results[f"{name}-micro"] = run(folder, f"{name}-micro", strategy, micro_batch_size=1)  # 2 micro-batches
     if rank == 0:
         torch.save({k: {key: v[key] for key in ("state", "hidden_act", "fold", "steps_run")}
                     for k, v in results.items()}, folder / "results.pt")

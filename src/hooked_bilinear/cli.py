@@ -38,6 +38,10 @@ def _bilinearize(args: argparse.Namespace) -> None:
     check_reporters(args.report_to)
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, format="%(message)s")
     logging.getLogger("hooked_bilinear").setLevel(logging.INFO if rank == 0 else logging.WARNING)
+    if rank != 0:  # one set of progress bars: rank 0's
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
     options = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
     checkpoint_dir = args.checkpoint_dir or f"{out}.state"
     data = args.data
@@ -138,6 +142,8 @@ def parser() -> argparse.ArgumentParser:
                         "lr 3e-4)")
     b.add_argument("--steps", type=int)
     b.add_argument("--batch-size", dest="batch_size", type=int, help="GLOBAL batch (split across processes)")
+    b.add_argument("--micro-batch-size", dest="micro_batch_size", type=int,
+                   help="rows per forward pass on each process (gradient accumulation; default: its whole share)")
     b.add_argument("--seq-len", dest="seq_len", type=int)
     b.add_argument("--lr", type=float, help="overrides the recipe's")
     b.add_argument("--weight-decay", dest="weight_decay", type=float, help="overrides the recipe's")

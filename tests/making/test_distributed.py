@@ -1,6 +1,6 @@
 """bilinearize on 2 processes (gloo, CPU, spawned) against 1: DDP and FSDP2 give the weights of one process with the
-same global batch; interrupted 2-process runs resume on 1 and on 2 processes to the same result; every final model is
-exactly bilinear."""
+same global batch (with and without gradient accumulation); interrupted 2-process runs resume on 1 and on 2 processes
+to the same result; every final model is exactly bilinear."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ def runs(tmp_path_factory):
     resumed = {}
     for name in ("ddp", "fsdp"):
         resumed[f"{name}-resume1"] = run(tmp, f"{name}-resume1")  # 2-process checkpoint at step 10, 1 process on
+    resumed["single-micro"] = run(tmp, "single-micro", micro_batch_size=2)  # 1 process, 2 micro-batches
     return {"single": single, **spawned, **resumed, "tmp": tmp}
 
 
@@ -46,7 +47,8 @@ def max_difference(a: dict, b: dict) -> float:
     return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
 
 
-@pytest.mark.parametrize("name", ["ddp", "fsdp", "ddp-resume2", "fsdp-resume2", "ddp-resume1", "fsdp-resume1"])
+@pytest.mark.parametrize("name", ["ddp", "fsdp", "ddp-resume2", "fsdp-resume2", "ddp-resume1", "fsdp-resume1",
+                                  "ddp-micro", "fsdp-micro", "single-micro"])
 def test_two_processes_give_the_weights_of_one(runs, name):
     difference = max_difference(runs["single"]["state"], runs[name]["state"])
     expected_steps = list(range(10, 20)) if "resume" in name else list(range(20))  # resumed from step 10's checkpoint
@@ -72,7 +74,7 @@ def test_the_comparison_can_fail(runs):
 
 
 @pytest.mark.parametrize("name", ["single", "ddp", "fsdp", "ddp-resume2", "fsdp-resume2", "ddp-resume1",
-                                  "fsdp-resume1"])
+                                  "fsdp-resume1", "ddp-micro"])
 def test_every_final_model_is_exactly_bilinear(runs, name):
     result = runs[name]
     assert result["hidden_act"] == "linear" and result["fold"] <= 1e-5

@@ -10,6 +10,7 @@ newest complete one.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
 import json
@@ -18,7 +19,7 @@ import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 import torch
 import torch.distributed as dist
@@ -126,6 +127,19 @@ def wrap(model: nn.Module, strategy: Literal["none", "ddp", "fsdp"], device: tor
             fully_shard(layer)
         fully_shard(model)
     return model
+
+
+@contextlib.contextmanager
+def gradient_sync(model: nn.Module, strategy: str, enabled: bool) -> Iterator[None]:
+    """Accumulate gradients locally (no all-reduce / reduce-scatter) unless `enabled`: the last micro-batch syncs."""
+    if strategy == "ddp" and not enabled:
+        with model.no_sync():
+            yield
+    elif strategy == "fsdp":
+        model.set_requires_gradient_sync(enabled)
+        yield
+    else:
+        yield
 
 
 def save_checkpoint(folder: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,

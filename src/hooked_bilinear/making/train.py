@@ -28,7 +28,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings. `batch_size` is the GLOBAL batch (split evenly across processes); `autocast`: bf16
+    """Optimisation settings. `batch_size` is the GLOBAL batch (split evenly across processes); `micro_batch_size`:
+    rows per forward pass on a rank (gradient accumulation; None: the rank's whole share at once); `autocast`: bf16
     autocast (None: on CUDA only)."""
 
     steps: int = 1000
@@ -43,6 +44,7 @@ class TrainConfig:
     checkpoint_every: int = 100
     gradient_checkpointing: bool = False
     autocast: bool | None = None
+    micro_batch_size: int | None = None
 
 
 @dataclass
@@ -121,6 +123,10 @@ def train(
                                   f"of processes, {me.world_size}.")
     local = config.batch_size // me.world_size
     rows = range(me.rank * local, (me.rank + 1) * local)
+    micro = config.micro_batch_size or local
+    if local % micro:
+        raise HookedBilinearError(f"--micro-batch-size {micro} must divide each process's share of the batch, "
+                                  f"{config.batch_size} / {me.world_size} = {local}.")
     data = tokens if isinstance(tokens, PackedSequences) else PackedSequences(tokens, config.seq_len, config.seed)
     device = next(model.parameters()).device
     use_autocast = config.autocast if config.autocast is not None else device.type == "cuda"
@@ -157,11 +163,16 @@ def train(
         lr = lr_at(step, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batch = data.batch(step, config.batch_size, rows).to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
-            loss = lm_loss(wrapped, batch)
+        batch = data.batch(step, config.batch_size, rows)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = torch.zeros((), device=device)
+        chunks = batch.split(micro)
+        for i, chunk in enumerate(chunks):
+            with distributed_.gradient_sync(wrapped, kind, enabled=i == len(chunks) - 1):
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
+                    part = lm_loss(wrapped, chunk.to(device)) / len(chunks)  # equal chunks: the mean of the share
+                part.backward()
+            loss += part.detach()
         torch.nn.utils.clip_grad_norm_(wrapped.parameters(), config.grad_clip)
         optimizer.step()
         row = {"step": step + 1, "loss": distributed_.global_mean(loss), **extra, "lr": lr,
@@ -196,13 +207,13 @@ def memory_estimate(model: torch.nn.Module, config: TrainConfig, world_size: int
                     strategy: str = "none") -> dict[str, int]:
     """Rough bytes each rank needs to train: float32 weights, gradients and two AdamW moments (16 bytes per parameter;
     divided across ranks under FSDP, plus two layers' full weights gathered at a time), activations kept for the
-    backward pass for this rank's share of the batch (per layer ~ b s (8 d_model + 6 d_hidden) values in the compute
+    backward pass for one micro-batch (default: this rank's share of the batch) (per layer ~ b s (8 d_model + 6 d_hidden) values in the compute
     dtype; one layer's worth plus the layer inputs with gradient checkpointing) and the logits (float32 and their
     gradient)."""
     c = model.config
     n_params = sum(p.numel() for p in model.parameters())
     width = 2 if (config.autocast if config.autocast is not None else next(model.parameters()).is_cuda) else 4
-    tokens = max(config.batch_size // world_size, 1) * config.seq_len
+    tokens = (config.micro_batch_size or max(config.batch_size // world_size, 1)) * config.seq_len
     per_layer = tokens * (8 * c.hidden_size + 6 * c.intermediate_size) * width
     layers = c.num_hidden_layers
     activations = (per_layer + layers * tokens * c.hidden_size * width if config.gradient_checkpointing
