@@ -78,3 +78,16 @@ def test_bad_sources_are_named(tmp_path, tok):
     (tmp_path / "mixed" / "b.jsonl").write_text('{"text": "y"}\n')
     with pytest.raises(DatasetError, match="mixes file kinds"):
         load_corpus(Corpus(str(tmp_path / "mixed")), tok, tmp_path / "cache")
+
+
+def test_streamed_corpus_reads_only_the_tokens_needed(tmp_path, tok, monkeypatch):
+    """The Hub path (load_dataset(..., streaming=True)) on a local folder, which datasets streams without a network:
+    documents in order, cut at max_tokens."""
+    from hooked_bilinear.making import corpus as corpus_module
+
+    write("jsonl", tmp_path / "data", TEXTS)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # the guard reads these; datasets itself stays offline (read at import)
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "0")
+    final = tmp_path / "streamed.npy"
+    corpus_module._streamed_tokens(Corpus(str(tmp_path / "data"), text_column="story"), tok, 500, final)
+    assert np.load(final).tolist() == expected_stream(TEXTS, tok)[:500]

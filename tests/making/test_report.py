@@ -41,3 +41,43 @@ def test_csv_and_loss_curve(tmp_path):
     other = RunLog(tmp_path / "rank1", [], (), {}, enabled=False)
     other.log(rows[0])
     assert other.close("x") is None and not (tmp_path / "rank1").exists()
+
+
+def test_tensorboard_receives_every_figure(tmp_path, monkeypatch):
+    """The TensorBoard wiring, with a recording SummaryWriter in place of the real one (not installed here)."""
+    import sys
+    import types
+
+    calls: list[tuple] = []
+
+    class Recorder:
+        def __init__(self, logdir):
+            calls.append(("init", logdir))
+
+        def add_scalar(self, tag, value, step):
+            calls.append((tag, value, step))
+
+        def close(self):
+            calls.append(("close",))
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=Recorder))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "tensorboard"
+                        else real(name, *a))
+    log = RunLog(tmp_path, [], ("tensorboard",), {}, enabled=True)
+    log.log({"step": 1, "loss": 2.5, "beta": 1.0})
+    log.close("x")
+    assert calls == [("init", str(tmp_path / "tensorboard")), ("train/loss", 2.5, 1), ("train/beta", 1.0, 1),
+                     ("close",)]
+
+
+def test_wandb_offline_run(tmp_path, monkeypatch):
+    """Weights & Biases (a dependency of transformer-lens, so installed) in offline mode: the run is written locally."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    log = RunLog(tmp_path, [], ("wandb",), {"lr": 1e-4}, enabled=True)
+    for step in range(1, 4):
+        log.log({"step": step, "loss": 3.0 / step, "beta": 1 - step / 3})
+    log.close("x")
+    (run,) = (tmp_path / "wandb").glob("offline-run-*")
+    assert list(run.glob("run-*.wandb"))[0].stat().st_size > 0
