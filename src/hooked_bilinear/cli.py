@@ -136,9 +136,10 @@ def parser() -> argparse.ArgumentParser:
                    help="token ids (.pt LongTensor / .npy integer array); or text: a .txt / .jsonl / .json / .parquet / "
                         ".arrow file or a folder of them, or a Hub dataset name (streamed; needs the network)")
     b.add_argument("out", help="output folder (config.json, model.safetensors, tokenizer, README.md)")
-    b.add_argument("--recipe", choices=["paper", "cosine80"], default="paper",
+    b.add_argument("--recipe", choices=["paper", "authors-code", "cosine80"], default="paper",
                    help="paper (default): linear beta 1 -> 0 over the first 30%%, learnable gate scale, lr 1e-4, "
-                        "weight decay 0.1, bf16 on CUDA; cosine80: the package's first default (cosine over 80%%, "
+                        "weight decay 0.1, bf16 on CUDA; authors-code: the schedule of the authors' finetuning.py "
+                        "(exp decay over the whole run); cosine80: the package's first default (cosine over 80%%, "
                         "lr 3e-4)")
     b.add_argument("--steps", type=int)
     b.add_argument("--batch-size", dest="batch_size", type=int, help="GLOBAL batch (split across processes)")
@@ -152,7 +153,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int)
     b.add_argument("--gradient-checkpointing", dest="gradient_checkpointing", action="store_true", default=None)
     b.add_argument("--anneal-fraction", dest="anneal_fraction", type=float, help="overrides the recipe's")
-    b.add_argument("--schedule", choices=["cosine", "linear"], help="overrides the recipe's")
+    b.add_argument("--schedule", choices=["linear", "cosine", "exp"], help="overrides the recipe's")
     b.add_argument("--device", help="cpu or cuda (default: cuda when available; under torchrun, GPU LOCAL_RANK)")
     b.add_argument("--strategy", choices=["auto", "ddp", "fsdp"], default="auto",
                    help="under torchrun: ddp (auto) or fsdp (FSDP2, sharded)")

@@ -13,7 +13,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-Schedule = Literal["linear", "cosine"]
+Schedule = Literal["linear", "cosine", "exp"]
+EXP_K = 1.05  # the "exp" schedule's constant
 
 
 class AnnealedGate(nn.Module):
@@ -37,7 +38,9 @@ def alpha(step: int, anneal_steps: int, schedule: Schedule = "cosine") -> float:
         return t
     if schedule == "cosine":
         return 0.5 * (1.0 - math.cos(math.pi * t))
-    raise ValueError(f"schedule={schedule!r} is not 'linear' or 'cosine'.")
+    if schedule == "exp":  # min(t e^{k(1 - t)}, 1): fast, then slow; reaches 1 at t ~ 0.91 for k = 1.05
+        return min(t * math.exp(EXP_K * (1.0 - t)), 1.0)
+    raise ValueError(f"schedule={schedule!r} is not 'linear', 'cosine' or 'exp'.")
 
 
 def beta_at(step: int, anneal_steps: int, schedule: Schedule = "cosine") -> float:
