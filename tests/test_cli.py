@@ -111,3 +111,29 @@ def test_torchrun_two_processes_on_a_jsonl_corpus(tmp_path):
     assert result.stdout.count("bilinear model written") == 1
     assert json.loads((tmp_path / "out" / "config.json").read_text())["hidden_act"] == "linear"
     assert (tmp_path / "out.state" / "metrics.csv").read_text().count("\n") == 7
+
+
+def test_bilinearize_data_errors_name_the_flag(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    folder, _ = write_llama(tmp_path / "swiglu", hidden_act="silu")
+    torch.save(torch.randint(0, 330, (500,)), tmp_path / "tokens.pt")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    out = str(tmp_path / "out")
+    assert main(["bilinearize", str(folder), str(tmp_path / "tokens.pt"), out, "--report-to", "tensorboard"]) == 1
+    assert "--report-to tensorboard needs the tensorboard package" in capsys.readouterr().err
+    assert main(["bilinearize", str(folder), "HuggingFaceFW/fineweb", out, "--dataset-config", "sample-10BT"]) == 1
+    assert "needs a tokenizer" in capsys.readouterr().err  # the folder has none
+    from hooked_bilinear.loading.pretrained import resolve_folder
+
+    tokenizer = ["--tokenizer", str(resolve_folder("ts-synthetic-2l"))]
+    assert main(["bilinearize", str(folder), "HuggingFaceFW/fineweb", out, "--dataset-config", "sample-10BT",
+                 *tokenizer]) == 1
+    assert "HF_HUB_OFFLINE" in capsys.readouterr().err
+    (tmp_path / "c.jsonl").write_text('{"body": "x y"}\n')
+    assert main(["bilinearize", str(folder), str(tmp_path / "c.jsonl"), out, "--device", "cpu", *tokenizer]) == 1
+    assert "no column 'text'" in capsys.readouterr().err
+    assert main(["bilinearize", str(folder), str(tmp_path / "c.jsonl"), out, "--tokenizer", str(tmp_path)]) == 1
+    assert "--tokenizer" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

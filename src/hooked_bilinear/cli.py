@@ -48,8 +48,17 @@ def _bilinearize(args: argparse.Namespace) -> None:
     if any(v is not None for v in (args.text_column, args.split, args.dataset_config, args.revision)):
         data = Corpus(args.data, text_column=args.text_column or "text", split=args.split or "train",
                       name=args.dataset_config, revision=args.revision)
+    tokenizer = None
+    if args.tokenizer is not None:
+        from transformers import AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+        except (OSError, ValueError) as error:
+            raise HookedBilinearError(f"--tokenizer {args.tokenizer}: cannot load a tokenizer from it ({error}).") \
+                from error
     try:
-        model = bilinearize(args.model, data, recipe=args.recipe, anneal_fraction=args.anneal_fraction,
+        model = bilinearize(args.model, data, tokenizer=tokenizer, recipe=args.recipe, anneal_fraction=args.anneal_fraction,
                             schedule=args.schedule, device=args.device, checkpoint_dir=checkpoint_dir,
                             data_cache=args.data_cache, strategy=args.strategy, report_to=tuple(args.report_to),
                             **options)
@@ -59,8 +68,9 @@ def _bilinearize(args: argparse.Namespace) -> None:
         raise HookedBilinearError(str(error)) from error
     if model is None or session().rank != 0:
         return
-    source = Path(args.model)
-    tokenizer = load_folder_tokenizer(source if source.is_dir() else resolve_folder(args.model))
+    if tokenizer is None:
+        source = Path(args.model)
+        tokenizer = load_folder_tokenizer(source if source.is_dir() else resolve_folder(args.model))
     save_pretrained(model, out, tokenizer=tokenizer, overwrite=args.overwrite)
     print(f"bilinear model written to {out} (resumable state, metrics.csv and loss_curve.png in {checkpoint_dir})")
 
@@ -161,6 +171,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--split", help="Hub dataset split (default: train)")
     b.add_argument("--dataset-config", dest="dataset_config", help="Hub dataset config name (e.g. sample-10BT)")
     b.add_argument("--revision", help="Hub dataset revision")
+    b.add_argument("--tokenizer", help="tokenizer folder or Hub id for a text corpus (default: the model folder's)")
     b.add_argument("--data-cache", dest="data_cache", help="where tokenized corpora are cached (default OUT.state/data)")
     b.add_argument("--report-to", dest="report_to", nargs="+", choices=["tensorboard", "wandb"], default=[],
                    help="also log to TensorBoard / Weights & Biases (metrics.csv is always written)")

@@ -131,7 +131,8 @@ def bilinearize(
 
     Args:
         model_or_path: a LlamaForCausalLM with hidden_act "silu", or a folder / shipped name / Hub id of one.
-        data: token ids (tensor, array, list, or a .pt / .npy file), all inside the vocabulary; or a text corpus: a
+        data: token ids (tensor, array, list, or a .pt / .npy file), all inside the vocabulary (under torchrun: the
+            same on every rank); or a text corpus: a
             `Corpus`, a local .txt / .jsonl / .json / .parquet / .arrow file or folder ("text" column), or a Hub
             dataset name (streamed), tokenized with the model's tokenizer (or `tokenizer`) and cached in
             `data_cache` (default: checkpoint_dir/data, else $HF_HOME/hooked_bilinear/corpus).

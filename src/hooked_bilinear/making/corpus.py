@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from beartype import beartype
+from jaxtyping import Int
 
 from hooked_bilinear.errors import DatasetError
 from hooked_bilinear.making import distributed as distributed_
@@ -168,12 +170,14 @@ def _save_atomic(path: Path, array: np.ndarray) -> None:
     os.replace(partial, path)
 
 
-def load_corpus(corpus: Corpus, tokenizer: Any, cache_dir: str | Path, max_tokens: int | None = None) -> np.ndarray:
+@beartype
+def load_corpus(corpus: Corpus, tokenizer: Any, cache_dir: str | Path,
+                max_tokens: int | None = None) -> Int[np.ndarray, "n"]:
     """The corpus's token stream (int32, memory-mapped from `cache_dir`); tokenized on first use, by every rank of a
     process group together (call it on all ranks). `max_tokens` bounds what is read from a streamed Hub dataset."""
     if tokenizer is None:
         raise DatasetError(f"the text corpus {corpus.source} needs a tokenizer: the model folder has none, so pass "
-                           f"tokenizer= (or give token ids in a .pt / .npy file).")
+                           f"tokenizer= (--tokenizer FOLDER_OR_HUB_ID), or give token ids in a .pt / .npy file.")
     cache = Path(cache_dir)
     local = Path(corpus.source).exists()
     if not local and is_corpus_path(corpus.source):
