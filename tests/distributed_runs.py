@@ -34,7 +34,7 @@ def tokenizer() -> Any:
 
 
 def run(tmp: Path, name: str, strategy: str = "auto", crash_at: int | None = None,
-        cache: str = "cache", micro_batch_size: int | None = None) -> dict[str, Any] | None:
+        cache: str = "cache", micro_batch_size: int | None = None, tied: bool = False) -> dict[str, Any] | None:
     """bilinearize a tiny SwiGLU Llama on the parquet corpus (20 steps, global batch 4) with checkpoints in tmp/name;
     `crash_at`: raise KeyboardInterrupt before that step (on every rank); the corpus is tokenized into tmp/cache once
     per cache folder. Returns what rank 0 got."""
@@ -56,7 +56,7 @@ def run(tmp: Path, name: str, strategy: str = "auto", crash_at: int | None = Non
 
     data_module.PackedSequences.batch = batch
     try:
-        model = bilinearize(tiny_llama("silu", std=0.05), Corpus(str(tmp / "corpus"), text_column="story"),
+        model = bilinearize(tiny_llama("silu", std=0.05, tie_word_embeddings=tied), Corpus(str(tmp / "corpus"), text_column="story"),
                             tokenizer=tokenizer(), checkpoint_dir=tmp / name, data_cache=tmp / cache,
                             strategy=strategy, device="cpu", micro_batch_size=micro_batch_size, **RUN)
     except KeyboardInterrupt:
@@ -66,12 +66,14 @@ def run(tmp: Path, name: str, strategy: str = "auto", crash_at: int | None = Non
     if model is None:
         return None
     return {"state": model.state_dict(), "hidden_act": model.config.hidden_act, "model": model,
-            "fold": provenance_of(model).max_abs_logit_diff, "steps_run": sorted(steps_run)}
+            "fold": provenance_of(model).max_abs_logit_diff, "steps_run": sorted(steps_run),
+            "tied": model.lm_head.weight is model.model.embed_tokens.weight}
 
 
 def worker(rank: int, world_size: int, port: int, tmp: str) -> None:
     """Two-process scenarios: DDP and FSDP runs; DDP and FSDP runs interrupted at step 12 (last checkpoint: step 10),
-    copied for resuming on 1 process (by the test) and on 2 (here); DDP and FSDP with gradient accumulation."""
+    copied for resuming on 1 process (by the test) and on 2 (here); DDP and FSDP with gradient accumulation; FSDP with
+    tied embeddings."""
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
                       LOCAL_RANK=str(rank))
@@ -88,8 +90,9 @@ def worker(rank: int, world_size: int, port: int, tmp: str) -> None:
         dist.barrier()
         results[f"{name}-resume2"] = run(folder, f"{name}-resume2", strategy)
         results[f"{name}-micro"] = run(folder, f"{name}-micro", strategy, micro_batch_size=1)  # 2 micro-batches
+    results["fsdp-tied"] = run(folder, "fsdp-tied", "fsdp", tied=True)  # lm_head = embed_tokens (Llama-3.2-1B)
     if rank == 0:
-        torch.save({k: {key: v[key] for key in ("state", "hidden_act", "fold", "steps_run")}
+        torch.save({k: {key: v[key] for key in ("state", "hidden_act", "fold", "steps_run", "tied")}
                     for k, v in results.items()}, folder / "results.pt")
     dist.destroy_process_group()
 

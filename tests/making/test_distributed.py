@@ -32,6 +32,7 @@ def runs(tmp_path_factory):
     for name in ("ddp", "fsdp"):
         resumed[f"{name}-resume1"] = run(tmp, f"{name}-resume1")  # 2-process checkpoint at step 10, 1 process on
     resumed["single-micro"] = run(tmp, "single-micro", micro_batch_size=2)  # 1 process, 2 micro-batches
+    resumed["single-tied"] = run(tmp, "single-tied", tied=True)
     return {"single": single, **spawned, **resumed, "tmp": tmp}
 
 
@@ -55,6 +56,12 @@ def test_two_processes_give_the_weights_of_one(runs, name):
     assert runs[name]["steps_run"] == expected_steps
     assert difference <= ATOL, f"{name}: max |weight difference| vs 1 process {difference:.3g}"
     print(f"{name}: max |weight difference| vs 1 process {difference:.3g}")
+
+
+def test_tied_embeddings_under_fsdp(runs):
+    """FSDP2 trains a shared lm_head / embed_tokens like 1 process, and the gathered model keeps them one tensor."""
+    assert runs["fsdp-tied"]["tied"] and runs["single-tied"]["tied"]
+    assert max_difference(runs["single-tied"]["state"], runs["fsdp-tied"]["state"]) <= ATOL
 
 
 def test_the_comparison_can_fail(runs):

@@ -197,6 +197,8 @@ def train(
         full = distributed_.full_state_on_main(wrapped)
         if skeleton is not None:
             skeleton.load_state_dict(full, assign=True)
+            if callable(getattr(skeleton, "tie_weights", None)):  # assign=True gives tied weights two tensors
+                skeleton.tie_weights()
             result.model = skeleton.eval()
     else:
         result.model = model.eval() if me.main else None
