@@ -112,3 +112,21 @@ def test_metrics_and_loss_curve_match_across_process_counts(runs):
         for a, b in zip(single, other):  # the loss of the global batch, whatever the processes and micro-batches
             assert float(a["beta"]) == float(b["beta"]) and abs(float(a["loss"]) - float(b["loss"])) <= 1e-5
     assert (runs["tmp"] / "ddp" / "loss_curve.png").stat().st_size > 10_000
+
+
+def test_each_rank_gets_its_own_gpu_and_memory_share(monkeypatch):
+    """Under torchrun, rank r on a machine takes GPU LOCAL_RANK (read before the process group exists; no GPU needed
+    to check), and the per-rank memory estimate shards under FSDP, not under DDP."""
+    from llama import tiny_llama
+
+    from hooked_bilinear.making.distributed import device_for
+    from hooked_bilinear.making.train import TrainConfig, memory_estimate
+
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert device_for("cuda") == torch.device("cuda", 3) and device_for("cuda:1") == torch.device("cuda", 1)
+    assert device_for("cpu") == torch.device("cpu")
+    model, config = tiny_llama("silu"), TrainConfig(batch_size=8, seq_len=16)
+    one, ddp, fsdp = (memory_estimate(model, config, n, s) for n, s in ((1, "none"), (4, "ddp"), (4, "fsdp")))
+    assert ddp["optimizer"] == one["optimizer"] == 4 * fsdp["optimizer"]
+    assert ddp["activations"] == one["activations"] / 4 == fsdp["activations"]  # a quarter of the batch each

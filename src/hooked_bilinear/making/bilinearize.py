@@ -164,6 +164,8 @@ def bilinearize(
     config = TrainConfig(**{**base, **train_options})
     model, name = load_swiglu_llama(model_or_path)
     device = distributed_.device_for(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL and FSDP2's device mesh use the current device
     initialized = distributed_.init_from_env(device.type)
     try:
         cache = Path(data_cache) if data_cache is not None else (

@@ -76,13 +76,16 @@ def init_from_env(device_type: str, timeout_minutes: float = 120.0) -> bool:
 
 
 def device_for(requested: str | torch.device | None) -> torch.device:
-    """The device this rank trains on: CUDA (this machine's rank-th GPU) when available or asked, else CPU."""
+    """The device this rank trains on: CUDA when available or asked (under torchrun the LOCAL_RANK-th GPU of this
+    machine, read from the environment, so it is right before the process group exists), else CPU."""
     kind = torch.device(requested).type if requested is not None else ("cuda" if torch.cuda.is_available() else "cpu")
-    if kind == "cuda":
-        if requested is not None and torch.device(requested).index is not None:
-            return torch.device(requested)
-        return torch.device("cuda", session().local_rank if session().distributed else torch.cuda.current_device())
-    return torch.device(kind)
+    if kind != "cuda":
+        return torch.device(kind)
+    if requested is not None and torch.device(requested).index is not None:
+        return torch.device(requested)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cuda", torch.cuda.current_device())
 
 
 def barrier() -> None:

@@ -208,10 +208,10 @@ def train(
 def memory_estimate(model: torch.nn.Module, config: TrainConfig, world_size: int = 1,
                     strategy: str = "none") -> dict[str, int]:
     """Rough bytes each rank needs to train: float32 weights, gradients and two AdamW moments (16 bytes per parameter;
-    divided across ranks under FSDP, plus two layers' full weights gathered at a time), activations kept for the
-    backward pass for one micro-batch (default: this rank's share of the batch) (per layer ~ b s (8 d_model + 6 d_hidden) values in the compute
-    dtype; one layer's worth plus the layer inputs with gradient checkpointing) and the logits (float32 and their
-    gradient)."""
+    divided across ranks under FSDP, plus two layers' full weights gathered at a time; DDP adds its gradient buckets),
+    activations kept for the backward pass of one micro-batch (default: this rank's share of the batch; per layer
+    ~ b s (8 d_model + 6 d_hidden) values in the compute dtype; one layer's worth plus the layer inputs with gradient
+    checkpointing) and the logits (float32 and their gradient)."""
     c = model.config
     n_params = sum(p.numel() for p in model.parameters())
     width = 2 if (config.autocast if config.autocast is not None else next(model.parameters()).is_cuda) else 4
@@ -228,5 +228,7 @@ def memory_estimate(model: torch.nn.Module, config: TrainConfig, world_size: int
     if sharded:
         layer_params = sum(p.numel() for p in model.model.layers[0].parameters())
         estimate["gathered_layers"] = 2 * 4 * layer_params
+    if strategy == "ddp" and world_size > 1:
+        estimate["ddp_buckets"] = 4 * n_params
     estimate["total"] = sum(estimate.values())
     return estimate
