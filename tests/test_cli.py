@@ -22,17 +22,17 @@ def test_to_llama_command(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
 
 
-def test_bilinearize_command_and_resume(tmp_path, capsys):
+def test_bilinearize_command_and_resume(tmp_path, capsys, caplog):
     folder, _ = write_llama(tmp_path / "swiglu", hidden_act="silu", std=0.05)
     torch.save(torch.randint(0, 330, (4000,)), tmp_path / "tokens.pt")
     args = ["bilinearize", str(folder), str(tmp_path / "tokens.pt"), str(tmp_path / "bilinear"), "--steps", "8",
             "--batch-size", "2", "--seq-len", "16", "--warmup-steps", "2", "--device", "cpu"]
     assert main(args) == 0
     assert json.loads((tmp_path / "bilinear" / "config.json").read_text())["hidden_act"] == "linear"
-    assert (tmp_path / "bilinear.state" / "train-state.pt").is_file()
-    state = torch.load(tmp_path / "bilinear.state" / "train-state.pt", weights_only=True)
-    assert state["step"] == 8 and len(state["losses"]) == 8
-    assert "estimated training memory" in capsys.readouterr().out
+    progress = json.loads((tmp_path / "bilinear.state" / "step-00000008" / "progress.json").read_text())
+    assert progress["step"] == 8 and len(progress["history"]) == 8 and progress["settings"]["recipe"] == "paper"
+    assert (tmp_path / "bilinear.state" / "metrics.csv").read_text().count("\n") == 9  # header + 8 steps
+    assert "estimated training memory per rank" in caplog.text
 
 
 def test_bad_input_is_one_line_error(tmp_path, capsys):
@@ -85,3 +85,55 @@ def test_modadd_certify_bad_frequencies_is_one_line_error(capsys):
     assert main(["modadd", "certify", "--model", "modadd-p59", "--frequencies", "99"]) == 1
     assert "lie in 1..29" in capsys.readouterr().err
     assert main(["modadd", "certify", "--model", "no-such-model"]) == 1
+
+
+def test_torchrun_two_processes_on_a_jsonl_corpus(tmp_path):
+    """The documented multi-process form: torchrun -m hooked_bilinear bilinearize, a jsonl corpus with another text
+    column, gloo on CPU; logging and the saved model come from rank 0 alone."""
+    import os
+
+    from distributed_runs import TEXTS, free_port
+
+    folder, _ = write_llama(tmp_path / "swiglu", hidden_act="silu", std=0.05)
+    (tmp_path / "corpus.jsonl").write_text("".join(json.dumps({"body": t}) + "\n" for t in TEXTS))
+    from hooked_bilinear.loading.pretrained import resolve_folder
+
+    for name in ("tokenizer.json", "tokenizer_config.json"):  # the model's own tokenizer (vocab 330)
+        (folder / name).write_bytes((resolve_folder("ts-synthetic-2l") / name).read_bytes())
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+               "-m", "hooked_bilinear", "bilinearize", str(folder), str(tmp_path / "corpus.jsonl"),
+               str(tmp_path / "out"), "--text-column", "body", "--steps", "6", "--batch-size", "4", "--seq-len", "16",
+               "--checkpoint-every", "3", "--device", "cpu", "--strategy", "fsdp"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("estimated training memory per rank") == 1 and "2 processes (fsdp)" in result.stderr
+    assert result.stdout.count("bilinear model written") == 1
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["hidden_act"] == "linear"
+    assert (tmp_path / "out.state" / "metrics.csv").read_text().count("\n") == 7
+
+
+def test_bilinearize_data_errors_name_the_flag(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    folder, _ = write_llama(tmp_path / "swiglu", hidden_act="silu")
+    torch.save(torch.randint(0, 330, (500,)), tmp_path / "tokens.pt")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    out = str(tmp_path / "out")
+    assert main(["bilinearize", str(folder), str(tmp_path / "tokens.pt"), out, "--report-to", "tensorboard"]) == 1
+    assert "--report-to tensorboard needs the tensorboard package" in capsys.readouterr().err
+    assert main(["bilinearize", str(folder), "HuggingFaceFW/fineweb", out, "--dataset-config", "sample-10BT"]) == 1
+    assert "needs a tokenizer" in capsys.readouterr().err  # the folder has none
+    from hooked_bilinear.loading.pretrained import resolve_folder
+
+    tokenizer = ["--tokenizer", str(resolve_folder("ts-synthetic-2l"))]
+    assert main(["bilinearize", str(folder), "HuggingFaceFW/fineweb", out, "--dataset-config", "sample-10BT",
+                 *tokenizer]) == 1
+    assert "HF_HUB_OFFLINE" in capsys.readouterr().err
+    (tmp_path / "c.jsonl").write_text('{"body": "x y"}\n')
+    assert main(["bilinearize", str(folder), str(tmp_path / "c.jsonl"), out, "--device", "cpu", *tokenizer]) == 1
+    assert "no column 'text'" in capsys.readouterr().err
+    assert main(["bilinearize", str(folder), str(tmp_path / "c.jsonl"), out, "--tokenizer", str(tmp_path)]) == 1
+    assert "--tokenizer" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -11,7 +11,8 @@ Public API:
     to_llama(model_or_path)            a current-format tdooms model as a stock LlamaForCausalLM
     save_pretrained(model, folder)     a Hub-ready folder (weights, config, tokenizer, model card), atomically
     push_to_hub(model, repo_id)        the same folder uploaded to the Hugging Face Hub
-    bilinearize(model, tokens, ...)    fine-tune a SwiGLU Llama into a bilinear one (annealed gate)
+    bilinearize(model, data, ...)      fine-tune a SwiGLU Llama into a bilinear one (annealed gate; torchrun)
+    Corpus(source, text_column=...)    a text dataset for bilinearize (local files, or a Hub name streamed)
 """
 
 from hooked_bilinear import analysis, publishing
@@ -32,6 +33,7 @@ from hooked_bilinear.loading.adapter import (
 )
 from hooked_bilinear.loading.pretrained import from_pretrained, load_model, shipped_checkpoints
 from hooked_bilinear.making.bilinearize import bilinearize
+from hooked_bilinear.making.corpus import Corpus
 from hooked_bilinear.making.train import TrainConfig
 from hooked_bilinear.modeling.configuration import BilinearConfig, detect_format
 from hooked_bilinear.modeling.modeling import BilinearForCausalLM
@@ -50,6 +52,7 @@ __all__ = [
     "CheckpointFormatError",
     "CheckpointNotFoundError",
     "CheckpointWeightsError",
+    "Corpus",
     "ConversionError",
     "DatasetError",
     "HookedBilinearError",

@@ -1,6 +1,7 @@
 """The `hooked-bilinear` command line: make, convert and publish bilinear models.
 
-    hooked-bilinear bilinearize MODEL TOKENS OUT [--steps 1000 ...]   SwiGLU Llama -> bilinear Llama folder
+    hooked-bilinear bilinearize MODEL DATA OUT [--steps 1000 ...]     SwiGLU Llama -> bilinear Llama folder
+    torchrun --nproc_per_node N -m hooked_bilinear bilinearize ...     the same on N processes (DDP / FSDP)
     hooked-bilinear to-llama SOURCE OUT                                tdooms checkpoint -> stock Llama folder
     hooked-bilinear push FOLDER REPO_ID [--endpoint URL]               a saved folder -> the Hugging Face Hub
     hooked-bilinear modadd certify [--model modadd-p113] [--json]     prove a modular-addition model's accuracy
@@ -10,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -18,23 +20,59 @@ from hooked_bilinear.errors import HookedBilinearError
 
 
 def _bilinearize(args: argparse.Namespace) -> None:
+    import logging
+
     from hooked_bilinear.loading.pretrained import resolve_folder
     from hooked_bilinear.loading.tokenizer import load_folder_tokenizer
     from hooked_bilinear.making.bilinearize import bilinearize
+    from hooked_bilinear.making.corpus import Corpus
+    from hooked_bilinear.making.distributed import session
+    from hooked_bilinear.making.report import check_reporters
     from hooked_bilinear.making.train import TrainConfig
     from hooked_bilinear.publishing.save import save_pretrained
 
+    rank = int(os.environ.get("RANK", "0"))
     out = Path(args.out)
     if out.exists() and not args.overwrite:  # refuse before hours of training, not after
         raise HookedBilinearError(f"{out} already exists; pass --overwrite to replace it, or choose another folder.")
+    check_reporters(args.report_to)
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, format="%(message)s")
+    logging.getLogger("hooked_bilinear").setLevel(logging.INFO if rank == 0 else logging.WARNING)
+    if rank != 0:  # one set of progress bars: rank 0's
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
     options = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
     checkpoint_dir = args.checkpoint_dir or f"{out}.state"
-    model = bilinearize(args.model, args.tokens, config=TrainConfig(**options), anneal_fraction=args.anneal_fraction,
-                        schedule=args.schedule, device=args.device, checkpoint_dir=checkpoint_dir)
-    source = Path(args.model)
-    tokenizer = load_folder_tokenizer(source if source.is_dir() else resolve_folder(args.model))
+    data = args.data
+    if any(v is not None for v in (args.text_column, args.split, args.dataset_config, args.revision)):
+        data = Corpus(args.data, text_column=args.text_column or "text", split=args.split or "train",
+                      name=args.dataset_config, revision=args.revision)
+    tokenizer = None
+    if args.tokenizer is not None:
+        from transformers import AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+        except (OSError, ValueError) as error:
+            raise HookedBilinearError(f"--tokenizer {args.tokenizer}: cannot load a tokenizer from it ({error}).") \
+                from error
+    try:
+        model = bilinearize(args.model, data, tokenizer=tokenizer, recipe=args.recipe, anneal_fraction=args.anneal_fraction,
+                            schedule=args.schedule, device=args.device, checkpoint_dir=checkpoint_dir,
+                            data_cache=args.data_cache, strategy=args.strategy, report_to=tuple(args.report_to),
+                            **options)
+    except ValueError as error:
+        if isinstance(error, HookedBilinearError):
+            raise
+        raise HookedBilinearError(str(error)) from error
+    if model is None or session().rank != 0:
+        return
+    if tokenizer is None:
+        source = Path(args.model)
+        tokenizer = load_folder_tokenizer(source if source.is_dir() else resolve_folder(args.model))
     save_pretrained(model, out, tokenizer=tokenizer, overwrite=args.overwrite)
-    print(f"bilinear model written to {out} (resumable state in {checkpoint_dir})")
+    print(f"bilinear model written to {out} (resumable state, metrics.csv and loss_curve.png in {checkpoint_dir})")
 
 
 def _to_llama(args: argparse.Namespace) -> None:
@@ -98,21 +136,44 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="hooked-bilinear", description="Make, convert and publish bilinear models.")
     commands = root.add_subparsers(dest="command", required=True)
 
-    b = commands.add_parser("bilinearize", help="fine-tune a SwiGLU Llama into a bilinear one")
+    b = commands.add_parser(
+        "bilinearize", help="fine-tune a SwiGLU Llama into a bilinear one",
+        description="Fine-tune a SwiGLU Llama into a bilinear one. On several processes: torchrun --nproc_per_node N "
+                    "-m hooked_bilinear bilinearize ... (DDP, or --strategy fsdp).")
     b.add_argument("model", help="folder, shipped name or Hub id of a LlamaForCausalLM with hidden_act silu")
-    b.add_argument("tokens", help="token ids: a .pt LongTensor or a .npy integer array (a stream, or rows)")
+    b.add_argument("data", metavar="DATA",
+                   help="token ids (.pt LongTensor / .npy integer array); or text: a .txt / .jsonl / .json / .parquet / "
+                        ".arrow file or a folder of them, or a Hub dataset name (streamed; needs the network)")
     b.add_argument("out", help="output folder (config.json, model.safetensors, tokenizer, README.md)")
+    b.add_argument("--recipe", choices=["paper", "authors-code", "cosine80"], default="paper",
+                   help="paper (default): linear beta 1 -> 0 over the first 30%%, learnable gate scale, lr 1e-4, "
+                        "weight decay 0.1, bf16 on CUDA; authors-code: the schedule of the authors' finetuning.py "
+                        "(exp decay over the whole run); cosine80: the package's first default (cosine over 80%%, "
+                        "lr 3e-4)")
     b.add_argument("--steps", type=int)
-    b.add_argument("--batch-size", dest="batch_size", type=int)
+    b.add_argument("--batch-size", dest="batch_size", type=int, help="GLOBAL batch (split across processes)")
+    b.add_argument("--micro-batch-size", dest="micro_batch_size", type=int,
+                   help="rows per forward pass on each process (gradient accumulation; default: its whole share)")
     b.add_argument("--seq-len", dest="seq_len", type=int)
-    b.add_argument("--lr", type=float)
+    b.add_argument("--lr", type=float, help="overrides the recipe's")
+    b.add_argument("--weight-decay", dest="weight_decay", type=float, help="overrides the recipe's")
     b.add_argument("--warmup-steps", dest="warmup_steps", type=int)
     b.add_argument("--checkpoint-every", dest="checkpoint_every", type=int)
     b.add_argument("--seed", type=int)
     b.add_argument("--gradient-checkpointing", dest="gradient_checkpointing", action="store_true", default=None)
-    b.add_argument("--anneal-fraction", dest="anneal_fraction", type=float, default=0.8)
-    b.add_argument("--schedule", choices=["cosine", "linear"], default="cosine")
-    b.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    b.add_argument("--anneal-fraction", dest="anneal_fraction", type=float, help="overrides the recipe's")
+    b.add_argument("--schedule", choices=["linear", "cosine", "exp"], help="overrides the recipe's")
+    b.add_argument("--device", help="cpu or cuda (default: cuda when available; under torchrun, GPU LOCAL_RANK)")
+    b.add_argument("--strategy", choices=["auto", "ddp", "fsdp"], default="auto",
+                   help="under torchrun: ddp (auto) or fsdp (FSDP2, sharded)")
+    b.add_argument("--text-column", dest="text_column", help="column holding the text (default: text)")
+    b.add_argument("--split", help="Hub dataset split (default: train)")
+    b.add_argument("--dataset-config", dest="dataset_config", help="Hub dataset config name (e.g. sample-10BT)")
+    b.add_argument("--revision", help="Hub dataset revision")
+    b.add_argument("--tokenizer", help="tokenizer folder or Hub id for a text corpus (default: the model folder's)")
+    b.add_argument("--data-cache", dest="data_cache", help="where tokenized corpora are cached (default OUT.state/data)")
+    b.add_argument("--report-to", dest="report_to", nargs="+", choices=["tensorboard", "wandb"], default=[],
+                   help="also log to TensorBoard / Weights & Biases (metrics.csv is always written)")
     b.add_argument("--checkpoint-dir", dest="checkpoint_dir", help="resumable state (default OUT.state)")
     b.add_argument("--overwrite", action="store_true", help="replace an existing OUT folder")
     b.set_defaults(run=_bilinearize)

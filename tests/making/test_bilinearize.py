@@ -3,18 +3,20 @@ is refused with a clear error."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 from transformers import LlamaForCausalLM
 
 import hooked_bilinear as hb
-from hooked_bilinear.making import train as train_module
+from hooked_bilinear.making.data import PackedSequences
 from hooked_bilinear.making.bilinearize import bilinearize
 from hooked_bilinear.publishing.provenance import provenance_of
 from llama import tiny_llama
 from roundtrip import stock_logits_in_fresh_process
 
-FAST = dict(steps=24, batch_size=4, seq_len=32, warmup_steps=4, checkpoint_every=5, progress=False)
+FAST = dict(steps=24, batch_size=4, seq_len=32, warmup_steps=4, checkpoint_every=5, progress=False, lr=1e-3)
 
 
 def periodic_tokens(n: int = 6000, period: int = 7, seed: int = 0) -> torch.Tensor:
@@ -23,10 +25,12 @@ def periodic_tokens(n: int = 6000, period: int = 7, seed: int = 0) -> torch.Tens
     return pattern.repeat(n // period)
 
 
-def test_result_is_exactly_bilinear_and_learns(capsys, tmp_path):
-    model = bilinearize(tiny_llama("silu", std=0.05), periodic_tokens(), **FAST)
+@pytest.mark.parametrize("recipe", ["paper", "cosine80"])
+def test_result_is_exactly_bilinear_and_learns(caplog, tmp_path, recipe):
+    with caplog.at_level(logging.INFO, logger="hooked_bilinear"):
+        model = bilinearize(tiny_llama("silu", std=0.05), periodic_tokens(), recipe=recipe, **FAST)
     assert isinstance(model, LlamaForCausalLM) and model.config.hidden_act == "linear"
-    assert "estimated training memory" in capsys.readouterr().out
+    assert f"recipe {recipe}; estimated training memory per rank" in caplog.text
     provenance = provenance_of(model)
     assert provenance.max_abs_logit_diff <= 1e-5 and provenance.details["final_train_loss"] < 5.0  # log(330) = 5.8
     # Every MLP is down(gate(x) * up(x)), from its own weights, with no activation left.
@@ -60,17 +64,17 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     tokens = periodic_tokens()
     uninterrupted = bilinearize(tiny_llama("silu", std=0.05), tokens, checkpoint_dir=tmp_path / "a", **FAST)
 
-    real_batch_at = train_module.batch_at
+    real_batch = PackedSequences.batch
 
-    def crash_at_step_12(tokens, step, *args):
+    def crash_at_step_12(self, step, *args):
         if step == 12:
             raise KeyboardInterrupt("simulated interruption")
-        return real_batch_at(tokens, step, *args)
+        return real_batch(self, step, *args)
 
-    monkeypatch.setattr(train_module, "batch_at", crash_at_step_12)
+    monkeypatch.setattr(PackedSequences, "batch", crash_at_step_12)
     with pytest.raises(KeyboardInterrupt):
         bilinearize(tiny_llama("silu", std=0.05), tokens, checkpoint_dir=tmp_path / "b", **FAST)
-    monkeypatch.setattr(train_module, "batch_at", real_batch_at)
+    monkeypatch.setattr(PackedSequences, "batch", real_batch)
     resumed = bilinearize(tiny_llama("silu", std=0.05), tokens, checkpoint_dir=tmp_path / "b", **FAST)
     state_a, state_b = uninterrupted.state_dict(), resumed.state_dict()
     assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
@@ -98,7 +102,7 @@ def test_bad_datasets_are_refused(tmp_path):
     tokens[1234] = 330
     with pytest.raises(hb.DatasetError, match="outside the model's vocabulary.*330 at position 1234"):
         bilinearize(model, tokens, **FAST)
-    with pytest.raises(hb.DatasetError, match="fewer than one window"):
+    with pytest.raises(hb.DatasetError, match="fewer than one sequence"):
         bilinearize(model, periodic_tokens()[:20], **FAST)
     with pytest.raises(hb.DatasetError, match="integers"):
         bilinearize(model, torch.rand(1000), **FAST)

@@ -1,10 +1,12 @@
-"""Token datasets for fine-tuning: checked against the vocabulary, cut into deterministic random windows."""
+"""Token datasets for fine-tuning: loaded, checked against the vocabulary, packed into sequences served in a seeded
+order, so that a batch is a function of (seed, step) alone: resumable mid-epoch, and the same whatever the number of
+processes (each rank reads only its rows of the global batch)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,7 +14,8 @@ from jaxtyping import Int
 
 from hooked_bilinear.errors import DatasetError
 
-TokenSource = Union[torch.Tensor, np.ndarray, list, str, os.PathLike]
+TokenSource = torch.Tensor | np.ndarray | list | str | os.PathLike
+TOKEN_SUFFIXES = (".pt", ".npy")
 
 
 def load_tokens(source: TokenSource) -> Int[torch.Tensor, "n"]:
@@ -39,22 +42,54 @@ def load_tokens(source: TokenSource) -> Int[torch.Tensor, "n"]:
     return tokens.reshape(-1).long()
 
 
-def check_tokens(tokens: torch.Tensor, vocab_size: int, seq_len: int) -> None:
-    """DatasetError if a token lies outside [0, vocab_size) or the stream is shorter than one window."""
-    bad = ((tokens < 0) | (tokens >= vocab_size)).nonzero()
-    if len(bad):
-        index = int(bad[0, 0])
-        raise DatasetError(
-            f"{len(bad)} tokens lie outside the model's vocabulary [0, {vocab_size}); the first is {int(tokens[index])} "
-            f"at position {index}. Tokenize the dataset with the model's own tokenizer."
-        )
-    if len(tokens) < seq_len + 1:
-        raise DatasetError(f"the dataset holds {len(tokens)} tokens, fewer than one window of {seq_len + 1}.")
+def check_tokens(tokens: torch.Tensor | np.ndarray, vocab_size: int, seq_len: int) -> None:
+    """DatasetError if a token lies outside [0, vocab_size) or the stream is shorter than one sequence."""
+    array = tokens.numpy() if isinstance(tokens, torch.Tensor) else tokens
+    for start in range(0, len(array), 1 << 24):  # in chunks: a memory-mapped corpus need not fit in memory twice
+        chunk = np.asarray(array[start : start + (1 << 24)])
+        bad = np.flatnonzero((chunk < 0) | (chunk >= vocab_size))
+        if len(bad):
+            index = start + int(bad[0])
+            raise DatasetError(
+                f"tokens lie outside the model's vocabulary [0, {vocab_size}); the first is {int(array[index])} "
+                f"at position {index}. Tokenize the dataset with the model's own tokenizer."
+            )
+    if len(array) < seq_len + 1:
+        raise DatasetError(f"the dataset holds {len(array)} tokens, fewer than one sequence of {seq_len + 1}.")
 
 
-def batch_at(tokens: torch.Tensor, step: int, batch_size: int, seq_len: int, seed: int) -> Int[torch.Tensor, "b s1"]:
-    """Windows [batch_size, seq_len + 1] for `step`: a function of (seed, step) alone, so a resumed run sees the
-    same batches as an uninterrupted one."""
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
-    starts = torch.randint(0, len(tokens) - seq_len, (batch_size,), generator=generator)
-    return torch.stack([tokens[s : s + seq_len + 1] for s in starts.tolist()])
+class PackedSequences:
+    """A token stream cut into sequences of `seq_len + 1` tokens (consecutive ones share one token: inputs and
+    targets), served epoch after epoch, each epoch in its own seeded random order.
+
+    The global batch of `step` is sequences [step * batch_size, (step + 1) * batch_size) of that endless stream, so it
+    depends on (seed, step, batch_size) only; `rows` picks a rank's share of it."""
+
+    def __init__(self, tokens: torch.Tensor | np.ndarray, seq_len: int, seed: int) -> None:
+        self.tokens = tokens.numpy() if isinstance(tokens, torch.Tensor) else tokens
+        self.seq_len, self.seed = seq_len, seed
+        self.n_sequences = (len(self.tokens) - 1) // seq_len
+        if self.n_sequences < 1:
+            raise DatasetError(f"the dataset holds {len(self.tokens)} tokens, fewer than one sequence of {seq_len + 1}.")
+        self._orders: dict[int, torch.Tensor] = {}
+
+    def order(self, epoch: int) -> Int[torch.Tensor, "n"]:
+        """The permutation of the sequences in `epoch`."""
+        if epoch not in self._orders:
+            self._orders = {epoch: torch.randperm(
+                self.n_sequences, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))}
+        return self._orders[epoch]
+
+    def sequence_ids(self, step: int, batch_size: int, rows: range | None = None) -> list[int]:
+        """Which sequences make up `rows` (default: all) of the global batch of `step`."""
+        ids = []
+        for row in rows if rows is not None else range(batch_size):
+            k = step * batch_size + row
+            ids.append(int(self.order(k // self.n_sequences)[k % self.n_sequences]))
+        return ids
+
+    def batch(self, step: int, batch_size: int, rows: range | None = None) -> Int[torch.Tensor, "b s1"]:
+        """Token ids [len(rows), seq_len + 1] of `rows` of the global batch of `step`."""
+        s = self.seq_len
+        return torch.from_numpy(np.stack([np.asarray(self.tokens[i * s : i * s + s + 1], dtype=np.int64)
+                                          for i in self.sequence_ids(step, batch_size, rows)]))

@@ -1,0 +1,206 @@
+"""Multi-process training through torch.distributed: the process group from torchrun's environment, DDP or FSDP2
+(`fully_shard`) wrapping, global means, and checkpoints that resume on any number of processes.
+
+Checkpoints are torch.distributed.checkpoint (DCP) folders: each rank writes its own shard of the model and the
+optimizer in parallel (no rank ever holds the whole state, which is what a model too big for one GPU needs), and DCP
+reshards on load, so a run saved by N processes resumes on M. A small progress.json (step, history, settings) sits
+beside it. A checkpoint is written as `step-N.partial` and renamed when every rank has finished; `latest` names the
+newest complete one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime
+import json
+import os
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch import nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_state_dict,
+    set_state_dict,
+)
+
+from hooked_bilinear.errors import HookedBilinearError
+
+Strategy = Literal["auto", "ddp", "fsdp"]
+STRATEGIES = ("auto", "ddp", "fsdp")
+LATEST = "latest"
+PROGRESS = "progress.json"
+
+
+@dataclass(frozen=True)
+class Session:
+    """This process's place: rank, number of processes, rank on this machine."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def session() -> Session:
+    """The current process group's view (a single process when none is initialised)."""
+    if dist.is_available() and dist.is_initialized():
+        return Session(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())))
+    return Session()
+
+
+def init_from_env(device_type: str, timeout_minutes: float = 120.0) -> bool:
+    """Initialise the process group from torchrun's variables (WORLD_SIZE > 1) if none is; True if this call did.
+    NCCL for CUDA, gloo for CPU. The long timeout covers rank 0 tokenizing a streamed corpus while the others wait."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or (dist.is_available() and dist.is_initialized()):
+        return False
+    dist.init_process_group("nccl" if device_type == "cuda" else "gloo",
+                            timeout=datetime.timedelta(minutes=timeout_minutes))
+    return True
+
+
+def device_for(requested: str | torch.device | None) -> torch.device:
+    """The device this rank trains on: CUDA when available or asked (under torchrun the LOCAL_RANK-th GPU of this
+    machine, read from the environment, so it is right before the process group exists), else CPU."""
+    kind = torch.device(requested).type if requested is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+    if kind != "cuda":
+        return torch.device(kind)
+    if requested is not None and torch.device(requested).index is not None:
+        return torch.device(requested)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cuda", torch.cuda.current_device())
+
+
+def barrier() -> None:
+    if session().distributed:
+        dist.barrier()
+
+
+def broadcast_object(value: Any) -> Any:
+    """Rank 0's `value` on every rank."""
+    if not session().distributed:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def global_mean(value: torch.Tensor) -> float:
+    """Mean of a scalar over the ranks (each rank holds an equal share of the global batch)."""
+    if session().distributed:
+        value = value.detach().clone()
+        dist.all_reduce(value, op=dist.ReduceOp.SUM)
+        value /= session().world_size
+    return value.item()
+
+
+def resolve_strategy(strategy: Strategy) -> Literal["none", "ddp", "fsdp"]:
+    if strategy not in STRATEGIES:
+        raise HookedBilinearError(f"strategy={strategy!r} is not one of {STRATEGIES} (--strategy).")
+    if not session().distributed:
+        return "none"
+    return "ddp" if strategy == "auto" else strategy
+
+
+def wrap(model: nn.Module, strategy: Literal["none", "ddp", "fsdp"], device: torch.device) -> nn.Module:
+    """DDP (a full replica per rank, gradients all-reduced) or FSDP2 (`fully_shard` on every decoder layer and the
+    root: parameters, gradients and optimizer state sharded across ranks). The model must already be on `device`."""
+    if strategy == "ddp":
+        return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if strategy == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+
+        for layer in model.model.layers:
+            fully_shard(layer)
+        fully_shard(model)
+    return model
+
+
+@contextlib.contextmanager
+def gradient_sync(model: nn.Module, strategy: str, enabled: bool) -> Iterator[None]:
+    """Accumulate gradients locally (no all-reduce / reduce-scatter) unless `enabled`: the last micro-batch syncs."""
+    if strategy == "ddp" and not enabled:
+        with model.no_sync():
+            yield
+    elif strategy == "fsdp":
+        model.set_requires_gradient_sync(enabled)
+        yield
+    else:
+        yield
+
+
+def save_checkpoint(folder: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    progress: dict[str, Any], keep: int = 1) -> None:
+    """Every rank writes its shard of `step-N`; rank 0 adds progress.json, publishes it as `latest` (atomically) and
+    deletes older checkpoints beyond `keep`."""
+    me = session()
+    partial, final = folder / f"step-{step:08d}.partial", folder / f"step-{step:08d}"
+    if me.main:
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+    barrier()
+    model_state, optim_state = get_state_dict(model, optimizer)
+    with warnings.catch_warnings():  # one process without a process group: DCP warns that it saves alone, as meant
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        dcp.save({"model": model_state, "optimizer": optim_state}, checkpoint_id=str(partial))
+    barrier()
+    if me.main:
+        (partial / PROGRESS).write_text(json.dumps({**progress, "step": step}))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(partial, final)
+        pointer = folder / (LATEST + ".partial")
+        pointer.write_text(final.name)
+        os.replace(pointer, folder / LATEST)
+        for old in sorted(folder.glob("step-*"))[:-keep]:
+            if old != final and not old.name.endswith(".partial"):
+                shutil.rmtree(old, ignore_errors=True)
+    barrier()
+
+
+def latest_progress(folder: Path) -> dict[str, Any] | None:
+    """progress.json of the newest complete checkpoint in `folder`, or None."""
+    pointer = folder / LATEST
+    if not pointer.is_file():
+        return None
+    return json.loads((folder / pointer.read_text().strip() / PROGRESS).read_text())
+
+
+def load_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Load the newest checkpoint into `model` and `optimizer` (wrapped or not, on any number of ranks)."""
+    path = folder / (folder / LATEST).read_text().strip()
+    model_state, optim_state = get_state_dict(model, optimizer)
+    state = {"model": model_state, "optimizer": optim_state}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        dcp.load(state, checkpoint_id=str(path))
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
+
+
+def full_state_on_main(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The whole (unsharded, CPU) model state dict on rank 0, empty elsewhere; every rank must call it."""
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def meta_skeleton(model: nn.Module) -> nn.Module:
+    """A copy of `model` whose parameters are on the meta device (buffers copied): the shape to load a gathered full
+    state dict into after FSDP has sharded the original in place. Costs the buffers' memory only."""
+    memo: dict[int, Any] = {id(p): nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
+                            for p in model.parameters()}
+    return copy.deepcopy(model, memo)
