@@ -8,7 +8,7 @@ import sys
 
 import torch
 from huggingface_hub import constants
-from llama import write_llama
+from tests.llama import write_llama
 
 from hooked_bilinear.cli import main
 
@@ -92,7 +92,7 @@ def test_torchrun_two_processes_on_a_jsonl_corpus(tmp_path):
     column, gloo on CPU; logging and the saved model come from rank 0 alone."""
     import os
 
-    from distributed_runs import TEXTS, free_port
+    from tests.distributed_runs import TEXTS, free_port
 
     folder, _ = write_llama(tmp_path / "swiglu", hidden_act="silu", std=0.05)
     (tmp_path / "corpus.jsonl").write_text("".join(json.dumps({"body": t}) + "\n" for t in TEXTS))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from models import random_model
+from tests.analysis.models import random_model
 
 from hooked_bilinear import NotBilinearError
 from hooked_bilinear.analysis import (

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from factories import factors_of, mlp_forward, random_layer
-from models import random_model
+from tests.analysis.factories import factors_of, mlp_forward, random_layer
+from tests.analysis.models import random_model
 
 from hooked_bilinear.analysis import (
     BilinearFactors,

@@ -11,9 +11,9 @@ from safetensors.torch import load_file, save_file
 from transformers import LlamaForCausalLM
 
 import hooked_bilinear as hb
-from conftest import EMBEDDED
-from transformer_lens_checks import assert_transformer_lens_benchmarks_pass
-from llama import write_llama
+from tests.reference import EMBEDDED
+from tests.transformer_lens_checks import assert_transformer_lens_benchmarks_pass
+from tests.llama import write_llama
 
 TEXT = "once upon a time , there was a red cat named lily ."
 

@@ -13,8 +13,8 @@ import hooked_bilinear as hb
 from hooked_bilinear.making.data import PackedSequences
 from hooked_bilinear.making.bilinearize import bilinearize
 from hooked_bilinear.publishing.provenance import provenance_of
-from llama import tiny_llama
-from roundtrip import stock_logits_in_fresh_process
+from tests.llama import tiny_llama
+from tests.roundtrip import stock_logits_in_fresh_process
 
 FAST = dict(steps=24, batch_size=4, seq_len=32, warmup_steps=4, checkpoint_every=5, progress=False, lr=1e-3)
 

@@ -14,8 +14,8 @@ import pytest
 from huggingface_hub import constants
 
 import hooked_bilinear as hb
-from hub_server import FakeHub
-from llama import tiny_llama
+from tests.publishing.hub_server import FakeHub
+from tests.llama import tiny_llama
 
 
 @pytest.fixture(autouse=True)
@@ -91,19 +91,17 @@ def test_offline_mode_and_bad_repo_id(tmp_path, monkeypatch):
 
 PUSH_WITH_ENV = """
 import sys
-sys.path[:0] = sys.argv[3:5]
 import hooked_bilinear as hb
-from llama import tiny_llama
+from tests.llama import tiny_llama
 print(hb.push_to_hub(tiny_llama(), sys.argv[1], local_dir=sys.argv[2]))
 """
 
 
 def test_hf_endpoint_environment_variable(tmp_path):
-    tests = Path(__file__).parent
     with FakeHub() as hub:
         env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "home")}
-        result = subprocess.run([sys.executable, "-c", PUSH_WITH_ENV, "bob/env", str(tmp_path / "local"),
-                                 str(tests.parent), str(tests)], capture_output=True, text=True, env=env, timeout=300)
+        result = subprocess.run([sys.executable, "-c", PUSH_WITH_ENV, "bob/env", str(tmp_path / "local")],
+                                cwd=Path(__file__).parents[2], capture_output=True, text=True, env=env, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
         assert hub.endpoint in result.stdout
         assert hub.repos["bob/env"] == files_of(tmp_path / "local")

@@ -11,8 +11,8 @@ import yaml
 
 import hooked_bilinear as hb
 from hooked_bilinear.loading.checkpoint import read_weights
-from llama import tiny_llama
-from roundtrip import stock_logits_in_fresh_process
+from tests.llama import tiny_llama
+from tests.roundtrip import stock_logits_in_fresh_process
 
 
 def front_matter(card: str) -> dict:

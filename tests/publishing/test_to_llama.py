@@ -8,8 +8,8 @@ import torch
 from transformers import LlamaForCausalLM
 
 import hooked_bilinear as hb
-from conftest import EMBEDDED
-from reference import make_config, reference_logits, write_checkpoint
+from tests.reference import EMBEDDED
+from tests.reference import make_config, reference_logits, write_checkpoint
 
 
 @pytest.mark.parametrize("overrides", [{}, {"bias": True}, {"gate": "silu"}, {"gate": "gelu", "n_layer": 3}],

@@ -67,7 +67,8 @@ def _ritz(V: torch.Tensor, QV: torch.Tensor, k: int) -> tuple[torch.Tensor, torc
     Returns theta [m, k], Ritz vectors as rows [m, k, d], and residual norms ||Q v - theta v|| [m, k].
     """
     T = V @ QV.mT
-    theta, S = _top_by_magnitude(*torch.linalg.eigh(0.5 * (T + T.mT)), k)  # S [m, k, s]: coefficients as rows
+    lam, vec = torch.linalg.eigh(0.5 * (T + T.mT))
+    theta, S = _top_by_magnitude(lam, vec, k)  # S [m, k, s]: coefficients as rows
     ritz = S @ V
     residual = (S @ QV - theta[:, :, None] * ritz).norm(dim=-1)
     return theta, ritz, residual

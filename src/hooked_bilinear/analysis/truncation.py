@@ -28,6 +28,9 @@ class TruncatedBilinearMLP(torch.nn.Module):
     """
 
     is_bilinear = True
+    v: torch.Tensor
+    lambda_: torch.Tensor
+    readout: torch.Tensor
 
     def __init__(self, v: torch.Tensor, lambda_: torch.Tensor, readout: torch.Tensor, augmented: bool) -> None:
         super().__init__()

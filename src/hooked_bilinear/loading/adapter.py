@@ -89,7 +89,7 @@ def bridge_config(config: BilinearConfig, dtype: torch.dtype, model_name: str) -
         d_vocab_out=config.vocab_size,
         d_mlp=config.d_hidden,
         eps=config.rms_norm_eps,
-        act_fn=config.gate if config.gate is not None else "linear",
+        act_fn=config.hidden_act,
         rotary_base=config.rope_theta,
         rotary_dim=config.d_head,
         architecture=ARCHITECTURE,
@@ -158,7 +158,7 @@ class BilinearArchitectureAdapter(ArchitectureAdapter):
         down = LinearBridge(name=config.mlp_down_name)
         if not config.bilinear:
             return MLPBridge(name="mlp", submodules={"in": LinearBridge(name="w"), "out": down})
-        # TransformerLens's fused splitter takes the first half of `w` as the gate: the tdooms order.
+        # TransformerLens's fused splitter takes the first half of `w` as the gate: split_gate_in's order.
         if config.gate is None:
             return FusedHookedBilinearMLP(name="mlp", config=self.cfg, submodules={"out": down}, fused_attr="w")
         return JointGateUpMLPBridge(name="mlp", config=self.cfg, submodules={"out": down}, fused_attr="w")

@@ -8,12 +8,11 @@ down_proj = W_out), exact in raw and compatibility mode. A SwiGLU Llama (`"silu"
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from transformer_lens.model_bridge import TransformerBridge
-from transformer_lens.model_bridge.generalized_components import LinearBridge
-from transformer_lens.model_bridge.generalized_components.base import GeneralizedComponent
+from transformer_lens.model_bridge.generalized_components import GatedMLPBridge, LinearBridge
 from transformer_lens.model_bridge.supported_architectures.llama import LlamaArchitectureAdapter
 from transformer_lens.model_bridge.sources import build_bridge_from_module
 from transformers import LlamaForCausalLM
@@ -22,10 +21,10 @@ from hooked_bilinear.components.cache_compatible_attention import CacheCompatibl
 from hooked_bilinear.components.hooked_bilinear_mlp import HookedBilinearMLP
 from hooked_bilinear.errors import CheckpointWeightsError
 from hooked_bilinear.loading.checkpoint import check_finite_weights
+from hooked_bilinear.modeling.configuration import BILINEAR_ACT
 
 LLAMA_ARCHITECTURE = "LlamaForCausalLM"
 BILINEAR_LLAMA_ARCHITECTURE = "HookedBilinearLlamaForCausalLM"  # this package's adapter name for Llama checkpoints
-BILINEAR_ACT = "linear"  # transformers' name for the identity activation
 
 
 def is_llama_config(raw: dict[str, Any]) -> bool:
@@ -37,7 +36,9 @@ def load_llama(folder: Path, dtype: torch.dtype, allow_non_finite: bool = False)
     """A `LlamaForCausalLM` (eval mode) from a folder; every weight must be present, fit and be finite (no random
     fill-in, no NaN)."""
     try:
-        model, info = LlamaForCausalLM.from_pretrained(str(folder), dtype=dtype, output_loading_info=True)
+        # output_loading_info=True returns (model, info), which transformers' annotation does not say
+        model, info = cast(tuple[LlamaForCausalLM, dict[str, Any]],
+                           LlamaForCausalLM.from_pretrained(str(folder), dtype=dtype, output_loading_info=True))
     except (OSError, ValueError, KeyError) as error:
         raise CheckpointWeightsError(f"{folder} could not be loaded as a LlamaForCausalLM ({error}).") from error
     problems = {k: sorted(v) for k, v in info.items() if k != "error_msgs" and v}
@@ -65,7 +66,7 @@ class BilinearLlamaArchitectureAdapter(LlamaArchitectureAdapter):
         up: str = "up_proj",
         down: str = "down_proj",
         optional: bool = False,
-    ) -> GeneralizedComponent:
+    ) -> GatedMLPBridge:
         if self.cfg.act_fn != BILINEAR_ACT:
             return super()._gated_mlp(name, gate=gate, up=up, down=down, optional=optional)
         return HookedBilinearMLP(

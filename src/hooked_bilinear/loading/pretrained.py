@@ -88,9 +88,12 @@ def load_model(
         if checkpoint_format is not None:
             raise CheckpointFormatError(f"checkpoint_format={checkpoint_format!r} applies to tdooms checkpoints; "
                                         f"{folder} holds a Llama checkpoint (model_type 'llama').")
-        return load_llama(folder, torch_dtype, allow_non_finite).to(device_name)
+        llama = load_llama(folder, torch_dtype, allow_non_finite)
+        torch.nn.Module.to(llama, device_name)  # transformers' functools.wraps'd `to` hides its signature from mypy
+        return llama
     model = read_checkpoint(folder, raw, checkpoint_format, allow_non_finite)
-    return model.to(device=device_name, dtype=torch_dtype)
+    torch.nn.Module.to(model, device=device_name, dtype=torch_dtype)
+    return model
 
 
 @beartype

@@ -31,6 +31,7 @@ from hooked_bilinear.making.data import TOKEN_SUFFIXES, TokenSource, check_token
 from hooked_bilinear.making.distributed import Strategy
 from hooked_bilinear.making.gate import AnnealedGate, Schedule, beta_at
 from hooked_bilinear.making.recipe import Recipe, get_recipe
+from hooked_bilinear.modeling.configuration import BILINEAR_ACT
 from hooked_bilinear.making.train import (
     TrainConfig,
     TrainResult,
@@ -61,7 +62,7 @@ def load_swiglu_llama(model_or_path: Any) -> tuple[LlamaForCausalLM, str]:
     if not isinstance(model, LlamaForCausalLM):
         raise ConversionError(f"bilinearize needs a LlamaForCausalLM, got {type(model).__name__}.")
     act = model.config.hidden_act
-    if act == "linear":
+    if act == BILINEAR_ACT:
         raise ConversionError(f"{name} is already bilinear (hidden_act 'linear'); there is nothing to anneal.")
     if act not in SWIGLU_ACTS:
         raise ConversionError(f"bilinearize anneals a SiLU gate; {name} has hidden_act {act!r}.")
@@ -75,12 +76,13 @@ def fold_gate(model: LlamaForCausalLM) -> None:
         for layer in model.model.layers:
             mlp = layer.mlp
             c = getattr(mlp.act_fn, "c", None)
-            scale = 0.5 if c is None else 0.5 * c.detach().to(mlp.gate_proj.weight.dtype)
-            mlp.gate_proj.weight.mul_(scale if c is None else scale[:, None])
+            scale = torch.full_like(mlp.gate_proj.weight[:, 0], 0.5) if c is None else 0.5 * c.detach().to(
+                mlp.gate_proj.weight.dtype)
+            mlp.gate_proj.weight.mul_(scale[:, None])
             if mlp.gate_proj.bias is not None:
                 mlp.gate_proj.bias.mul_(scale)
-            mlp.act_fn = ACT2FN["linear"]
-    model.config.hidden_act = "linear"
+            mlp.act_fn = ACT2FN[BILINEAR_ACT]
+    model.config.hidden_act = BILINEAR_ACT
 
 
 def _format_bytes(n: int) -> str:
@@ -187,11 +189,11 @@ def _default_cache() -> Path:
 
 def _bilinearize(model: LlamaForCausalLM, name: str, tokens: Any, config: TrainConfig, recipe: Recipe,
                  anneal_fraction: float, schedule: Schedule, device: torch.device,
-                 checkpoint_dir: str | os.PathLike | None, strategy: Strategy, report_to: tuple[str, ...],
+                 checkpoint_dir: str | os.PathLike[str] | None, strategy: Strategy, report_to: tuple[str, ...],
                  progress: bool) -> LlamaForCausalLM | None:
     me = distributed_.session()
     kind = distributed_.resolve_strategy(strategy)
-    model.to(device)
+    torch.nn.Module.to(model, device)  # transformers' functools.wraps'd `to` hides its signature from mypy
     estimate = memory_estimate(model, config, me.world_size, kind)
     if me.main:
         logger.info(
@@ -216,7 +218,7 @@ def _bilinearize(model: LlamaForCausalLM, name: str, tokens: Any, config: TrainC
     result: TrainResult = train(model, tokens, config, checkpoint_dir=checkpoint_dir, before_step=set_beta,
                                 tag="bilinearize", progress=progress, strategy=strategy, report_to=report_to,
                                 settings=settings)
-    if result.model is None:
+    if not isinstance(result.model, LlamaForCausalLM):  # other ranks
         return None
     model = result.model
     for layer in model.model.layers:

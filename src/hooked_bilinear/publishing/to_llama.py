@@ -22,7 +22,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from hooked_bilinear.errors import ConversionError
 from hooked_bilinear.loading.pretrained import load_model
 from hooked_bilinear.loading.pretrained import resolve_folder
-from hooked_bilinear.modeling.configuration import BilinearConfig
+from hooked_bilinear.modeling.configuration import BilinearConfig, split_gate_in
 from hooked_bilinear.modeling.modeling import BilinearForCausalLM
 from hooked_bilinear.publishing.provenance import Provenance, attach
 from hooked_bilinear.publishing.verify import check_equal_logits, probe_tokens
@@ -50,7 +50,7 @@ def llama_config(config: BilinearConfig) -> LlamaConfig:
         num_attention_heads=config.n_head,
         num_key_value_heads=config.n_head,
         head_dim=config.d_head,
-        hidden_act="linear" if config.gate is None else config.gate,
+        hidden_act=config.hidden_act,
         max_position_embeddings=config.n_ctx,
         rms_norm_eps=config.rms_norm_eps,
         rope_theta=config.rope_theta,
@@ -74,7 +74,7 @@ def llama_state_dict(state: dict[str, torch.Tensor], config: BilinearConfig) -> 
         out |= {f"{dst}self_attn.q_proj.weight": q, f"{dst}self_attn.k_proj.weight": k,
                 f"{dst}self_attn.v_proj.weight": v, f"{dst}self_attn.o_proj.weight": s * state[f"{src}attn.o.weight"]}
         for kind in mlp_kinds:
-            left, right = state[f"{src}mlp.w.{kind}"].chunk(2, dim=0)
+            left, right = split_gate_in(state[f"{src}mlp.w.{kind}"], dim=0)
             out |= {f"{dst}mlp.gate_proj.{kind}": left, f"{dst}mlp.up_proj.{kind}": right,
                     f"{dst}mlp.down_proj.{kind}": state[f"{src}mlp.p.{kind}"]}
         for norm in ("input_layernorm", "post_attention_layernorm"):
