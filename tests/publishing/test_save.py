@@ -10,7 +10,7 @@ import torch
 import yaml
 
 import hooked_bilinear as hb
-from hooked_bilinear.loading.checkpoint import read_weights
+from hooked_bilinear.modeling.files import read_weights
 from tests.llama import tiny_llama
 from tests.roundtrip import stock_logits_in_fresh_process
 

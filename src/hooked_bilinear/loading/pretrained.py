@@ -14,7 +14,8 @@ from transformers import LlamaForCausalLM
 
 from hooked_bilinear.errors import CheckpointFormatError, CheckpointNotFoundError
 from hooked_bilinear.loading.adapter import ARCHITECTURE, bridge_config
-from hooked_bilinear.loading.checkpoint import read_checkpoint, read_config
+from hooked_bilinear.loading.checkpoint import read_checkpoint
+from hooked_bilinear.modeling.files import read_config
 from hooked_bilinear.loading.hub import hub_snapshot
 from hooked_bilinear.loading.llama import is_llama_config, llama_bridge, load_llama
 from hooked_bilinear.loading.tokenizer import resolve_tokenizer

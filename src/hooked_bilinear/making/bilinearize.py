@@ -22,7 +22,7 @@ from transformers import LlamaForCausalLM
 from transformers.activations import ACT2FN
 
 from hooked_bilinear.errors import ConversionError
-from hooked_bilinear.loading.checkpoint import read_config
+from hooked_bilinear.modeling.files import read_config
 from hooked_bilinear.loading.llama import is_llama_config, load_llama
 from hooked_bilinear.loading.pretrained import resolve_folder
 from hooked_bilinear.making import distributed as distributed_

@@ -29,6 +29,7 @@ from transformers import GenerationMixin, PreTrainedModel
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from hooked_bilinear.modeling.files import read_config, read_weights, vocab_size_of
 from hooked_bilinear.modeling.configuration import MODEL_TYPE, BilinearConfig, config_from_dict, split_gate_in
 
 # transformers 5.24 renamed the output's `past_key_values` to `cache`; generate reads the field of its version.
@@ -257,9 +258,6 @@ class BilinearForCausalLM(BilinearPreTrainedModel, GenerationMixin):
         `vocab_size`) gets its config from config.json (either format, docs/formats.md) and the embedding's rows."""
         folder = Path(pretrained_model_name_or_path) if pretrained_model_name_or_path is not None else None
         if kwargs.get("config") is None and folder is not None and (folder / "config.json").is_file():
-            # loading/ builds on this module, so its readers are imported here, at call time.
-            from hooked_bilinear.loading.checkpoint import read_config, read_weights, vocab_size_of
-
             raw = read_config(folder)
             if raw.get("model_type") != MODEL_TYPE:
                 kwargs["config"] = config_from_dict(raw, vocab_size_of(read_weights(folder)))

@@ -15,7 +15,7 @@ from beartype import beartype
 from transformers import PreTrainedModel
 
 from hooked_bilinear.errors import PublishError
-from hooked_bilinear.loading.checkpoint import read_weights
+from hooked_bilinear.modeling.files import read_weights
 from hooked_bilinear.publishing.model_card import model_card
 from hooked_bilinear.publishing.provenance import Provenance, provenance_of
 
