@@ -38,7 +38,7 @@ def load_llama(folder: Path, dtype: torch.dtype, allow_non_finite: bool = False)
     fill-in, no NaN)."""
     try:
         model, info = LlamaForCausalLM.from_pretrained(str(folder), dtype=dtype, output_loading_info=True)
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError, KeyError, RuntimeError) as error:  # RuntimeError: weights misshapen for the config
         raise CheckpointWeightsError(f"{folder} could not be loaded as a LlamaForCausalLM ({error}).") from error
     problems = {k: sorted(v) for k, v in info.items() if k != "error_msgs" and v}
     if problems or info.get("error_msgs"):
