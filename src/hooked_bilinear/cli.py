@@ -82,7 +82,7 @@ def _to_llama(args: argparse.Namespace) -> None:
     from hooked_bilinear.publishing.to_llama import to_llama
 
     llama = to_llama(args.source)  # records the source's tokenizer, which save_pretrained writes
-    save_pretrained(llama, args.out, overwrite=args.overwrite)
+    save_pretrained(llama, args.out, tokenizer=args.tokenizer, overwrite=args.overwrite)
     print(f"LlamaForCausalLM written to {args.out}; max |logit difference| vs the source "
           f"{provenance_of(llama).max_abs_logit_diff:.3g}")
 
@@ -193,6 +193,7 @@ def parser() -> argparse.ArgumentParser:
     t = commands.add_parser("to-llama", help="convert a current-format tdooms checkpoint to a stock Llama folder")
     t.add_argument("source", help="folder, shipped name or Hub id")
     t.add_argument("out")
+    t.add_argument("--tokenizer", help="tokenizer folder or Hub id (default: the source's own)")
     t.add_argument("--overwrite", action="store_true")
     t.set_defaults(run=_to_llama)
 

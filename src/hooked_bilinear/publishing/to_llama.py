@@ -21,7 +21,7 @@ from beartype import beartype
 from transformer_lens.model_bridge import TransformerBridge
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from hooked_bilinear.errors import ConversionError, option
+from hooked_bilinear.errors import ConversionError, said
 from hooked_bilinear.modeling.configuration import BilinearConfig
 from hooked_bilinear.modeling.modeling import BilinearForCausalLM
 from hooked_bilinear.publishing.provenance import Provenance, attach
@@ -117,8 +117,8 @@ def convert(source: Source, tolerance: float = 1e-5) -> LlamaForCausalLM:
     if reasons:
         raise ConversionError(
             f"{name} has no exact LlamaForCausalLM form: {'; '.join(reasons)}. Load it with "
-            f"hooked_bilinear.from_pretrained, or publish it in this package's own class (BilinearForCausalLM: "
-            f"save_pretrained with {option('as_llama', False)})."
+            f"hooked_bilinear.from_pretrained, or publish it in this package's own class (BilinearForCausalLM): "
+            f"{said('save_pretrained(..., as_llama=False)', 'hooked-bilinear save SOURCE OUT --as-llama False')}."
         )
     model = source.model
     if model.dtype != torch.float32 or model.device.type != "cpu":  # never convert the caller's model in place
