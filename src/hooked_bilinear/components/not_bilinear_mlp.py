@@ -8,7 +8,7 @@ SwiGLU Llamas; their forward is TransformerLens's own.
 
 from __future__ import annotations
 
-from typing import Any, NoReturn, Optional
+from typing import Any, NoReturn
 
 from transformer_lens.model_bridge.generalized_components import JointGateUpMLPBridge, MLPBridge
 from transformer_lens.model_bridge.generalized_components.gated_mlp import GatedMLPBridge
@@ -55,6 +55,6 @@ class PlainNotBilinearMLP(NotBilinearAnalyses, MLPBridge):
     """TransformerLens's MLPBridge (no gate: tdooms `bilinear: false`). MLPBridge takes no config, so the activation's
     name, for messages, is given here."""
 
-    def __init__(self, name: Optional[str], submodules: dict[str, Any], activation_name: Optional[str]) -> None:
+    def __init__(self, name: str | None, submodules: dict[str, Any], activation_name: str | None) -> None:
         super().__init__(name=name, submodules=submodules)
         self.activation_name = activation_name

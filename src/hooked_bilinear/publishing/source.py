@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import os
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from transformer_lens.model_bridge import TransformerBridge
 from transformers import PreTrainedModel
@@ -35,7 +35,7 @@ class Source:
     tokenizer: Any
     name: str
     processed: bool = False  # TransformerLens-processed weights (fold_ln, centering) rather than the checkpoint's
-    bridge_difference: Optional[float] = None  # max |logit difference| between the bridge and the copied model
+    bridge_difference: float | None = None  # max |logit difference| between the bridge and the copied model
 
 
 def attach_tokenizer(model: Any, tokenizer: Any) -> None:
@@ -74,7 +74,8 @@ def bridge_model(bridge: TransformerBridge, processed_weights: bool, what: str) 
         raise ConversionError(f"{what}: the bridge of {name} holds no weights for {missing[:5]}; pass the checkpoint "
                               f"folder or name instead of the bridge.")
     plain.load_state_dict({key: state[key] for key in wanted}, strict=True)
-    plain = plain.to(device="cpu", dtype=next(wrapped.parameters()).dtype).eval()
+    reference = next(wrapped.parameters())  # same device and dtype as the bridge, so the check compares like with like
+    plain = plain.to(device=reference.device, dtype=reference.dtype).eval()
     tokens = probe_tokens(plain.config.vocab_size, _context(plain.config))
     difference = check_equal_logits(bridge, plain, tokens, 1e-5, f"{what}: copying the model out of the bridge")
     return Source(plain, bridge.tokenizer, name, processed, difference)
@@ -84,7 +85,7 @@ def _context(config: Any) -> int:
     return int(getattr(config, "n_ctx", None) or getattr(config, "max_position_embeddings", None) or 64)
 
 
-def resolve_source(model: Any, what: str, processed_weights: bool = False, revision: Optional[str] = None) -> Source:
+def resolve_source(model: Any, what: str, processed_weights: bool = False, revision: str | None = None) -> Source:
     """A Source from a TransformerBridge, a transformers model, or a folder / shipped name / Hub id."""
     if isinstance(model, TransformerBridge):
         return bridge_model(model, processed_weights, what)
