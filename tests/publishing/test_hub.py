@@ -157,3 +157,15 @@ def test_push_by_name_and_cli_errors_name_flags(tmp_path, capsys):
         assert len(hub.commits) == 2
     with pytest.raises(hb.PublishError, match="overwrite=True"):  # the Python API still speaks keyword arguments
         hb.save_pretrained(EMBEDDED, tmp_path / "local")
+
+
+def test_push_of_a_processed_bridge_needs_the_flag_and_asks_nothing_remote(tmp_path):
+    bridge = hb.from_pretrained(EMBEDDED)
+    bridge.enable_compatibility_mode()
+    with FakeHub() as hub:
+        with pytest.raises(hb.ConversionError, match="weight processing.*processed_weights=True"):
+            hb.push_to_hub(bridge, "alice/processed", local_dir=tmp_path / "local", endpoint=hub.endpoint)
+        assert hub.requests == [] and not (tmp_path / "local").exists()
+        hb.push_to_hub(bridge, "alice/processed", local_dir=tmp_path / "local", endpoint=hub.endpoint,
+                       processed_weights=True)
+        assert b"TransformerLens-processed weights" in hub.repos["alice/processed"]["README.md"]
