@@ -48,8 +48,10 @@ def test_result_is_exactly_bilinear_and_learns(caplog, tmp_path, recipe):
 
 
 def test_bilinearized_model_round_trips_in_stock_transformers(tmp_path):
-    model = bilinearize(tiny_llama("silu", std=0.05), periodic_tokens(), **FAST)
-    folder = hb.save_pretrained(model, tmp_path / "bilinear")
+    tokenizer = hb.from_pretrained("ts-synthetic-2l").tokenizer
+    model = bilinearize(tiny_llama("silu", std=0.05), periodic_tokens(), tokenizer=tokenizer, **FAST)
+    folder = hb.save_pretrained(model, tmp_path / "bilinear")  # writes the tokenizer bilinearize was given
+    assert (folder / "tokenizer.json").is_file()
     card = (folder / "README.md").read_text()
     assert "bilinearize" in card and "beta annealed" in card
     tokens = periodic_tokens()[:24].unsqueeze(0)

@@ -19,6 +19,7 @@ from transformers import LlamaForCausalLM
 
 from hooked_bilinear.components.cache_compatible_attention import CacheCompatibleAttentionBridge
 from hooked_bilinear.components.hooked_bilinear_mlp import HookedBilinearMLP
+from hooked_bilinear.components.not_bilinear_mlp import GatedNotBilinearMLP
 from hooked_bilinear.errors import CheckpointWeightsError
 from hooked_bilinear.loading.checkpoint import check_finite_weights
 from hooked_bilinear.modeling.configuration import BILINEAR_ACT
@@ -39,7 +40,7 @@ def load_llama(folder: Path, dtype: torch.dtype, allow_non_finite: bool = False)
         # output_loading_info=True returns (model, info), which transformers' annotation does not say
         model, info = cast(tuple[LlamaForCausalLM, dict[str, Any]],
                            LlamaForCausalLM.from_pretrained(str(folder), dtype=dtype, output_loading_info=True))
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError, KeyError, RuntimeError) as error:  # RuntimeError: weights misshapen for the config
         raise CheckpointWeightsError(f"{folder} could not be loaded as a LlamaForCausalLM ({error}).") from error
     problems = {k: sorted(v) for k, v in info.items() if k != "error_msgs" and v}
     if problems or info.get("error_msgs"):
@@ -53,7 +54,8 @@ def load_llama(folder: Path, dtype: torch.dtype, allow_non_finite: bool = False)
 
 class BilinearLlamaArchitectureAdapter(LlamaArchitectureAdapter):
     """TransformerLens's Llama adapter with two changes: a bilinear MLP (`hidden_act: "linear"`) is a
-    HookedBilinearMLP over gate_proj / up_proj / down_proj, and attention reads the KV cache under transformers
+    HookedBilinearMLP over gate_proj / up_proj / down_proj (any other, TransformerLens's GatedMLPBridge with analysis
+    methods that raise NotBilinearError), and attention reads the KV cache under transformers
     5.24's name `cache` too (CacheCompatibleAttentionBridge)."""
 
     _attention_bridge_cls = CacheCompatibleAttentionBridge
@@ -67,9 +69,8 @@ class BilinearLlamaArchitectureAdapter(LlamaArchitectureAdapter):
         down: str = "down_proj",
         optional: bool = False,
     ) -> GatedMLPBridge:
-        if self.cfg.act_fn != BILINEAR_ACT:
-            return super()._gated_mlp(name, gate=gate, up=up, down=down, optional=optional)
-        return HookedBilinearMLP(
+        mlp = HookedBilinearMLP if self.cfg.act_fn == BILINEAR_ACT else GatedNotBilinearMLP
+        return mlp(
             name=name,
             config=self.cfg,
             submodules={"gate": LinearBridge(name=gate), "in": LinearBridge(name=up), "out": LinearBridge(name=down)},

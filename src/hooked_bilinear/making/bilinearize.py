@@ -39,6 +39,7 @@ from hooked_bilinear.making.train import (
     train,
 )
 from hooked_bilinear.publishing.provenance import Provenance, attach
+from hooked_bilinear.publishing.source import attach_tokenizer, tokenizer_of
 from hooked_bilinear.publishing.verify import check_equal_logits, probe_tokens
 
 SWIGLU_ACTS = ("silu", "swish")
@@ -174,11 +175,23 @@ def bilinearize(
             Path(checkpoint_dir) / "data" if checkpoint_dir is not None else _default_cache())
         tokens = _load_data(data, model_or_path, tokenizer, config, cache)
         check_tokens(tokens, model.config.vocab_size, config.seq_len)
-        return _bilinearize(model, name, tokens, config, chosen, anneal_fraction, schedule, device, checkpoint_dir,
-                            strategy, report_to, progress)
+        result = _bilinearize(model, name, tokens, config, chosen, anneal_fraction, schedule, device,
+                              checkpoint_dir, strategy, report_to, progress)
+        if result is not None:  # save_pretrained / push_to_hub write the tokenizer the model came with
+            attach_tokenizer(result, tokenizer if tokenizer is not None else _source_tokenizer(model_or_path))
+        return result
     finally:
         if initialized:
             torch.distributed.destroy_process_group()
+
+
+def _source_tokenizer(model_or_path: Any) -> Any:
+    """The tokenizer of the model bilinearize started from: its folder's, or the one recorded on the model."""
+    if isinstance(model_or_path, (str, os.PathLike)):
+        from hooked_bilinear.loading.tokenizer import load_folder_tokenizer
+
+        return load_folder_tokenizer(resolve_folder(model_or_path))
+    return tokenizer_of(model_or_path)
 
 
 def _default_cache() -> Path:
