@@ -16,6 +16,7 @@ import yaml
 import hooked_bilinear as hb
 from hooked_bilinear.modeling.files import read_weights
 from tests.llama import tiny_llama
+from tests.reference import EMBEDDED
 from tests.roundtrip import stock_logits_in_fresh_process
 
 
