@@ -49,10 +49,10 @@ def _bilinearize(args: argparse.Namespace) -> None:
     if any(v is not None for v in (args.text_column, args.split, args.dataset_config, args.revision)):
         data = Corpus(args.data, text_column=args.text_column or "text", split=args.split or "train",
                       name=args.dataset_config, revision=args.revision)
-    tokenizer = None
-    if args.tokenizer is not None:
-        from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+    tokenizer: PreTrainedTokenizerBase | None = None
+    if args.tokenizer is not None:
         try:
             tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
         except (OSError, ValueError) as error:
@@ -83,8 +83,9 @@ def _to_llama(args: argparse.Namespace) -> None:
 
     llama = to_llama(args.source)  # records the source's tokenizer, which save_pretrained writes
     save_pretrained(llama, args.out, tokenizer=args.tokenizer, overwrite=args.overwrite)
-    print(f"LlamaForCausalLM written to {args.out}; max |logit difference| vs the source "
-          f"{provenance_of(llama).max_abs_logit_diff:.3g}")
+    provenance = provenance_of(llama)
+    difference = f"{provenance.max_abs_logit_diff:.3g}" if provenance is not None else "not recorded"
+    print(f"LlamaForCausalLM written to {args.out}; max |logit difference| vs the source {difference}")
 
 
 def _save(args: argparse.Namespace) -> None:
@@ -112,9 +113,12 @@ def _modadd_certify(args: argparse.Namespace) -> None:
     import json
 
     from hooked_bilinear.loading.pretrained import load_model
+    from hooked_bilinear.modeling.modeling import BilinearForCausalLM
     from hooked_bilinear.toy.modadd.report import report
 
     model = load_model(args.model)
+    if not isinstance(model, BilinearForCausalLM):
+        raise HookedBilinearError(f"{args.model} is a Llama checkpoint; modadd models are tdooms-format checkpoints.")
     try:
         frequencies = [int(k) for k in args.frequencies.split(",")] if args.frequencies else None
         result = report(model, frequencies)

@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from transformer_lens.model_bridge import TransformerBridge
 from transformers import PreTrainedModel
 
@@ -66,6 +67,9 @@ def bridge_model(bridge: TransformerBridge, processed_weights: bool, what: str) 
             f"compatibility mode; or pass {option('processed_weights')} to publish the processed weights."
         )
     wrapped = bridge.original_model
+    if not isinstance(wrapped, PreTrainedModel):
+        raise ConversionError(f"{what}: the bridge of {name} wraps a {type(wrapped).__name__}, not a transformers "
+                              f"model; pass the checkpoint folder or name instead of the bridge.")
     state = {key.replace(WRAPPED, ""): value for key, value in wrapped.state_dict().items()}
     plain = type(wrapped)(copy.deepcopy(wrapped.config))
     wanted = plain.state_dict()
@@ -75,7 +79,8 @@ def bridge_model(bridge: TransformerBridge, processed_weights: bool, what: str) 
                               f"folder or name instead of the bridge.")
     plain.load_state_dict({key: state[key] for key in wanted}, strict=True)
     reference = next(wrapped.parameters())  # same device and dtype as the bridge, so the check compares like with like
-    plain = plain.to(device=reference.device, dtype=reference.dtype).eval()
+    torch.nn.Module.to(plain, device=reference.device, dtype=reference.dtype)  # transformers' `to` hides its signature
+    plain.eval()
     tokens = probe_tokens(plain.config.vocab_size, _context(plain.config))
     difference = check_equal_logits(bridge, plain, tokens, 1e-5, f"{what}: copying the model out of the bridge")
     return Source(plain, bridge.tokenizer, name, processed, difference)

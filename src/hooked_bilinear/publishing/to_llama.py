@@ -54,7 +54,7 @@ def llama_config(config: BilinearConfig) -> LlamaConfig:
         hidden_act=config.hidden_act,
         max_position_embeddings=config.n_ctx,
         rms_norm_eps=config.rms_norm_eps,
-        rope_theta=config.rope_theta,
+        rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta},
         attention_bias=False,
         mlp_bias=config.bias,
         tie_word_embeddings=False,
@@ -102,17 +102,17 @@ def to_llama(model_or_path: Any, *, tolerance: float = 1e-5, processed_weights: 
             "to_llama: this model is already a LlamaForCausalLM; publish it as it is with "
             "hooked_bilinear.save_pretrained(model, folder) (a bridge is accepted too)."
         )
-    source = resolve_source(model_or_path, "to_llama", processed_weights)
-    if not isinstance(source.model, BilinearForCausalLM):
-        raise ConversionError(f"to_llama converts the tdooms formats (BilinearForCausalLM); {source.name} is a "
-                              f"{type(source.model).__name__}.")
-    return convert(source, tolerance)
+    return convert(resolve_source(model_or_path, "to_llama", processed_weights), tolerance)
 
 
 def convert(source: Source, tolerance: float = 1e-5) -> LlamaForCausalLM:
     """The LlamaForCausalLM of a tdooms Source, verified on probe tokens, with provenance and tokenizer attached."""
     name = source.name
-    config: BilinearConfig = source.model.config
+    model = source.model
+    if not isinstance(model, BilinearForCausalLM):
+        raise ConversionError(f"to_llama converts the tdooms formats (BilinearForCausalLM); {name} is a "
+                              f"{type(model).__name__}.")
+    config = model.config
     reasons = representable(config)
     if reasons:
         raise ConversionError(
@@ -120,9 +120,9 @@ def convert(source: Source, tolerance: float = 1e-5) -> LlamaForCausalLM:
             f"hooked_bilinear.from_pretrained, or publish it in this package's own class (BilinearForCausalLM): "
             f"{said('save_pretrained(..., as_llama=False)', 'hooked-bilinear save SOURCE OUT --as-llama False')}."
         )
-    model = source.model
     if model.dtype != torch.float32 or model.device.type != "cpu":  # never convert the caller's model in place
-        model = copy.deepcopy(model).to(device="cpu", dtype=torch.float32)
+        model = copy.deepcopy(model)
+        torch.nn.Module.to(model, device="cpu", dtype=torch.float32)  # transformers' wrapped `to` hides its signature
     model = model.eval()
     llama = LlamaForCausalLM(llama_config(config)).eval()
     llama.load_state_dict(llama_state_dict(model.state_dict(), config), strict=True)
