@@ -9,35 +9,8 @@ from hooked_bilinear.analysis.methods import BilinearAnalysisMethods
 from hooked_bilinear.components.hooked_bilinear_mlp import HookedBilinearMLP
 from hooked_bilinear.errors import CheckpointFormatError, CheckpointNotFoundError, CheckpointWeightsError
 from hooked_bilinear.vision import BilinearClassifier, VisionConfig, from_pretrained
-
-
-def random_model(bias: bool, head_bias: bool, seed: int = 0) -> BilinearClassifier:
-    torch.manual_seed(seed)
-    model = BilinearClassifier(VisionConfig(d_model=12, d_hidden=20, bias=bias, head_bias=head_bias)).double()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.5)
-    return model
-
-
-def pixels(n: int = 16, seed: int = 1) -> torch.Tensor:
-    return torch.rand(n, 64, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-
-
-def brute_force_Q(model: BilinearClassifier) -> torch.Tensor:
-    """Q_c from the weights by the definition, independent of the analysis code: sym(G diag(u_c) I^T) on e' = [e, 1]."""
-    G, I = model.mlp.gate.weight.double(), model.mlp.in_proj.weight.double()  # [d_hidden, d_model]
-    if model.config.bias or model.config.head_bias:
-        zero = torch.zeros(G.shape[0], dtype=G.dtype)
-        bg = model.mlp.gate.bias.double() if model.config.bias else zero
-        bi = model.mlp.in_proj.bias.double() if model.config.bias else zero
-        G, I = torch.cat([G, bg[:, None]], 1), torch.cat([I, bi[:, None]], 1)
-    U = model.head.weight.double()
-    A = torch.einsum("hi,ch,hj->cij", G, U, I)
-    Q = (A + A.mT) / 2
-    if model.config.head_bias:
-        Q[:, -1, -1] += model.head.bias.double()
-    return Q
+from vision_models import brute_force_Q, random_model
+from vision_models import random_pixels as pixels
 
 
 @pytest.mark.parametrize("bias,head_bias", [(False, False), (True, False), (False, True), (True, True)])
