@@ -27,6 +27,7 @@ def test_top_k_and_signed_selection():
     assert found.lambda_.shape == (10, 3) and found.images.shape == (10, 3, 64) and found.v.shape == (10, 3, 13)
     lam = torch.tensor([0.5, -2.0, 1.5, -0.1, 0.0, 3.0])
     assert signed_top(lam, 2) == ([5, 2], [1, 3])
+    assert signed_top(lam, 4) == ([5, 2, 0], [1, 3])  # a zero eigenvalue is neither
     assert signed_top(torch.tensor([1.0, 2.0]), 3) == ([1, 0], [])
 
 

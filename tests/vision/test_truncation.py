@@ -43,3 +43,15 @@ def test_shipped_digits_top8_within_1_5_points():
     assert result.accuracy[2] == result.full >= 0.97
     assert result.accuracy[0] == pytest.approx(0.1, abs=0.01)  # no component: all logits 0, argmax class 0
     assert result.full - result.accuracy[1] <= 0.015
+
+
+def test_truncation_accuracy_counts_the_top_k_predictions():
+    model = random_model()
+    x = random_pixels(30)
+    labels = model(x).argmax(-1).roll(1)  # labels that some truncations get right and others wrong
+    lam, v = brute_force_eigh(model)
+    e = x @ model.embed.weight.T.detach()
+    result = truncation_accuracy(model, x, labels, [2, 5])
+    for k, got in zip([2, 5], result.accuracy):
+        logits = torch.einsum("ck,bck->bc", lam[:, :k], torch.einsum("cki,bi->bck", v[:, :k], e).square())
+        assert got == (logits.argmax(-1) == labels).double().mean().item()
