@@ -16,12 +16,12 @@ def test_round_trip(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(dataset="cifar"), "dataset must be one of"),
-    (dict(d_model=0), "d_model must be a positive integer"),
-    (dict(test_size=1.0), "test_size must lie strictly between 0 and 1"),
-    (dict(test_size=None), "only for mnist"),
-    (dict(noise_std=-0.1), "noise_std must be a non-negative number"),
-    (dict(lr=0.0), "lr must be positive"),
+    ({"dataset": "cifar"}, "dataset must be one of"),
+    ({"d_model": 0}, "d_model must be a positive integer"),
+    ({"test_size": 1.0}, "test_size must lie strictly between 0 and 1"),
+    ({"test_size": None}, "only for mnist"),
+    ({"noise_std": -0.1}, "noise_std must be a non-negative number"),
+    ({"lr": 0.0}, "lr must be positive"),
 ])
 def test_bad_values_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):

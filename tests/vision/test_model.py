@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
+from jaxtyping import TypeCheckError
+from vision_models import brute_force_Q, random_model
+from vision_models import random_pixels as pixels
 
 from hooked_bilinear.analysis.methods import BilinearAnalysisMethods
 from hooked_bilinear.components.hooked_bilinear_mlp import HookedBilinearMLP
-from hooked_bilinear.errors import CheckpointFormatError, CheckpointNotFoundError, CheckpointWeightsError
+from hooked_bilinear.errors import (
+    CheckpointFormatError,
+    CheckpointNotFoundError,
+    CheckpointWeightsError,
+)
 from hooked_bilinear.vision import BilinearClassifier, VisionConfig, from_pretrained
-from vision_models import brute_force_Q, random_model
-from vision_models import random_pixels as pixels
 
 
 @pytest.mark.parametrize("bias,head_bias", [(False, False), (True, False), (False, True), (True, True)])
@@ -82,7 +87,7 @@ def test_bad_pixels_are_refused():
     model = BilinearClassifier(VisionConfig())
     with pytest.raises(ValueError, match=r"\[batch, 64\]"):
         model(torch.rand(2, 8))
-    with pytest.raises(Exception):
+    with pytest.raises(TypeCheckError):
         model(torch.rand(64))
 
 

@@ -6,7 +6,13 @@ import pytest
 import torch
 from vision_models import random_model
 
-from hooked_bilinear.vision import VisionConfig, from_pretrained, load_split, noise_sweep, overfitting_stats
+from hooked_bilinear.vision import (
+    VisionConfig,
+    from_pretrained,
+    load_split,
+    noise_sweep,
+    overfitting_stats,
+)
 from hooked_bilinear.vision.overfitting import rare_pixels
 
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import torch
 from vision_models import random_model, random_pixels
 
-from hooked_bilinear.vision import eigen_images, explain_input, mask_curve, truncation_accuracy
+from hooked_bilinear.vision import (
+    eigen_images,
+    explain_input,
+    mask_curve,
+    truncation_accuracy,
+)
 from hooked_bilinear.vision.overfitting import NoiseSweep, OverfittingStats
 from hooked_bilinear.vision.plots import (
     plot_class_grid,

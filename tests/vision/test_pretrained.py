@@ -7,7 +7,13 @@ import json
 import pytest
 import torch
 
-from hooked_bilinear.vision import SHIPPED_CONFIGS, accuracy, from_pretrained, load_split, shipped_classifiers
+from hooked_bilinear.vision import (
+    SHIPPED_CONFIGS,
+    accuracy,
+    from_pretrained,
+    load_split,
+    shipped_classifiers,
+)
 from hooked_bilinear.vision.pretrained import CHECKPOINTS
 
 

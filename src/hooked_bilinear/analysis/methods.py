@@ -5,7 +5,7 @@ language models, the bilinear layer of `hooked_bilinear.vision`. Each method rea
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from beartype import beartype
@@ -15,7 +15,11 @@ from hooked_bilinear.analysis.decompose import Decomposition, decompose
 from hooked_bilinear.analysis.eigen import Eigen, eigendecompose
 from hooked_bilinear.analysis.factors import BilinearFactors
 from hooked_bilinear.analysis.hosvd import HOSVD, hosvd
-from hooked_bilinear.analysis.interaction import TENSOR_MAX_BYTES, interaction_matrix, tensor
+from hooked_bilinear.analysis.interaction import (
+    TENSOR_MAX_BYTES,
+    interaction_matrix,
+    tensor,
+)
 from hooked_bilinear.analysis.truncation import TruncatedBilinearMLP, truncate
 
 Directions = Float[torch.Tensor, "*n d_out"]
@@ -25,19 +29,19 @@ class BilinearAnalysisMethods:
     """Mixin: `factors`, `interaction_matrix`, `eigendecompose`, `tensor`, `decompose`, `hosvd`, `truncate`;
     x' = [x, 1] when the layer has biases."""
 
-    def factors(self, dtype: Optional[torch.dtype] = None) -> BilinearFactors:
+    def factors(self, dtype: torch.dtype | None = None) -> BilinearFactors:
         """W_gate, W_in [d_in, d_hidden], W_out [d_hidden, d_out] with biases folded in, in the analysis dtype
         (float32 for half/bfloat16 weights unless `dtype` says otherwise, e.g. torch.float64)."""
         return BilinearFactors.from_mlp(self, dtype=dtype)  # a torch.nn.Module in every class that mixes this in
 
     @jaxtyped(typechecker=beartype)
-    def interaction_matrix(self, u: Directions, dtype: Optional[torch.dtype] = None) -> Float[torch.Tensor, "*n d_in d_in"]:
+    def interaction_matrix(self, u: Directions, dtype: torch.dtype | None = None) -> Float[torch.Tensor, "*n d_in d_in"]:
         """Q_u [d_in, d_in] (or [n, d_in, d_in] for u [n, d_out]) with `u . out(x) = x'^T Q_u x'`."""
         return interaction_matrix(self.factors(dtype), u)
 
     @jaxtyped(typechecker=beartype)
     def eigendecompose(
-        self, u: Directions, k: Optional[int] = None, dtype: Optional[torch.dtype] = None, **options: Any
+        self, u: Directions, k: int | None = None, dtype: torch.dtype | None = None, **options: Any
     ) -> Eigen:
         """Top-|lambda| k eigenpairs (all when k is None) of Q_u: `Q_u = sum_k lambda_k v_k v_k^T`.
 
@@ -46,7 +50,7 @@ class BilinearAnalysisMethods:
         """
         return eigendecompose(self.factors(dtype), u, k, **options)
 
-    def tensor(self, max_bytes: Optional[int] = TENSOR_MAX_BYTES, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    def tensor(self, max_bytes: int | None = TENSOR_MAX_BYTES, dtype: torch.dtype | None = None) -> torch.Tensor:
         """B [d_out, d_in, d_in], symmetric in its last two axes; refuses above `max_bytes` (None: no limit)."""
         return tensor(self.factors(dtype), max_bytes)
 
@@ -55,21 +59,21 @@ class BilinearAnalysisMethods:
         self,
         x: Float[torch.Tensor, "*batch d_x"],
         u: Directions,
-        k: Optional[int] = None,
-        dtype: Optional[torch.dtype] = None,
+        k: int | None = None,
+        dtype: torch.dtype | None = None,
         **options: Any,
     ) -> Decomposition:
         """Contributions `lambda_k (v_k . x')^2` [*batch, k] (or [*batch, n, k]) of layer inputs x (hook_in); with
         k=None they sum to `u . out(x)`."""
         return decompose(self.factors(dtype), x, u, k, **options)
 
-    def hosvd(self, r: int, k: Optional[int] = None, dtype: Optional[torch.dtype] = None, **options: Any) -> HOSVD:
+    def hosvd(self, r: int, k: int | None = None, dtype: torch.dtype | None = None, **options: Any) -> HOSVD:
         """Top-r output directions of B (sigma [r], u [r, d_out]) and the top-k eigenpairs of each Q_{u_i}."""
         return hosvd(self.factors(dtype), r, k, **options)
 
     @jaxtyped(typechecker=beartype)
     def truncate(
-        self, basis: Float[torch.Tensor, "r d_out"], k: int, dtype: Optional[torch.dtype] = None, **options: Any
+        self, basis: Float[torch.Tensor, "r d_out"], k: int, dtype: torch.dtype | None = None, **options: Any
     ) -> TruncatedBilinearMLP:
         """A layer keeping the top-k eigencomponents of Q_u for each row u of `basis` (e.g. `hosvd(r).u` or the
         unembedding directions); swap it in with `hooked_bilinear.analysis.replace_mlp(model, layer, module)`."""

@@ -15,17 +15,35 @@
     plots.py         the PNGs;  report.py: every analysis on a model and its unregularised twin
 """
 
-from hooked_bilinear.vision.adversarial import MaskCurve, adversarial_mask, apply_mask, mask_curve
+from hooked_bilinear.vision.adversarial import (
+           MaskCurve,
+           adversarial_mask,
+           apply_mask,
+           mask_curve,
+)
 from hooked_bilinear.vision.config import DATASETS, VisionConfig
 from hooked_bilinear.vision.data import IDXFormatError, Split, load_split, read_idx
 from hooked_bilinear.vision.eigenimages import EigenImages, eigen_images
 from hooked_bilinear.vision.explain import InputExplanation, explain_input
 from hooked_bilinear.vision.model import BilinearClassifier, BilinearLayer
-from hooked_bilinear.vision.overfitting import NoiseSweep, OverfittingStats, noise_sweep, overfitting_stats
-from hooked_bilinear.vision.pretrained import SHIPPED_CONFIGS, from_pretrained, shipped_classifiers
+from hooked_bilinear.vision.overfitting import (
+           NoiseSweep,
+           OverfittingStats,
+           noise_sweep,
+           overfitting_stats,
+)
+from hooked_bilinear.vision.pretrained import (
+           SHIPPED_CONFIGS,
+           from_pretrained,
+           shipped_classifiers,
+)
 from hooked_bilinear.vision.similarity import eigen_image_similarity
 from hooked_bilinear.vision.train import TrainingHistory, accuracy, save_trained, train
-from hooked_bilinear.vision.truncation import TruncationAccuracy, truncated_logits, truncation_accuracy
+from hooked_bilinear.vision.truncation import (
+           TruncationAccuracy,
+           truncated_logits,
+           truncation_accuracy,
+)
 
 __all__ = ["DATASETS", "SHIPPED_CONFIGS", "BilinearClassifier", "BilinearLayer", "EigenImages", "IDXFormatError",
            "InputExplanation", "MaskCurve", "NoiseSweep", "OverfittingStats", "Split", "TrainingHistory",

@@ -73,7 +73,7 @@ class VisionConfig:
         return {"model_type": "hooked_bilinear_vision", **asdict(self)}
 
     @classmethod
-    def from_dict(cls, record: dict[str, Any]) -> "VisionConfig":
+    def from_dict(cls, record: dict[str, Any]) -> VisionConfig:
         record = dict(record)
         if record.pop("model_type", None) != "hooked_bilinear_vision":
             raise CheckpointFormatError("config.json is not a hooked_bilinear.vision classifier's (model_type must be "
@@ -91,7 +91,7 @@ class VisionConfig:
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: Path) -> "VisionConfig":
+    def load(cls, path: Path) -> VisionConfig:
         try:
             record = json.loads(path.read_text())
         except json.JSONDecodeError as error:

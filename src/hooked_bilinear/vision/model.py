@@ -137,7 +137,7 @@ class BilinearClassifier(HookedRootModule):
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> "BilinearClassifier":
+    def load(cls, folder: str | Path) -> BilinearClassifier:
         """A classifier saved by `save`; every weight checked (names, shapes, finite)."""
         folder = Path(folder)
         for name in (CONFIG_FILE, WEIGHTS_FILE):

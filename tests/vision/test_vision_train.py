@@ -25,7 +25,7 @@ def test_training_is_deterministic_and_learns():
 def test_noise_and_seed_change_the_weights():
     split = load_split(SMALL)
     base, _ = train(SMALL, split, progress=False)
-    for change in (dict(noise_std=0.0), dict(seed=1)):
+    for change in ({"noise_std": 0.0}, {"seed": 1}):
         config = VisionConfig(**{**SMALL.__dict__, **change})
         other, _ = train(config, split, progress=False)
         assert not torch.equal(other.embed.weight, base.embed.weight), change
