@@ -1,6 +1,6 @@
-"""Train the shipped image classifiers `digits` and `digits-noreg` into src/hooked_bilinear/checkpoints/.
+"""Train the shipped image classifiers `digits` and `digits-noreg` into src/hooked_bilinear/checkpoints/vision/.
 
-    python scripts/train_vision.py [--out src/hooked_bilinear/checkpoints]
+    python scripts/train_vision.py [--out src/hooked_bilinear/checkpoints/vision]
 
 Settings: `hooked_bilinear.vision.pretrained.SHIPPED_CONFIGS` (about 20 s each on one CPU core). Deterministic:
 running it again writes the same weights on the same machine.

@@ -8,6 +8,7 @@ Public API:
     BilinearConfig, BilinearForCausalLM  the transformers model class of the tdooms formats
     detect_format(config_dict)         "current" or "legacy"
     analysis                           weight-space analyses (also methods of HookedBilinearMLP)
+    vision                             bilinear image classifiers read from their weights (eigen-images, masks, ...)
     to_llama(model_or_path)            a current-format tdooms model as a stock LlamaForCausalLM
     save_pretrained(model, folder)     a Hub-ready folder (weights, config, tokenizer, model card), atomically
     push_to_hub(model, repo_id)        the same folder uploaded to the Hugging Face Hub
@@ -15,7 +16,7 @@ Public API:
     Corpus(source, text_column=...)    a text dataset for bilinearize (local files, or a Hub name streamed)
 """
 
-from hooked_bilinear import analysis, publishing
+from hooked_bilinear import analysis, publishing, vision
 from hooked_bilinear.components.hooked_bilinear_mlp import HookedBilinearMLP
 from hooked_bilinear.errors import (
     CheckpointFormatError,
@@ -63,6 +64,7 @@ __all__ = [
     "from_pretrained",
     "load_model",
     "analysis",
+    "vision",
     "bilinearize",
     "register_adapter",
     "publishing",

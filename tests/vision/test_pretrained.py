@@ -38,3 +38,10 @@ def test_digits_reaches_97_percent_and_noreg_differs():
 def test_model_takes_a_batch_of_flat_pixels():
     model = from_pretrained("digits")
     assert model(torch.rand(5, 64)).shape == (5, 10)
+
+
+def test_image_classifiers_are_not_listed_as_language_models():
+    import hooked_bilinear as hb
+
+    assert not {"digits", "digits-noreg", "vision"} & set(hb.shipped_checkpoints())
+    assert hb.vision.from_pretrained("digits").config.dataset == "digits"

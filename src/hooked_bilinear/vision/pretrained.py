@@ -9,7 +9,8 @@ from hooked_bilinear.errors import CheckpointNotFoundError
 from hooked_bilinear.vision.config import VisionConfig
 from hooked_bilinear.vision.model import BilinearClassifier
 
-CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+#: Inside the package, apart from the language models (`hooked_bilinear.shipped_checkpoints()` lists those only).
+CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints" / "vision"
 
 #: The settings of the shipped models: 64 pixels -> 64 -> bilinear 128 -> 10, 300 epochs of AdamW at lr 3e-3
 #: (1e-3 reaches 96.7% here), weight decay 0.5, batch 64, 20% of the 1797 digits held out; `digits` with input
