@@ -189,7 +189,8 @@ def _vision_report(args: argparse.Namespace) -> None:
     noreg = None if args.noreg in (None, "none") else from_pretrained(args.noreg)
     result = report(model, args.out, noreg=noreg, root=args.data_root,
                     sweep_stds=numbers(args.sweep, "--sweep", float), sweep_epochs=args.sweep_epochs,
-                    seeds=numbers(args.seeds, "--seeds", int), progress=True)
+                    seeds=numbers(args.seeds, "--seeds", int), widths=numbers(args.widths, "--widths", int),
+                    progress=True)
     if args.json:
         print(json.dumps(result))
         return
@@ -312,6 +313,8 @@ def parser() -> argparse.ArgumentParser:
     vr.add_argument("--sweep", help="comma-separated input-noise stds to retrain at (the noise-sweep figure)")
     vr.add_argument("--sweep-epochs", dest="sweep_epochs", type=int, help="epochs per sweep model (default: the model's)")
     vr.add_argument("--seeds", help="comma-separated seeds to retrain at, for eigen-image similarity across seeds")
+    vr.add_argument("--widths", help="comma-separated bilinear widths (d_hidden) to retrain at, for eigen-image "
+                                     "similarity across hidden sizes")
     vr.add_argument("--json", action="store_true", help="print the numbers as one JSON object")
     vr.set_defaults(run=_vision_report)
     return root

@@ -16,9 +16,10 @@ def test_train_then_report(tmp_path, capsys):
     assert (model.config.d_model, model.config.noise_std, model.config.seed, model.config.epochs) == (8, 0.1, 3, 2)
     assert "test accuracy" in capsys.readouterr().out
     assert main(["vision", "report", "--model", str(folder), "--noreg", "none", "--out", str(tmp_path / "r"),
-                 "--json"]) == 0
+                 "--seeds", "4", "--widths", "12", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["identity_max_relative_error"] < 1e-10 and "noreg" not in result["overfitting"]
+    assert len(result["seed_similarity_top4"]["4"]) == len(result["width_similarity_top4"]["12"]) == 4
     assert {p.name for p in (tmp_path / "r").glob("*.png")} >= {"eigen_images.png", "truncation.png",
                                                                   "adversarial_curves.png", "explanation.png"}
 

@@ -54,6 +54,7 @@ def report(
     sweep_stds: tuple[float, ...] = (),
     sweep_epochs: int | None = None,
     seeds: tuple[int, ...] = (),
+    widths: tuple[int, ...] = (),
     spectrum_class: int = 0,
     progress: bool = False,
 ) -> dict[str, Any]:
@@ -61,7 +62,8 @@ def report(
 
     `noreg`: the same model trained without input noise, for the overfitting comparison. `sweep_stds`: retrain
     the model's config at these noise stds (epochs `sweep_epochs`, default the config's) for the sweep figure.
-    `seeds`: retrain at these seeds and compare eigen-images with the model's.
+    `seeds`: retrain at these seeds, `widths`: at these bilinear widths d_hidden, and compare each one's top-4
+    eigen-images with the model's (best |cos| per class and rank, mean over classes).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -127,6 +129,12 @@ def report(
             other, _ = train(replace(config, seed=seed), split, progress=progress)
             similarity[str(seed)] = eigen_image_similarity(model, other).mean(0).tolist()
         result["seed_similarity_top4"] = similarity
+    if widths:
+        similarity = {}
+        for width in widths:
+            other, _ = train(replace(config, d_hidden=width), split, progress=progress)
+            similarity[str(width)] = eigen_image_similarity(model, other).mean(0).tolist()
+        result["width_similarity_top4"] = similarity
     (out / "report.json").write_text(json.dumps(result, indent=2) + "\n")
     logger.info("vision report written to %s", out)
     return result
