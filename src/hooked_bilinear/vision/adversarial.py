@@ -56,7 +56,10 @@ def adversarial_mask(
     return (mask * (norm / mask.norm())).to(model.W_E.dtype)
 
 
-def apply_mask(pixels: Float[torch.Tensor, "n n_pixels"], mask: Float[torch.Tensor, " n_pixels"]) -> torch.Tensor:
+@jaxtyped(typechecker=beartype)
+def apply_mask(
+    pixels: Float[torch.Tensor, "*batch n_pixels"], mask: Float[torch.Tensor, " n_pixels"]
+) -> Float[torch.Tensor, "*batch n_pixels"]:
     """Images with the mask added, clipped to [0, 1] (valid pixels)."""
     return (pixels + mask.to(pixels.dtype)).clamp(0.0, 1.0)
 
@@ -72,6 +75,7 @@ class MaskCurve(NamedTuple):
     baseline_accuracy: list[float]
 
 
+@jaxtyped(typechecker=beartype)
 def mask_curve(
     model: BilinearClassifier,
     pixels: Float[torch.Tensor, "n n_pixels"],

@@ -25,6 +25,7 @@ class EigenImages(NamedTuple):
     images: torch.Tensor
 
 
+@jaxtyped(typechecker=beartype)
 def eigen_images(model: BilinearClassifier, k: int | None = None, dtype: torch.dtype = torch.float64) -> EigenImages:
     """The top-|lambda| k eigenpairs (all when None) of every class's Q_c, through the shared analysis code
     (`model.mlp.eigendecompose` on `model.class_directions()`), with their eigen-images."""
@@ -41,6 +42,7 @@ def signed_top(lambda_: Float[torch.Tensor, " k"], n: int) -> tuple[list[int], l
     return positive, negative
 
 
+@jaxtyped(typechecker=beartype)
 def orient(images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """Flip each image [..., n_pixels] so that it correlates non-negatively with `reference` [n_pixels] (e.g. the
     mean digit): the sign of an eigenvector is arbitrary, and (v . e)^2 does not see it; this only eases reading."""

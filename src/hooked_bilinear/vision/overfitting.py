@@ -14,7 +14,8 @@ from dataclasses import replace
 from typing import NamedTuple
 
 import torch
-from jaxtyping import Float
+from beartype import beartype
+from jaxtyping import Bool, Float, jaxtyped
 
 from hooked_bilinear.analysis.spectrum import spectrum_stats
 from hooked_bilinear.vision.config import VisionConfig
@@ -34,11 +35,13 @@ class OverfittingStats(NamedTuple):
     rare_pixels: int
 
 
-def rare_pixels(train_pixels: Float[torch.Tensor, "n n_pixels"], threshold: float = 0.05) -> torch.Tensor:
+@jaxtyped(typechecker=beartype)
+def rare_pixels(train_pixels: Float[torch.Tensor, "n n_pixels"], threshold: float = 0.05) -> Bool[torch.Tensor, " n_pixels"]:
     """Boolean [n_pixels]: pixels whose mean training intensity is below `threshold`."""
     return train_pixels.double().mean(0) < threshold
 
 
+@jaxtyped(typechecker=beartype)
 def overfitting_stats(
     model: BilinearClassifier, train_pixels: Float[torch.Tensor, "n n_pixels"], k: int = 4, threshold: float = 0.05
 ) -> OverfittingStats:

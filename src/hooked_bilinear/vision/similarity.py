@@ -5,13 +5,18 @@ same eigen-images? Embeddings differ between models, so eigenvectors are compare
 from __future__ import annotations
 
 import torch
+from beartype import beartype
+from jaxtyping import Float, jaxtyped
 
 from hooked_bilinear.analysis.spectrum import eigenvector_similarity
 from hooked_bilinear.vision.eigenimages import eigen_images
 from hooked_bilinear.vision.model import BilinearClassifier
 
 
-def eigen_image_similarity(a: BilinearClassifier, b: BilinearClassifier, k: int = 4) -> torch.Tensor:
+@jaxtyped(typechecker=beartype)
+def eigen_image_similarity(
+    a: BilinearClassifier, b: BilinearClassifier, k: int = 4
+) -> Float[torch.Tensor, "n_classes k"]:
     """Per class and top-k eigen-image of `a` (by |lambda|), the best |cos| with any of `b`'s top-k of the same
     class: [n_classes, k]."""
     if a.config.n_pixels != b.config.n_pixels:

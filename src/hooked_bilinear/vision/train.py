@@ -10,7 +10,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float, Int
+from beartype import beartype
+from jaxtyping import Float, Int, jaxtyped
 from tqdm.auto import tqdm
 
 from hooked_bilinear.vision.config import VisionConfig
@@ -30,6 +31,7 @@ class TrainingHistory:
     seconds: float = 0.0
 
 
+@jaxtyped(typechecker=beartype)
 def accuracy(model: BilinearClassifier, pixels: Float[torch.Tensor, "n n_pixels"], labels: Int[torch.Tensor, " n"]) -> float:
     """Share of `pixels` whose argmax logit is the label."""
     with torch.no_grad():

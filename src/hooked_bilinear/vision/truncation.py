@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import torch
-from jaxtyping import Float, Int
+from beartype import beartype
+from jaxtyping import Float, Int, jaxtyped
 
 from hooked_bilinear.analysis.truncation import TruncatedBilinearMLP
 from hooked_bilinear.vision.model import BilinearClassifier
@@ -25,6 +26,7 @@ class TruncationAccuracy(NamedTuple):
     full: float
 
 
+@jaxtyped(typechecker=beartype)
 def truncated_logits(
     model: BilinearClassifier, pixels: Float[torch.Tensor, "batch n_pixels"], module: TruncatedBilinearMLP | None
 ) -> Float[torch.Tensor, "batch n_classes"]:
@@ -43,6 +45,7 @@ def truncated_logits(
         return model.run_with_hooks(pixels, fwd_hooks=[("mlp.hook_in", keep_input), ("mlp.hook_post", swap_output)])
 
 
+@jaxtyped(typechecker=beartype)
 def truncation_accuracy(
     model: BilinearClassifier,
     pixels: Float[torch.Tensor, "n n_pixels"],
