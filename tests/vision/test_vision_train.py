@@ -37,3 +37,15 @@ def test_saved_training_record(tmp_path):
     record = json.loads((folder / "TRAINING.json").read_text())
     assert record["epochs"] == 4 and record["test_accuracy"] == history.test_accuracy[-1]
     assert BilinearClassifier.load(folder).config == SMALL
+
+
+def test_trains_on_mnist_idx_files(tmp_path):
+    from test_vision_data import write_mnist
+
+    write_mnist(tmp_path, n_train=30, n_test=20)
+    config = VisionConfig(dataset="mnist", test_size=None, d_model=8, d_hidden=8, epochs=1, batch_size=16)
+    model, history = train(config, root=tmp_path, progress=False)
+    assert model.config.n_pixels == 784 and model.W_E.shape == (8, 784)
+    assert len(history.test_accuracy) == 1
+    folder = save_trained(model, tmp_path / "m", history)
+    assert BilinearClassifier.load(folder).config.dataset == "mnist"
