@@ -19,6 +19,7 @@ from hooked_bilinear.vision.plots import (
     plot_mask_curves,
     plot_masks,
     plot_noise_sweep,
+    plot_outlier_comparison,
     plot_truncation,
 )
 
@@ -38,6 +39,7 @@ def test_every_plot_writes_a_png(tmp_path):
                                                                           OverfittingStats(0.1, 6.0, 1.8, 19)]),
                          tmp_path / "sweep.png"),
         plot_explanation(explain_input(model, x[0]), x[0], (8, 8), tmp_path / "explanation.png"),
+        plot_outlier_comparison({"a": found, "b": found}, torch.arange(64) < 8, (8, 8), tmp_path / "outliers.png"),
     ]
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

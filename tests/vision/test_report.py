@@ -32,5 +32,5 @@ def test_report_numbers_and_figures(tmp_path):
     assert result["overfitting"]["model"] == result["overfitting"]["noreg"]
     assert {p.name for p in tmp_path.glob("*.png")} == {
         "eigen_images.png", "eigen_images_noreg.png", "spectrum_class0.png", "truncation.png", "adversarial_curves.png",
-        "adversarial_masks_eigen.png", "adversarial_masks_pinv.png", "explanation.png"}  # noise_sweep.png: with a sweep
+        "adversarial_masks_eigen.png", "adversarial_masks_pinv.png", "explanation.png", "overfitting_outliers.png"}  # noise_sweep.png: with a sweep
     assert (tmp_path / "report.json").is_file()

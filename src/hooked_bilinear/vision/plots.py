@@ -163,3 +163,24 @@ def plot_explanation(explanation: InputExplanation, pixels: torch.Tensor, shape:
             _show(fig.add_subplot(grid[row, 2 + j]), explanation.images[c, i], shape,
                   f"λ={explanation.lambda_[c, i].item():+.2f}\n→ {parts[i].item():+.2f}")
     return save_figure(fig, path)
+
+
+def plot_outlier_comparison(models: Mapping[str, EigenImages], rare: torch.Tensor, shape: tuple[int, int],
+                            path: PathLike, reference: torch.Tensor | None = None) -> Path:
+    """One row per model, one column per class: the top eigen-image (by |lambda|), the rarely inked pixels
+    (`rare` [n_pixels]) marked with dots, and the share of the image's squared norm on them (Fig. 4)."""
+    plt = pyplot()
+    n = next(iter(models.values())).lambda_.shape[0]
+    fig, axes = plt.subplots(len(models), n, figsize=(1.3 * n, 1.6 * len(models) + 0.4), squeeze=False)
+    rows, cols = torch.nonzero(rare.reshape(shape), as_tuple=True)
+    for r, (name, found) in enumerate(models.items()):
+        for c in range(n):
+            image = found.images[c, 0]
+            if reference is not None:
+                image = orient(image, reference)
+            share = (image[rare].square().sum() / image.square().sum()).item()
+            _show(axes[r, c], image, shape, f"{c}: {share:.0%} on rare")
+            axes[r, c].scatter(cols.tolist(), rows.tolist(), s=3, c="black", marker=".")
+        axes[r, 0].set_ylabel(name, fontsize=8)
+    fig.suptitle("top eigen-image per class; dots: pixels inked < 5% of the time in training", fontsize=9)
+    return save_figure(fig, path)

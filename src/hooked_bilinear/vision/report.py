@@ -15,7 +15,7 @@ from hooked_bilinear.vision.data import load_split
 from hooked_bilinear.vision.eigenimages import eigen_images
 from hooked_bilinear.vision.explain import explain_input
 from hooked_bilinear.vision.model import BilinearClassifier
-from hooked_bilinear.vision.overfitting import noise_sweep, overfitting_stats
+from hooked_bilinear.vision.overfitting import noise_sweep, overfitting_stats, rare_pixels
 from hooked_bilinear.vision.plots import (
     plot_class_grid,
     plot_class_spectrum,
@@ -23,6 +23,7 @@ from hooked_bilinear.vision.plots import (
     plot_mask_curves,
     plot_masks,
     plot_noise_sweep,
+    plot_outlier_comparison,
     plot_truncation,
 )
 from hooked_bilinear.vision.similarity import eigen_image_similarity
@@ -114,8 +115,11 @@ def report(
     if noreg is not None:
         result["overfitting"]["noreg"] = overfitting_stats(noreg, split.train_x)._asdict()
         result["noreg_test_accuracy"] = accuracy(noreg, split.test_x, split.test_y)
-        plot_class_grid(eigen_images(noreg), shape, out / "eigen_images_noreg.png", reference,
+        found_noreg = eigen_images(noreg)
+        plot_class_grid(found_noreg, shape, out / "eigen_images_noreg.png", reference,
                         title=f"top eigen-images, no input noise ({config.dataset})")
+        plot_outlier_comparison({f"noise {config.noise_std}": found, f"noise {noreg.config.noise_std}": found_noreg},
+                                rare_pixels(split.train_x), shape, out / "overfitting_outliers.png", reference)
     if sweep_stds:
         base = config if sweep_epochs is None else replace(config, epochs=sweep_epochs)
         sweep = noise_sweep(base, split, sweep_stds, progress=progress)
