@@ -15,7 +15,11 @@ from hooked_bilinear.vision.data import load_split
 from hooked_bilinear.vision.eigenimages import eigen_images
 from hooked_bilinear.vision.explain import explain_input
 from hooked_bilinear.vision.model import BilinearClassifier
-from hooked_bilinear.vision.overfitting import noise_sweep, overfitting_stats, rare_pixels
+from hooked_bilinear.vision.overfitting import (
+    noise_sweep,
+    overfitting_stats,
+    rare_pixels,
+)
 from hooked_bilinear.vision.plots import (
     plot_class_grid,
     plot_class_spectrum,
