@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-sys.path.insert(0, str(Path(__file__).parent))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from reference import make_config, write_checkpoint  # noqa: E402
-
-EMBEDDED = "ts-synthetic-2l"
+from tests.reference import make_config, write_checkpoint  # noqa: E402
 
 
 @pytest.fixture

@@ -38,7 +38,7 @@ def run(tmp: Path, name: str, strategy: str = "auto", crash_at: int | None = Non
     """bilinearize a tiny SwiGLU Llama on the parquet corpus (20 steps, global batch 4) with checkpoints in tmp/name;
     `crash_at`: raise KeyboardInterrupt before that step (on every rank); the corpus is tokenized into tmp/cache once
     per cache folder. Returns what rank 0 got."""
-    from llama import tiny_llama
+    from tests.llama import tiny_llama
 
     from hooked_bilinear.making import data as data_module
     from hooked_bilinear.making.bilinearize import bilinearize

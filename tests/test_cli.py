@@ -8,7 +8,7 @@ import sys
 
 import torch
 from huggingface_hub import constants
-from llama import write_llama
+from tests.llama import write_llama
 
 from hooked_bilinear.cli import main
 
@@ -46,8 +46,21 @@ def test_bad_input_is_one_line_error(tmp_path, capsys):
 
 def test_push_command_reports_offline(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    assert main(["push", str(tmp_path), "alice/m"]) == 1
-    assert "HF_HUB_OFFLINE" in capsys.readouterr().err
+    folder, _ = write_llama(tmp_path / "model")
+    assert main(["push", str(folder), "alice/m"]) == 1
+    err = capsys.readouterr().err
+    assert "HF_HUB_OFFLINE" in err and f"hooked-bilinear push {folder} alice/m" in err
+
+
+def test_save_command(tmp_path, capsys):
+    assert main(["save", "ts-synthetic-2l", str(tmp_path / "out")]) == 0
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["model_type"] == "llama"
+    assert (tmp_path / "out" / "tokenizer.json").is_file()
+    assert main(["save", "modadd-p59", str(tmp_path / "mod"), "--as-llama", "True", "--token-ids-only"]) == 1
+    err = capsys.readouterr().err
+    assert "normalization is false" in err and "--as-llama False" in err and not (tmp_path / "mod").exists()
+    assert main(["save", "ts-synthetic-2l", str(tmp_path / "out")]) == 1
+    assert "pass --overwrite to replace it" in capsys.readouterr().err
 
 
 def test_module_entry_point_runs():
@@ -92,7 +105,7 @@ def test_torchrun_two_processes_on_a_jsonl_corpus(tmp_path):
     column, gloo on CPU; logging and the saved model come from rank 0 alone."""
     import os
 
-    from distributed_runs import TEXTS, free_port
+    from tests.distributed_runs import TEXTS, free_port
 
     folder, _ = write_llama(tmp_path / "swiglu", hidden_act="silu", std=0.05)
     (tmp_path / "corpus.jsonl").write_text("".join(json.dumps({"body": t}) + "\n" for t in TEXTS))

@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import load_file
 
 import hooked_bilinear as hb
-from conftest import EMBEDDED
-from reference import reference_logits
+from tests.reference import EMBEDDED
+from tests.reference import reference_logits
 
 FOLDER = Path(hb.__file__).parent / "checkpoints" / EMBEDDED
 

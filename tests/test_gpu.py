@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import hooked_bilinear as hb
-from reference import reference_logits
+from tests.reference import reference_logits
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
@@ -42,7 +42,7 @@ def test_cuda_generate_embedded():
 
 @pytest.mark.parametrize("compatibility_mode", [False, True], ids=["raw", "compat"])
 def test_cuda_bilinear_llama(tmp_path, compatibility_mode):
-    from llama import write_llama
+    from tests.llama import write_llama
 
     torch.backends.cuda.matmul.allow_tf32 = False
     folder, model = write_llama(tmp_path)
@@ -58,7 +58,7 @@ def test_cuda_bilinear_llama(tmp_path, compatibility_mode):
 
 
 def test_cuda_bilinearize_with_autocast():
-    from llama import tiny_llama
+    from tests.llama import tiny_llama
 
     model = hb.bilinearize(tiny_llama("silu", std=0.05), torch.randint(0, 330, (5000,)), device="cuda", steps=10,
                            batch_size=4, seq_len=32, warmup_steps=2, progress=False)

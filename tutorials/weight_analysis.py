@@ -9,19 +9,25 @@ On the shipped checkpoint `ts-synthetic-2l` (no download):
 4. Top eigenvectors read as tokens through the embedding (PNG table).
 5. HOSVD: the output directions the layer writes most, without any token in mind.
 6. Truncation: keep the top-k eigencomponents per HOSVD direction, swap the MLP in the hooked model, and measure the
-   loss (PNG curve).
+   loss on held-out text (PNG curve), on two disjoint halves to show the curve is stable.
+
+Held-out text: the checkpoint was trained on synthetic template stories (scripts/train_embedded.py, seed 0); the same
+generator with another seed writes stories it never saw, tokenized and packed into n_ctx-token rows as in training.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
 import hooked_bilinear as hb
 from hooked_bilinear.analysis import (
+    TruncationCurve,
     contrast_directions,
     eigenvector_similarity,
     spectrum_stats,
@@ -34,13 +40,24 @@ from hooked_bilinear.analysis.plots import (
     plot_truncation_curve,
 )
 
-PROMPTS = ["once upon a time ,", "one day ,", "there was a", "mia found a", "tom went to the"]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+from train_embedded import make_corpus  # noqa: E402  the generator of the checkpoint's training corpus
+
+HELD_OUT_SEED = 1  # the checkpoint's corpus used seed 0
+ROWS_PER_HALF = 64  # 64 rows x 128 tokens = 8192 tokens per half, 16384 in all
 
 
-def story_tokens(model, length: int = 40) -> torch.Tensor:  # type: ignore[no-untyped-def]
-    """[len(PROMPTS), length] tokens of stories the model tells itself (greedy): text from its own distribution."""
-    stories = [model.generate(p, max_new_tokens=length, do_sample=False, verbose=False) for p in PROMPTS]
-    return torch.stack([model.to_tokens(s)[0, :length] for s in stories])
+def held_out_tokens(model: Any, rows: int) -> torch.Tensor:
+    """[rows, n_ctx] tokens of stories the model never saw, packed as in training ([BOS] story [EOS] ...)."""
+    tokenizer, n_ctx = model.tokenizer, model.cfg.n_ctx
+    ids: list[int] = []
+    for story in make_corpus(rows * n_ctx // 30, seed=HELD_OUT_SEED):  # ~70 tokens a story
+        ids.extend(tokenizer(story)["input_ids"] + [tokenizer.eos_token_id])
+        if len(ids) >= rows * n_ctx:
+            break
+    if len(ids) < rows * n_ctx:
+        raise RuntimeError(f"only {len(ids)} held-out tokens generated, {rows * n_ctx} needed")
+    return torch.tensor(ids[: rows * n_ctx]).reshape(rows, n_ctx)
 
 
 def main() -> None:
@@ -60,9 +77,9 @@ def main() -> None:
     #    alone), through the final norm's weight and the unembedding
     u_contrast = contrast_directions(model, token)[0]
 
-    # 2. the identity on real activations
-    tokens = story_tokens(model)
-    _, cache = model.run_with_cache(tokens)
+    # 2. the identity on activations of held-out text
+    tokens = held_out_tokens(model, 2 * ROWS_PER_HALF)
+    _, cache = model.run_with_cache(tokens[:8])
     x, out = cache[f"blocks.{layer}.mlp.hook_in"], cache[f"blocks.{layer}.mlp.hook_out"]
     Q = mlp.interaction_matrix(u_contrast)
     error = (torch.einsum("bpi,ij,bpj->bp", x, Q, x) - out @ u_contrast).abs().max() / (out @ u_contrast).abs().max()
@@ -94,12 +111,26 @@ def main() -> None:
     print(f"HOSVD: top-8 output directions hold {share:.0%} of ||B||^2; the first reads as "
           f"{top_tokens(model, hosvd.u[:1], k=5).top_tokens[0]}")
 
-    # 6. truncation: the top-k eigencomponents per HOSVD direction, measured in the model
+    # 6. truncation: the top-k eigencomponents per HOSVD direction, measured in the model on held-out text, on two
+    #    disjoint halves; equal halves, so the mean of their losses is the loss on all of it
     truncated = mlp.truncate(hosvd.u, k=64)
-    curve = truncation_curve(model, layer, truncated, tokens, ks=[1, 2, 4, 8, 16, 32, 64])
-    for k, loss, corr in zip(curve.ks, curve.loss, curve.correlation):
-        print(f"  keep {k:>2} per direction: loss {loss:.3f} (original {curve.baseline_loss:.3f}), output corr {corr:.3f}")
-    plot_truncation_curve(curve, args.out / "truncation.png", title=f"layer {layer}, HOSVD basis")
+    ks = [1, 2, 4, 8, 16, 32, 64]
+    halves = [truncation_curve(model, layer, truncated, half, ks, progress=False)
+              for half in tokens.split(ROWS_PER_HALF)]
+    curve = TruncationCurve(ks, [sum(h.loss[i] for h in halves) / 2 for i in range(len(ks))],
+                            [sum(h.correlation[i] for h in halves) / 2 for i in range(len(ks))],
+                            sum(h.baseline_loss for h in halves) / 2)
+    print(f"truncation on {tokens.numel()} held-out tokens (2 disjoint halves of {tokens[:ROWS_PER_HALF].numel()}):")
+    for i, (k, loss, corr) in enumerate(zip(curve.ks, curve.loss, curve.correlation)):
+        print(f"  keep {k:>2} per direction: loss {loss:.3f} (original {curve.baseline_loss:.3f}; halves "
+              f"{halves[0].loss[i]:.3f} / {halves[1].loss[i]:.3f}), output corr {corr:.3f}")
+    increase = [[loss - h.baseline_loss for loss in h.loss] for h in halves]
+    spread = max(abs(a - b) for a, b in zip(*increase))
+    corr_spread = max(abs(a - b) for a, b in zip(halves[0].correlation, halves[1].correlation))
+    print(f"  stability: the halves' loss increases over the original differ by at most {spread:.3f} nats, their "
+          f"output correlations by at most {corr_spread:.3f}")
+    plot_truncation_curve(curve, args.out / "truncation.png", parts=halves,
+                          title=f"layer {layer}, HOSVD basis, {tokens.numel()} held-out tokens")
     print(f"pictures in {args.out}/")
 
 

@@ -10,7 +10,8 @@ Public API:
     analysis                           weight-space analyses (also methods of HookedBilinearMLP)
     vision                             bilinear image classifiers read from their weights (eigen-images, masks, ...)
     to_llama(model_or_path)            a current-format tdooms model as a stock LlamaForCausalLM
-    save_pretrained(model, folder)     a Hub-ready folder (weights, config, tokenizer, model card), atomically
+    save_pretrained(model, folder)     a bridge / model / checkpoint name -> a Hub-ready folder (weights, config,
+                                       its tokenizer, model card; tdooms in stock Llama form), atomically
     push_to_hub(model, repo_id)        the same folder uploaded to the Hugging Face Hub
     bilinearize(model, data, ...)      fine-tune a SwiGLU Llama into a bilinear one (annealed gate; torchrun)
     Corpus(source, text_column=...)    a text dataset for bilinearize (local files, or a Hub name streamed)

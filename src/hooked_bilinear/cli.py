@@ -3,6 +3,7 @@
     hooked-bilinear bilinearize MODEL DATA OUT [--steps 1000 ...]     SwiGLU Llama -> bilinear Llama folder
     torchrun --nproc_per_node N -m hooked_bilinear bilinearize ...     the same on N processes (DDP / FSDP)
     hooked-bilinear to-llama SOURCE OUT                                tdooms checkpoint -> stock Llama folder
+    hooked-bilinear save SOURCE OUT [--tokenizer T]                    any checkpoint -> a Hub-ready folder
     hooked-bilinear push FOLDER REPO_ID [--endpoint URL]               a saved folder -> the Hugging Face Hub
     hooked-bilinear modadd certify [--model modadd-p113] [--json]     prove a modular-addition model's accuracy
     hooked-bilinear modadd train --setup nanda|pizza OUT              train one (Nanda / pizza set-up)
@@ -18,7 +19,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from hooked_bilinear.errors import HookedBilinearError
+from hooked_bilinear.errors import HookedBilinearError, command_line_errors
 
 
 def _bilinearize(args: argparse.Namespace) -> None:
@@ -78,17 +79,22 @@ def _bilinearize(args: argparse.Namespace) -> None:
 
 
 def _to_llama(args: argparse.Namespace) -> None:
-    from hooked_bilinear.loading.pretrained import resolve_folder
-    from hooked_bilinear.loading.tokenizer import load_folder_tokenizer
     from hooked_bilinear.publishing.provenance import provenance_of
     from hooked_bilinear.publishing.save import save_pretrained
     from hooked_bilinear.publishing.to_llama import to_llama
 
-    llama = to_llama(args.source)
-    tokenizer = load_folder_tokenizer(resolve_folder(args.source))
-    save_pretrained(llama, args.out, tokenizer=tokenizer, overwrite=args.overwrite)
+    llama = to_llama(args.source)  # records the source's tokenizer, which save_pretrained writes
+    save_pretrained(llama, args.out, tokenizer=args.tokenizer, overwrite=args.overwrite)
     print(f"LlamaForCausalLM written to {args.out}; max |logit difference| vs the source "
           f"{provenance_of(llama).max_abs_logit_diff:.3g}")
+
+
+def _save(args: argparse.Namespace) -> None:
+    from hooked_bilinear.publishing.save import save_pretrained
+
+    folder = save_pretrained(args.source, args.out, tokenizer=args.tokenizer, overwrite=args.overwrite,
+                             as_llama=args.as_llama, token_ids_only=args.token_ids_only)
+    print(f"{args.source} written to {folder} (config.json, weights, tokenizer, README.md model card)")
 
 
 def _push(args: argparse.Namespace) -> None:
@@ -96,6 +102,12 @@ def _push(args: argparse.Namespace) -> None:
 
     print(push_folder_to_hub(args.folder, args.repo_id, overwrite=args.overwrite, private=args.private,
                              token=args.token, endpoint=args.endpoint))
+
+
+def _yes_no(value: str) -> bool:
+    if value.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"{value!r}: expected True or False")
+    return value.lower() == "true"
 
 
 def _modadd_certify(args: argparse.Namespace) -> None:
@@ -252,11 +264,28 @@ def parser() -> argparse.ArgumentParser:
     t = commands.add_parser("to-llama", help="convert a current-format tdooms checkpoint to a stock Llama folder")
     t.add_argument("source", help="folder, shipped name or Hub id")
     t.add_argument("out")
+    t.add_argument("--tokenizer", help="tokenizer folder or Hub id (default: the source's own)")
     t.add_argument("--overwrite", action="store_true")
     t.set_defaults(run=_to_llama)
 
+    s = commands.add_parser(
+        "save", help="write a checkpoint as a Hub-ready folder (stock Llama form for tdooms checkpoints)",
+        description="Write a checkpoint as a folder stock transformers loads: weights, config, its tokenizer and a "
+                    "model card. tdooms-format checkpoints are written as a LlamaForCausalLM (verified) when they "
+                    "have that form.")
+    s.add_argument("source", help="folder, shipped name or Hub id")
+    s.add_argument("out", help="output folder")
+    s.add_argument("--tokenizer", help="tokenizer folder or Hub id (default: the checkpoint's own)")
+    s.add_argument("--as-llama", dest="as_llama", type=_yes_no, default=None, metavar="True|False",
+                   help="True: the Llama form or an error; False: keep this package's class (default: the Llama "
+                        "form when the checkpoint has one)")
+    s.add_argument("--token-ids-only", dest="token_ids_only", action="store_true",
+                   help="the model has no tokenizer: write none, without a warning")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing OUT folder")
+    s.set_defaults(run=_save)
+
     p = commands.add_parser("push", help="upload a saved folder to the Hugging Face Hub")
-    p.add_argument("folder")
+    p.add_argument("folder", help="a folder written by save / to-llama / bilinearize (checked to load first)")
     p.add_argument("repo_id", help="owner/name")
     p.add_argument("--overwrite", action="store_true", help="commit over an existing repo")
     p.add_argument("--private", action="store_true")
@@ -324,7 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run a command; a HookedBilinearError prints its message and returns 1 (no traceback)."""
     args = parser().parse_args(argv)
     try:
-        args.run(args)
+        with command_line_errors():
+            args.run(args)
     except HookedBilinearError as error:
         print(f"hooked-bilinear {args.command}: error: {error}", file=sys.stderr)
         return 1

@@ -1,5 +1,9 @@
 """The errors hooked_bilinear raises for bad input: each names the problem and what to do."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 
 class HookedBilinearError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -31,3 +35,27 @@ class PublishError(HookedBilinearError, RuntimeError):
 
 class DatasetError(HookedBilinearError, ValueError):
     """A token dataset does not fit the model (tokens outside the vocabulary, too short, wrong shape)."""
+
+
+_COMMAND_LINE: ContextVar[bool] = ContextVar("hooked_bilinear_command_line", default=False)
+
+
+@contextmanager
+def command_line_errors() -> Iterator[None]:
+    """Within this block, error messages name command-line flags instead of keyword arguments."""
+    token = _COMMAND_LINE.set(True)
+    try:
+        yield
+    finally:
+        _COMMAND_LINE.reset(token)
+
+
+def said(python: str, command_line: str) -> str:
+    """`command_line` when the error is for the command line (see `command_line_errors`), else `python`."""
+    return command_line if _COMMAND_LINE.get() else python
+
+
+def option(name: str, value: object = True) -> str:
+    """How the user passes an option: `--name` (`--name VALUE`) on the command line, else `name=value`."""
+    flag = "--" + name.replace("_", "-")
+    return said(f"{name}={value}", flag if value is True else f"{flag} {value}")

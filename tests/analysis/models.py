@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from reference import make_config, write_checkpoint
+from tests.reference import make_config, write_checkpoint
 
 import hooked_bilinear as hb
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from factories import factors_of, mlp_forward, random_layer
+from tests.analysis.factories import factors_of, mlp_forward, random_layer
 
 from hooked_bilinear.analysis import decompose
 

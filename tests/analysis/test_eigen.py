@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from factories import factors_of, random_layer
+from tests.analysis.factories import factors_of, random_layer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

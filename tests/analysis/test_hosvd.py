@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from factories import brute_force_tensor, factors_of, random_layer
+from tests.analysis.factories import brute_force_tensor, factors_of, random_layer
 
 from hooked_bilinear.analysis import hosvd
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from factories import brute_force_tensor, factors_of, mlp_forward, random_layer
+from tests.analysis.factories import brute_force_tensor, factors_of, mlp_forward, random_layer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from models import random_model
+from tests.analysis.models import random_model
 
 
 @settings(max_examples=8, deadline=None)

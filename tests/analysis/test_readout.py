@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import pytest
 import torch
-from models import random_model
+from tests.analysis.models import random_model
 
-from hooked_bilinear import NotBilinearError
+from hooked_bilinear import NotBilinearError, analysis
 from hooked_bilinear.analysis import (
+    BilinearFactors,
     contrast_directions,
     mlp_factors,
     top_tokens,
@@ -70,12 +73,46 @@ def test_top_tokens_bad_input():
         top_tokens(model, torch.randn(32), through="logits")
 
 
-@pytest.mark.parametrize("mlp", [dict(gate="silu"), dict(gate="relu"), dict(bilinear=False, gate="gelu")],
-                         ids=["swiglu", "reglu", "plain"])
-def test_gated_or_plain_mlp_is_not_analysed(mlp):
+def analysis_calls(model: Any) -> dict[str, Callable[[], Any]]:
+    """Every analysis entry point, aimed at layer 1's MLP of `model`."""
+    mlp, u = model.blocks[1].mlp, torch.randn(2, model.cfg.d_model)
+    x, tokens = torch.randn(3, model.cfg.d_model), torch.randint(0, 40, (1, 6))
+    calls: dict[str, Callable[[], Any]] = {
+        "mlp_factors": lambda: mlp_factors(model, 1),
+        "BilinearFactors.from_mlp": lambda: BilinearFactors.from_mlp(mlp),
+        "truncation_curve": lambda: analysis.truncation_curve(model, 1, None, tokens, ks=[1], progress=False),
+        "output_gram": lambda: analysis.output_gram(mlp),
+    }
+    arguments = {"factors": (), "interaction_matrix": (u,), "eigendecompose": (u, 2), "tensor": (),
+                 "decompose": (x, u), "hosvd": (2,), "truncate": (u, 2)}
+    for name, args in arguments.items():
+        calls[f"mlp.{name}"] = lambda name=name, args=args: getattr(mlp, name)(*args)  # the component's methods
+        if name != "factors":  # the functions of hooked_bilinear.analysis, handed the component
+            calls[f"analysis.{name}"] = lambda name=name, args=args: getattr(analysis, name)(mlp, *args)
+    return calls
+
+
+@pytest.mark.parametrize("mlp,kind", [
+    (dict(gate="silu"), "a gated MLP with activation 'silu'"),
+    (dict(gate="relu"), "a gated MLP with activation 'relu'"),
+    (dict(bilinear=False, gate="gelu"), "a plain MLP with activation 'gelu'"),
+], ids=["swiglu", "reglu", "plain"])
+def test_gated_or_plain_mlp_is_not_analysed(mlp, kind):
     model, _, _ = random_model(**mlp)
-    with pytest.raises(NotBilinearError, match="not a bilinear MLP"):
-        mlp_factors(model, 0)
-    assert not hasattr(model.blocks[0].mlp, "eigendecompose")
+    calls = analysis_calls(model)
+    assert len(calls) == 17
+    for entry, call in calls.items():
+        with pytest.raises(NotBilinearError) as caught:
+            call()
+        message = str(caught.value)
+        assert message.startswith(f"blocks.1.mlp is {kind}"), (entry, message)
+        assert "need a bilinear MLP" in message and "hooked_bilinear.bilinearize" in message, (entry, message)
     with pytest.raises(IndexError, match="layers 0..1"):
         mlp_factors(model, 2)
+
+
+def test_every_entry_point_runs_on_a_bilinear_mlp():
+    model, _, _ = random_model()
+    for entry, call in analysis_calls(model).items():
+        if entry != "truncation_curve":  # needs a truncated module: tests/analysis/test_truncation.py
+            call()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from factories import factors_of, mlp_forward, random_layer
-from models import random_model
+from tests.analysis.factories import factors_of, mlp_forward, random_layer
+from tests.analysis.models import random_model
 
 from hooked_bilinear.analysis import (
     BilinearFactors,
@@ -56,6 +56,19 @@ def test_replacement_in_the_hooked_model_and_the_curve():
     assert abs(truncated_loss - baseline) > 1e-4, "swapping in a 1-component MLP changed nothing"
     assert model(tokens, return_type="loss").item() == pytest.approx(baseline, abs=1e-6), "hooks left behind"
     curve = truncation_curve(model, 1, full, tokens, ks=[1, 4, 33], progress=False)
+    replacement = replace_mlp(model, 1, full.keep(1))  # a plain call replaces until undone
+    assert replacement.active and model(tokens, return_type="loss").item() == pytest.approx(truncated_loss, abs=1e-6)
+    replacement.undo()
+    assert not replacement.active and model(tokens, return_type="loss").item() == pytest.approx(baseline, abs=1e-6)
+    replacement.remove()  # undoing twice is harmless
+    other = replace_mlp(model, 0, full.keep(1))
+    with model.hooks(fwd_hooks=[("hook_embed", lambda x, hook: x)]):  # contexts opening and closing meanwhile
+        pass
+    assert model(tokens, return_type="loss").item() != pytest.approx(baseline, abs=1e-4)
+    other.remove()
+    assert model(tokens, return_type="loss").item() == pytest.approx(baseline, abs=1e-6)
+    with pytest.raises(IndexError, match="layers 0..1"):
+        replace_mlp(model, 2, full)
     assert curve.baseline_loss == pytest.approx(baseline, abs=1e-5)
     assert curve.loss[-1] == pytest.approx(baseline, abs=1e-4) and curve.correlation[-1] > 1 - 1e-6
     assert curve.loss[0] == pytest.approx(truncated_loss, abs=1e-5)

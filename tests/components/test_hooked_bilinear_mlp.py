@@ -52,7 +52,7 @@ def test_no_activation_is_ever_resolved(checkpoint):
 
 def test_stock_silu_fallback_would_show(checkpoint, tokens):
     """The fidelity tests can see a SiLU fallback: it changes the logits far beyond 1e-5."""
-    from reference import reference_logits
+    from tests.reference import reference_logits
 
     folder, config, state = checkpoint()
     bridge = load(folder)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import hooked_bilinear as hb
-from conftest import EMBEDDED
-from llama import write_llama
+from tests.reference import EMBEDDED
+from tests.llama import write_llama
 
 
 def hook_names(cache) -> set[str]:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import hooked_bilinear as hb
-from reference import reference_logits, variants, write_checkpoint
+from tests.reference import reference_logits, variants, write_checkpoint
 
 VARIANTS = variants()
 

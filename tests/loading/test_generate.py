@@ -15,8 +15,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 import hooked_bilinear as hb
-from conftest import EMBEDDED
-from llama import write_llama
+from tests.reference import EMBEDDED
+from tests.llama import write_llama
 
 SHIPPED = Path(hb.__file__).parent / "checkpoints" / EMBEDDED
 PROMPT = "once upon a time , there was a"

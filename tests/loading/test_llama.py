@@ -11,9 +11,9 @@ from safetensors.torch import load_file, save_file
 from transformers import LlamaForCausalLM
 
 import hooked_bilinear as hb
-from conftest import EMBEDDED
-from transformer_lens_checks import assert_transformer_lens_benchmarks_pass
-from llama import write_llama
+from tests.reference import EMBEDDED
+from tests.transformer_lens_checks import assert_transformer_lens_benchmarks_pass
+from tests.llama import write_llama
 
 TEXT = "once upon a time , there was a red cat named lily ."
 
@@ -84,8 +84,10 @@ def test_swiglu_llama_keeps_gated_mlps(tmp_path, tokenizer):
         assert not any(isinstance(block.mlp, hb.HookedBilinearMLP) for block in bridge.blocks)
         tokens = bridge.to_tokens(TEXT)
         assert (bridge(tokens) - stock_logits(folder, tokens)).abs().max().item() <= 1e-5
-    with pytest.raises(hb.NotBilinearError):
+    with pytest.raises(hb.NotBilinearError, match="blocks.0.mlp is a gated MLP with activation 'silu'"):
         hb.analysis.mlp_factors(bridge, 0)
+    with pytest.raises(hb.NotBilinearError, match="blocks.1.mlp is a gated MLP.*bilinearize"):
+        bridge.blocks[1].mlp.eigendecompose(torch.randn(bridge.cfg.d_model), 2)  # was an AttributeError
 
 
 def test_llama_with_missing_weight_is_refused(tmp_path):

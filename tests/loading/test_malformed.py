@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import save_file
 
 import hooked_bilinear as hb
-from reference import make_config, reference_logits, write_checkpoint
+from tests.reference import make_config, reference_logits, write_checkpoint
 
 TOKENS = torch.randint(0, 50, (2, 9), generator=torch.Generator().manual_seed(3))
 WRONG_VALUES: list[Any] = [{}, [], "yes", 1, 0, -3, 2.5, None, "", float("nan")]

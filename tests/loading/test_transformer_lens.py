@@ -7,9 +7,9 @@ import torch
 from transformer_lens import patching
 
 import hooked_bilinear as hb
-from conftest import EMBEDDED
-from transformer_lens_checks import assert_transformer_lens_benchmarks_pass
-from reference import reference_logits
+from tests.reference import EMBEDDED
+from tests.transformer_lens_checks import assert_transformer_lens_benchmarks_pass
+from tests.reference import reference_logits
 
 
 @pytest.fixture(scope="module")

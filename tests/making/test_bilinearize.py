@@ -13,8 +13,8 @@ import hooked_bilinear as hb
 from hooked_bilinear.making.data import PackedSequences
 from hooked_bilinear.making.bilinearize import bilinearize
 from hooked_bilinear.publishing.provenance import provenance_of
-from llama import tiny_llama
-from roundtrip import stock_logits_in_fresh_process
+from tests.llama import tiny_llama
+from tests.roundtrip import stock_logits_in_fresh_process
 
 FAST = dict(steps=24, batch_size=4, seq_len=32, warmup_steps=4, checkpoint_every=5, progress=False, lr=1e-3)
 
@@ -48,8 +48,10 @@ def test_result_is_exactly_bilinear_and_learns(caplog, tmp_path, recipe):
 
 
 def test_bilinearized_model_round_trips_in_stock_transformers(tmp_path):
-    model = bilinearize(tiny_llama("silu", std=0.05), periodic_tokens(), **FAST)
-    folder = hb.save_pretrained(model, tmp_path / "bilinear")
+    tokenizer = hb.from_pretrained("ts-synthetic-2l").tokenizer
+    model = bilinearize(tiny_llama("silu", std=0.05), periodic_tokens(), tokenizer=tokenizer, **FAST)
+    folder = hb.save_pretrained(model, tmp_path / "bilinear")  # writes the tokenizer bilinearize was given
+    assert (folder / "tokenizer.json").is_file()
     card = (folder / "README.md").read_text()
     assert "bilinearize" in card and "beta annealed" in card
     tokens = periodic_tokens()[:24].unsqueeze(0)

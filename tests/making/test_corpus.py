@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from distributed_runs import TEXTS, tokenizer
+from tests.distributed_runs import TEXTS, tokenizer
 
 from hooked_bilinear.errors import DatasetError
 from hooked_bilinear.making.corpus import Corpus, load_corpus

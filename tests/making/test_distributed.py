@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-from distributed_runs import free_port, run, worker, write_corpus
+from tests.distributed_runs import free_port, run, worker, write_corpus
 
 # Why a tolerance, and this one: 2 ranks average two half-batch gradients where 1 process takes one mean over the
 # batch (and FSDP reduce-scatters), so gradients differ by float32 rounding (~1e-7 relative). AdamW's update is
@@ -67,8 +67,8 @@ def test_tied_embeddings_under_fsdp(runs):
 def test_the_comparison_can_fail(runs):
     """A run on another seed's batch order differs by far more than ATOL: equality above is not vacuous."""
     other = runs["tmp"] / "other-seed"
-    from distributed_runs import RUN, tokenizer
-    from llama import tiny_llama
+    from tests.distributed_runs import RUN, tokenizer
+    from tests.llama import tiny_llama
 
     from hooked_bilinear.making.bilinearize import bilinearize
     from hooked_bilinear.making.corpus import Corpus
@@ -87,7 +87,7 @@ def test_every_final_model_is_exactly_bilinear(runs, name):
     assert result["hidden_act"] == "linear" and result["fold"] <= 1e-5
     state = result["state"]
     x = torch.randn(3, 5, 64, generator=torch.Generator().manual_seed(0))
-    from llama import TINY
+    from tests.llama import TINY
     from transformers import LlamaConfig, LlamaForCausalLM
 
     model = LlamaForCausalLM(LlamaConfig(**{**TINY, "hidden_act": "linear"}))
@@ -117,7 +117,7 @@ def test_metrics_and_loss_curve_match_across_process_counts(runs):
 def test_each_rank_gets_its_own_gpu_and_memory_share(monkeypatch):
     """Under torchrun, rank r on a machine takes GPU LOCAL_RANK (read before the process group exists; no GPU needed
     to check), and the per-rank memory estimate shards under FSDP, not under DDP."""
-    from llama import tiny_llama
+    from tests.llama import tiny_llama
 
     from hooked_bilinear.making.distributed import device_for
     from hooked_bilinear.making.train import TrainConfig, memory_estimate

@@ -7,7 +7,7 @@ import copy
 
 import pytest
 import torch
-from llama import tiny_llama
+from tests.llama import tiny_llama
 
 from hooked_bilinear.making.bilinearize import bilinearize, fold_gate
 from hooked_bilinear.making.gate import AnnealedGate, beta_at

@@ -8,7 +8,7 @@ import pytest
 
 import hooked_bilinear as hb
 from hooked_bilinear.modeling.configuration import config_from_dict
-from reference import make_config
+from tests.reference import make_config
 
 
 def test_detects_current_and_legacy():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hooked_bilinear.loading.pretrained import load_model
-from reference import reference_logits, variants, write_checkpoint
+from tests.reference import reference_logits, variants, write_checkpoint
 
 VARIANTS = variants()
 

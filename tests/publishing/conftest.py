@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tests.reference import EMBEDDED
+
 import os
 import stat
 import uuid
@@ -10,7 +12,6 @@ from pathlib import Path
 import pytest
 
 import hooked_bilinear as hb
-EMBEDDED = "ts-synthetic-2l"
 
 
 @pytest.fixture(scope="session")

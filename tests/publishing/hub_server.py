@@ -21,12 +21,14 @@ import yaml
 
 
 class FakeHub:
-    """Repos: {repo_id: {path: bytes}}. `token`: required bearer token (None: any). `hang_s`: delay every answer."""
+    """Repos: {repo_id: {path: bytes}}; `requests`: every request answered. `token`: required bearer token (None:
+    any). `hang_s`: delay every answer."""
 
     def __init__(self, token: Optional[str] = None, hang_s: float = 0.0) -> None:
         self.repos: dict[str, dict[str, bytes]] = {}
         self.commits: list[dict[str, Any]] = []
         self.metadata: list[dict[str, Any]] = []
+        self.requests: list[str] = []  # every request answered, as the server logs it
         self.token = token
         self.hang_s = hang_s
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -46,8 +48,8 @@ class FakeHub:
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:  # quiet
-                pass
+            def log_message(self, format: str, *args: Any) -> None:  # quiet; every request kept in hub.requests
+                hub.requests.append(format % args)
 
             def _send(self, status: int, body: Any, headers: Optional[dict[str, str]] = None) -> None:
                 data = json.dumps(body).encode()

@@ -4,6 +4,7 @@ copy."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,8 +15,12 @@ import pytest
 from huggingface_hub import constants
 
 import hooked_bilinear as hb
-from hub_server import FakeHub
-from llama import tiny_llama
+from tests.publishing.hub_server import FakeHub
+from tests.llama import tiny_llama, write_llama
+from tests.reference import EMBEDDED
+
+from hooked_bilinear.cli import main
+from hooked_bilinear.publishing.hub import push_folder_to_hub
 
 
 @pytest.fixture(autouse=True)
@@ -91,19 +96,73 @@ def test_offline_mode_and_bad_repo_id(tmp_path, monkeypatch):
 
 PUSH_WITH_ENV = """
 import sys
-sys.path[:0] = sys.argv[3:5]
 import hooked_bilinear as hb
-from llama import tiny_llama
+from tests.llama import tiny_llama
 print(hb.push_to_hub(tiny_llama(), sys.argv[1], local_dir=sys.argv[2]))
 """
 
 
 def test_hf_endpoint_environment_variable(tmp_path):
-    tests = Path(__file__).parent
     with FakeHub() as hub:
         env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "home")}
-        result = subprocess.run([sys.executable, "-c", PUSH_WITH_ENV, "bob/env", str(tmp_path / "local"),
-                                 str(tests.parent), str(tests)], capture_output=True, text=True, env=env, timeout=300)
+        result = subprocess.run([sys.executable, "-c", PUSH_WITH_ENV, "bob/env", str(tmp_path / "local")],
+                                cwd=Path(__file__).parents[2], capture_output=True, text=True, env=env, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
         assert hub.endpoint in result.stdout
         assert hub.repos["bob/env"] == files_of(tmp_path / "local")
+
+
+def _not_loading(folder: Path) -> Path:
+    """A folder with config.json and weights whose shapes do not fit it."""
+    write_llama(folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "hidden_size": 32}))
+    return folder
+
+
+BAD_PUSHES = {
+    "missing folder": (lambda tmp: tmp / "missing", "alice/m", "does not exist"),
+    "empty folder": (lambda tmp: (tmp / "empty").mkdir() or tmp / "empty", "alice/m", "holds no model"),
+    "folder that does not load": (lambda tmp: _not_loading(tmp / "broken"), "alice/m", "does not load"),
+    "repo id without owner": (lambda tmp: write_llama(tmp / "good")[0], "no-owner", "needs an owner"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_PUSHES, ids=list(BAD_PUSHES))
+def test_bad_push_is_refused_before_anything_remote(tmp_path, case, capsys):
+    make, repo_id, message = BAD_PUSHES[case]
+    folder = make(tmp_path)
+    with FakeHub() as hub:
+        with pytest.raises(hb.PublishError, match=message):
+            push_folder_to_hub(folder, repo_id, endpoint=hub.endpoint)
+        assert main(["push", str(folder), repo_id, "--endpoint", hub.endpoint]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("hooked-bilinear push: error:") and message in err and err.count("\n") == 1
+        assert hub.requests == [] and hub.repos == {}  # nothing asked of the Hub, no repo created
+
+
+def test_push_by_name_and_cli_errors_name_flags(tmp_path, capsys):
+    with FakeHub() as hub:
+        url = hb.push_to_hub(EMBEDDED, "alice/ts", local_dir=tmp_path / "local", endpoint=hub.endpoint)
+        assert url.startswith(f"{hub.endpoint}/alice/ts/commit/")
+        files = hub.repos["alice/ts"]
+        assert json.loads(files["config.json"])["model_type"] == "llama" and "tokenizer.json" in files
+        assert main(["push", str(tmp_path / "local"), "alice/ts", "--endpoint", hub.endpoint]) == 1
+        err = capsys.readouterr().err
+        assert "pass --overwrite to" in err and "overwrite=True" not in err
+        assert main(["push", str(tmp_path / "local"), "alice/ts", "--endpoint", hub.endpoint, "--overwrite"]) == 0
+        assert len(hub.commits) == 2
+    with pytest.raises(hb.PublishError, match="overwrite=True"):  # the Python API still speaks keyword arguments
+        hb.save_pretrained(EMBEDDED, tmp_path / "local")
+
+
+def test_push_of_a_processed_bridge_needs_the_flag_and_asks_nothing_remote(tmp_path):
+    bridge = hb.from_pretrained(EMBEDDED)
+    bridge.enable_compatibility_mode()
+    with FakeHub() as hub:
+        with pytest.raises(hb.ConversionError, match="weight processing.*processed_weights=True"):
+            hb.push_to_hub(bridge, "alice/processed", local_dir=tmp_path / "local", endpoint=hub.endpoint)
+        assert hub.requests == [] and not (tmp_path / "local").exists()
+        hb.push_to_hub(bridge, "alice/processed", local_dir=tmp_path / "local", endpoint=hub.endpoint,
+                       processed_weights=True)
+        assert b"TransformerLens-processed weights" in hub.repos["alice/processed"]["README.md"]

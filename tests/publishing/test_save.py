@@ -4,15 +4,21 @@ same logits and bit-identical tensors; atomic, never overwrites without the flag
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import warnings
 
 import pytest
 import torch
 import yaml
 
 import hooked_bilinear as hb
-from hooked_bilinear.loading.checkpoint import read_weights
-from llama import tiny_llama
-from roundtrip import stock_logits_in_fresh_process
+from hooked_bilinear.modeling.files import read_weights
+from tests.llama import tiny_llama
+from tests.reference import EMBEDDED
+from tests.roundtrip import stock_logits_in_fresh_process
+
 
 
 def front_matter(card: str) -> dict:
@@ -101,10 +107,96 @@ def test_read_only_target_is_a_clear_error(read_only_dir):
         hb.save_pretrained(tiny_llama(), read_only_dir / "model")
 
 
-def test_bridge_is_refused_with_advice(tmp_path):
-    bridge = hb.from_pretrained("ts-synthetic-2l")
-    with pytest.raises(hb.PublishError, match="TransformerBridge"):
-        hb.save_pretrained(bridge, tmp_path / "model")
+FRESH = """
+import json, sys, torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+folder, text, out = sys.argv[1:4]
+model = AutoModelForCausalLM.from_pretrained(folder).eval()
+tokenizer = AutoTokenizer.from_pretrained(folder)
+assert "hooked_bilinear" not in sys.modules, "hooked_bilinear was imported"
+ids = tokenizer(text, return_tensors="pt")["input_ids"]
+from transformer_lens.model_bridge import TransformerBridge
+bridge = TransformerBridge.boot_transformers(folder, device="cpu")
+with torch.no_grad():
+    result = {"class": type(model).__name__, "ids": ids, "decoded": tokenizer.decode(ids[0]),
+              "stock": model(ids).logits, "boot": bridge(ids), "boot_ids": bridge.to_tokens(text)}
+torch.save(result, out)
+"""
+
+
+def test_bridge_is_published_as_stock_llama_loadable_in_a_fresh_process(tmp_path):
+    bridge = hb.from_pretrained(EMBEDDED)
+    folder = hb.save_pretrained(bridge, tmp_path / "published")
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md"} <= {
+        p.name for p in folder.iterdir()}
+    text = "once upon a time , there was a cat named tom ."
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-c", FRESH, str(folder), text, str(tmp_path / "out.pt")],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    fresh = torch.load(tmp_path / "out.pt", weights_only=True)
+    assert fresh["class"] == "LlamaForCausalLM"
+    ids = bridge.tokenizer(text, return_tensors="pt")["input_ids"]
+    assert torch.equal(fresh["ids"], ids) and torch.equal(fresh["boot_ids"], ids)  # the tokenizer it was loaded with
+    assert fresh["decoded"] == bridge.tokenizer.decode(ids[0])
+    with torch.no_grad():
+        expected = bridge(ids)
+    assert (fresh["stock"] - expected).abs().max().item() <= 1e-5
+    assert (fresh["boot"] - expected).abs().max().item() <= 1e-5
+    card = (folder / "README.md").read_text()
+    diff = hb.publishing.provenance.provenance_of(hb.to_llama(EMBEDDED)).max_abs_logit_diff
+    assert f"max |logit difference| against the source model on probe tokens: {diff:.3g}" in card
+    assert "computes SiLU" in card and f'hb.from_pretrained("{folder.name}", compatibility_mode=True)' in card
+
+
+def test_processed_bridge_needs_the_flag(tmp_path):
+    bridge = hb.from_pretrained(EMBEDDED)
+    bridge.enable_compatibility_mode()  # HookedTransformer's processing: the unembedding is centred
+    with pytest.raises(hb.ConversionError, match="weight processing.*processed_weights=True"):
+        hb.save_pretrained(bridge, tmp_path / "processed")
+    assert not (tmp_path / "processed").exists()
+    folder = hb.save_pretrained(bridge, tmp_path / "processed", processed_weights=True)
+    assert "TransformerLens-processed weights" in (folder / "README.md").read_text()
+    tokens = torch.randint(0, 330, (2, 20), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        published, processed = hb.load_model(folder)(tokens).logits, bridge(tokens)
+        raw = hb.from_pretrained(EMBEDDED)(tokens)
+    assert (published - processed).abs().max().item() <= 1e-5
+    assert (published - raw).abs().max().item() > 1e-2  # the processed weights, not the checkpoint's
+
+
+def test_tokenizer_is_always_written_or_warned(tmp_path, recwarn):
+    # to_llama records its source's tokenizer; publishing by name finds the checkpoint's.
+    hb.save_pretrained(hb.to_llama(EMBEDDED), tmp_path / "converted")
+    hb.save_pretrained(EMBEDDED, tmp_path / "by-name")
+    assert not [w for w in recwarn if "tokenizer" in str(w.message)]
+    for name in ("converted", "by-name"):
+        assert (tmp_path / name / "tokenizer.json").is_file()
+        assert json.loads((tmp_path / name / "config.json").read_text())["model_type"] == "llama"
+    with pytest.warns(UserWarning, match="No tokenizer is known.*none is written.*tokenizer=") as caught:
+        hb.save_pretrained(tiny_llama(), tmp_path / "none")
+    assert caught[0].filename == __file__  # attributed to the caller
+    assert not any(p.name.startswith("tokenizer") for p in (tmp_path / "none").iterdir())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hb.save_pretrained(tiny_llama(), tmp_path / "ids", token_ids_only=True)
+
+
+def test_tdooms_model_without_llama_form(tmp_path):
+    with pytest.warns(UserWarning, match="no stock LlamaForCausalLM form.*normalization is false.*as_llama=False"):
+        folder = hb.save_pretrained("modadd-p59", tmp_path / "default", token_ids_only=True)
+    assert json.loads((folder / "config.json").read_text())["model_type"] == "tdooms_bilinear"
+    with pytest.raises(hb.ConversionError, match=r"normalization is false.*save_pretrained\(\.\.\., as_llama=False\)"):
+        hb.save_pretrained("modadd-p59", tmp_path / "llama", token_ids_only=True, as_llama=True)
+    assert not (tmp_path / "llama").exists()
+    tokens = torch.tensor([[3, 5]])
+    with torch.no_grad():
+        assert torch.equal(hb.load_model(folder)(tokens).logits, hb.load_model("modadd-p59")(tokens).logits)
+
+
+def test_unknown_object_is_refused(tmp_path):
+    with pytest.raises(hb.ConversionError, match="takes a TransformerBridge.*not dict"):
+        hb.save_pretrained({"weights": 1}, tmp_path / "model")
 
 
 def test_read_back_check_catches_a_changed_tensor(tmp_path):

@@ -8,8 +8,9 @@ import torch
 from transformers import LlamaForCausalLM
 
 import hooked_bilinear as hb
-from conftest import EMBEDDED
-from reference import make_config, reference_logits, write_checkpoint
+from tests.llama import write_llama
+from tests.reference import EMBEDDED, make_config, reference_logits, write_checkpoint
+
 
 
 @pytest.mark.parametrize("overrides", [{}, {"bias": True}, {"gate": "silu"}, {"gate": "gelu", "n_layer": 3}],
@@ -65,3 +66,21 @@ def test_authors_bias_format_round_trips_as_llama_mlp_bias(tmp_path, tokens):
         assert (reloaded(tokens).logits - expected).abs().max().item() <= 1e-5
     bridge = hb.from_pretrained(tmp_path / "llama")
     assert (bridge(tokens) - expected).abs().max().item() <= 1e-5
+
+
+def test_to_llama_of_a_bridge(tmp_path):
+    bridge = hb.from_pretrained(EMBEDDED)
+    llama = hb.to_llama(bridge)
+    tokens = torch.randint(0, 330, (2, 30), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        expected = bridge(tokens)
+        assert (llama(tokens).logits - expected).abs().max().item() <= 1e-6 * expected.abs().max().item()
+    assert hb.publishing.source.tokenizer_of(llama) is bridge.tokenizer
+    write_llama(tmp_path / "llama")
+    with pytest.raises(hb.ConversionError, match="already a LlamaForCausalLM.*save_pretrained"):
+        hb.to_llama(hb.from_pretrained(tmp_path / "llama", tokenizer=bridge.tokenizer))
+    bridge.enable_compatibility_mode()
+    with pytest.raises(hb.ConversionError, match="weight processing.*hooked_bilinear.from_pretrained without"):
+        hb.to_llama(bridge)
+    with pytest.raises(hb.ConversionError, match="takes a TransformerBridge.*not int"):
+        hb.to_llama(3)

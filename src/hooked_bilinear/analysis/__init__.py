@@ -22,6 +22,7 @@ from hooked_bilinear.analysis.spectrum import (
     spectrum_stats,
 )
 from hooked_bilinear.analysis.truncation import (
+    MLPReplacement,
     TruncatedBilinearMLP,
     TruncationCurve,
     replace_mlp,
@@ -32,6 +33,7 @@ from hooked_bilinear.analysis.truncation import (
 __all__ = [
     "HOSVD",
     "BilinearFactors",
+    "MLPReplacement",
     "Decomposition",
     "Eigen",
     "SpectrumStats",

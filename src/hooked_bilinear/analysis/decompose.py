@@ -7,7 +7,7 @@ from typing import Any, NamedTuple, Optional
 import torch
 
 from hooked_bilinear.analysis.eigen import eigendecompose
-from hooked_bilinear.analysis.factors import BilinearFactors
+from hooked_bilinear.analysis.factors import Layer, as_factors
 
 
 class Decomposition(NamedTuple):
@@ -22,9 +22,10 @@ class Decomposition(NamedTuple):
 
 
 def decompose(
-    factors: BilinearFactors, x: torch.Tensor, u: torch.Tensor, k: Optional[int] = None, **eigen_options: Any
+    factors: Layer, x: torch.Tensor, u: torch.Tensor, k: Optional[int] = None, **eigen_options: Any
 ) -> Decomposition:
     """Split `u . out(x)` over the eigencomponents of Q_u, for MLP inputs x [*batch, d_model] (hook_in activations)."""
+    factors = as_factors(factors)
     eigen = eigendecompose(factors, u, k, **eigen_options)
     x_aug = factors.augment(x)
     if u.ndim == 1:

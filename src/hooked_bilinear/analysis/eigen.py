@@ -23,7 +23,7 @@ import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
-from hooked_bilinear.analysis.factors import BilinearFactors
+from hooked_bilinear.analysis.factors import BilinearFactors, Layer, as_factors
 from hooked_bilinear.analysis.interaction import (
     chunks,
     interaction_matrices,
@@ -67,7 +67,8 @@ def _ritz(V: torch.Tensor, QV: torch.Tensor, k: int) -> tuple[torch.Tensor, torc
     Returns theta [m, k], Ritz vectors as rows [m, k, d], and residual norms ||Q v - theta v|| [m, k].
     """
     T = V @ QV.mT
-    theta, S = _top_by_magnitude(*torch.linalg.eigh(0.5 * (T + T.mT)), k)  # S [m, k, s]: coefficients as rows
+    lam, vec = torch.linalg.eigh(0.5 * (T + T.mT))
+    theta, S = _top_by_magnitude(lam, vec, k)  # S [m, k, s]: coefficients as rows
     ritz = S @ V
     residual = (S @ QV - theta[:, :, None] * ritz).norm(dim=-1)
     return theta, ritz, residual
@@ -162,7 +163,7 @@ def krylov_top_k(
 
 
 def eigendecompose(
-    factors: BilinearFactors,
+    factors: Layer,
     u: torch.Tensor,
     k: Optional[int] = None,
     method: str = "auto",
@@ -176,6 +177,7 @@ def eigendecompose(
     k=None gives all d_in pairs (then `Q_u = v^T diag(lambda) v`). Directions are processed in batches that fit in
     `max_memory` bytes (32 MiB on CPU, 2 GiB on CUDA by default), with a progress bar for long sweeps.
     """
+    factors = as_factors(factors)
     directions = factors.directions(u)
     d_in = factors.d_in
     if k is None:

@@ -14,7 +14,7 @@ identity of the papers then holds for the factors without a bias term, e.g. `u .
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional, Union
 
 import torch
 from jaxtyping import Float
@@ -41,6 +41,35 @@ def check_finite(tensor: torch.Tensor, what: str) -> None:
             f"{what} holds {bad} NaN/inf value(s); an analysis of non-finite numbers would be meaningless. "
             "Check the checkpoint (or the tensor you passed) for overflow or corrupted values."
         )
+
+
+def mlp_name(mlp: Any) -> Optional[str]:
+    """`blocks.{l}.mlp` for an MLP component of a TransformerBridge (from its hook names), else None."""
+    hook = getattr(mlp, "hook_in", None)
+    name = getattr(hook, "name", None)
+    return name.rsplit(".", 1)[0] if isinstance(name, str) and name.endswith(".hook_in") else None
+
+
+def _mlp_kind(mlp: Any) -> str:
+    act = getattr(mlp, "activation_name", None) or getattr(getattr(mlp, "config", None), "act_fn", None)
+    with_act = f" with activation {act!r}" if act else ""
+    if hasattr(mlp, "gate") or "Gate" in type(mlp).__name__:
+        return f"a gated MLP{with_act}: out = W_out(act(W_gate x) * (W_in x)), a GLU / SwiGLU"
+    if hasattr(mlp, "in") or "MLP" in type(mlp).__name__:
+        return f"a plain MLP{with_act}: out = W_out act(W_in x)"
+    return f"a {type(mlp).__name__}, not a bilinear MLP"
+
+
+def not_bilinear(mlp: Any, where: Optional[str] = None) -> NotBilinearError:
+    """The error for a weight-space analysis asked of an MLP that is not bilinear: which layer, what it is, what to do."""
+    layer = where or mlp_name(mlp) or f"this {type(mlp).__name__}"
+    return NotBilinearError(
+        f"{layer} is {_mlp_kind(mlp)} ({type(mlp).__name__}). Weight-space analyses (interaction matrices, "
+        f"eigendecomposition, B, HOSVD, truncation) need a bilinear MLP, out = W_out((W_gate x) * (W_in x)) with no "
+        f"activation; an activation leaves no exact interaction matrix. Analyse a bilinear checkpoint (tdooms "
+        f"'gate': null, or a Llama with hidden_act \"linear\"), or make a SwiGLU Llama bilinear first with "
+        f"hooked_bilinear.bilinearize."
+    )
 
 
 @dataclass(frozen=True)
@@ -81,14 +110,13 @@ class BilinearFactors:
         return self.W_gate.device
 
     @classmethod
-    def from_mlp(cls, mlp: torch.nn.Module, dtype: Optional[torch.dtype] = None) -> "BilinearFactors":
-        """Factors of a bilinear MLP module (anything with `is_bilinear = True` and W_gate/W_in/W_out/biases)."""
+    def from_mlp(
+        cls, mlp: torch.nn.Module, dtype: Optional[torch.dtype] = None, where: Optional[str] = None
+    ) -> "BilinearFactors":
+        """Factors of a bilinear MLP module (anything with `is_bilinear = True` and W_gate/W_in/W_out/biases);
+        NotBilinearError naming the layer (`where`, else the MLP's hook names) for any other MLP."""
         if not getattr(mlp, "is_bilinear", False):
-            raise NotBilinearError(
-                f"{type(mlp).__name__} is not a bilinear MLP: weight-space analyses need out = W_out((W_gate x) * "
-                "(W_in x)) with no activation. A gated (GLU/SwiGLU) or plain MLP has no exact interaction matrix; "
-                "bilinearize the model first (hooked_bilinear.bilinearize) or pick a bilinear checkpoint."
-            )
+            raise not_bilinear(mlp, where)
         W_gate, W_in, W_out = mlp.W_gate, mlp.W_in, mlp.W_out
         b_gate, b_in, b_out = mlp.b_gate, mlp.b_in, mlp.b_out
         return cls.from_weights(W_gate, W_in, W_out, b_gate, b_in, b_out, dtype=dtype)
@@ -159,3 +187,14 @@ class BilinearFactors:
         """The layer itself, `((x' W_gate) * (x' W_in)) W_out`, in the analysis dtype."""
         xa = self.augment(x)
         return ((xa @ self.W_gate) * (xa @ self.W_in)) @ self.W_out
+
+
+Layer = Union[BilinearFactors, torch.nn.Module]  # what every analysis takes: factors, or a bridge's blocks[l].mlp
+
+
+def as_factors(layer: Layer, dtype: Optional[torch.dtype] = None) -> BilinearFactors:
+    """The factors an analysis works on: BilinearFactors as given, or those of an MLP module (a bridge's
+    `blocks[l].mlp`); NotBilinearError naming the layer for a gated or plain MLP."""
+    if isinstance(layer, BilinearFactors):
+        return layer
+    return BilinearFactors.from_mlp(layer, dtype=dtype)

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple, Optional
 import torch
 
 from hooked_bilinear.analysis.eigen import eigendecompose
-from hooked_bilinear.analysis.factors import BilinearFactors
+from hooked_bilinear.analysis.factors import Layer, as_factors
 from hooked_bilinear.analysis.interaction import output_gram
 
 
@@ -27,8 +27,9 @@ class HOSVD(NamedTuple):
     v: torch.Tensor
 
 
-def hosvd(factors: BilinearFactors, r: int, k: Optional[int] = None, **eigen_options: Any) -> HOSVD:
+def hosvd(factors: Layer, r: int, k: Optional[int] = None, **eigen_options: Any) -> HOSVD:
     """The top-r output directions of B and the eigendecomposition (top-k, or all when k is None) of each."""
+    factors = as_factors(factors)
     if not 1 <= r <= factors.d_out:
         raise ValueError(f"r={r} output directions asked for, but the layer writes d_out={factors.d_out}: pass 1 <= r <= {factors.d_out}.")
     gram_eigenvalues, gram_vectors = torch.linalg.eigh(output_gram(factors))

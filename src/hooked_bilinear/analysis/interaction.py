@@ -13,7 +13,7 @@ from typing import Iterator, Optional, Tuple
 import torch
 from jaxtyping import Float
 
-from hooked_bilinear.analysis.factors import BilinearFactors
+from hooked_bilinear.analysis.factors import BilinearFactors, Layer, as_factors
 
 CPU_MEMORY_BUDGET = 32 * 2**20
 CUDA_MEMORY_BUDGET = 2 * 2**30
@@ -52,22 +52,24 @@ def interaction_matrices(
 
 
 def interaction_matrix(
-    factors: BilinearFactors, u: torch.Tensor, max_memory: Optional[int] = None
+    factors: Layer, u: torch.Tensor, max_memory: Optional[int] = None
 ) -> torch.Tensor:
     """Q_u [d_in, d_in] for u [d_out], or [n, d_in, d_in] for u [n, d_out]; `u . out(x) = x'^T Q_u x'`."""
+    factors = as_factors(factors)
     directions = factors.directions(u)
     Q = interaction_matrices(factors, factors.hidden_coefficients(directions), max_memory)
     return Q[0] if u.ndim == 1 else Q
 
 
 def tensor(
-    factors: BilinearFactors, max_bytes: Optional[int] = TENSOR_MAX_BYTES
+    factors: Layer, max_bytes: Optional[int] = TENSOR_MAX_BYTES
 ) -> Float[torch.Tensor, "d_out d_in d_in"]:
     """The symmetric third-order tensor B [d_out, d_in, d_in], `B[o] = Q_{e_o}`.
 
     Refuses when B would need more than `max_bytes` (default 2 GiB; None lifts the limit): for a TinyLlama layer
     B is 2048^3 numbers, 34 GB in float32. `interaction_matrix`, `eigendecompose` and `hosvd` never build it.
     """
+    factors = as_factors(factors)
     size = factors.d_out * factors.d_in**2 * factors.W_gate.element_size()
     if max_bytes is not None and size > max_bytes:
         raise MemoryError(
@@ -78,12 +80,13 @@ def tensor(
     return interaction_matrices(factors, factors.W_out.T.contiguous())
 
 
-def output_gram(factors: BilinearFactors) -> Float[torch.Tensor, "d_out d_out"]:
+def output_gram(factors: Layer) -> Float[torch.Tensor, "d_out d_out"]:
     """`M[o, o'] = <B[o], B[o']>_F`, through d_hidden x d_hidden matrices instead of B.
 
     With A_o = W_gate diag(W_out[:, o]) W_in^T:  <sym A_o, sym A_o'> = W_out[:, o]^T K W_out[:, o'] where
     K = ((W_gate^T W_gate) * (W_in^T W_in) + (W_gate^T W_in) * (W_in^T W_gate)) / 2   (element-wise products).
     """
+    factors = as_factors(factors)
     G, W = factors.W_gate, factors.W_in
     GW = G.T @ W
     K = (G.T @ G) * (W.T @ W)

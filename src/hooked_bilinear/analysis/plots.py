@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import torch
 
@@ -63,10 +63,17 @@ def plot_token_table(table: TokenTable, path: PathLike, labels: Optional[list] =
     return save_figure(fig, path)
 
 
-def plot_truncation_curve(curve: TruncationCurve, path: PathLike, title: str = "truncation faithfulness") -> Path:
-    """Loss (left axis, with the untruncated baseline) and output correlation (right axis) against kept components."""
+def plot_truncation_curve(
+    curve: TruncationCurve, path: PathLike, title: str = "truncation faithfulness",
+    parts: Sequence[TruncationCurve] = (),
+) -> Path:
+    """Loss (left axis, with the untruncated baseline) and output correlation (right axis) against kept components;
+    `parts` (e.g. the curves of disjoint halves of the text) are drawn faintly, to show how stable the curve is."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
+    for i, part in enumerate(parts):
+        ax.plot(part.ks, part.loss, "-", color="tab:blue", alpha=0.35, linewidth=1,
+                label="loss, each disjoint part" if i == 0 else None)
     ax.plot(curve.ks, curve.loss, "o-", color="tab:blue", label="loss, truncated MLP")
     ax.axhline(curve.baseline_loss, color="tab:blue", linestyle="--", label="loss, original")
     ax.set_xscale("log", base=2)

@@ -22,7 +22,7 @@ def mlp_factors(model: Any, layer: int, dtype: Optional[torch.dtype] = None) -> 
     """The bilinear factors of `model.blocks[layer].mlp` (NotBilinearError for a gated or plain MLP)."""
     if not 0 <= layer < len(model.blocks):
         raise IndexError(f"layer {layer} does not exist: the model has layers 0..{len(model.blocks) - 1}.")
-    return BilinearFactors.from_mlp(model.blocks[layer].mlp, dtype=dtype)
+    return BilinearFactors.from_mlp(model.blocks[layer].mlp, dtype=dtype, where=f"blocks.{layer}.mlp")
 
 
 def _norm_weight(norm_component: Any) -> Optional[torch.Tensor]:

@@ -9,15 +9,14 @@ orthonormal basis of all d_out directions and k = d_in it reproduces the layer e
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any, Iterator, List, NamedTuple, Optional, Sequence
+from typing import Any, Callable, List, NamedTuple, Optional, Sequence
 
 import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
 from hooked_bilinear.analysis.eigen import Eigen, eigendecompose
-from hooked_bilinear.analysis.factors import BilinearFactors
+from hooked_bilinear.analysis.factors import Layer, as_factors, not_bilinear
 
 
 class TruncatedBilinearMLP(torch.nn.Module):
@@ -28,6 +27,9 @@ class TruncatedBilinearMLP(torch.nn.Module):
     """
 
     is_bilinear = True
+    v: torch.Tensor
+    lambda_: torch.Tensor
+    readout: torch.Tensor
 
     def __init__(self, v: torch.Tensor, lambda_: torch.Tensor, readout: torch.Tensor, augmented: bool) -> None:
         super().__init__()
@@ -75,8 +77,9 @@ class TruncatedBilinearMLP(torch.nn.Module):
         return ((x_aug @ self._V.T).square() @ self.W_out).to(x.dtype)
 
 
-def truncate(factors: BilinearFactors, basis: torch.Tensor, k: int, **eigen_options: Any) -> TruncatedBilinearMLP:
+def truncate(factors: Layer, basis: torch.Tensor, k: int, **eigen_options: Any) -> TruncatedBilinearMLP:
     """Keep the top-k eigencomponents of Q_u for each row u of `basis` [r, d_out] (see module doc)."""
+    factors = as_factors(factors)
     directions = factors.directions(basis)
     if torch.linalg.matrix_rank(directions) < directions.shape[0] and directions.shape[0] <= factors.d_out:
         raise ValueError("the basis directions are linearly dependent: pass linearly independent rows (or an overcomplete set spanning d_out).")
@@ -85,21 +88,64 @@ def truncate(factors: BilinearFactors, basis: torch.Tensor, k: int, **eigen_opti
     return TruncatedBilinearMLP(eigen.v, eigen.lambda_, readout, factors.augmented)
 
 
-@contextlib.contextmanager
-def replace_mlp(model: Any, layer: int, module: torch.nn.Module) -> Iterator[None]:
-    """Within the block, `blocks.{layer}.mlp` outputs `module(x)` for its input x (through hooks on hook_in/hook_out)."""
-    name = f"blocks.{layer}.mlp"
-    stash: List[torch.Tensor] = []
+class MLPReplacement:
+    """What `replace_mlp` returns: `blocks.{layer}.mlp` outputs `module(x)` for its input x from the call on, until
+    `undo()` (alias `remove()`) or the end of a `with` block. Undoing twice is harmless."""
 
-    def keep_input(x: torch.Tensor, hook: Any) -> torch.Tensor:
-        stash[:] = [x]
-        return x
+    def __init__(self, model: Any, layer: int, module: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        blocks = getattr(model, "blocks", None)
+        if blocks is None:
+            raise TypeError(f"replace_mlp needs a TransformerBridge (with .blocks), got {type(model).__name__}.")
+        if not 0 <= layer < len(blocks):
+            raise IndexError(f"layer {layer} does not exist: the model has layers 0..{len(blocks) - 1}.")
+        if not callable(module):
+            raise TypeError(f"replace_mlp needs a module mapping the MLP's input to its output, got "
+                            f"{type(module).__name__}.")
+        self.layer = layer
+        mlp = blocks[layer].mlp
+        stash: List[torch.Tensor] = []
 
-    def swap_output(out: torch.Tensor, hook: Any) -> torch.Tensor:
-        return module(stash[0]).to(out.dtype)
+        def keep_input(x: torch.Tensor, hook: Any) -> torch.Tensor:
+            stash[:] = [x]
+            return x
 
-    with model.hooks(fwd_hooks=[(f"{name}.hook_in", keep_input), (f"{name}.hook_out", swap_output)]):
-        yield
+        def swap_output(out: torch.Tensor, hook: Any) -> torch.Tensor:
+            return module(stash[0]).to(out.dtype)
+
+        # Registered on the hook points themselves (not a `model.hooks()` context), so the replacement lives
+        # exactly as long as this object says, whatever hook contexts open and close meanwhile.
+        self._handles = [(mlp.hook_in, mlp.hook_in.add_hook(keep_input)),
+                         (mlp.hook_out, mlp.hook_out.add_hook(swap_output))]
+
+    @property
+    def active(self) -> bool:
+        return bool(self._handles)
+
+    def undo(self) -> None:
+        """Put the original MLP back."""
+        for point, handle in self._handles:
+            handle.hook.remove()
+            if handle in point.fwd_hooks:
+                point.fwd_hooks.remove(handle)
+        self._handles = []
+
+    remove = undo
+
+    def __enter__(self) -> "MLPReplacement":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.undo()
+
+
+def replace_mlp(model: Any, layer: int, module: Callable[[torch.Tensor], torch.Tensor]) -> MLPReplacement:
+    """`blocks.{layer}.mlp` outputs `module(x)` for its input x (hooks on its hook_in / hook_out), from now on:
+
+        handle = replace_mlp(model, 0, truncated)      # ... handle.undo() (or handle.remove()) restores it
+        with replace_mlp(model, 0, truncated): ...     # restored at the end of the block
+
+    `model.reset_hooks()` removes it too, as it removes any hook added without `is_permanent`."""
+    return MLPReplacement(model, layer, module)
 
 
 class TruncationCurve(NamedTuple):
@@ -121,6 +167,9 @@ def truncation_curve(
     progress: bool = True,
 ) -> TruncationCurve:
     """Loss and output correlation of the model with `truncated.keep(k)` in place of layer `layer`'s MLP, per k."""
+    mlp = model.blocks[layer].mlp
+    if not getattr(mlp, "is_bilinear", False):
+        raise not_bilinear(mlp, f"blocks.{layer}.mlp")
     with torch.no_grad():
         baseline, cache = model.run_with_cache(
             tokens, return_type="loss", names_filter=[f"blocks.{layer}.mlp.hook_in", f"blocks.{layer}.mlp.hook_out"]

@@ -26,9 +26,7 @@ from transformer_lens.model_bridge.architecture_adapter import ArchitectureAdapt
 from transformer_lens.model_bridge.generalized_components import (
     BlockBridge,
     EmbeddingBridge,
-    JointGateUpMLPBridge,
     LinearBridge,
-    MLPBridge,
     RMSNormalizationBridge,
     RotaryEmbeddingBridge,
     ScaledResidualBlockBridge,
@@ -38,6 +36,7 @@ from transformer_lens.model_bridge.generalized_components import (
 from transformer_lens.model_bridge.generalized_components.base import GeneralizedComponent
 
 from hooked_bilinear.components.fused_hooked_bilinear_mlp import FusedHookedBilinearMLP
+from hooked_bilinear.components.not_bilinear_mlp import JointGateUpNotBilinearMLP, PlainNotBilinearMLP
 from hooked_bilinear.components.rotary_hooked_attention import RotaryHookedAttentionBridge
 from hooked_bilinear.loading.llama import BILINEAR_LLAMA_ARCHITECTURE, BilinearLlamaArchitectureAdapter
 from hooked_bilinear.modeling.configuration import BilinearConfig
@@ -89,7 +88,7 @@ def bridge_config(config: BilinearConfig, dtype: torch.dtype, model_name: str) -
         d_vocab_out=config.vocab_size,
         d_mlp=config.d_hidden,
         eps=config.rms_norm_eps,
-        act_fn=config.gate if config.gate is not None else "linear",
+        act_fn=config.hidden_act,
         rotary_base=config.rope_theta,
         rotary_dim=config.d_head,
         architecture=ARCHITECTURE,
@@ -157,11 +156,12 @@ class BilinearArchitectureAdapter(ArchitectureAdapter):
     def _mlp_bridge(self, config: BilinearConfig) -> GeneralizedComponent:
         down = LinearBridge(name=config.mlp_down_name)
         if not config.bilinear:
-            return MLPBridge(name="mlp", submodules={"in": LinearBridge(name="w"), "out": down})
-        # TransformerLens's fused splitter takes the first half of `w` as the gate: the tdooms order.
+            return PlainNotBilinearMLP(name="mlp", submodules={"in": LinearBridge(name="w"), "out": down},
+                                       activation_name=config.gate)
+        # TransformerLens's fused splitter takes the first half of `w` as the gate: split_gate_in's order.
         if config.gate is None:
             return FusedHookedBilinearMLP(name="mlp", config=self.cfg, submodules={"out": down}, fused_attr="w")
-        return JointGateUpMLPBridge(name="mlp", config=self.cfg, submodules={"out": down}, fused_attr="w")
+        return JointGateUpNotBilinearMLP(name="mlp", config=self.cfg, submodules={"out": down}, fused_attr="w")
 
     def setup_component_testing(self, hf_model: Any, bridge_model: Optional[Any] = None) -> None:
         """Give each attention bridge the model's rotary module (TransformerLens's component tests need it)."""

@@ -8,24 +8,24 @@ down_proj = W_out), exact in raw and compatibility mode. A SwiGLU Llama (`"silu"
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from transformer_lens.model_bridge import TransformerBridge
-from transformer_lens.model_bridge.generalized_components import LinearBridge
-from transformer_lens.model_bridge.generalized_components.base import GeneralizedComponent
+from transformer_lens.model_bridge.generalized_components import GatedMLPBridge, LinearBridge
 from transformer_lens.model_bridge.supported_architectures.llama import LlamaArchitectureAdapter
 from transformer_lens.model_bridge.sources import build_bridge_from_module
 from transformers import LlamaForCausalLM
 
 from hooked_bilinear.components.cache_compatible_attention import CacheCompatibleAttentionBridge
 from hooked_bilinear.components.hooked_bilinear_mlp import HookedBilinearMLP
+from hooked_bilinear.components.not_bilinear_mlp import GatedNotBilinearMLP
 from hooked_bilinear.errors import CheckpointWeightsError
 from hooked_bilinear.loading.checkpoint import check_finite_weights
+from hooked_bilinear.modeling.configuration import BILINEAR_ACT
 
 LLAMA_ARCHITECTURE = "LlamaForCausalLM"
 BILINEAR_LLAMA_ARCHITECTURE = "HookedBilinearLlamaForCausalLM"  # this package's adapter name for Llama checkpoints
-BILINEAR_ACT = "linear"  # transformers' name for the identity activation
 
 
 def is_llama_config(raw: dict[str, Any]) -> bool:
@@ -37,8 +37,10 @@ def load_llama(folder: Path, dtype: torch.dtype, allow_non_finite: bool = False)
     """A `LlamaForCausalLM` (eval mode) from a folder; every weight must be present, fit and be finite (no random
     fill-in, no NaN)."""
     try:
-        model, info = LlamaForCausalLM.from_pretrained(str(folder), dtype=dtype, output_loading_info=True)
-    except (OSError, ValueError, KeyError) as error:
+        # output_loading_info=True returns (model, info), which transformers' annotation does not say
+        model, info = cast(tuple[LlamaForCausalLM, dict[str, Any]],
+                           LlamaForCausalLM.from_pretrained(str(folder), dtype=dtype, output_loading_info=True))
+    except (OSError, ValueError, KeyError, RuntimeError) as error:  # RuntimeError: weights misshapen for the config
         raise CheckpointWeightsError(f"{folder} could not be loaded as a LlamaForCausalLM ({error}).") from error
     problems = {k: sorted(v) for k, v in info.items() if k != "error_msgs" and v}
     if problems or info.get("error_msgs"):
@@ -52,7 +54,8 @@ def load_llama(folder: Path, dtype: torch.dtype, allow_non_finite: bool = False)
 
 class BilinearLlamaArchitectureAdapter(LlamaArchitectureAdapter):
     """TransformerLens's Llama adapter with two changes: a bilinear MLP (`hidden_act: "linear"`) is a
-    HookedBilinearMLP over gate_proj / up_proj / down_proj, and attention reads the KV cache under transformers
+    HookedBilinearMLP over gate_proj / up_proj / down_proj (any other, TransformerLens's GatedMLPBridge with analysis
+    methods that raise NotBilinearError), and attention reads the KV cache under transformers
     5.24's name `cache` too (CacheCompatibleAttentionBridge)."""
 
     _attention_bridge_cls = CacheCompatibleAttentionBridge
@@ -65,10 +68,9 @@ class BilinearLlamaArchitectureAdapter(LlamaArchitectureAdapter):
         up: str = "up_proj",
         down: str = "down_proj",
         optional: bool = False,
-    ) -> GeneralizedComponent:
-        if self.cfg.act_fn != BILINEAR_ACT:
-            return super()._gated_mlp(name, gate=gate, up=up, down=down, optional=optional)
-        return HookedBilinearMLP(
+    ) -> GatedMLPBridge:
+        mlp = HookedBilinearMLP if self.cfg.act_fn == BILINEAR_ACT else GatedNotBilinearMLP
+        return mlp(
             name=name,
             config=self.cfg,
             submodules={"gate": LinearBridge(name=gate), "in": LinearBridge(name=up), "out": LinearBridge(name=down)},

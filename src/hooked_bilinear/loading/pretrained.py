@@ -14,7 +14,8 @@ from transformers import LlamaForCausalLM
 
 from hooked_bilinear.errors import CheckpointFormatError, CheckpointNotFoundError
 from hooked_bilinear.loading.adapter import ARCHITECTURE, bridge_config
-from hooked_bilinear.loading.checkpoint import read_checkpoint, read_config
+from hooked_bilinear.loading.checkpoint import read_checkpoint
+from hooked_bilinear.modeling.files import read_config
 from hooked_bilinear.loading.hub import hub_snapshot
 from hooked_bilinear.loading.llama import is_llama_config, llama_bridge, load_llama
 from hooked_bilinear.loading.tokenizer import resolve_tokenizer
@@ -88,9 +89,12 @@ def load_model(
         if checkpoint_format is not None:
             raise CheckpointFormatError(f"checkpoint_format={checkpoint_format!r} applies to tdooms checkpoints; "
                                         f"{folder} holds a Llama checkpoint (model_type 'llama').")
-        return load_llama(folder, torch_dtype, allow_non_finite).to(device_name)
+        llama = load_llama(folder, torch_dtype, allow_non_finite)
+        torch.nn.Module.to(llama, device_name)  # transformers' functools.wraps'd `to` hides its signature from mypy
+        return llama
     model = read_checkpoint(folder, raw, checkpoint_format, allow_non_finite)
-    return model.to(device=device_name, dtype=torch_dtype)
+    torch.nn.Module.to(model, device=device_name, dtype=torch_dtype)
+    return model
 
 
 @beartype

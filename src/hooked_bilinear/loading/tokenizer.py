@@ -54,9 +54,23 @@ def resolve_tokenizer(tokenizer: Any, folder: Path, config: PretrainedConfig) ->
         if found is None:
             raise CheckpointNotFoundError(f"tokenizer={str(tokenizer)!r} holds no tokenizer files ({TOKENIZER_FILES}).")
         return _with_pad(found, config)
+    found, reason = find_tokenizer(folder, config)
+    if found is not None:
+        return found
+    warnings.warn(
+        f"No tokenizer for the checkpoint in {folder}: {reason}. The model loads without one (tokens in, logits "
+        f"out); to_tokens, to_string and generate on text need one. Pass tokenizer=<a tokenizer or its Hub id / "
+        f"folder> to hooked_bilinear.from_pretrained.",
+        stacklevel=3,
+    )
+    return None
+
+
+def find_tokenizer(folder: Path, config: PretrainedConfig) -> tuple[Optional[PreTrainedTokenizerBase], str]:
+    """The checkpoint folder's tokenizer, else the Hub tokenizer its config names; (None, why) when neither."""
     found = load_folder_tokenizer(folder)
     if found is not None:
-        return _with_pad(found, config)
+        return _with_pad(found, config), ""
     repo = tokenizer_repo(config)
     reason = "its config names no tokenizer"
     if repo is not None:
@@ -66,12 +80,6 @@ def resolve_tokenizer(tokenizer: Any, folder: Path, config: PretrainedConfig) ->
             reason = f"its tokenizer {repo} could not be loaded ({error})"
         else:
             if found is not None:
-                return _with_pad(found, config)
+                return _with_pad(found, config), ""
             reason = f"its tokenizer repo {repo} holds no tokenizer files"
-    warnings.warn(
-        f"No tokenizer for the checkpoint in {folder}: {reason}. The model loads without one (tokens in, logits "
-        f"out); to_tokens, to_string and generate on text need one. Pass tokenizer=<a tokenizer or its Hub id / "
-        f"folder> to hooked_bilinear.from_pretrained.",
-        stacklevel=3,
-    )
-    return None
+    return None, reason

@@ -22,7 +22,7 @@ from transformers import LlamaForCausalLM
 from transformers.activations import ACT2FN
 
 from hooked_bilinear.errors import ConversionError
-from hooked_bilinear.loading.checkpoint import read_config
+from hooked_bilinear.modeling.files import read_config
 from hooked_bilinear.loading.llama import is_llama_config, load_llama
 from hooked_bilinear.loading.pretrained import resolve_folder
 from hooked_bilinear.making import distributed as distributed_
@@ -31,6 +31,7 @@ from hooked_bilinear.making.data import TOKEN_SUFFIXES, TokenSource, check_token
 from hooked_bilinear.making.distributed import Strategy
 from hooked_bilinear.making.gate import AnnealedGate, Schedule, beta_at
 from hooked_bilinear.making.recipe import Recipe, get_recipe
+from hooked_bilinear.modeling.configuration import BILINEAR_ACT
 from hooked_bilinear.making.train import (
     TrainConfig,
     TrainResult,
@@ -38,6 +39,7 @@ from hooked_bilinear.making.train import (
     train,
 )
 from hooked_bilinear.publishing.provenance import Provenance, attach
+from hooked_bilinear.publishing.source import attach_tokenizer, tokenizer_of
 from hooked_bilinear.publishing.verify import check_equal_logits, probe_tokens
 
 SWIGLU_ACTS = ("silu", "swish")
@@ -61,7 +63,7 @@ def load_swiglu_llama(model_or_path: Any) -> tuple[LlamaForCausalLM, str]:
     if not isinstance(model, LlamaForCausalLM):
         raise ConversionError(f"bilinearize needs a LlamaForCausalLM, got {type(model).__name__}.")
     act = model.config.hidden_act
-    if act == "linear":
+    if act == BILINEAR_ACT:
         raise ConversionError(f"{name} is already bilinear (hidden_act 'linear'); there is nothing to anneal.")
     if act not in SWIGLU_ACTS:
         raise ConversionError(f"bilinearize anneals a SiLU gate; {name} has hidden_act {act!r}.")
@@ -75,12 +77,13 @@ def fold_gate(model: LlamaForCausalLM) -> None:
         for layer in model.model.layers:
             mlp = layer.mlp
             c = getattr(mlp.act_fn, "c", None)
-            scale = 0.5 if c is None else 0.5 * c.detach().to(mlp.gate_proj.weight.dtype)
-            mlp.gate_proj.weight.mul_(scale if c is None else scale[:, None])
+            scale = torch.full_like(mlp.gate_proj.weight[:, 0], 0.5) if c is None else 0.5 * c.detach().to(
+                mlp.gate_proj.weight.dtype)
+            mlp.gate_proj.weight.mul_(scale[:, None])
             if mlp.gate_proj.bias is not None:
                 mlp.gate_proj.bias.mul_(scale)
-            mlp.act_fn = ACT2FN["linear"]
-    model.config.hidden_act = "linear"
+            mlp.act_fn = ACT2FN[BILINEAR_ACT]
+    model.config.hidden_act = BILINEAR_ACT
 
 
 def _format_bytes(n: int) -> str:
@@ -172,11 +175,23 @@ def bilinearize(
             Path(checkpoint_dir) / "data" if checkpoint_dir is not None else _default_cache())
         tokens = _load_data(data, model_or_path, tokenizer, config, cache)
         check_tokens(tokens, model.config.vocab_size, config.seq_len)
-        return _bilinearize(model, name, tokens, config, chosen, anneal_fraction, schedule, device, checkpoint_dir,
-                            strategy, report_to, progress)
+        result = _bilinearize(model, name, tokens, config, chosen, anneal_fraction, schedule, device,
+                              checkpoint_dir, strategy, report_to, progress)
+        if result is not None:  # save_pretrained / push_to_hub write the tokenizer the model came with
+            attach_tokenizer(result, tokenizer if tokenizer is not None else _source_tokenizer(model_or_path))
+        return result
     finally:
         if initialized:
             torch.distributed.destroy_process_group()
+
+
+def _source_tokenizer(model_or_path: Any) -> Any:
+    """The tokenizer of the model bilinearize started from: its folder's, or the one recorded on the model."""
+    if isinstance(model_or_path, (str, os.PathLike)):
+        from hooked_bilinear.loading.tokenizer import load_folder_tokenizer
+
+        return load_folder_tokenizer(resolve_folder(model_or_path))
+    return tokenizer_of(model_or_path)
 
 
 def _default_cache() -> Path:
@@ -187,11 +202,11 @@ def _default_cache() -> Path:
 
 def _bilinearize(model: LlamaForCausalLM, name: str, tokens: Any, config: TrainConfig, recipe: Recipe,
                  anneal_fraction: float, schedule: Schedule, device: torch.device,
-                 checkpoint_dir: str | os.PathLike | None, strategy: Strategy, report_to: tuple[str, ...],
+                 checkpoint_dir: str | os.PathLike[str] | None, strategy: Strategy, report_to: tuple[str, ...],
                  progress: bool) -> LlamaForCausalLM | None:
     me = distributed_.session()
     kind = distributed_.resolve_strategy(strategy)
-    model.to(device)
+    torch.nn.Module.to(model, device)  # transformers' functools.wraps'd `to` hides its signature from mypy
     estimate = memory_estimate(model, config, me.world_size, kind)
     if me.main:
         logger.info(
@@ -216,7 +231,7 @@ def _bilinearize(model: LlamaForCausalLM, name: str, tokens: Any, config: TrainC
     result: TrainResult = train(model, tokens, config, checkpoint_dir=checkpoint_dir, before_step=set_beta,
                                 tag="bilinearize", progress=progress, strategy=strategy, report_to=report_to,
                                 settings=settings)
-    if result.model is None:
+    if not isinstance(result.model, LlamaForCausalLM):  # other ranks
         return None
     model = result.model
     for layer in model.model.layers:

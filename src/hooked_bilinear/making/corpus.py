@@ -172,7 +172,7 @@ def _save_atomic(path: Path, array: np.ndarray) -> None:
 
 @beartype
 def load_corpus(corpus: Corpus, tokenizer: Any, cache_dir: str | Path,
-                max_tokens: int | None = None) -> Int[np.ndarray, "n"]:
+                max_tokens: int | None = None) -> Int[np.ndarray, " n"]:
     """The corpus's token stream (int32, memory-mapped from `cache_dir`); tokenized on first use, by every rank of a
     process group together (call it on all ranks). `max_tokens` bounds what is read from a streamed Hub dataset."""
     if tokenizer is None:

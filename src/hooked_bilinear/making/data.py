@@ -18,7 +18,7 @@ TokenSource = torch.Tensor | np.ndarray | list | str | os.PathLike
 TOKEN_SUFFIXES = (".pt", ".npy")
 
 
-def load_tokens(source: TokenSource) -> Int[torch.Tensor, "n"]:
+def load_tokens(source: TokenSource) -> Int[torch.Tensor, " n"]:
     """A flat int64 token stream from a tensor / array / list (1-D, or 2-D rows concatenated) or a .pt / .npy file."""
     data: Any = source
     if isinstance(source, (str, os.PathLike)):
@@ -73,7 +73,7 @@ class PackedSequences:
             raise DatasetError(f"the dataset holds {len(self.tokens)} tokens, fewer than one sequence of {seq_len + 1}.")
         self._orders: dict[int, torch.Tensor] = {}
 
-    def order(self, epoch: int) -> Int[torch.Tensor, "n"]:
+    def order(self, epoch: int) -> Int[torch.Tensor, " n"]:
         """The permutation of the sequences in `epoch`."""
         if epoch not in self._orders:
             self._orders = {epoch: torch.randperm(

@@ -127,7 +127,7 @@ def wrap(model: nn.Module, strategy: Literal["none", "ddp", "fsdp"], device: tor
     if strategy == "fsdp":
         from torch.distributed.fsdp import fully_shard
 
-        for layer in model.model.layers:
+        for layer in model.get_submodule("model.layers").children():
             fully_shard(layer)
         fully_shard(model)
     return model
@@ -136,10 +136,12 @@ def wrap(model: nn.Module, strategy: Literal["none", "ddp", "fsdp"], device: tor
 @contextlib.contextmanager
 def gradient_sync(model: nn.Module, strategy: str, enabled: bool) -> Iterator[None]:
     """Accumulate gradients locally (no all-reduce / reduce-scatter) unless `enabled`: the last micro-batch syncs."""
-    if strategy == "ddp" and not enabled:
+    from torch.distributed.fsdp import FSDPModule
+
+    if strategy == "ddp" and not enabled and isinstance(model, nn.parallel.DistributedDataParallel):
         with model.no_sync():
             yield
-    elif strategy == "fsdp":
+    elif strategy == "fsdp" and isinstance(model, FSDPModule):
         model.set_requires_gradient_sync(enabled)
         yield
     else:
@@ -186,14 +188,14 @@ def load_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optim
     """Load the newest checkpoint into `model` and `optimizer` (wrapped or not, on any number of ranks)."""
     path = folder / (folder / LATEST).read_text().strip()
     model_state, optim_state = get_state_dict(model, optimizer)
-    state = {"model": model_state, "optimizer": optim_state}
+    state: dict[str, Any] = {"model": model_state, "optimizer": optim_state}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="torch.distributed is disabled")
         dcp.load(state, checkpoint_id=str(path))
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
 
 
-def full_state_on_main(model: nn.Module) -> dict[str, torch.Tensor]:
+def full_state_on_main(model: nn.Module) -> dict[str, Any]:
     """The whole (unsharded, CPU) model state dict on rank 0, empty elsewhere; every rank must call it."""
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 

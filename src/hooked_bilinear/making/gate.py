@@ -21,6 +21,9 @@ class AnnealedGate(nn.Module):
     """`c * x * sigmoid(beta x)` with a settable scalar beta (a buffer) and, with `d_hidden`, a learnable per-channel
     scale c of that size (initialised to ones)."""
 
+    beta: torch.Tensor
+    c: nn.Parameter | None
+
     def __init__(self, beta: float = 1.0, d_hidden: int | None = None) -> None:
         super().__init__()
         self.register_buffer("beta", torch.tensor(float(beta)), persistent=False)

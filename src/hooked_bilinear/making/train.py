@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
+from transformers import LlamaForCausalLM, PreTrainedModel
 
 from hooked_bilinear.errors import HookedBilinearError
 from hooked_bilinear.making import distributed as distributed_
@@ -95,11 +97,11 @@ def evaluate(model: torch.nn.Module, tokens: torch.Tensor, seq_len: int, batch_s
 
 
 def train(
-    model: torch.nn.Module,
+    model: PreTrainedModel,
     tokens: torch.Tensor | np.ndarray | PackedSequences,
     config: TrainConfig,
     *,
-    checkpoint_dir: str | Path | None = None,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
     before_step: Callable[[int], dict[str, float]] | None = None,
     tag: str = "train",
     progress: bool = True,
@@ -146,7 +148,7 @@ def train(
     optimizer = torch.optim.AdamW(wrapped.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                   betas=(0.9, 0.95), fused=device.type == "cuda" and kind != "fsdp")
     result = TrainResult()
-    if saved is not None:
+    if saved is not None and folder is not None:
         distributed_.load_checkpoint(folder, wrapped, optimizer)
         result.history, result.resumed_from = saved["history"], saved["step"]
         result.losses = [row["loss"] for row in result.history]
@@ -197,7 +199,7 @@ def train(
         full = distributed_.full_state_on_main(wrapped)
         if skeleton is not None:
             skeleton.load_state_dict(full, assign=True)
-            if callable(getattr(skeleton, "tie_weights", None)):  # assign=True gives tied weights two tensors
+            if isinstance(skeleton, PreTrainedModel):  # assign=True gives tied weights two tensors
                 skeleton.tie_weights()
             result.model = skeleton.eval()
     else:
@@ -205,7 +207,7 @@ def train(
     return result
 
 
-def memory_estimate(model: torch.nn.Module, config: TrainConfig, world_size: int = 1,
+def memory_estimate(model: LlamaForCausalLM, config: TrainConfig, world_size: int = 1,
                     strategy: str = "none") -> dict[str, int]:
     """Rough bytes each rank needs to train: float32 weights, gradients and two AdamW moments (16 bytes per parameter;
     divided across ranks under FSDP, plus two layers' full weights gathered at a time; DDP adds its gradient buckets),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal, Mapping, Optional
 
+import torch
 from beartype import beartype
 from transformers import PretrainedConfig
 
@@ -29,6 +30,7 @@ TOKENIZER_REPOS = {
     "mistral": "mistral-community/Mixtral-8x22B-v0.1",
     "gpt2": "openai-community/gpt2",
 }
+BILINEAR_ACT = "linear"  # transformers' / TransformerLens's name for the identity activation of a bilinear MLP
 _SIZE_KEYS = ("n_layer", "n_head", "d_model", "d_hidden", "n_ctx")
 _BOOL_KEYS = ("bilinear", "bias", "normalization")
 
@@ -103,6 +105,11 @@ class BilinearConfig(PretrainedConfig):
         return self.normalization and self.checkpoint_format == "legacy"
 
     @property
+    def hidden_act(self) -> str:
+        """The MLP activation under transformers' name: "linear" for a bilinear layer (`gate: null`), else the gate."""
+        return BILINEAR_ACT if self.gate is None else self.gate
+
+    @property
     def mlp_down_name(self) -> str:
         """Attribute name of the MLP down projection: `p` (current) or `o` (legacy)."""
         return "p" if self.checkpoint_format == "current" else "o"
@@ -149,6 +156,13 @@ class BilinearConfig(PretrainedConfig):
 
 
 @beartype
+def split_gate_in(w: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fused MLP projection `w` (weights along dim 0, activations along dim -1) as (W_gate part, W_in part): the
+    gate is the first half in both tdooms formats."""
+    gate, up = w.chunk(2, dim=dim)
+    return gate, up
+
+
 def detect_format(config: Mapping[str, Any]) -> Literal["current", "legacy"]:
     """Which tdooms format a config.json dict is in, from its keys alone.
 

@@ -29,7 +29,8 @@ from transformers import GenerationMixin, PreTrainedModel
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from hooked_bilinear.modeling.configuration import MODEL_TYPE, BilinearConfig, config_from_dict
+from hooked_bilinear.modeling.files import read_config, read_weights, vocab_size_of
+from hooked_bilinear.modeling.configuration import MODEL_TYPE, BilinearConfig, config_from_dict, split_gate_in
 
 # transformers 5.24 renamed the output's `past_key_values` to `cache`; generate reads the field of its version.
 CACHE_FIELD = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
@@ -54,6 +55,9 @@ class RMSNorm(nn.Module):
     TransformerLens code reading `.weight` sees the identity scale.
     """
 
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+
     def __init__(self, d_model: int, eps: float, affine: bool) -> None:
         super().__init__()
         self.eps = eps
@@ -67,7 +71,7 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        if self.affine:
+        if self.bias is not None:  # affine
             x = x * self.weight + self.bias
         return x
 
@@ -90,6 +94,8 @@ class Norm(nn.Module):
 class Rotary(nn.Module):
     """Holds the checkpoint's persistent `inv_freq` [d_head / 2]."""
 
+    inv_freq: torch.Tensor
+
     def __init__(self, config: BilinearConfig) -> None:
         super().__init__()
         self.register_buffer("inv_freq", rotary_inv_freq(config.d_head, config.rope_theta), persistent=True)
@@ -97,6 +103,8 @@ class Rotary(nn.Module):
 
 class RotaryEmbedding(nn.Module):
     """`(cos, sin)` of shape [batch, pos, d_head] for the rotate-half (GPT-NeoX / Llama) convention."""
+
+    inv_freq: torch.Tensor
 
     def __init__(self, config: BilinearConfig) -> None:
         super().__init__()
@@ -167,7 +175,7 @@ class MLP(nn.Module):
         down = getattr(self, self.down_name)
         if not self.bilinear:
             return down(self.act_fn(self.w(x)))
-        left, right = self.w(x).chunk(2, dim=-1)
+        left, right = split_gate_in(self.w(x), dim=-1)
         return down(self.act_fn(left) * right)
 
 
@@ -212,6 +220,7 @@ def causal_mask(
 
 class BilinearPreTrainedModel(PreTrainedModel):
     config_class = BilinearConfig
+    config: BilinearConfig
     base_model_prefix = "transformer"
     _no_split_modules = ["Block"]
     _supports_cache_class = True
@@ -249,9 +258,6 @@ class BilinearForCausalLM(BilinearPreTrainedModel, GenerationMixin):
         `vocab_size`) gets its config from config.json (either format, docs/formats.md) and the embedding's rows."""
         folder = Path(pretrained_model_name_or_path) if pretrained_model_name_or_path is not None else None
         if kwargs.get("config") is None and folder is not None and (folder / "config.json").is_file():
-            # loading/ builds on this module, so its readers are imported here, at call time.
-            from hooked_bilinear.loading.checkpoint import read_config, read_weights, vocab_size_of
-
             raw = read_config(folder)
             if raw.get("model_type") != MODEL_TYPE:
                 kwargs["config"] = config_from_dict(raw, vocab_size_of(read_weights(folder)))
@@ -260,7 +266,9 @@ class BilinearForCausalLM(BilinearPreTrainedModel, GenerationMixin):
     def get_input_embeddings(self) -> nn.Embedding:
         return self.transformer.wte
 
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        if not isinstance(value, nn.Embedding):
+            raise TypeError(f"the input embeddings must be an nn.Embedding, got {type(value).__name__}.")
         self.transformer.wte = value
 
     def get_output_embeddings(self) -> nn.Linear:
@@ -289,10 +297,10 @@ class BilinearForCausalLM(BilinearPreTrainedModel, GenerationMixin):
         if use_cache and past_key_values is None:
             past_key_values = DynamicCache(config=self.config)
         past = past_key_values.get_seq_length() if past_key_values is not None else 0
-        if position_ids is None:
-            position_ids = torch.arange(past, past + q_len, device=hidden.device)[None].expand(batch, -1)
+        positions = (torch.arange(past, past + q_len, device=hidden.device)[None].expand(batch, -1)
+                     if position_ids is None else position_ids)
         mask = causal_mask(attention_mask, q_len, past + q_len, hidden.dtype, hidden.device)
-        position_embeddings = self.transformer.rotary_emb(hidden, position_ids)
+        position_embeddings = self.transformer.rotary_emb(hidden, positions)
         for block in self.transformer.h:
             hidden = block(
                 hidden,
@@ -304,4 +312,7 @@ class BilinearForCausalLM(BilinearPreTrainedModel, GenerationMixin):
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten())
-        return CausalLMOutputWithPast(loss=loss, logits=logits, **{CACHE_FIELD: past_key_values})
+        output = CausalLMOutputWithPast(loss=loss, logits=logits)
+        if past_key_values is not None:
+            output[CACHE_FIELD] = past_key_values
+        return output

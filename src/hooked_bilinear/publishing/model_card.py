@@ -53,6 +53,16 @@ def model_card(model: PreTrainedModel, name: str, provenance: Optional[Provenanc
                 f"hooked_bilinear as hb\nbridge = hb.from_pretrained(\"{name}\")\n```")
     else:
         load = f"```python\nimport hooked_bilinear as hb\nbridge = hb.from_pretrained(\"{name}\")\n```"
+    if stock and bilinear:
+        load += (
+            "\n\n**TransformerLens users:** stock `TransformerBridge.boot_transformers` runs this model exactly in its "
+            "default mode, but `bridge.enable_compatibility_mode()` (with its weight processing) hands each MLP to "
+            "TransformerLens's own gated MLP, which computes SiLU for the activation name `\"linear\"` it does not "
+            "know: wrong logits, with no error. `hooked_bilinear.from_pretrained` loads it exactly in both modes, "
+            "each MLP a `HookedBilinearMLP` (`hook_pre`, `hook_pre_linear`, `hook_post`):\n\n"
+            f"```python\nimport hooked_bilinear as hb\nbridge = hb.from_pretrained(\"{name}\", "
+            f"compatibility_mode=True)\n```"
+        )
     extra = "".join(f"- {key}: {value}\n" for key, value in (provenance.details if provenance else {}).items())
     return (
         f"---\n{data.to_yaml()}\n---\n\n# {name}\n\n"

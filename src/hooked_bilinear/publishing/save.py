@@ -1,5 +1,8 @@
 """`save_pretrained`: a Hub-ready folder (config.json, model.safetensors, tokenizer files, README.md), written
 atomically: everything goes to a hidden sibling folder first and is renamed into place only once complete and verified.
+
+It publishes what the user holds: a bridge, a transformers model, or a checkpoint by name. tdooms-format models are
+written in their stock LlamaForCausalLM form (`to_llama`) when they have one, so stock transformers loads them.
 """
 
 from __future__ import annotations
@@ -7,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -14,10 +18,15 @@ import torch
 from beartype import beartype
 from transformers import PreTrainedModel
 
-from hooked_bilinear.errors import PublishError
-from hooked_bilinear.loading.checkpoint import read_weights
+from hooked_bilinear.errors import PublishError, option
+from hooked_bilinear.modeling.files import read_weights
+from hooked_bilinear.loading.hub import hub_snapshot
+from hooked_bilinear.loading.tokenizer import TOKENIZER_FILES, load_folder_tokenizer
+from hooked_bilinear.modeling.modeling import BilinearForCausalLM
 from hooked_bilinear.publishing.model_card import model_card
-from hooked_bilinear.publishing.provenance import Provenance, provenance_of
+from hooked_bilinear.publishing.provenance import Provenance, attach, provenance_of
+from hooked_bilinear.publishing.source import resolve_source
+from hooked_bilinear.publishing.to_llama import convert, representable
 
 MAX_SHARD_SIZE = "5GB"
 
@@ -50,6 +59,50 @@ def _replace(partial: Path, folder: Path) -> None:
     shutil.rmtree(backup)
 
 
+def publishable(
+    model: Any, tokenizer: Any, as_llama: Optional[bool], processed_weights: bool, token_ids_only: bool,
+) -> tuple[PreTrainedModel, Any]:
+    """The transformers model to write (tdooms -> its Llama form when it has one) and the tokenizer to write with it:
+    `tokenizer`, else the one the model was loaded with (the bridge's, the folder's, what to_llama recorded)."""
+    source = resolve_source(model, "save_pretrained", processed_weights)
+    out = source.model
+    if isinstance(out, BilinearForCausalLM) and as_llama is not False:
+        reasons = representable(out.config)
+        if not reasons or as_llama:  # as_llama=True on an unrepresentable model: convert() raises, saying why
+            out = convert(source)
+        else:
+            warnings.warn(
+                f"{source.name} has no stock LlamaForCausalLM form ({'; '.join(reasons)}), so it is published in "
+                f"this package's class BilinearForCausalLM (model_type tdooms_bilinear), which loads once "
+                f"hooked_bilinear is imported. Pass {option('as_llama', False)} to ask for this form.",
+                stacklevel=4,  # past save_pretrained and its beartype wrapper
+            )
+    elif out is not model and provenance_of(out) is None:  # a bridge's copy, or a checkpoint loaded by name
+        attach(out, Provenance(
+            source=("TransformerLens-processed weights (fold_ln, centering) of " if source.processed else "")
+            + source.name,
+            conversion="none: the checkpoint's own weights" + (", copied out of its TransformerBridge (max |logit "
+                                                               "difference| against the bridge below)"
+                                                               if source.bridge_difference is not None else ""),
+            max_abs_logit_diff=source.bridge_difference,
+        ))
+    if isinstance(tokenizer, (str, os.PathLike)):
+        path = Path(tokenizer)
+        tokenizer = load_folder_tokenizer(path if path.is_dir() else hub_snapshot(str(tokenizer)))
+        if tokenizer is None:
+            raise PublishError(f"{option('tokenizer', str(path))}: holds no tokenizer files "
+                               f"({', '.join(TOKENIZER_FILES)}).")
+    chosen = tokenizer if tokenizer is not None else source.tokenizer
+    if chosen is None and not token_ids_only:
+        warnings.warn(
+            f"No tokenizer is known for {source.name}, so none is written: the published folder will take token ids "
+            f"only, and TransformerLens / pipelines on text will fail on it. Pass {option('tokenizer', '...')} "
+            f"(a tokenizer object, or a folder or Hub id holding one).",
+            stacklevel=4,  # past save_pretrained and its beartype wrapper
+        )
+    return out, chosen
+
+
 @beartype
 def save_pretrained(
     model: Any,
@@ -60,8 +113,25 @@ def save_pretrained(
     provenance: Optional[Provenance] = None,
     name: Optional[str] = None,
     max_shard_size: Union[int, str] = MAX_SHARD_SIZE,
+    as_llama: Optional[bool] = None,
+    processed_weights: bool = False,
+    token_ids_only: bool = False,
 ) -> Path:
-    """Write `model` (e.g. from `to_llama` or `bilinearize`) as a folder the Hub and stock transformers load.
+    """Write a model as a folder the Hub and stock transformers load.
+
+    Args:
+        model: a TransformerBridge from `hooked_bilinear.from_pretrained` (its checkpoint's weights), a transformers
+            model (e.g. from `to_llama` or `bilinearize`), or a folder / shipped name / Hub id.
+        tokenizer: the tokenizer to write (an object, or a folder / Hub id holding one); default the one the model
+            was loaded with (the bridge's, the checkpoint folder's, the one `to_llama` recorded). When none is
+            known, a warning says so.
+        as_llama: for a tdooms-format model: None (default) writes the stock LlamaForCausalLM form when it has one
+            (verified on probe tokens) and otherwise this package's class, with a warning; True insists on the
+            Llama form (ConversionError when there is none); False keeps this package's class.
+        processed_weights: publish the weights of a bridge after TransformerLens's weight processing
+            (`enable_compatibility_mode()`); without it such a bridge is refused, since its weights are not the
+            checkpoint's.
+        token_ids_only: the model has no tokenizer (token ids in): write none, without the warning.
 
     Writes config.json, generation_config.json, model.safetensors (sharded with an index past `max_shard_size`),
     the tokenizer's files, and a model card README.md (Hub YAML metadata, source, conversion, the verification's
@@ -69,16 +139,11 @@ def save_pretrained(
     Every tensor is read back and compared bit for bit before the folder appears. An existing folder is replaced
     only with `overwrite=True`, and only once the new one is complete. Returns the folder.
     """
-    if not isinstance(model, PreTrainedModel):
-        raise PublishError(
-            f"save_pretrained takes a transformers PreTrainedModel (e.g. what to_llama or bilinearize return), not "
-            f"{type(model).__name__}. A TransformerBridge wraps and rewires its model: save the transformers model "
-            f"before building the bridge."
-        )
     folder = Path(folder).absolute()
     if folder.exists() and not overwrite:
-        raise PublishError(f"{folder} already exists; pass overwrite=True to replace it (the old folder is kept "
-                           f"until the new one is complete), or choose another folder.")
+        raise PublishError(f"{folder} already exists; pass {option('overwrite')} to replace it (the old folder is "
+                           f"kept until the new one is complete), or choose another folder.")
+    model, tokenizer = publishable(model, tokenizer, as_llama, processed_weights, token_ids_only)
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         partial = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.partial-"))

@@ -12,19 +12,20 @@ false`: Llama's MLP is always gated). Those stay loadable with `hooked_bilinear.
 
 from __future__ import annotations
 
+import copy
 import os
-from typing import Union
+from typing import Any
 
 import torch
 from beartype import beartype
+from transformer_lens.model_bridge import TransformerBridge
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from hooked_bilinear.errors import ConversionError
-from hooked_bilinear.loading.pretrained import load_model
-from hooked_bilinear.loading.pretrained import resolve_folder
-from hooked_bilinear.modeling.configuration import BilinearConfig
+from hooked_bilinear.errors import ConversionError, said
+from hooked_bilinear.modeling.configuration import BilinearConfig, split_gate_in
 from hooked_bilinear.modeling.modeling import BilinearForCausalLM
 from hooked_bilinear.publishing.provenance import Provenance, attach
+from hooked_bilinear.publishing.source import Source, attach_tokenizer, resolve_source
 from hooked_bilinear.publishing.verify import check_equal_logits, probe_tokens
 
 
@@ -50,7 +51,7 @@ def llama_config(config: BilinearConfig) -> LlamaConfig:
         num_attention_heads=config.n_head,
         num_key_value_heads=config.n_head,
         head_dim=config.d_head,
-        hidden_act="linear" if config.gate is None else config.gate,
+        hidden_act=config.hidden_act,
         max_position_embeddings=config.n_ctx,
         rms_norm_eps=config.rms_norm_eps,
         rope_theta=config.rope_theta,
@@ -74,7 +75,7 @@ def llama_state_dict(state: dict[str, torch.Tensor], config: BilinearConfig) -> 
         out |= {f"{dst}self_attn.q_proj.weight": q, f"{dst}self_attn.k_proj.weight": k,
                 f"{dst}self_attn.v_proj.weight": v, f"{dst}self_attn.o_proj.weight": s * state[f"{src}attn.o.weight"]}
         for kind in mlp_kinds:
-            left, right = state[f"{src}mlp.w.{kind}"].chunk(2, dim=0)
+            left, right = split_gate_in(state[f"{src}mlp.w.{kind}"], dim=0)
             out |= {f"{dst}mlp.gate_proj.{kind}": left, f"{dst}mlp.up_proj.{kind}": right,
                     f"{dst}mlp.down_proj.{kind}": state[f"{src}mlp.p.{kind}"]}
         for norm in ("input_layernorm", "post_attention_layernorm"):
@@ -83,40 +84,64 @@ def llama_state_dict(state: dict[str, torch.Tensor], config: BilinearConfig) -> 
 
 
 @beartype
-def to_llama(model_or_path: Union[BilinearForCausalLM, str, os.PathLike], *, tolerance: float = 1e-5) -> LlamaForCausalLM:
+def to_llama(model_or_path: Any, *, tolerance: float = 1e-5, processed_weights: bool = False) -> LlamaForCausalLM:
     """A stock LlamaForCausalLM computing the same logits as a current-format tdooms model (eval mode, float32).
 
     Args:
-        model_or_path: a BilinearForCausalLM, or what `hooked_bilinear.from_pretrained` accepts (shipped name,
-            folder, Hub id).
+        model_or_path: a BilinearForCausalLM, a TransformerBridge of one from `hooked_bilinear.from_pretrained`, or
+            what `from_pretrained` accepts (shipped name, folder, Hub id).
         tolerance: allowed max |logit difference| on probe tokens, relative to the logit scale (at least 1).
+        processed_weights: convert a bridge whose weights went through TransformerLens's processing
+            (`enable_compatibility_mode()`); without it such a bridge is refused.
 
-    The measured difference is recorded for the model card (`hooked_bilinear.save_pretrained`).
+    The measured difference and the source's tokenizer are recorded for `hooked_bilinear.save_pretrained`.
     """
-    if isinstance(model_or_path, BilinearForCausalLM):
-        source, name = model_or_path, getattr(model_or_path.config, "name_or_path", "") or "a BilinearForCausalLM"
-    else:
-        source, name = load_model(model_or_path), str(model_or_path)
-    config: BilinearConfig = source.config
+    held = model_or_path.original_model if isinstance(model_or_path, TransformerBridge) else model_or_path
+    if isinstance(held, LlamaForCausalLM):
+        raise ConversionError(
+            "to_llama: this model is already a LlamaForCausalLM; publish it as it is with "
+            "hooked_bilinear.save_pretrained(model, folder) (a bridge is accepted too)."
+        )
+    source = resolve_source(model_or_path, "to_llama", processed_weights)
+    if not isinstance(source.model, BilinearForCausalLM):
+        raise ConversionError(f"to_llama converts the tdooms formats (BilinearForCausalLM); {source.name} is a "
+                              f"{type(source.model).__name__}.")
+    return convert(source, tolerance)
+
+
+def convert(source: Source, tolerance: float = 1e-5) -> LlamaForCausalLM:
+    """The LlamaForCausalLM of a tdooms Source, verified on probe tokens, with provenance and tokenizer attached."""
+    name = source.name
+    config: BilinearConfig = source.model.config
     reasons = representable(config)
     if reasons:
         raise ConversionError(
             f"{name} has no exact LlamaForCausalLM form: {'; '.join(reasons)}. Load it with "
-            f"hooked_bilinear.from_pretrained, or publish it in this package's own class (BilinearForCausalLM)."
+            f"hooked_bilinear.from_pretrained, or publish it in this package's own class (BilinearForCausalLM): "
+            f"{said('save_pretrained(..., as_llama=False)', 'hooked-bilinear save SOURCE OUT --as-llama False')}."
         )
-    source = source.float().eval()
+    model = source.model
+    if model.dtype != torch.float32 or model.device.type != "cpu":  # never convert the caller's model in place
+        model = copy.deepcopy(model).to(device="cpu", dtype=torch.float32)
+    model = model.eval()
     llama = LlamaForCausalLM(llama_config(config)).eval()
-    llama.load_state_dict(llama_state_dict(source.state_dict(), config), strict=True)
+    llama.load_state_dict(llama_state_dict(model.state_dict(), config), strict=True)
     tokens = probe_tokens(config.vocab_size, config.n_ctx)
-    difference = check_equal_logits(source, llama, tokens, tolerance, f"to_llama({name})")
+    difference = check_equal_logits(model, llama, tokens, tolerance, f"to_llama({name})")
+    weights = "TransformerLens-processed weights (fold_ln, centering) of " if source.processed else ""
+    details: dict[str, Any] = {"probe_tokens": list(tokens.shape)}
+    if source.bridge_difference is not None:
+        details["max |logit difference| between the TransformerBridge and its copied model"] = \
+            f"{source.bridge_difference:.3g}"
     attach(llama, Provenance(
-        source=name,
+        source=weights + name,
         conversion="tdooms current format -> LlamaForCausalLM (hooked_bilinear.to_llama): q/k/v split from the fused "
                    "qkv, attention scale 1/sqrt(2 n_layer) folded into o_proj, weightless RMSNorms as weight 1 "
                    f"(eps {config.rms_norm_eps:g}), gate_proj = LEFT, up_proj = RIGHT, down_proj = P, "
                    f"hidden_act {llama.config.hidden_act!r}",
         base_model=name if "/" in name and not os.path.exists(name) else None,
         max_abs_logit_diff=difference,
-        details={"probe_tokens": list(tokens.shape)},
+        details=details,
     ))
+    attach_tokenizer(llama, source.tokenizer)
     return llama

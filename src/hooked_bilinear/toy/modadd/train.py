@@ -169,7 +169,7 @@ def save_model(
     """A checkpoint folder `from_pretrained` loads: config.json (with the task record), model.safetensors, the
     a model card, and TRAINING.json (the settings and the final evaluation)."""
     task = ModAddTask.from_config(model.config)
-    folder = save_pretrained(model, folder, overwrite=overwrite)
+    folder = save_pretrained(model, folder, overwrite=overwrite, as_llama=False, token_ids_only=True)
     record = {"task": task.to_config(), "config": asdict(config), "epochs": history.epochs[-1],
               "seconds": round(history.seconds, 1), "reached_target": history.reached_target,
               "train_loss": history.train_loss[-1], "test_loss": history.test_loss[-1],
