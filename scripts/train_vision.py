@@ -22,8 +22,10 @@ def main() -> None:
     for name, config in SHIPPED_CONFIGS.items():
         model, history = train(config)
         save_trained(model, args.out / name, history)
-        print(f"{name}: train accuracy {history.train_accuracy[-1]:.4f}, test accuracy {history.test_accuracy[-1]:.4f}"
-              f" ({history.seconds:.0f} s) -> {args.out / name}")
+        print(
+            f"{name}: train accuracy {history.train_accuracy[-1]:.4f}, test accuracy {history.test_accuracy[-1]:.4f}"
+            f" ({history.seconds:.0f} s) -> {args.out / name}"
+        )
 
 
 if __name__ == "__main__":

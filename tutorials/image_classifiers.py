@@ -36,20 +36,34 @@ def main() -> None:
     print("logits:         ", logits[0, :4].tolist())
     print("e^T Q_c e:      ", torch.einsum("i,cij,j->c", e[0], Q, e[0])[:4].tolist())
 
-    result = report(model, args.out, noreg=vision.from_pretrained("digits-noreg"), sweep_stds=(0.0, 0.2, 0.5),
-                    sweep_epochs=60, seeds=(1,))
+    result = report(
+        model,
+        args.out,
+        noreg=vision.from_pretrained("digits-noreg"),
+        sweep_stds=(0.0, 0.2, 0.5),
+        sweep_epochs=60,
+        seeds=(1,),
+    )
     over = result["overfitting"]
-    print(f"test accuracy {result['test_accuracy']:.4f} (digits-noreg {result['noreg_test_accuracy']:.4f}); "
-          f"identity max relative error {result['identity_max_relative_error']:.1e}")
+    print(
+        f"test accuracy {result['test_accuracy']:.4f} (digits-noreg {result['noreg_test_accuracy']:.4f}); "
+        f"identity max relative error {result['identity_max_relative_error']:.1e}"
+    )
     print(f"truncation, accuracy by top-k per class: {result['truncation']}")
     for method, numbers in result["adversarial"].items():
-        print(f"{method} masks at 1/4 mean image norm: {numbers['rate'][2]:.4f} sent to the target vs "
-              f"{numbers['baseline_rate'][2]:.4f} permuted ({numbers['ratio_at_quarter_norm']:.1f}x)")
-    print(f"outlier energy of the top-4 eigen-images: digits {over['model']['outlier_energy']:.4f}, "
-          f"digits-noreg {over['noreg']['outlier_energy']:.4f}")
-    print(f"noise sweep (60 epochs): {result['noise_sweep']['noise_std']} -> test accuracy "
-          f"{[round(a, 4) for a in result['noise_sweep']['test_accuracy']]}, outlier energy "
-          f"{[round(s['outlier_energy'], 4) for s in result['noise_sweep']['stats']]}")
+        print(
+            f"{method} masks at 1/4 mean image norm: {numbers['rate'][2]:.4f} sent to the target vs "
+            f"{numbers['baseline_rate'][2]:.4f} permuted ({numbers['ratio_at_quarter_norm']:.1f}x)"
+        )
+    print(
+        f"outlier energy of the top-4 eigen-images: digits {over['model']['outlier_energy']:.4f}, "
+        f"digits-noreg {over['noreg']['outlier_energy']:.4f}"
+    )
+    print(
+        f"noise sweep (60 epochs): {result['noise_sweep']['noise_std']} -> test accuracy "
+        f"{[round(a, 4) for a in result['noise_sweep']['test_accuracy']]}, outlier energy "
+        f"{[round(s['outlier_energy'], 4) for s in result['noise_sweep']['stats']]}"
+    )
     print(f"eigen-image similarity with seed 1 (top-4, best |cos|): {result['seed_similarity_top4']['1']}")
     print(f"figures in {args.out}: {sorted(p.name for p in args.out.glob('*.png'))}")
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from vision_models import brute_force_eigh, random_model, random_pixels
 
 from hooked_bilinear.vision import adversarial_mask, from_pretrained, load_split
 from hooked_bilinear.vision.adversarial import apply_mask, mask_curve
+from tests.vision.vision_models import brute_force_eigh, random_model, random_pixels
 
 
 def top_positive(model):

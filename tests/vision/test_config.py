@@ -15,14 +15,17 @@ def test_round_trip(tmp_path):
     assert (config.n_pixels, config.image_shape, config.n_classes) == (784, (28, 28), 10)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"dataset": "cifar"}, "dataset must be one of"),
-    ({"d_model": 0}, "d_model must be a positive integer"),
-    ({"test_size": 1.0}, "test_size must lie strictly between 0 and 1"),
-    ({"test_size": None}, "only for mnist"),
-    ({"noise_std": -0.1}, "noise_std must be a non-negative number"),
-    ({"lr": 0.0}, "lr must be positive"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"dataset": "cifar"}, "dataset must be one of"),
+        ({"d_model": 0}, "d_model must be a positive integer"),
+        ({"test_size": 1.0}, "test_size must lie strictly between 0 and 1"),
+        ({"test_size": None}, "only for mnist"),
+        ({"noise_std": -0.1}, "noise_std must be a non-negative number"),
+        ({"lr": 0.0}, "lr must be positive"),
+    ],
+)
 def test_bad_values_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         VisionConfig(**kwargs)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
-from vision_models import brute_force_eigh, random_model, random_pixels
 
 from hooked_bilinear.vision.eigenimages import eigen_images, orient, signed_top
+from tests.vision.vision_models import brute_force_eigh, random_model, random_pixels
 
 
 def test_logits_from_eigen_images_and_pixels_alone():

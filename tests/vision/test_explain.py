@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
-from vision_models import random_model, random_pixels
 
 from hooked_bilinear.vision import explain_input
+from tests.vision.vision_models import random_model, random_pixels
 
 
 def test_contributions_sum_to_the_logits():
@@ -14,7 +14,7 @@ def test_contributions_sum_to_the_logits():
     explanation = explain_input(model, x)
     assert explanation.contributions.shape == (10, 13) and explanation.images.shape == (10, 13, 64)
     torch.testing.assert_close(explanation.contributions.sum(-1), model(x[None])[0].detach(), atol=1e-10, rtol=1e-10)
-    v_dot_e = (explanation.contributions / explanation.lambda_)
+    v_dot_e = explanation.contributions / explanation.lambda_
     assert (v_dot_e >= -1e-12).all()  # (v . e')^2
 
 

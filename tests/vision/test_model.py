@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 from jaxtyping import TypeCheckError
-from vision_models import brute_force_Q, random_model
-from vision_models import random_pixels as pixels
 
 from hooked_bilinear.analysis.methods import BilinearAnalysisMethods
 from hooked_bilinear.components.hooked_bilinear_mlp import HookedBilinearMLP
@@ -16,6 +14,8 @@ from hooked_bilinear.errors import (
     CheckpointWeightsError,
 )
 from hooked_bilinear.vision import BilinearClassifier, VisionConfig, from_pretrained
+from tests.vision.vision_models import brute_force_Q, random_model
+from tests.vision.vision_models import random_pixels as pixels
 
 
 @pytest.mark.parametrize("bias,head_bias", [(False, False), (True, False), (False, True), (True, True)])
@@ -49,8 +49,14 @@ def test_hooks_hold_what_they_name():
     model = random_model(True, False)
     x = pixels(4)
     _, cache = model.run_with_cache(x)
-    assert set(cache.keys()) == {"hook_pixels", "mlp.hook_in", "mlp.hook_pre", "mlp.hook_pre_linear", "mlp.hook_post",
-                                 "hook_logits"}
+    assert set(cache.keys()) == {
+        "hook_pixels",
+        "mlp.hook_in",
+        "mlp.hook_pre",
+        "mlp.hook_pre_linear",
+        "mlp.hook_post",
+        "hook_logits",
+    }
     torch.testing.assert_close(cache["mlp.hook_in"], x @ model.embed.weight.T)
     torch.testing.assert_close(cache["mlp.hook_pre"], x @ model.embed.weight.T @ model.mlp.W_gate + model.mlp.b_gate)
     torch.testing.assert_close(cache["mlp.hook_post"], cache["mlp.hook_pre"] * cache["mlp.hook_pre_linear"])
@@ -68,8 +74,9 @@ def test_eigendecomposition_and_contributions_of_the_logits():
     model = random_model(False, False)
     u = model.class_directions()
     eig = model.mlp.eigendecompose(u)
-    torch.testing.assert_close(torch.einsum("ck,cki,ckj->cij", eig.lambda_, eig.v, eig.v),
-                               model.class_matrices(), atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(
+        torch.einsum("ck,cki,ckj->cij", eig.lambda_, eig.v, eig.v), model.class_matrices(), atol=1e-10, rtol=1e-10
+    )
     logits, cache = model.run_with_cache(pixels(5))
     contributions = model.mlp.decompose(cache["mlp.hook_in"], u).contributions  # [5, 10, 12]
     torch.testing.assert_close(contributions.sum(-1), logits, atol=1e-10, rtol=1e-10)

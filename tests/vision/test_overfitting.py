@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from vision_models import random_model
 
 from hooked_bilinear.vision import (
     VisionConfig,
@@ -14,6 +13,7 @@ from hooked_bilinear.vision import (
     overfitting_stats,
 )
 from hooked_bilinear.vision.overfitting import rare_pixels
+from tests.vision.vision_models import random_model
 
 
 def train_pixels() -> torch.Tensor:

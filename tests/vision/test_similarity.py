@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
-from vision_models import random_model
 
 from hooked_bilinear.vision import eigen_image_similarity
+from tests.vision.vision_models import random_model
 
 
 def test_same_function_different_embedding_is_similarity_one():

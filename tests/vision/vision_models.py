@@ -7,8 +7,9 @@ import torch
 from hooked_bilinear.vision import BilinearClassifier, VisionConfig
 
 
-def random_model(bias: bool = False, head_bias: bool = False, seed: int = 0, d_model: int = 12,
-                 d_hidden: int = 20) -> BilinearClassifier:
+def random_model(
+    bias: bool = False, head_bias: bool = False, seed: int = 0, d_model: int = 12, d_hidden: int = 20
+) -> BilinearClassifier:
     torch.manual_seed(seed)
     model = BilinearClassifier(VisionConfig(d_model=d_model, d_hidden=d_hidden, bias=bias, head_bias=head_bias))
     model = model.double()
@@ -23,14 +24,15 @@ def random_pixels(n: int = 16, seed: int = 1) -> torch.Tensor:
 
 
 def brute_force_Q(model: BilinearClassifier) -> torch.Tensor:
-    """Q_c by the definition sym(G diag(u_c) I^T), on e' = [e, 1] when there is a bias, from the raw weights."""
-    G, I = model.mlp.gate.weight.double(), model.mlp.in_proj.weight.double()  # [d_hidden, d_model]
+    """Q_c by the definition sym(G diag(u_c) R^T) from the raw gate (G) and in (R) weights, on e' = [e, 1] when there
+    is a bias."""
+    G, R = model.mlp.gate.weight.double(), model.mlp.in_proj.weight.double()  # [d_hidden, d_model]
     if model.config.bias or model.config.head_bias:
         zero = torch.zeros(G.shape[0], dtype=G.dtype)
         bg = model.mlp.gate.bias.double() if model.config.bias else zero
         bi = model.mlp.in_proj.bias.double() if model.config.bias else zero
-        G, I = torch.cat([G, bg[:, None]], 1), torch.cat([I, bi[:, None]], 1)
-    A = torch.einsum("hi,ch,hj->cij", G, model.head.weight.double(), I)
+        G, R = torch.cat([G, bg[:, None]], 1), torch.cat([R, bi[:, None]], 1)
+    A = torch.einsum("hi,ch,hj->cij", G, model.head.weight.double(), R)
     Q = (A + A.mT) / 2
     if model.config.head_bias:
         Q[:, -1, -1] += model.head.bias.double()

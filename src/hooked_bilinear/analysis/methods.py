@@ -5,7 +5,7 @@ language models, the bilinear layer of `hooked_bilinear.vision`. Each method rea
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from beartype import beartype
@@ -32,10 +32,13 @@ class BilinearAnalysisMethods:
     def factors(self, dtype: torch.dtype | None = None) -> BilinearFactors:
         """W_gate, W_in [d_in, d_hidden], W_out [d_hidden, d_out] with biases folded in, in the analysis dtype
         (float32 for half/bfloat16 weights unless `dtype` says otherwise, e.g. torch.float64)."""
-        return BilinearFactors.from_mlp(self, dtype=dtype)  # a torch.nn.Module in every class that mixes this in
+        # every class that mixes this in is a torch.nn.Module; the mixin itself cannot say so to a type checker
+        return BilinearFactors.from_mlp(cast(torch.nn.Module, self), dtype=dtype)
 
     @jaxtyped(typechecker=beartype)
-    def interaction_matrix(self, u: Directions, dtype: torch.dtype | None = None) -> Float[torch.Tensor, "*n d_in d_in"]:
+    def interaction_matrix(
+        self, u: Directions, dtype: torch.dtype | None = None
+    ) -> Float[torch.Tensor, "*n d_in d_in"]:
         """Q_u [d_in, d_in] (or [n, d_in, d_in] for u [n, d_out]) with `u . out(x) = x'^T Q_u x'`."""
         return interaction_matrix(self.factors(dtype), u)
 
@@ -45,8 +48,8 @@ class BilinearAnalysisMethods:
     ) -> Eigen:
         """Top-|lambda| k eigenpairs (all when k is None) of Q_u: `Q_u = sum_k lambda_k v_k v_k^T`.
 
-        Returns Eigen(lambda_ [*n, k], v [*n, k, d_in]). Options: method ("auto" | "dense" | "krylov" | "factored"), tol, block,
-        max_memory (bytes), progress.
+        Returns Eigen(lambda_ [*n, k], v [*n, k, d_in]). Options: method ("auto" | "dense" | "krylov" |
+        "factored"), tol, block, max_memory (bytes), progress.
         """
         return eigendecompose(self.factors(dtype), u, k, **options)
 

@@ -45,8 +45,10 @@ class VisionConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
         if self.test_size is None and self.dataset == "digits":
-            raise ValueError("test_size=None (the dataset's own test files) exists only for mnist / fashion-mnist; "
-                             "digits needs a held-out fraction such as 0.2.")
+            raise ValueError(
+                "test_size=None (the dataset's own test files) exists only for mnist / fashion-mnist; "
+                "digits needs a held-out fraction such as 0.2."
+            )
         if self.test_size is not None and not 0.0 < self.test_size < 1.0:
             raise ValueError(f"test_size must lie strictly between 0 and 1 (or be None), got {self.test_size!r}.")
         for name in ("lr", "weight_decay", "noise_std"):
@@ -76,8 +78,10 @@ class VisionConfig:
     def from_dict(cls, record: dict[str, Any]) -> VisionConfig:
         record = dict(record)
         if record.pop("model_type", None) != "hooked_bilinear_vision":
-            raise CheckpointFormatError("config.json is not a hooked_bilinear.vision classifier's (model_type must be "
-                                        "'hooked_bilinear_vision'); save one with model.save(folder).")
+            raise CheckpointFormatError(
+                "config.json is not a hooked_bilinear.vision classifier's (model_type must be "
+                "'hooked_bilinear_vision'); save one with model.save(folder)."
+            )
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(record) - known)
         if unknown:

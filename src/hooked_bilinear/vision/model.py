@@ -2,7 +2,8 @@
 
     pixels x [batch, n_pixels] in [0, 1]
     e = W_E x                                  embed (no bias)           hook: mlp.hook_in
-    h = (e W_gate + b_gate) * (e W_in + b_in)  the bilinear layer        hooks: mlp.hook_pre, mlp.hook_pre_linear, mlp.hook_post
+    h = (e W_gate + b_gate) * (e W_in + b_in)  the bilinear layer        hooks: mlp.hook_pre, mlp.hook_pre_linear,
+                                                                          mlp.hook_post
     logits = h W_U + b_U                       head (no bias by default) hook: hook_logits
 
 The bilinear layer writes its product straight into the space the head reads (its `W_out` is the identity), so
@@ -92,8 +93,10 @@ class BilinearClassifier(HookedRootModule):
     @jaxtyped(typechecker=beartype)
     def forward(self, pixels: Float[torch.Tensor, "batch n_pixels"]) -> Float[torch.Tensor, "batch n_classes"]:
         if pixels.shape[-1] != self.config.n_pixels:
-            raise ValueError(f"pixels of shape {tuple(pixels.shape)} given; this {self.config.dataset} classifier "
-                             f"reads [batch, {self.config.n_pixels}] (images flattened row by row, values in [0, 1]).")
+            raise ValueError(
+                f"pixels of shape {tuple(pixels.shape)} given; this {self.config.dataset} classifier "
+                f"reads [batch, {self.config.n_pixels}] (images flattened row by row, values in [0, 1])."
+            )
         e = self.embed(self.hook_pixels(pixels.to(self.embed.weight.dtype)))
         return self.hook_logits(self.head(self.mlp(e)))
 
@@ -142,18 +145,21 @@ class BilinearClassifier(HookedRootModule):
         folder = Path(folder)
         for name in (CONFIG_FILE, WEIGHTS_FILE):
             if not (folder / name).is_file():
-                raise CheckpointNotFoundError(f"{folder} has no {name}: not a folder written by "
-                                              "BilinearClassifier.save (or vision train).")
+                raise CheckpointNotFoundError(
+                    f"{folder} has no {name}: not a folder written by BilinearClassifier.save (or vision train)."
+                )
         model = cls(VisionConfig.load(folder / CONFIG_FILE))
         state = load_file(folder / WEIGHTS_FILE)
         expected = model.state_dict()
         if set(state) != set(expected):
-            raise CheckpointWeightsError(f"{folder / WEIGHTS_FILE}: weights {sorted(state)} do not match the config's "
-                                         f"{sorted(expected)}.")
+            raise CheckpointWeightsError(
+                f"{folder / WEIGHTS_FILE}: weights {sorted(state)} do not match the config's {sorted(expected)}."
+            )
         for name, tensor in state.items():
             if tensor.shape != expected[name].shape:
-                raise CheckpointWeightsError(f"{name} has shape {tuple(tensor.shape)}, the config needs "
-                                             f"{tuple(expected[name].shape)}.")
+                raise CheckpointWeightsError(
+                    f"{name} has shape {tuple(tensor.shape)}, the config needs {tuple(expected[name].shape)}."
+                )
             if not tensor.is_floating_point() or not torch.isfinite(tensor).all():
                 raise CheckpointWeightsError(f"{name} is not a finite floating-point tensor.")
         model.load_state_dict(state)

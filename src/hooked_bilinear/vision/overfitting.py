@@ -36,7 +36,9 @@ class OverfittingStats(NamedTuple):
 
 
 @jaxtyped(typechecker=beartype)
-def rare_pixels(train_pixels: Float[torch.Tensor, "n n_pixels"], threshold: float = 0.05) -> Bool[torch.Tensor, " n_pixels"]:
+def rare_pixels(
+    train_pixels: Float[torch.Tensor, "n n_pixels"], threshold: float = 0.05
+) -> Bool[torch.Tensor, " n_pixels"]:
     """Boolean [n_pixels]: pixels whose mean training intensity is below `threshold`."""
     return train_pixels.double().mean(0) < threshold
 
@@ -55,7 +57,7 @@ def overfitting_stats(
     outlier = (energy[..., rare].sum(-1) / energy.sum(-1)).mean().item()
     height, width = model.config.image_shape
     grid = images.reshape(*images.shape[:-1], height, width)
-    rough = (grid.diff(dim=-1).square().sum((-1, -2)) + grid.diff(dim=-2).square().sum((-1, -2)))
+    rough = grid.diff(dim=-1).square().sum((-1, -2)) + grid.diff(dim=-2).square().sum((-1, -2))
     high = (rough / energy.sum(-1)).mean().item()
     rank = spectrum_stats(found.lambda_).effective_rank.mean().item()
     return OverfittingStats(outlier, rank, high, int(rare.sum()))

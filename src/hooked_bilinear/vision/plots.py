@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -14,8 +15,14 @@ from hooked_bilinear.vision.explain import InputExplanation
 from hooked_bilinear.vision.overfitting import NoiseSweep
 from hooked_bilinear.vision.truncation import TruncationAccuracy
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
-def _show(ax: object, image: torch.Tensor, shape: tuple[int, int], title: str = "", signed: bool = True) -> None:
+#: Line colours, one per curve family (more families than colours are not drawn).
+COLORS = ("tab:blue", "tab:orange", "tab:green")
+
+
+def _show(ax: Axes, image: torch.Tensor, shape: tuple[int, int], title: str = "", signed: bool = True) -> None:
     grid = image.detach().double().cpu().reshape(shape)
     if signed:
         limit = grid.abs().max().item() or 1.0
@@ -28,8 +35,13 @@ def _show(ax: object, image: torch.Tensor, shape: tuple[int, int], title: str = 
         ax.set_title(title, fontsize=8)
 
 
-def plot_class_grid(found: EigenImages, shape: tuple[int, int], path: PathLike, reference: torch.Tensor | None = None,
-                    title: str = "top eigen-images per class") -> Path:
+def plot_class_grid(
+    found: EigenImages,
+    shape: tuple[int, int],
+    path: PathLike,
+    reference: torch.Tensor | None = None,
+    title: str = "top eigen-images per class",
+) -> Path:
     """Two rows, one column per class: its top positive and its top negative eigen-image, with lambda (Fig. 2B)."""
     plt = pyplot()
     n = found.lambda_.shape[0]
@@ -51,16 +63,26 @@ def plot_class_grid(found: EigenImages, shape: tuple[int, int], path: PathLike, 
     return save_figure(fig, path)
 
 
-def plot_class_spectrum(found: EigenImages, c: int, shape: tuple[int, int], path: PathLike, n: int = 3,
-                        reference: torch.Tensor | None = None) -> Path:
+def plot_class_spectrum(
+    found: EigenImages,
+    c: int,
+    shape: tuple[int, int],
+    path: PathLike,
+    n: int = 3,
+    reference: torch.Tensor | None = None,
+) -> Path:
     """Class c's eigenvalues (sorted) above its n most positive and n most negative eigen-images (Fig. 3)."""
     plt = pyplot()
     fig = plt.figure(figsize=(2 * n * 1.2 + 1, 4.6))
     grid = fig.add_gridspec(2, 2 * n, height_ratios=[1.2, 1])
     ax = fig.add_subplot(grid[0, :])
     values = found.lambda_[c].detach().double().cpu().sort().values
-    ax.bar(range(len(values)), values.tolist(), color=["tab:red" if v < 0 else "tab:blue" for v in values.tolist()],
-           width=1.0)
+    ax.bar(
+        range(len(values)),
+        values.tolist(),
+        color=["tab:red" if v < 0 else "tab:blue" for v in values.tolist()],
+        width=1.0,
+    )
     ax.axhline(0, color="black", linewidth=0.5)
     ax.set_xlabel("eigenvalue index (sorted)")
     ax.set_ylabel("λ")
@@ -95,7 +117,7 @@ def plot_mask_curves(curves: Mapping[str, MaskCurve], mean_norm: float, path: Pa
     baselines; the dotted line marks a quarter of the mean image norm."""
     plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for (method, curve), color in zip(curves.items(), ["tab:blue", "tab:orange", "tab:green"]):
+    for (method, curve), color in zip(curves.items(), COLORS, strict=False):
         left.plot(curve.norms, curve.rate, "o-", color=color, label=f"{method} mask")
         left.plot(curve.norms, curve.baseline_rate, "x--", color=color, label=f"{method}, pixels permuted")
         right.plot(curve.norms, curve.accuracy, "o-", color=color, label=f"{method} mask")
@@ -110,8 +132,14 @@ def plot_mask_curves(curves: Mapping[str, MaskCurve], mean_norm: float, path: Pa
     return save_figure(fig, path)
 
 
-def plot_masks(masks: torch.Tensor, examples: torch.Tensor, predictions: list[int], shape: tuple[int, int],
-               path: PathLike, method: str) -> Path:
+def plot_masks(
+    masks: torch.Tensor,
+    examples: torch.Tensor,
+    predictions: list[int],
+    shape: tuple[int, int],
+    path: PathLike,
+    method: str,
+) -> Path:
     """Row 1: the mask of each target [n, n_pixels]; row 2: an image of another class with it added and the model's
     prediction."""
     plt = pyplot()
@@ -142,8 +170,14 @@ def plot_noise_sweep(sweep: NoiseSweep, path: PathLike) -> Path:
     return save_figure(fig, path)
 
 
-def plot_explanation(explanation: InputExplanation, pixels: torch.Tensor, shape: tuple[int, int], path: PathLike,
-                     classes: int = 3, components: int = 4) -> Path:
+def plot_explanation(
+    explanation: InputExplanation,
+    pixels: torch.Tensor,
+    shape: tuple[int, int],
+    path: PathLike,
+    classes: int = 3,
+    components: int = 4,
+) -> Path:
     """The image; for its top classes, the largest |contributions| lambda (v . e)^2 as bars and their eigen-images."""
     plt = pyplot()
     top = explanation.logits.argsort(descending=True)[:classes].tolist()
@@ -160,13 +194,22 @@ def plot_explanation(explanation: InputExplanation, pixels: torch.Tensor, shape:
         ax.set_title(f"class {c}: logit {explanation.logits[c].item():.2f}", fontsize=8)
         ax.axvline(0, color="black", linewidth=0.5)
         for j, i in enumerate(order):
-            _show(fig.add_subplot(grid[row, 2 + j]), explanation.images[c, i], shape,
-                  f"λ={explanation.lambda_[c, i].item():+.2f}\n→ {parts[i].item():+.2f}")
+            _show(
+                fig.add_subplot(grid[row, 2 + j]),
+                explanation.images[c, i],
+                shape,
+                f"λ={explanation.lambda_[c, i].item():+.2f}\n→ {parts[i].item():+.2f}",
+            )
     return save_figure(fig, path)
 
 
-def plot_outlier_comparison(models: Mapping[str, EigenImages], rare: torch.Tensor, shape: tuple[int, int],
-                            path: PathLike, reference: torch.Tensor | None = None) -> Path:
+def plot_outlier_comparison(
+    models: Mapping[str, EigenImages],
+    rare: torch.Tensor,
+    shape: tuple[int, int],
+    path: PathLike,
+    reference: torch.Tensor | None = None,
+) -> Path:
     """One row per model, one column per class: the top eigen-image (by |lambda|), the rarely inked pixels
     (`rare` [n_pixels]) marked with dots, and the share of the image's squared norm on them (Fig. 4)."""
     plt = pyplot()

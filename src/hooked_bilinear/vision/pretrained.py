@@ -32,6 +32,8 @@ def from_pretrained(name: str | Path) -> BilinearClassifier:
     if isinstance(name, str) and name in SHIPPED_CONFIGS:
         folder = CHECKPOINTS / name
     elif not folder.is_dir():
-        raise CheckpointNotFoundError(f"{name!r} is neither a shipped classifier ({', '.join(sorted(SHIPPED_CONFIGS))}) "
-                                      "nor a folder written by BilinearClassifier.save / hooked-bilinear vision train.")
+        raise CheckpointNotFoundError(
+            f"{name!r} is neither a shipped classifier ({', '.join(sorted(SHIPPED_CONFIGS))}) "
+            "nor a folder written by BilinearClassifier.save / hooked-bilinear vision train."
+        )
     return BilinearClassifier.load(folder)

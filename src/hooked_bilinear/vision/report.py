@@ -76,8 +76,12 @@ def report(
     split = load_split(config, root)
     shape = config.image_shape
     reference = split.train_x.mean(0).double()
-    result: dict[str, Any] = {"dataset": config.dataset, "test_size": config.test_size, "seed": config.seed,
-                              "noise_std": config.noise_std}
+    result: dict[str, Any] = {
+        "dataset": config.dataset,
+        "test_size": config.test_size,
+        "seed": config.seed,
+        "noise_std": config.noise_std,
+    }
     result["test_accuracy"] = accuracy(model, split.test_x, split.test_y)
     result["train_accuracy"] = accuracy(model, split.train_x, split.train_y)
     result["identity_max_relative_error"] = identity_error(model, split.test_x)
@@ -90,19 +94,26 @@ def report(
     ks = sorted({0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, d_in} & set(range(d_in + 1)))
     truncation = truncation_accuracy(model, split.test_x, split.test_y, ks)
     plot_truncation(truncation, out / "truncation.png", title=f"truncation ({config.dataset})")
-    result["truncation"] = dict(zip(map(str, truncation.ks), truncation.accuracy))
+    result["truncation"] = dict(zip(map(str, truncation.ks), truncation.accuracy, strict=True))
 
     mean_norm = split.test_x.norm(dim=1).mean().item()
     norms = [f * mean_norm for f in NORM_FRACTIONS]
-    curves = {method: mask_curve(model, split.test_x, split.test_y, norms, method=method)
-              for method in ("eigen", "pinv")}
+    curves = {
+        method: mask_curve(model, split.test_x, split.test_y, norms, method=method) for method in ("eigen", "pinv")
+    }
     plot_mask_curves(curves, mean_norm, out / "adversarial_curves.png")
     quarter = NORM_FRACTIONS.index(0.25)
     result["mean_image_norm"] = mean_norm
-    result["adversarial"] = {method: {"norm_fraction": list(NORM_FRACTIONS), "rate": c.rate,
-                                      "baseline_rate": c.baseline_rate, "accuracy": c.accuracy,
-                                      "ratio_at_quarter_norm": c.rate[quarter] / max(c.baseline_rate[quarter], 1e-12)}
-                             for method, c in curves.items()}
+    result["adversarial"] = {
+        method: {
+            "norm_fraction": list(NORM_FRACTIONS),
+            "rate": c.rate,
+            "baseline_rate": c.baseline_rate,
+            "accuracy": c.accuracy,
+            "ratio_at_quarter_norm": c.rate[quarter] / max(c.baseline_rate[quarter], 1e-12),
+        }
+        for method, c in curves.items()
+    }
     for method in ("eigen", "pinv"):
         masks = torch.stack([adversarial_mask(model, t, norm=0.5 * mean_norm, method=method) for t in range(10)])
         examples = torch.stack([apply_mask(split.test_x[split.test_y != t][0], masks[t]) for t in range(10)])
@@ -120,17 +131,31 @@ def report(
         result["overfitting"]["noreg"] = overfitting_stats(noreg, split.train_x)._asdict()
         result["noreg_test_accuracy"] = accuracy(noreg, split.test_x, split.test_y)
         found_noreg = eigen_images(noreg)
-        plot_class_grid(found_noreg, shape, out / "eigen_images_noreg.png", reference,
-                        title=f"top eigen-images, no input noise ({config.dataset})")
-        plot_outlier_comparison({f"noise {config.noise_std}": found, f"noise {noreg.config.noise_std}": found_noreg},
-                                rare_pixels(split.train_x), shape, out / "overfitting_outliers.png", reference)
+        plot_class_grid(
+            found_noreg,
+            shape,
+            out / "eigen_images_noreg.png",
+            reference,
+            title=f"top eigen-images, no input noise ({config.dataset})",
+        )
+        plot_outlier_comparison(
+            {f"noise {config.noise_std}": found, f"noise {noreg.config.noise_std}": found_noreg},
+            rare_pixels(split.train_x),
+            shape,
+            out / "overfitting_outliers.png",
+            reference,
+        )
     if sweep_stds:
         base = config if sweep_epochs is None else replace(config, epochs=sweep_epochs)
         sweep = noise_sweep(base, split, sweep_stds, progress=progress)
         plot_noise_sweep(sweep, out / "noise_sweep.png")
-        result["noise_sweep"] = {"epochs": base.epochs, "noise_std": sweep.noise_std,
-                                 "test_accuracy": sweep.test_accuracy, "train_accuracy": sweep.train_accuracy,
-                                 "stats": [s._asdict() for s in sweep.stats]}
+        result["noise_sweep"] = {
+            "epochs": base.epochs,
+            "noise_std": sweep.noise_std,
+            "test_accuracy": sweep.test_accuracy,
+            "train_accuracy": sweep.train_accuracy,
+            "stats": [s._asdict() for s in sweep.stats],
+        }
     if seeds:
         similarity = {}
         for seed in seeds:

@@ -22,4 +22,6 @@ def eigen_image_similarity(
     if a.config.n_pixels != b.config.n_pixels:
         raise ValueError(f"models read {a.config.n_pixels} and {b.config.n_pixels} pixels: nothing to compare.")
     images_a, images_b = eigen_images(a, k).images, eigen_images(b, k).images
-    return torch.stack([eigenvector_similarity(x, y).max(dim=1).values for x, y in zip(images_a, images_b)])
+    return torch.stack(
+        [eigenvector_similarity(x, y).max(dim=1).values for x, y in zip(images_a, images_b, strict=True)]
+    )

@@ -1,4 +1,4 @@
-"""Training with the papers' settings: AdamW, cosine schedule to zero, Gaussian input noise, seeded and deterministic."""
+"""Training with the papers' settings: AdamW, cosine schedule to zero, Gaussian input noise; seeded, deterministic."""
 
 from __future__ import annotations
 
@@ -32,7 +32,9 @@ class TrainingHistory:
 
 
 @jaxtyped(typechecker=beartype)
-def accuracy(model: BilinearClassifier, pixels: Float[torch.Tensor, "n n_pixels"], labels: Int[torch.Tensor, " n"]) -> float:
+def accuracy(
+    model: BilinearClassifier, pixels: Float[torch.Tensor, "n n_pixels"], labels: Int[torch.Tensor, " n"]
+) -> float:
     """Share of `pixels` whose argmax logit is the label."""
     with torch.no_grad():
         return (model(pixels).argmax(-1) == labels).double().mean().item()
@@ -69,7 +71,7 @@ def train(
         order = torch.randperm(n, generator=generator)
         losses = []
         for i in range(steps_per_epoch):
-            rows = order[i * config.batch_size:(i + 1) * config.batch_size]
+            rows = order[i * config.batch_size : (i + 1) * config.batch_size]
             x = split.train_x[rows]
             if config.noise_std > 0:
                 x = x + config.noise_std * torch.randn(x.shape, generator=generator)
@@ -84,8 +86,11 @@ def train(
         history.train_accuracy.append(accuracy(model, split.train_x, split.train_y))
         history.test_accuracy.append(accuracy(model, split.test_x, split.test_y))
         model.train()
-        bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}", train_acc=f"{history.train_accuracy[-1]:.3f}",
-                        test_acc=f"{history.test_accuracy[-1]:.4f}")
+        bar.set_postfix(
+            loss=f"{history.train_loss[-1]:.3f}",
+            train_acc=f"{history.train_accuracy[-1]:.3f}",
+            test_acc=f"{history.test_accuracy[-1]:.4f}",
+        )
     history.seconds = time.perf_counter() - start
     return model.eval(), history
 
@@ -93,8 +98,12 @@ def train(
 def save_trained(model: BilinearClassifier, folder: str | Path, history: TrainingHistory) -> Path:
     """`model.save(folder)` plus TRAINING.json: the final losses and accuracies, epochs and seconds."""
     folder = model.save(folder)
-    record = {"epochs": len(history.train_loss), "seconds": round(history.seconds, 1),
-              "train_loss": history.train_loss[-1], "train_accuracy": history.train_accuracy[-1],
-              "test_accuracy": history.test_accuracy[-1]}
+    record = {
+        "epochs": len(history.train_loss),
+        "seconds": round(history.seconds, 1),
+        "train_loss": history.train_loss[-1],
+        "train_accuracy": history.train_accuracy[-1],
+        "test_accuracy": history.test_accuracy[-1],
+    }
     (folder / TRAINING_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return folder

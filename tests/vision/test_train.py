@@ -16,7 +16,7 @@ def test_training_is_deterministic_and_learns():
     split = load_split(SMALL)
     a, history = train(SMALL, split, progress=False)
     b, _ = train(SMALL, split, progress=False)
-    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(p, q), name
     assert len(history.test_accuracy) == 4 and history.test_accuracy[-1] > 0.6  # chance is 0.1
     assert history.train_loss[-1] < history.train_loss[0]
@@ -40,7 +40,7 @@ def test_saved_training_record(tmp_path):
 
 
 def test_trains_on_mnist_idx_files(tmp_path):
-    from test_vision_data import write_mnist
+    from tests.vision.test_data import write_mnist
 
     write_mnist(tmp_path, n_train=30, n_test=20)
     config = VisionConfig(dataset="mnist", test_size=None, d_model=8, d_hidden=8, epochs=1, batch_size=16)

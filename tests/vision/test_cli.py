@@ -10,18 +10,58 @@ from hooked_bilinear.vision import BilinearClassifier
 
 def test_train_then_report(tmp_path, capsys):
     folder = tmp_path / "tiny"
-    assert main(["vision", "train", str(folder), "--epochs", "2", "--d-model", "8", "--d-hidden", "8",
-                 "--noise-std", "0.1", "--seed", "3"]) == 0
+    assert (
+        main(
+            [
+                "vision",
+                "train",
+                str(folder),
+                "--epochs",
+                "2",
+                "--d-model",
+                "8",
+                "--d-hidden",
+                "8",
+                "--noise-std",
+                "0.1",
+                "--seed",
+                "3",
+            ]
+        )
+        == 0
+    )
     model = BilinearClassifier.load(folder)
     assert (model.config.d_model, model.config.noise_std, model.config.seed, model.config.epochs) == (8, 0.1, 3, 2)
     assert "test accuracy" in capsys.readouterr().out
-    assert main(["vision", "report", "--model", str(folder), "--noreg", "none", "--out", str(tmp_path / "r"),
-                 "--seeds", "4", "--widths", "12", "--json"]) == 0
+    assert (
+        main(
+            [
+                "vision",
+                "report",
+                "--model",
+                str(folder),
+                "--noreg",
+                "none",
+                "--out",
+                str(tmp_path / "r"),
+                "--seeds",
+                "4",
+                "--widths",
+                "12",
+                "--json",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["identity_max_relative_error"] < 1e-10 and "noreg" not in result["overfitting"]
     assert len(result["seed_similarity_top4"]["4"]) == len(result["width_similarity_top4"]["12"]) == 4
-    assert {p.name for p in (tmp_path / "r").glob("*.png")} >= {"eigen_images.png", "truncation.png",
-                                                                  "adversarial_curves.png", "explanation.png"}
+    assert {p.name for p in (tmp_path / "r").glob("*.png")} >= {
+        "eigen_images.png",
+        "truncation.png",
+        "adversarial_curves.png",
+        "explanation.png",
+    }
 
 
 def test_preset_is_the_shipped_settings(tmp_path):

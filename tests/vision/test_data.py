@@ -59,14 +59,17 @@ def test_read_idx_other_types(tmp_path):
     assert (read_idx(tmp_path / "a") == array).all()
 
 
-@pytest.mark.parametrize("mutate,match", [
-    (lambda b: b"\x01" + b[1:], "magic number"),
-    (lambda b: b[:2] + b"\x07" + b[3:], "unknown IDX data type"),
-    (lambda b: b[:-1], "the file holds"),
-    (lambda b: b + b"\x00", "the file holds"),
-    (lambda b: b[:6], "truncated header"),
-    (lambda b: b[:3] + b"\x00", "0 dimensions"),
-])
+@pytest.mark.parametrize(
+    "mutate,match",
+    [
+        (lambda b: b"\x01" + b[1:], "magic number"),
+        (lambda b: b[:2] + b"\x07" + b[3:], "unknown IDX data type"),
+        (lambda b: b[:-1], "the file holds"),
+        (lambda b: b + b"\x00", "the file holds"),
+        (lambda b: b[:6], "truncated header"),
+        (lambda b: b[:3] + b"\x00", "0 dimensions"),
+    ],
+)
 def test_malformed_idx_is_refused(tmp_path, mutate, match):
     good = idx_bytes(np.zeros((2, 3, 3), dtype=np.uint8))
     (tmp_path / "f").write_bytes(mutate(good))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from vision_models import brute_force_eigh, random_model, random_pixels
 
 from hooked_bilinear.vision import from_pretrained, load_split
 from hooked_bilinear.vision.truncation import truncated_logits, truncation_accuracy
+from tests.vision.vision_models import brute_force_eigh, random_model, random_pixels
 
 
 @pytest.mark.parametrize("bias", [False, True])
@@ -52,6 +52,6 @@ def test_truncation_accuracy_counts_the_top_k_predictions():
     lam, v = brute_force_eigh(model)
     e = x @ model.embed.weight.T.detach()
     result = truncation_accuracy(model, x, labels, [2, 5])
-    for k, got in zip([2, 5], result.accuracy):
+    for k, got in zip([2, 5], result.accuracy, strict=True):
         logits = torch.einsum("ck,bck->bc", lam[:, :k], torch.einsum("cki,bi->bck", v[:, :k], e).square())
         assert got == (logits.argmax(-1) == labels).double().mean().item()
