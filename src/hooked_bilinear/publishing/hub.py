@@ -18,7 +18,7 @@ from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
 from hooked_bilinear.errors import HookedBilinearError, PublishError, option, said
-from hooked_bilinear.loading.checkpoint import WEIGHT_FILES
+from hooked_bilinear.modeling.files import WEIGHT_FILES
 from hooked_bilinear.loading.pretrained import load_model
 from hooked_bilinear.publishing.provenance import Provenance
 from hooked_bilinear.publishing.save import save_pretrained
