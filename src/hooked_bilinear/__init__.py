@@ -8,6 +8,7 @@ Public API:
     BilinearConfig, BilinearForCausalLM  the transformers model class of the tdooms formats
     detect_format(config_dict)         "current" or "legacy"
     analysis                           weight-space analyses (also methods of HookedBilinearMLP)
+    vision                             bilinear image classifiers read from their weights (eigen-images, masks, ...)
     to_llama(model_or_path)            a current-format tdooms model as a stock LlamaForCausalLM
     save_pretrained(model, folder)     a bridge / model / checkpoint name -> a Hub-ready folder (weights, config,
                                        its tokenizer, model card; tdooms in stock Llama form), atomically
@@ -16,7 +17,7 @@ Public API:
     Corpus(source, text_column=...)    a text dataset for bilinearize (local files, or a Hub name streamed)
 """
 
-from hooked_bilinear import analysis, publishing
+from hooked_bilinear import analysis, publishing, vision
 from hooked_bilinear.components.hooked_bilinear_mlp import HookedBilinearMLP
 from hooked_bilinear.errors import (
     CheckpointFormatError,
@@ -64,6 +65,7 @@ __all__ = [
     "from_pretrained",
     "load_model",
     "analysis",
+    "vision",
     "bilinearize",
     "register_adapter",
     "publishing",

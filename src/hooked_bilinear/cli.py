@@ -7,6 +7,8 @@
     hooked-bilinear push FOLDER REPO_ID [--endpoint URL]               a saved folder -> the Hugging Face Hub
     hooked-bilinear modadd certify [--model modadd-p113] [--json]     prove a modular-addition model's accuracy
     hooked-bilinear modadd train --setup nanda|pizza OUT              train one (Nanda / pizza set-up)
+    hooked-bilinear vision train OUT [--preset digits] [--noise-std 0.2] train a bilinear image classifier
+    hooked-bilinear vision report [--model digits] [--out DIR]        its eigen-images, truncation, masks, ...
 """
 
 from __future__ import annotations
@@ -148,6 +150,75 @@ def _modadd_train(args: argparse.Namespace) -> None:
           f"{history.test_loss[-1]:.3g} (target {'reached' if history.reached_target else 'NOT reached'}) -> {out}")
 
 
+VISION_TRAIN_FLAGS = {"dataset": "--dataset", "d_model": "--d-model", "d_hidden": "--d-hidden", "bias": "--bias",
+                      "head_bias": "--head-bias", "test_size": "--test-size", "seed": "--seed", "epochs": "--epochs",
+                      "batch_size": "--batch-size", "lr": "--lr", "weight_decay": "--weight-decay",
+                      "noise_std": "--noise-std"}
+
+
+def _vision_train(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
+    from hooked_bilinear.vision.config import VisionConfig
+    from hooked_bilinear.vision.pretrained import SHIPPED_CONFIGS
+    from hooked_bilinear.vision.train import save_trained, train
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise HookedBilinearError(f"{out} already exists; pass --overwrite to replace it, or choose another folder.")
+    base = SHIPPED_CONFIGS[args.preset] if args.preset else VisionConfig()
+    options = {name: getattr(args, name) for name in VISION_TRAIN_FLAGS if getattr(args, name) is not None}
+    if args.test_size == "official":
+        options["test_size"] = None
+    elif args.test_size is not None:
+        try:
+            options["test_size"] = float(args.test_size)
+        except ValueError as error:
+            raise HookedBilinearError(f"--test-size {args.test_size}: give a fraction such as 0.2, or 'official' "
+                                      "(the MNIST files' own split).") from error
+    try:
+        config = replace(base, **options)
+    except ValueError as error:
+        flag = VISION_TRAIN_FLAGS.get(str(error).split()[0], "--preset / options")
+        raise HookedBilinearError(f"{flag}: {error}") from error
+    model, history = train(config, root=args.data_root)
+    save_trained(model, out, history)
+    print(f"{config.dataset}: {len(history.train_loss)} epochs, train accuracy {history.train_accuracy[-1]:.4f}, "
+          f"test accuracy {history.test_accuracy[-1]:.4f} -> {out}")
+
+
+def _vision_report(args: argparse.Namespace) -> None:
+    import json
+
+    from hooked_bilinear.vision.pretrained import from_pretrained
+    from hooked_bilinear.vision.report import report
+
+    def numbers(text: str | None, flag: str, kind: type) -> tuple:
+        if not text:
+            return ()
+        try:
+            return tuple(kind(part) for part in text.split(","))
+        except ValueError as error:
+            raise HookedBilinearError(f"{flag} {text}: give comma-separated numbers, e.g. 0,0.1,0.2.") from error
+
+    model = from_pretrained(args.model)
+    noreg = None if args.noreg in (None, "none") else from_pretrained(args.noreg)
+    result = report(model, args.out, noreg=noreg, root=args.data_root,
+                    sweep_stds=numbers(args.sweep, "--sweep", float), sweep_epochs=args.sweep_epochs,
+                    seeds=numbers(args.seeds, "--seeds", int), widths=numbers(args.widths, "--widths", int),
+                    progress=True)
+    if args.json:
+        print(json.dumps(result))
+        return
+    quarter = {m: r["ratio_at_quarter_norm"] for m, r in result["adversarial"].items()}
+    print(f"test accuracy {result['test_accuracy']:.4f}; logit_c = e^T Q_c e to {result['identity_max_relative_error']:.1e}"
+          f" relative; top-8 truncation {result['truncation'].get('8', float('nan')):.4f}; masks at 1/4 mean image "
+          f"norm vs permuted: eigen {quarter['eigen']:.1f}x, pinv {quarter['pinv']:.1f}x; outlier energy "
+          f"{result['overfitting']['model']['outlier_energy']:.4f}"
+          + (f" (noreg {result['overfitting']['noreg']['outlier_energy']:.4f})" if noreg is not None else "")
+          + f"; figures and report.json in {args.out}")
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="hooked-bilinear", description="Make, convert and publish bilinear models.")
     commands = root.add_subparsers(dest="command", required=True)
@@ -242,6 +313,43 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--overwrite", action="store_true")
     tr.set_defaults(run=_modadd_train)
+
+    v = commands.add_parser("vision", help="the bilinear image-classifier case study").add_subparsers(
+        dest="vision_command", required=True)
+    vt = v.add_parser("train", help="train a bilinear image classifier (digits from scikit-learn; MNIST / "
+                                    "Fashion-MNIST from local IDX files)")
+    vt.add_argument("out", help="output folder (config.json, model.safetensors, TRAINING.json)")
+    vt.add_argument("--preset", choices=["digits", "digits-noreg"],
+                    help="start from the settings of a shipped model (default: VisionConfig's defaults)")
+    vt.add_argument("--dataset", choices=["digits", "mnist", "fashion-mnist"])
+    vt.add_argument("--data-root", dest="data_root",
+                    help="folder holding MNIST/raw/ or FashionMNIST/raw/ (torchvision's layout of the IDX files)")
+    vt.add_argument("--d-model", dest="d_model", type=int, help="embedding size")
+    vt.add_argument("--d-hidden", dest="d_hidden", type=int, help="bilinear layer width")
+    vt.add_argument("--bias", action="store_true", default=None, help="biases on the bilinear layer")
+    vt.add_argument("--head-bias", dest="head_bias", action="store_true", default=None)
+    vt.add_argument("--test-size", dest="test_size", help="held-out fraction, or 'official' (MNIST files' split)")
+    vt.add_argument("--seed", type=int)
+    vt.add_argument("--epochs", type=int)
+    vt.add_argument("--batch-size", dest="batch_size", type=int)
+    vt.add_argument("--lr", type=float)
+    vt.add_argument("--weight-decay", dest="weight_decay", type=float)
+    vt.add_argument("--noise-std", dest="noise_std", type=float, help="input Gaussian noise std (0: none)")
+    vt.add_argument("--overwrite", action="store_true")
+    vt.set_defaults(run=_vision_train)
+    vr = v.add_parser("report", help="eigen-images, truncation, adversarial masks, overfitting, explanations")
+    vr.add_argument("--model", default="digits", help="shipped name (digits, digits-noreg) or a trained folder")
+    vr.add_argument("--noreg", default="digits-noreg",
+                    help="the same model trained without input noise, for the overfitting comparison ('none': skip)")
+    vr.add_argument("--out", default="out/vision", help="folder for the PNGs and report.json")
+    vr.add_argument("--data-root", dest="data_root", help="for MNIST / Fashion-MNIST models: see vision train")
+    vr.add_argument("--sweep", help="comma-separated input-noise stds to retrain at (the noise-sweep figure)")
+    vr.add_argument("--sweep-epochs", dest="sweep_epochs", type=int, help="epochs per sweep model (default: the model's)")
+    vr.add_argument("--seeds", help="comma-separated seeds to retrain at, for eigen-image similarity across seeds")
+    vr.add_argument("--widths", help="comma-separated bilinear widths (d_hidden) to retrain at, for eigen-image "
+                                     "similarity across hidden sizes")
+    vr.add_argument("--json", action="store_true", help="print the numbers as one JSON object")
+    vr.set_defaults(run=_vision_report)
     return root
 
 

@@ -1,0 +1,50 @@
+"""The report's identity check is exact for every bias combination, and the report holds every number it names."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hooked_bilinear.vision import VisionConfig, train
+from hooked_bilinear.vision.report import identity_error, report
+from tests.vision.vision_models import random_model
+
+
+@pytest.mark.parametrize("bias,head_bias", [(False, False), (True, True)])
+def test_identity_error_is_rounding_only(bias, head_bias):
+    model = random_model(bias, head_bias).float()
+    assert identity_error(model, torch.rand(20, 64)) < 1e-12
+
+
+def test_identity_error_sees_a_wrong_Q(monkeypatch):
+    model = random_model(False, True).float()
+    monkeypatch.setattr(type(model), "augment", lambda self, e: torch.cat([e, torch.zeros_like(e[..., :1])], -1))
+    assert identity_error(model, torch.rand(20, 64)) > 1e-3  # the head bias is lost: the check must notice
+
+
+def test_report_numbers_and_figures(tmp_path):
+    model, _ = train(VisionConfig(d_model=8, d_hidden=8, epochs=2, lr=1e-2), progress=False)
+    result = report(model, tmp_path, noreg=model)
+    assert set(result) >= {
+        "test_accuracy",
+        "identity_max_relative_error",
+        "truncation",
+        "adversarial",
+        "overfitting",
+        "noreg_test_accuracy",
+    }
+    assert list(result["truncation"]) == ["0", "1", "2", "3", "4", "6", "8"]
+    assert result["truncation"]["8"] == result["test_accuracy"]  # all 8 components: the model itself
+    assert result["overfitting"]["model"] == result["overfitting"]["noreg"]
+    assert {p.name for p in tmp_path.glob("*.png")} == {
+        "eigen_images.png",
+        "eigen_images_noreg.png",
+        "spectrum_class0.png",
+        "truncation.png",
+        "adversarial_curves.png",
+        "adversarial_masks_eigen.png",
+        "adversarial_masks_pinv.png",
+        "explanation.png",
+        "overfitting_outliers.png",
+    }  # noise_sweep.png: with a sweep
+    assert (tmp_path / "report.json").is_file()
