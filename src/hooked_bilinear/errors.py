@@ -31,3 +31,7 @@ class PublishError(HookedBilinearError, RuntimeError):
 
 class DatasetError(HookedBilinearError, ValueError):
     """A token dataset does not fit the model (tokens outside the vocabulary, too short, wrong shape)."""
+
+
+class SAEError(HookedBilinearError, ValueError):
+    """A sparse autoencoder folder, config or object is malformed, or does not fit the activations it is used on."""

@@ -1,0 +1,16 @@
+"""Sparse autoencoders (SAEs) without SAELens: TopK (the papers'), ReLU and JumpReLU, read and written in SAELens's
+on-disk format, trained on activations cached from a bridge hook, and spliced into a bridge.
+
+    from hooked_bilinear import sae
+    s = sae.load("ts-synthetic-2l/blocks.1.mlp.hook_in")   # shipped; or a folder; or a Hub id; or an SAELens SAE
+    f = s.encode(x); x_hat = s.decode(f)                   # W_enc [d_in, d_sae], W_dec [d_sae, d_in], b_enc, b_dec
+"""
+
+from hooked_bilinear.sae.base import SAE
+from hooked_bilinear.sae.format import from_object, load_folder, save
+from hooked_bilinear.sae.jumprelu import JumpReLUSAE
+from hooked_bilinear.sae.pretrained import load, shipped
+from hooked_bilinear.sae.relu import ReLUSAE
+from hooked_bilinear.sae.topk import TopKSAE
+
+__all__ = ["SAE", "JumpReLUSAE", "ReLUSAE", "TopKSAE", "from_object", "load", "load_folder", "save", "shipped"]
