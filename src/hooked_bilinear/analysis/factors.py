@@ -43,6 +43,17 @@ def check_finite(tensor: torch.Tensor, what: str) -> None:
         )
 
 
+def _is_identity(act_fn: object) -> bool:
+    """Whether an activation module/function is the identity (transformers' "linear", tdooms' gate null)."""
+    if act_fn is None:
+        return False
+    from transformers.activations import LinearActivation
+
+    from hooked_bilinear.modeling.modeling import ACTIVATIONS
+
+    return isinstance(act_fn, LinearActivation) or act_fn is ACTIVATIONS[None]
+
+
 @dataclass(frozen=True)
 class BilinearFactors:
     """`out(x) = ((x' W_gate) * (x' W_in)) W_out` with `x' = [x, 1]` when `augmented`, else `x' = x`.
@@ -82,16 +93,33 @@ class BilinearFactors:
 
     @classmethod
     def from_mlp(cls, mlp: torch.nn.Module, dtype: Optional[torch.dtype] = None) -> "BilinearFactors":
-        """Factors of a bilinear MLP module (anything with `is_bilinear = True` and W_gate/W_in/W_out/biases)."""
-        if not getattr(mlp, "is_bilinear", False):
-            raise NotBilinearError(
-                f"{type(mlp).__name__} is not a bilinear MLP: weight-space analyses need out = W_out((W_gate x) * "
-                "(W_in x)) with no activation. A gated (GLU/SwiGLU) or plain MLP has no exact interaction matrix; "
-                "bilinearize the model first (hooked_bilinear.bilinearize) or pick a bilinear checkpoint."
+        """Factors of a bilinear MLP module: this package's `HookedBilinearMLP` (anything with `is_bilinear = True`
+        and W_gate/W_in/W_out/biases), a transformers `LlamaMLP` (gate_proj, up_proj, down_proj) with hidden_act
+        "linear", or the tdooms MLP module (`hooked_bilinear.modeling.modeling.MLP`) of a bilinear config."""
+        if getattr(mlp, "is_bilinear", False):
+            W_gate, W_in, W_out = mlp.W_gate, mlp.W_in, mlp.W_out
+            b_gate, b_in, b_out = mlp.b_gate, mlp.b_in, mlp.b_out
+            return cls.from_weights(W_gate, W_in, W_out, b_gate, b_in, b_out, dtype=dtype)
+        projections = [getattr(mlp, name, None) for name in ("gate_proj", "up_proj", "down_proj")]
+        if all(isinstance(p, torch.nn.Linear) for p in projections) and _is_identity(getattr(mlp, "act_fn", None)):
+            gate, up, down = projections
+            return cls.from_weights(gate.weight.T, up.weight.T, down.weight.T, gate.bias, up.bias, down.bias, dtype=dtype)
+        from hooked_bilinear.modeling.modeling import MLP as TdoomsMLP
+
+        if isinstance(mlp, TdoomsMLP) and mlp.bilinear and _is_identity(mlp.act_fn):
+            h = mlp.w.weight.shape[0] // 2  # w stacks the LEFT (gate) rows, then the RIGHT (in) rows
+            down = getattr(mlp, mlp.down_name)
+            bias = mlp.w.bias
+            return cls.from_weights(
+                mlp.w.weight[:h].T, mlp.w.weight[h:].T, down.weight.T,
+                None if bias is None else bias[:h], None if bias is None else bias[h:], down.bias, dtype=dtype,
             )
-        W_gate, W_in, W_out = mlp.W_gate, mlp.W_in, mlp.W_out
-        b_gate, b_in, b_out = mlp.b_gate, mlp.b_in, mlp.b_out
-        return cls.from_weights(W_gate, W_in, W_out, b_gate, b_in, b_out, dtype=dtype)
+        raise NotBilinearError(
+            f"{type(mlp).__name__} is not a bilinear MLP: weight-space analyses need out = W_out((W_gate x) * "
+            "(W_in x)) with no activation (a HookedBilinearMLP, a LlamaMLP with hidden_act 'linear', or a tdooms MLP "
+            "with gate null). A gated (GLU/SwiGLU) or plain MLP has no exact interaction matrix; bilinearize the "
+            "model first (hooked_bilinear.bilinearize) or pick a bilinear checkpoint."
+        )
 
     @classmethod
     def from_weights(
