@@ -44,6 +44,18 @@ def new_topk_sae(
     return sae
 
 
+def pack_texts(tokenizer: Any, texts: list[str], ctx: int) -> torch.Tensor:
+    """Texts tokenized (with the tokenizer's own special tokens, e.g. [BOS]) and each followed by EOS, concatenated
+    and cut into [n, ctx] windows: how the shipped model's corpus was fed to it."""
+    ids: list[int] = []
+    for text in texts:
+        ids.extend(tokenizer(text)["input_ids"] + [tokenizer.eos_token_id])
+    n = len(ids) // ctx
+    if n == 0:
+        raise ValueError(f"the texts hold {len(ids)} tokens, fewer than one window of {ctx}.")
+    return torch.tensor(ids[: n * ctx]).reshape(n, ctx)
+
+
 def cache_activations(model: Any, tokens: torch.Tensor, hook_name: str, batch_size: int = 32,
                       progress: bool = False) -> torch.Tensor:
     """The activations of `hook_name` [n_seq * pos, d] over token sequences [n_seq, pos], in batches, no grad."""
