@@ -25,21 +25,11 @@ from train_embedded import make_corpus
 import hooked_bilinear as hb
 from hooked_bilinear import analysis
 from hooked_bilinear.sae.splice import splice_loss
-from hooked_bilinear.sae.train import SAETrainConfig, cache_activations, evaluate, train_sae
+from hooked_bilinear.sae.train import SAETrainConfig, cache_activations, evaluate, pack_texts, train_sae
 
 MODEL = "ts-synthetic-2l"
 TRAIN_SEED, EVAL_SEED = 1, 2  # the model itself was trained on the stories of seed 0
 KS = (1, 2, 4, 8)
-
-
-def packed_tokens(model: object, n_stories: int, seed: int, ctx: int) -> torch.Tensor:
-    """Stories tokenized as the model's corpus was ([BOS] story [EOS], concatenated), cut into [n, ctx] windows."""
-    tokenizer = model.tokenizer  # type: ignore[attr-defined]
-    ids: list[int] = []
-    for story in make_corpus(n_stories, seed):
-        ids.extend(tokenizer(story)["input_ids"] + [tokenizer.eos_token_id])
-    n = len(ids) // ctx
-    return torch.tensor(ids[: n * ctx]).reshape(n, ctx)
 
 
 def main() -> None:
@@ -57,8 +47,8 @@ def main() -> None:
 
     model = hb.from_pretrained(MODEL)
     ctx = model.cfg.n_ctx
-    train_tokens = packed_tokens(model, args.train_stories, TRAIN_SEED, ctx)
-    eval_tokens = packed_tokens(model, args.eval_stories, EVAL_SEED, ctx)
+    train_tokens = pack_texts(model.tokenizer, make_corpus(args.train_stories, TRAIN_SEED), ctx)
+    eval_tokens = pack_texts(model.tokenizer, make_corpus(args.eval_stories, EVAL_SEED), ctx)
     logging.info("train %d x %d tokens, eval %d x %d tokens", *train_tokens.shape, *eval_tokens.shape)
     report: dict = {"model": MODEL, "train_tokens": train_tokens.numel(), "eval_tokens": eval_tokens.numel(),
                     "steps": args.steps, "saes": {}}

@@ -8,6 +8,7 @@ Public API:
     BilinearConfig, BilinearForCausalLM  the transformers model class of the tdooms formats
     detect_format(config_dict)         "current" or "legacy"
     analysis                           weight-space analyses (also methods of HookedBilinearMLP)
+    sae                                sparse autoencoders: TopK/ReLU/JumpReLU, SAELens disk format, training, splicing
     to_llama(model_or_path)            a current-format tdooms model as a stock LlamaForCausalLM
     save_pretrained(model, folder)     a Hub-ready folder (weights, config, tokenizer, model card), atomically
     push_to_hub(model, repo_id)        the same folder uploaded to the Hugging Face Hub
@@ -15,7 +16,7 @@ Public API:
     Corpus(source, text_column=...)    a text dataset for bilinearize (local files, or a Hub name streamed)
 """
 
-from hooked_bilinear import analysis, publishing
+from hooked_bilinear import analysis, publishing, sae
 from hooked_bilinear.components.hooked_bilinear_mlp import HookedBilinearMLP
 from hooked_bilinear.errors import (
     CheckpointFormatError,
@@ -26,6 +27,7 @@ from hooked_bilinear.errors import (
     HookedBilinearError,
     NotBilinearError,
     PublishError,
+    SAEError,
 )
 from hooked_bilinear.loading.adapter import (
     BilinearArchitectureAdapter,
@@ -59,6 +61,7 @@ __all__ = [
     "HookedBilinearMLP",
     "NotBilinearError",
     "PublishError",
+    "SAEError",
     "detect_format",
     "from_pretrained",
     "load_model",
