@@ -25,11 +25,18 @@ from train_embedded import make_corpus
 import hooked_bilinear as hb
 from hooked_bilinear import analysis
 from hooked_bilinear.sae.splice import splice_loss
-from hooked_bilinear.sae.train import SAETrainConfig, cache_activations, evaluate, pack_texts, train_sae
+from hooked_bilinear.sae.train import (
+    SAETrainConfig,
+    cache_activations,
+    evaluate,
+    pack_texts,
+    train_sae,
+)
 
 MODEL = "ts-synthetic-2l"
 TRAIN_SEED, EVAL_SEED = 1, 2  # the model itself was trained on the stories of seed 0
 KS = (1, 2, 4, 8)
+logger = logging.getLogger("train_saes")
 
 
 def main() -> None:
@@ -49,7 +56,7 @@ def main() -> None:
     ctx = model.cfg.n_ctx
     train_tokens = pack_texts(model.tokenizer, make_corpus(args.train_stories, TRAIN_SEED), ctx)
     eval_tokens = pack_texts(model.tokenizer, make_corpus(args.eval_stories, EVAL_SEED), ctx)
-    logging.info("train %d x %d tokens, eval %d x %d tokens", *train_tokens.shape, *eval_tokens.shape)
+    logger.info("train %d x %d tokens, eval %d x %d tokens", *train_tokens.shape, *eval_tokens.shape)
     report: dict = {"model": MODEL, "train_tokens": train_tokens.numel(), "eval_tokens": eval_tokens.numel(),
                     "steps": args.steps, "saes": {}}
     saes = {}
@@ -70,7 +77,7 @@ def main() -> None:
             sae.save(args.out / hook, overwrite=True)
             saes[hook] = sae
             report["saes"][hook] = entry
-            logging.info("%s: FVU %.4f, L0 %.1f, dead %.3f, loss %.4f -> %.4f (+%.4f)", hook, stats.fvu, stats.l0,
+            logger.info("%s: FVU %.4f, L0 %.1f, dead %.3f, loss %.4f -> %.4f (+%.4f)", hook, stats.fvu, stats.l0,
                          stats.dead, loss.clean, loss.spliced, loss.added)
     for layer in range(model.cfg.n_layers):
         hook_in, hook_out = f"blocks.{layer}.mlp.hook_in", f"blocks.{layer}.mlp.hook_out"
@@ -85,7 +92,7 @@ def main() -> None:
         fig9 = {f"k={k}": {"mean": corr[:, i].nanmean().item(), "median": corr[:, i].nanmedian().item(),
                            "fraction_above_0.75": (corr[:, i] > 0.75).double().mean().item()} for i, k in enumerate(KS)}
         report["saes"][hook_out]["fig9"] = {"features_counted": int(counted.sum()), **fig9}
-        logging.info("layer %d Fig. 9 over %d features: %s", layer, int(counted.sum()),
+        logger.info("layer %d Fig. 9 over %d features: %s", layer, int(counted.sum()),
                      ", ".join(f"k={k} {fig9[f'k={k}']['mean']:.3f}" for k in KS))
     assert all(math.isfinite(v["fvu"]) for v in report["saes"].values())
     (args.out / "REPORT.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -28,12 +28,16 @@ import torch
 import hooked_bilinear as hb
 from hooked_bilinear import analysis as A
 from hooked_bilinear import sae as S
-from hooked_bilinear.analysis.plots import plot_eigen_approximation, plot_feature_interactions, plot_self_cross
+from hooked_bilinear.analysis.plots import (
+    plot_eigen_approximation,
+    plot_feature_interactions,
+    plot_self_cross,
+)
 from hooked_bilinear.sae.splice import splice_loss
 from hooked_bilinear.sae.train import evaluate, pack_texts
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from train_embedded import make_corpus  # noqa: E402  (the synthetic story generator the model was trained on)
+from train_embedded import make_corpus
 
 EVAL_SEED = 3  # the model saw seed 0, the SAEs seeds 1 (training) and 2 (evaluation)
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "analysis"))
-from models import random_model  # noqa: E402
+from models import random_model
 
-from hooked_bilinear import sae as S  # noqa: E402
-from hooked_bilinear.errors import SAEError  # noqa: E402
-from hooked_bilinear.sae.splice import splice, splice_loss  # noqa: E402
+from hooked_bilinear import sae as S
+from hooked_bilinear.errors import SAEError
+from hooked_bilinear.sae.splice import splice, splice_loss
 
 HOOK = "blocks.1.mlp.hook_in"
 
@@ -63,11 +63,9 @@ def test_splice_loss(setup) -> None:
 def test_splice_errors(setup) -> None:
     model, sae, tokens = setup
     wrong = S.TopKSAE(17, 32, k=3, metadata={"hook_name": HOOK})
-    with pytest.raises(SAEError, match="d_in=17.*size 16"):
-        with splice(model, wrong):
-            model(tokens)
-    with pytest.raises(SAEError, match="no hook 'blocks.9.mlp.hook_in'"):
-        with splice(model, sae, hook_name="blocks.9.mlp.hook_in"):
-            pass
+    with pytest.raises(SAEError, match="d_in=17.*size 16"), splice(model, wrong):
+        model(tokens)
+    with pytest.raises(SAEError, match="no hook 'blocks.9.mlp.hook_in'"), splice(model, sae, hook_name="blocks.9.mlp.hook_in"):
+        pass
     with pytest.raises(SAEError, match="hook_name="):
         splice_loss(model, S.TopKSAE(16, 32, k=3), tokens)

@@ -19,7 +19,8 @@ activations are computed) works, an SAELens SAE included.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import torch
 from beartype import beartype

@@ -43,7 +43,7 @@ class SAE(nn.Module, ABC):
         self.d_in, self.d_sae = d_in, d_sae
         self.apply_b_dec_to_input = apply_b_dec_to_input
         self.metadata: dict[str, Any] = dict(metadata or {})
-        factory = dict(dtype=dtype, device=device)
+        factory: dict[str, Any] = {"dtype": dtype, "device": device}
         self.W_enc = nn.Parameter(torch.zeros(d_in, d_sae, **factory))
         self.b_enc = nn.Parameter(torch.zeros(d_sae, **factory))
         self.W_dec = nn.Parameter(torch.zeros(d_sae, d_in, **factory))

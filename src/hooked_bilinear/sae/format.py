@@ -138,7 +138,7 @@ def normalise_cfg(raw: dict[str, Any], where: str) -> dict[str, Any]:
 def build(cfg: dict[str, Any], state: dict[str, torch.Tensor], where: str, device: torch.device | str | None = None) -> SAE:
     """An SAE of the normalised cfg with `state`'s tensors, each checked for name, shape and finite values."""
     cls = ARCHITECTURES[cfg["architecture"]]
-    options: dict[str, Any] = dict(apply_b_dec_to_input=cfg["apply_b_dec_to_input"], metadata=cfg["metadata"])
+    options: dict[str, Any] = {"apply_b_dec_to_input": cfg["apply_b_dec_to_input"], "metadata": cfg["metadata"]}
     if cls is TopKSAE:
         options["k"] = cfg["k"]
     try:
@@ -227,6 +227,6 @@ def from_object(obj: Any) -> SAE:
     normalised = normalise_cfg(raw, type(obj).__name__)
     state = {name: getattr(obj, name).detach() for name in ("W_enc", "W_dec", "b_enc", "b_dec")}
     if normalised["architecture"] == "jumprelu":
-        state["threshold"] = torch.as_tensor(getattr(obj, "threshold")).detach()
+        state["threshold"] = torch.as_tensor(obj.threshold).detach()
     return build(normalised, state, type(obj).__name__, device=obj.W_enc.device)
 

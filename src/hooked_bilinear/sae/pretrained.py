@@ -8,11 +8,20 @@ from typing import Any
 
 import torch
 from huggingface_hub import snapshot_download
-from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+from huggingface_hub.errors import (
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+)
 
 from hooked_bilinear.errors import SAEError
 from hooked_bilinear.sae.base import SAE
-from hooked_bilinear.sae.format import CFG_FILENAME, WEIGHTS_FILENAME, from_object, load_folder
+from hooked_bilinear.sae.format import (
+    CFG_FILENAME,
+    WEIGHTS_FILENAME,
+    from_object,
+    load_folder,
+)
 
 SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints" / "saes"
 
