@@ -144,3 +144,22 @@ def test_bad_folders_and_inputs(tmp_path: Path) -> None:
         sae.encode(torch.zeros(2, D_IN + 1))
     with pytest.raises(IndexError, match="0..23"):
         sae.check_feature(D_SAE)
+
+
+def test_standard_folder_and_log_threshold(tmp_path: Path) -> None:
+    state = random_state(8)
+    cfg = {"architecture": "standard", "d_in": D_IN, "d_sae": D_SAE, "dtype": "float32",
+           "metadata": {"hook_name": "h", "sae_lens_version": "6.1.0"}}
+    sae = S.load(write_folder(tmp_path / "relu", cfg, state))
+    x = torch.randn(30, D_IN, generator=torch.Generator().manual_seed(9))
+    expected = ((x - state["b_dec"]) @ state["W_enc"] + state["b_enc"]).clamp_min(0)
+    torch.testing.assert_close(sae.encode(x), expected, rtol=0, atol=1e-6)
+    jump = random_state(10, jumprelu=True)
+    jump["log_threshold"] = jump.pop("threshold").log()  # SAELens's training-time parameter
+    loaded = S.load(write_folder(tmp_path / "logthr", {**cfg, "architecture": "jumprelu"}, jump))
+    torch.testing.assert_close(loaded.threshold, jump["log_threshold"].exp())
+    obj = SimpleNamespace(cfg=SimpleNamespace(architecture=lambda: "jumprelu", hook_name="h2"),
+                          threshold=jump["log_threshold"].exp(), **random_state(10))
+    converted = S.load(obj)
+    assert isinstance(converted, S.JumpReLUSAE) and converted.hook_name == "h2"
+    assert torch.equal(converted.threshold, obj.threshold)

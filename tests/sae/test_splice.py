@@ -69,3 +69,17 @@ def test_splice_errors(setup) -> None:
         pass
     with pytest.raises(SAEError, match="hook_name="):
         splice_loss(model, S.TopKSAE(16, 32, k=3), tokens)
+
+
+def test_cached_and_feature_activations(setup) -> None:
+    from hooked_bilinear import analysis as A
+    from hooked_bilinear.sae.train import cache_activations
+
+    model, sae, tokens = setup
+    _, cache = model.run_with_cache(tokens, names_filter=HOOK)
+    flat = cache_activations(model, tokens, HOOK, batch_size=2)
+    torch.testing.assert_close(flat, cache[HOOK].reshape(-1, 16))
+    feats = A.feature_activations(model, sae, tokens, features=[3, 5], batch_size=2)
+    torch.testing.assert_close(feats, sae.encode(cache[HOOK])[..., [3, 5]])
+    with pytest.raises(SAEError, match="no hook"):
+        cache_activations(model, tokens, "blocks.7.hook_nothing")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from hooked_bilinear.sae.train import SAETrainConfig, evaluate, new_topk_sae, train_sae
+from hooked_bilinear.sae.train import SAETrainConfig, evaluate, new_topk_sae, pack_texts, train_sae
 
 
 def planted(n: int = 3000, d: int = 16, n_atoms: int = 32, active: int = 3, seed: int = 0) -> torch.Tensor:
@@ -44,3 +44,14 @@ def test_training_is_deterministic_and_learns_a_planted_dictionary() -> None:
     assert stats.fvu < 0.2 and start.fvu > 5 * stats.fvu, (stats, start)
     assert stats.l0 <= 4
     assert first.losses[-1] < first.losses[0] / 5
+
+
+def test_pack_texts() -> None:
+    class Tokenizer:
+        eos_token_id = 2
+
+        def __call__(self, text: str) -> dict:
+            return {"input_ids": [1] + [10 + len(word) for word in text.split()]}
+
+    packed = pack_texts(Tokenizer(), ["a bb", "ccc", "d ee fff"], ctx=4)
+    assert packed.tolist() == [[1, 11, 12, 2], [1, 13, 2, 1], [11, 12, 13, 2]]  # [BOS] ids [EOS] concatenated, cut into windows
