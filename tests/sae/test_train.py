@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from hooked_bilinear.sae.train import SAETrainConfig, evaluate, new_topk_sae, pack_texts, train_sae
+from hooked_bilinear.sae.train import (
+    SAETrainConfig,
+    evaluate,
+    new_topk_sae,
+    pack_texts,
+    train_sae,
+)
 
 
 def planted(n: int = 3000, d: int = 16, n_atoms: int = 32, active: int = 3, seed: int = 0) -> torch.Tensor:

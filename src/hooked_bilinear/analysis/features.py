@@ -129,12 +129,14 @@ def feature_bias_terms(
     return FeatureBias(2 * Qb @ D.T, Qb @ b)
 
 
+@beartype
 def output_feature_directions(sae: Any, features: Features = None) -> torch.Tensor:
     """The encoder rows e_j = W_enc[:, j] of an output SAE, [n, d_out]: the u whose Q_u explains feature j."""
     ids = feature_indices(sae, features)
     return sae_tensors(sae)[0][:, ids].T
 
 
+@beartype
 def output_feature_offsets(sae: Any, features: Features = None) -> torch.Tensor:
     """`b_enc_j - b_dec . e_j` [n] (`b_enc_j` when the SAE does not subtract b_dec from its input): pre-activation
     of feature j = `e_j . mlp(x) + offset_j`."""
@@ -146,6 +148,7 @@ def output_feature_offsets(sae: Any, features: Features = None) -> torch.Tensor:
     return offset
 
 
+@beartype
 def output_feature_eigen(mlp: Any, sae: Any, features: Features = None, k: int | None = None,
                          dtype: torch.dtype | None = None, **options: Any) -> Eigen:
     """Eigenpairs of Q_{e_j} for output features j of an SAE on the MLP output (lambda_ [n, k], v [n, k, d_in])."""
@@ -154,6 +157,7 @@ def output_feature_eigen(mlp: Any, sae: Any, features: Features = None, k: int |
     return eigendecompose(factors, output_feature_directions(sae, features).to(factors.dtype), k, **options)
 
 
+@beartype
 def outlier_count(eigenvalues: torch.Tensor, whisker: float = 1.5) -> torch.Tensor:
     """How many eigenvalues of each row lie outside [Q1 - whisker IQR, Q3 + whisker IQR] (Tukey's fences) [n]."""
     lam = eigenvalues.reshape(-1, eigenvalues.shape[-1]).double()
@@ -172,6 +176,7 @@ class FeatureRanking(NamedTuple):
     outliers: torch.Tensor
 
 
+@beartype
 def rank_output_features(mlp: Any, sae_out: Any, *, sae_in: Any = None, by: str = "top_eigenvalue",
                          features: Features = None, dtype: torch.dtype | None = None) -> FeatureRanking:
     """Rank output features by the spectrum of Q_{e_j} (or of `D Q_{e_j} D^T` when the input SAE is given):
@@ -208,6 +213,7 @@ class InteractionPairs(NamedTuple):
     value: torch.Tensor
 
 
+@beartype
 def top_interactions(interactions: torch.Tensor, k: int = 10, include_self: bool = True) -> InteractionPairs:
     """The k entries (i <= j, or i < j without self interactions) of largest |value| of `D Q_u D^T` [d_sae, d_sae]."""
     if interactions.ndim != 2 or interactions.shape[0] != interactions.shape[1]:
@@ -218,12 +224,14 @@ def top_interactions(interactions: torch.Tensor, k: int = 10, include_self: bool
     return InteractionPairs(i[top], j[top], values[top])
 
 
+@beartype
 def self_and_cross(interactions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(diagonal [d_sae], strict upper triangle [d_sae (d_sae - 1) / 2]) of an interaction matrix (Fig. 27's split)."""
     i, j = torch.triu_indices(*interactions.shape[-2:], offset=1)
     return interactions.diagonal(dim1=-2, dim2=-1), interactions[..., i, j]
 
 
+@beartype
 def random_symmetric_spectrum(size: int, scale: float, seed: int = 0) -> torch.Tensor:
     """Eigenvalues of a random symmetric (GOE) matrix of the given size whose entries have standard deviation
     `scale`: the bulk an interaction matrix's spectrum is compared against (Fig. 27)."""
@@ -249,6 +257,7 @@ def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:
     return float("nan") if denominator == 0 else (a @ b).item() / denominator
 
 
+@jaxtyped(typechecker=beartype)
 def eigen_approximation(
     mlp: Any,
     sae_out: Any,
@@ -304,6 +313,7 @@ class Example(NamedTuple):
         return f"{self.value:8.3f}  {self.before} [[{self.token}]] {self.after}"
 
 
+@beartype
 def top_examples(tokenizer: Any, tokens: torch.Tensor, values: torch.Tensor, k: int = 10, context: int = 8,
                  after: int = 2) -> list[Example]:
     """The k (sequence, position) of largest value, with `context` tokens before and `after` tokens after.
@@ -338,6 +348,7 @@ def hook_activations(model: Any, tokens: torch.Tensor, hook_name: str, batch_siz
     return torch.cat(out)
 
 
+@beartype
 def feature_activations(model: Any, sae: Any, tokens: torch.Tensor, features: Features = None,
                         hook_name: str | None = None, batch_size: int = 32) -> torch.Tensor:
     """An SAE's feature activations over token sequences [n_seq, pos] -> [n_seq, pos, n_features], at the SAE's hook."""

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from beartype import beartype
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -71,6 +72,7 @@ def cfg_dict(sae: SAE) -> dict[str, Any]:
     return cfg
 
 
+@beartype
 def save(sae: SAE, folder: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write `cfg.json` and `sae_weights.safetensors` (the parameters as they are: reloads bit-identically)."""
     folder = Path(folder)
@@ -169,6 +171,7 @@ def build(cfg: dict[str, Any], state: dict[str, torch.Tensor], where: str, devic
     return sae if device is None else sae.to(device)
 
 
+@beartype
 def load_folder(folder: str | os.PathLike, device: torch.device | str | None = None) -> SAE:
     """The SAE in an SAELens-format folder (see module doc)."""
     folder = Path(folder)
@@ -195,6 +198,7 @@ def load_folder(folder: str | os.PathLike, device: torch.device | str | None = N
     return build(cfg, state, str(folder), device=device)
 
 
+@beartype
 def from_object(obj: Any) -> SAE:
     """This package's SAE for any object with W_enc, W_dec, b_enc, b_dec (an SAELens SAE, say): the architecture
     from `obj.cfg.architecture` (SAELens; a method there) or `obj.architecture`, TopK's k from `cfg.k` / `k`,

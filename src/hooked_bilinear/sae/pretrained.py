@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from beartype import beartype
 from huggingface_hub import snapshot_download
 from huggingface_hub.errors import (
     HfHubHTTPError,
@@ -26,6 +27,7 @@ from hooked_bilinear.sae.format import (
 SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints" / "saes"
 
 
+@beartype
 def shipped() -> list[str]:
     """Names of the SAEs shipped inside the package, `<model>/<hook_name>` (e.g. "ts-synthetic-2l/blocks.0.mlp.hook_in")."""
     if not SHIPPED.is_dir():
@@ -49,6 +51,7 @@ def hub_folder(hub_id: str, revision: str | None) -> Path:
     return Path(root) / sub
 
 
+@beartype
 def load(path_or_hub_id: str | os.PathLike | Any, *, device: torch.device | str | None = None,
          revision: str | None = None) -> SAE:
     """An SAE from a shipped name (`shipped()`), a local SAELens-format folder, a Hub id (`owner/name`, or

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import torch
+from beartype import beartype
 
 from hooked_bilinear.errors import SAEError
 
@@ -59,6 +60,7 @@ class SpliceLoss(NamedTuple):
         return (self.zero_ablated - self.spliced) / (self.zero_ablated - self.clean)
 
 
+@beartype
 def splice_loss(model: Any, sae: Any, tokens: torch.Tensor, *, hook_name: str | None = None,
                 batch_size: int = 32) -> SpliceLoss:
     """SpliceLoss over token sequences [n_seq, pos]."""

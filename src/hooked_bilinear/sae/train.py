@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import torch
+from beartype import beartype
 from tqdm.auto import tqdm
 
 from hooked_bilinear.errors import SAEError
@@ -23,6 +24,7 @@ from hooked_bilinear.sae.topk import DEFAULT_EXPANSION, DEFAULT_K, TopKSAE
 logger = logging.getLogger(__name__)
 
 
+@beartype
 def new_topk_sae(
     d_in: int,
     *,
@@ -44,6 +46,7 @@ def new_topk_sae(
     return sae
 
 
+@beartype
 def pack_texts(tokenizer: Any, texts: list[str], ctx: int) -> torch.Tensor:
     """Texts tokenized (with the tokenizer's own special tokens, e.g. [BOS]) and each followed by EOS, concatenated
     and cut into [n, ctx] windows: how the shipped model's corpus was fed to it."""
@@ -56,6 +59,7 @@ def pack_texts(tokenizer: Any, texts: list[str], ctx: int) -> torch.Tensor:
     return torch.tensor(ids[: n * ctx]).reshape(n, ctx)
 
 
+@beartype
 def cache_activations(model: Any, tokens: torch.Tensor, hook_name: str, batch_size: int = 32,
                       progress: bool = False) -> torch.Tensor:
     """The activations of `hook_name` [n_seq * pos, d] over token sequences [n_seq, pos], in batches, no grad."""
@@ -80,6 +84,7 @@ class SAEStats(NamedTuple):
     dead: float
 
 
+@beartype
 def evaluate(sae: Any, activations: torch.Tensor, batch_size: int = 4096) -> SAEStats:
     """FVU, L0 and dead fraction of any SAE (anything with encode/decode) on activations [n, d_in]."""
     error = 0.0
@@ -126,6 +131,7 @@ def _normalise_decoder(sae: SAE) -> None:
         sae.W_dec /= sae.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
+@beartype
 def train_sae(
     activations: torch.Tensor,
     config: SAETrainConfig | None = None,
