@@ -71,6 +71,8 @@ def test_identity_on_cached_bridge_activations() -> None:
     u = torch.randn(2, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
     factors64 = BilinearFactors.from_mlp(mlp, dtype=torch.float64)
     assert_identity(factors64.forward, mlp, sae, x, u)
+    torch.testing.assert_close(mlp.feature_interactions(sae, u, dtype=torch.float64),
+                               A.feature_interactions(mlp, sae, u, dtype=torch.float64), rtol=0, atol=0)
     # the cached hook_out is what the factors compute (float32 model)
     torch.testing.assert_close(factors64.forward(x).float(), cache["blocks.1.mlp.hook_out"].reshape(-1, 16), rtol=1e-4, atol=1e-5)
 

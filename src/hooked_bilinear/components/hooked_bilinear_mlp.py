@@ -12,7 +12,7 @@ TransformerLens 4.3 resolves an unknown activation name to SiLU in compatibility
 
 The weight-space analyses of the papers are methods (they read the current weights, so in compatibility mode they
 describe the processed weights that the hooks see): `interaction_matrix(u)`, `eigendecompose(u, k)`, `tensor()`,
-`decompose(x, u)`, `hosvd(r)`, `truncate(basis, k)`; their math is in `hooked_bilinear.analysis`.
+`decompose(x, u)`, `hosvd(r)`, `truncate(basis, k)`, `feature_interactions(sae, u)`; their math is in `hooked_bilinear.analysis`.
 """
 
 from __future__ import annotations
@@ -95,6 +95,14 @@ class HookedBilinearMLP(GatedMLPBridge):
         max_memory (bytes), progress.
         """
         return analysis.eigendecompose(self.factors(dtype), u, k, **options)
+
+    @jaxtyped(typechecker=beartype)
+    def feature_interactions(
+        self, sae: Any, u: Directions, dtype: Optional[torch.dtype] = None
+    ) -> Float[torch.Tensor, "*n d_sae d_sae"]:
+        """`D Q_u D^T` [d_sae, d_sae] (or [n, d_sae, d_sae]) for an SAE on this MLP's input (hook_in) with decoder
+        D; `hooked_bilinear.analysis.feature_bias_terms` gives the decoder-bias terms."""
+        return analysis.feature_interactions(self, sae, u, dtype)
 
     def tensor(self, max_bytes: Optional[int] = TENSOR_MAX_BYTES, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
         """B [d_model, d_in, d_in], symmetric in its last two axes; refuses above `max_bytes` (None: no limit)."""
