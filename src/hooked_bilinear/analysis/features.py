@@ -283,15 +283,16 @@ def eigen_approximation(
             activations = sae_out.encode(y)[:, ids]
     if activations.shape != (x.shape[0], len(ids)):
         raise ValueError(f"activations must be [n_inputs={x.shape[0]}, n_features={len(ids)}], got {tuple(activations.shape)}.")
-    eigen = output_feature_eigen(factors, sae_out, ids, k=max(ks), method="dense")
     x_aug = factors.augment(x)
     correlation = torch.full((len(ids), len(ks)), float("nan"), dtype=torch.float64)
     n_active = (activations > 0).sum(0)
-    for row in range(len(ids)):
+    counted = (n_active > min_active).nonzero()[:, 0]
+    if len(counted) == 0:
+        return EigenApproximation(ids, ks, correlation, n_active)
+    eigen = output_feature_eigen(factors, sae_out, ids[counted], k=max(ks), method="dense")
+    for slot, row in enumerate(counted.tolist()):
         active = activations[:, row] > 0
-        if n_active[row] <= min_active:
-            continue
-        terms = eigen.lambda_[row] * (x_aug[active] @ eigen.v[row].T).square()  # [n_active, max k]
+        terms = eigen.lambda_[slot] * (x_aug[active] @ eigen.v[slot].T).square()  # [n_active, max k]
         cumulative = terms.cumsum(-1)
         target = activations[active, row].to(terms.dtype)
         for column, k in enumerate(ks):
