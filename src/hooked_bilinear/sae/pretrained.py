@@ -43,7 +43,10 @@ def hub_folder(hub_id: str, revision: str | None) -> Path:
     try:
         root = snapshot_download(repo_id, revision=revision, allow_patterns=[prefix + CFG_FILENAME, prefix + WEIGHTS_FILENAME])
     except LocalEntryNotFoundError as error:
-        raise SAEError(f"SAE {hub_id!r} is not in the local Hub cache and the Hub cannot be reached ({error}).") from error
+        raise SAEError(
+            f"{hub_id!r} is no local folder, and as a Hub id it is not in the local Hub cache while the Hub cannot be "
+            f"reached (HF_HUB_OFFLINE or no network: {error})."
+        ) from error
     except RepositoryNotFoundError as error:
         raise SAEError(f"Hub repository {repo_id!r} does not exist or is private ({error}).") from error
     except HfHubHTTPError as error:
