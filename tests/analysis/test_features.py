@@ -73,6 +73,12 @@ def test_identity_on_cached_bridge_activations() -> None:
     assert_identity(factors64.forward, mlp, sae, x, u)
     torch.testing.assert_close(mlp.feature_interactions(sae, u, dtype=torch.float64),
                                A.feature_interactions(mlp, sae, u, dtype=torch.float64), rtol=0, atol=0)
+    eig = mlp.eigendecompose(u[0].float(), k=3)
+    projections = A.eigenvector_activations(model, 1, eig.v, tokens, batch_size=1)
+    manual = torch.cat([cache["blocks.1.mlp.hook_in"], torch.ones(2, 9, 1)], -1) @ eig.v.T  # bias: x' = [x, 1]
+    torch.testing.assert_close(projections, manual)
+    with pytest.raises(IndexError, match="layers 0..1"):
+        A.eigenvector_activations(model, 2, eig.v, tokens)
     # the cached hook_out is what the factors compute (float32 model)
     torch.testing.assert_close(factors64.forward(x).float(), cache["blocks.1.mlp.hook_out"].reshape(-1, 16), rtol=1e-4, atol=1e-5)
 

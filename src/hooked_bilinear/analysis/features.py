@@ -359,3 +359,18 @@ def feature_activations(model: Any, sae: Any, tokens: torch.Tensor, features: Fe
         raise SAEError("this SAE does not say which hook it reads (metadata hook_name): pass hook_name=.")
     with torch.no_grad():
         return sae.encode(hook_activations(model, tokens, name, batch_size))[..., ids]
+
+
+@beartype
+def eigenvector_activations(model: Any, layer: int, v: torch.Tensor, tokens: torch.Tensor,
+                            batch_size: int = 32) -> torch.Tensor:
+    """Projections `v . x'` of layer `layer`'s MLP inputs (hook_in) on eigenvectors v [d_in] or [k, d_in] (from
+    `eigendecompose` / `output_feature_eigen`), over token sequences [n_seq, pos] -> [n_seq, pos] or [n_seq, pos, k]:
+    the values whose top dataset examples show what an eigenvector reads (its contribution is lambda times the square)."""
+    if not 0 <= layer < len(model.blocks):
+        raise IndexError(f"layer {layer} does not exist: the model has layers 0..{len(model.blocks) - 1}.")
+    factors = BilinearFactors.from_mlp(model.blocks[layer].mlp, dtype=v.dtype if v.dtype.is_floating_point else None)
+    if v.shape[-1] != factors.d_in or v.ndim not in (1, 2):
+        raise ValueError(f"eigenvectors must be [d_in={factors.d_in}] or [k, {factors.d_in}], got {tuple(v.shape)}.")
+    x = hook_activations(model, tokens, f"blocks.{layer}.mlp.hook_in", batch_size)
+    return factors.augment(x) @ v.to(factors.device).T
