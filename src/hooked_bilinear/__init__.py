@@ -8,6 +8,7 @@ Public API:
     BilinearConfig, BilinearForCausalLM  the transformers model class of the tdooms formats
     detect_format(config_dict)         "current" or "legacy"
     analysis                           weight-space analyses (also methods of HookedBilinearMLP)
+    sae                                sparse autoencoders: TopK/ReLU/JumpReLU, SAELens disk format, training, splicing
     vision                             bilinear image classifiers read from their weights (eigen-images, masks, ...)
     to_llama(model_or_path)            a current-format tdooms model as a stock LlamaForCausalLM
     save_pretrained(model, folder)     a bridge / model / checkpoint name -> a Hub-ready folder (weights, config,
@@ -17,7 +18,7 @@ Public API:
     Corpus(source, text_column=...)    a text dataset for bilinearize (local files, or a Hub name streamed)
 """
 
-from hooked_bilinear import analysis, publishing, vision
+from hooked_bilinear import analysis, publishing, sae, vision
 from hooked_bilinear.components.hooked_bilinear_mlp import HookedBilinearMLP
 from hooked_bilinear.errors import (
     CheckpointFormatError,
@@ -28,6 +29,7 @@ from hooked_bilinear.errors import (
     HookedBilinearError,
     NotBilinearError,
     PublishError,
+    SAEError,
 )
 from hooked_bilinear.loading.adapter import (
     BilinearArchitectureAdapter,
@@ -61,6 +63,7 @@ __all__ = [
     "HookedBilinearMLP",
     "NotBilinearError",
     "PublishError",
+    "SAEError",
     "detect_format",
     "from_pretrained",
     "load_model",

@@ -59,3 +59,7 @@ def option(name: str, value: object = True) -> str:
     """How the user passes an option: `--name` (`--name VALUE`) on the command line, else `name=value`."""
     flag = "--" + name.replace("_", "-")
     return said(f"{name}={value}", flag if value is True else f"{flag} {value}")
+
+
+class SAEError(HookedBilinearError, ValueError):
+    """A sparse autoencoder folder, config or object is malformed, or does not fit the activations it is used on."""

@@ -6,7 +6,7 @@ from typing import Any, NamedTuple, Optional
 
 import torch
 
-from hooked_bilinear.analysis.eigen import eigendecompose
+from hooked_bilinear.analysis.eigen import Method, eigendecompose
 from hooked_bilinear.analysis.factors import Layer, as_factors
 
 
@@ -22,11 +22,20 @@ class Decomposition(NamedTuple):
 
 
 def decompose(
-    factors: Layer, x: torch.Tensor, u: torch.Tensor, k: Optional[int] = None, **eigen_options: Any
+    factors: Layer,
+    x: torch.Tensor,
+    u: torch.Tensor,
+    k: Optional[int] = None,
+    *,
+    method: Method = "auto",
+    tol: float | None = None,
+    block: int = 4,
+    max_memory: int | None = None,
+    progress: bool | None = None,
 ) -> Decomposition:
     """Split `u . out(x)` over the eigencomponents of Q_u, for MLP inputs x [*batch, d_model] (hook_in activations)."""
     factors = as_factors(factors)
-    eigen = eigendecompose(factors, u, k, **eigen_options)
+    eigen = eigendecompose(factors, u, k, method=method, tol=tol, block=block, max_memory=max_memory, progress=progress)
     x_aug = factors.augment(x)
     if u.ndim == 1:
         projections = x_aug @ eigen.v.mT  # [*batch, k]

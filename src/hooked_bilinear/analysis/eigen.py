@@ -17,7 +17,7 @@ largest-magnitude entry positive.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Union
+from typing import Literal, NamedTuple, Optional, Union
 
 import torch
 from jaxtyping import Float
@@ -30,6 +30,7 @@ from hooked_bilinear.analysis.interaction import (
     memory_budget,
 )
 
+Method = Literal["auto", "dense", "krylov", "factored"]
 DEFAULT_TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
 PROGRESS_MIN_DIRECTIONS = 256
 
@@ -166,7 +167,8 @@ def eigendecompose(
     factors: Layer,
     u: torch.Tensor,
     k: Optional[int] = None,
-    method: str = "auto",
+    *,
+    method: Method = "auto",
     tol: Optional[float] = None,
     block: int = 4,
     max_memory: Optional[int] = None,

@@ -14,14 +14,37 @@ identity of the papers then holds for the factors without a bias term, e.g. `u .
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any, Optional, Protocol, Union, cast
 
 import torch
 from jaxtyping import Float
+from transformers.activations import LinearActivation
+from transformers.models.llama.modeling_llama import LlamaMLP
 
 from hooked_bilinear.errors import NotBilinearError
+from hooked_bilinear.modeling.configuration import split_gate_in
+from hooked_bilinear.modeling.modeling import ACTIVATIONS
+from hooked_bilinear.modeling.modeling import MLP as TdoomsMLP
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+class BilinearLayer(Protocol):
+    """What a bilinear layer (`is_bilinear = True`) shows the analyses: HookedBilinearMLP, TruncatedBilinearMLP,
+    the image classifiers' layer."""
+
+    @property
+    def W_gate(self) -> torch.Tensor: ...
+    @property
+    def W_in(self) -> torch.Tensor: ...
+    @property
+    def W_out(self) -> torch.Tensor: ...
+    @property
+    def b_gate(self) -> torch.Tensor | None: ...
+    @property
+    def b_in(self) -> torch.Tensor | None: ...
+    @property
+    def b_out(self) -> torch.Tensor | None: ...
 
 
 def analysis_dtype(weight_dtype: torch.dtype, dtype: Optional[torch.dtype]) -> torch.dtype:
@@ -72,6 +95,13 @@ def not_bilinear(mlp: Any, where: Optional[str] = None) -> NotBilinearError:
     )
 
 
+def _is_identity(act_fn: object) -> bool:
+    """Whether an activation module/function is the identity (transformers' "linear", tdooms' gate null)."""
+    if act_fn is None:
+        return False
+    return isinstance(act_fn, LinearActivation) or act_fn is ACTIVATIONS[None]
+
+
 @dataclass(frozen=True)
 class BilinearFactors:
     """`out(x) = ((x' W_gate) * (x' W_in)) W_out` with `x' = [x, 1]` when `augmented`, else `x' = x`.
@@ -113,13 +143,23 @@ class BilinearFactors:
     def from_mlp(
         cls, mlp: torch.nn.Module, dtype: Optional[torch.dtype] = None, where: Optional[str] = None
     ) -> "BilinearFactors":
-        """Factors of a bilinear MLP module (anything with `is_bilinear = True` and W_gate/W_in/W_out/biases);
+        """Factors of a bilinear MLP module: this package's `HookedBilinearMLP` (anything with `is_bilinear = True`
+        and W_gate/W_in/W_out/biases), a transformers `LlamaMLP` (gate_proj, up_proj, down_proj) with hidden_act
+        "linear", or the tdooms MLP module (`hooked_bilinear.modeling.modeling.MLP`) of a bilinear config;
         NotBilinearError naming the layer (`where`, else the MLP's hook names) for any other MLP."""
-        if not getattr(mlp, "is_bilinear", False):
-            raise not_bilinear(mlp, where)
-        W_gate, W_in, W_out = mlp.W_gate, mlp.W_in, mlp.W_out
-        b_gate, b_in, b_out = mlp.b_gate, mlp.b_in, mlp.b_out
-        return cls.from_weights(W_gate, W_in, W_out, b_gate, b_in, b_out, dtype=dtype)
+        if getattr(mlp, "is_bilinear", False):
+            layer = cast(BilinearLayer, mlp)
+            return cls.from_weights(layer.W_gate, layer.W_in, layer.W_out, layer.b_gate, layer.b_in, layer.b_out,
+                                    dtype=dtype)
+        if isinstance(mlp, LlamaMLP) and _is_identity(mlp.act_fn):
+            gate, up, down = mlp.gate_proj, mlp.up_proj, mlp.down_proj
+            return cls.from_weights(gate.weight.T, up.weight.T, down.weight.T, gate.bias, up.bias, down.bias, dtype=dtype)
+        if isinstance(mlp, TdoomsMLP) and mlp.bilinear and _is_identity(mlp.act_fn):
+            W_gate, W_in = split_gate_in(mlp.w.weight, dim=0)
+            b_gate, b_in = split_gate_in(mlp.w.bias, dim=0) if mlp.w.bias is not None else (None, None)
+            down = mlp.down
+            return cls.from_weights(W_gate.T, W_in.T, down.weight.T, b_gate, b_in, down.bias, dtype=dtype)
+        raise not_bilinear(mlp, where)
 
     @classmethod
     def from_weights(
@@ -193,8 +233,11 @@ Layer = Union[BilinearFactors, torch.nn.Module]  # what every analysis takes: fa
 
 
 def as_factors(layer: Layer, dtype: Optional[torch.dtype] = None) -> BilinearFactors:
-    """The factors an analysis works on: BilinearFactors as given, or those of an MLP module (a bridge's
+    """The factors an analysis works on: BilinearFactors as given (cast to `dtype`), or those of an MLP module (a bridge's
     `blocks[l].mlp`); NotBilinearError naming the layer for a gated or plain MLP."""
     if isinstance(layer, BilinearFactors):
-        return layer
+        target = analysis_dtype(layer.dtype, dtype)
+        if target == layer.dtype:
+            return layer
+        return BilinearFactors(layer.W_gate.to(target), layer.W_in.to(target), layer.W_out.to(target), layer.augmented)
     return BilinearFactors.from_mlp(layer, dtype=dtype)

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple, Optional
 
 import torch
 
-from hooked_bilinear.analysis.eigen import eigendecompose
+from hooked_bilinear.analysis.eigen import Method, eigendecompose
 from hooked_bilinear.analysis.factors import Layer, as_factors
 from hooked_bilinear.analysis.interaction import output_gram
 
@@ -27,7 +27,17 @@ class HOSVD(NamedTuple):
     v: torch.Tensor
 
 
-def hosvd(factors: Layer, r: int, k: Optional[int] = None, **eigen_options: Any) -> HOSVD:
+def hosvd(
+    factors: Layer,
+    r: int,
+    k: Optional[int] = None,
+    *,
+    method: Method = "auto",
+    tol: float | None = None,
+    block: int = 4,
+    max_memory: int | None = None,
+    progress: bool | None = None,
+) -> HOSVD:
     """The top-r output directions of B and the eigendecomposition (top-k, or all when k is None) of each."""
     factors = as_factors(factors)
     if not 1 <= r <= factors.d_out:
@@ -36,5 +46,5 @@ def hosvd(factors: Layer, r: int, k: Optional[int] = None, **eigen_options: Any)
     order = gram_eigenvalues.argsort(descending=True)[:r]
     sigma = gram_eigenvalues[order].clamp_min(0).sqrt()
     u = gram_vectors[:, order].T.contiguous()
-    eigen = eigendecompose(factors, u, k, **eigen_options)
+    eigen = eigendecompose(factors, u, k, method=method, tol=tol, block=block, max_memory=max_memory, progress=progress)
     return HOSVD(sigma, u, eigen.lambda_, eigen.v)

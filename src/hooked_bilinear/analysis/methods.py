@@ -12,8 +12,9 @@ from beartype import beartype
 from jaxtyping import Float, jaxtyped
 
 from hooked_bilinear.analysis.decompose import Decomposition, decompose
-from hooked_bilinear.analysis.eigen import Eigen, eigendecompose
+from hooked_bilinear.analysis.eigen import Eigen, Method, eigendecompose
 from hooked_bilinear.analysis.factors import BilinearFactors
+from hooked_bilinear.analysis.features import feature_interactions
 from hooked_bilinear.analysis.hosvd import HOSVD, hosvd
 from hooked_bilinear.analysis.interaction import (
     TENSOR_MAX_BYTES,
@@ -26,7 +27,8 @@ Directions = Float[torch.Tensor, "*n d_out"]
 
 
 class BilinearAnalysisMethods:
-    """Mixin: `factors`, `interaction_matrix`, `eigendecompose`, `tensor`, `decompose`, `hosvd`, `truncate`;
+    """Mixin: `factors`, `interaction_matrix`, `eigendecompose`, `tensor`, `decompose`, `hosvd`, `truncate`,
+    `feature_interactions`;
     x' = [x, 1] when the layer has biases."""
 
     def factors(self, dtype: torch.dtype | None = None) -> BilinearFactors:
@@ -44,14 +46,23 @@ class BilinearAnalysisMethods:
 
     @jaxtyped(typechecker=beartype)
     def eigendecompose(
-        self, u: Directions, k: int | None = None, dtype: torch.dtype | None = None, **options: Any
+        self,
+        u: Directions,
+        k: int | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        method: Method = "auto",
+        tol: float | None = None,
+        block: int = 4,
+        max_memory: int | None = None,
+        progress: bool | None = None,
     ) -> Eigen:
         """Top-|lambda| k eigenpairs (all when k is None) of Q_u: `Q_u = sum_k lambda_k v_k v_k^T`.
 
-        Returns Eigen(lambda_ [*n, k], v [*n, k, d_in]). Options: method ("auto" | "dense" | "krylov" |
-        "factored"), tol, block, max_memory (bytes), progress.
+        Returns Eigen(lambda_ [*n, k], v [*n, k, d_in]); method, tol, block, max_memory (bytes) and progress as
+        `hooked_bilinear.analysis.eigendecompose`.
         """
-        return eigendecompose(self.factors(dtype), u, k, **options)
+        return eigendecompose(self.factors(dtype), u, k, method=method, tol=tol, block=block, max_memory=max_memory, progress=progress)
 
     def tensor(self, max_bytes: int | None = TENSOR_MAX_BYTES, dtype: torch.dtype | None = None) -> torch.Tensor:
         """B [d_out, d_in, d_in], symmetric in its last two axes; refuses above `max_bytes` (None: no limit)."""
@@ -64,20 +75,53 @@ class BilinearAnalysisMethods:
         u: Directions,
         k: int | None = None,
         dtype: torch.dtype | None = None,
-        **options: Any,
+        *,
+        method: Method = "auto",
+        tol: float | None = None,
+        block: int = 4,
+        max_memory: int | None = None,
+        progress: bool | None = None,
     ) -> Decomposition:
         """Contributions `lambda_k (v_k . x')^2` [*batch, k] (or [*batch, n, k]) of layer inputs x (hook_in); with
         k=None they sum to `u . out(x)`."""
-        return decompose(self.factors(dtype), x, u, k, **options)
+        return decompose(self.factors(dtype), x, u, k, method=method, tol=tol, block=block, max_memory=max_memory, progress=progress)
 
-    def hosvd(self, r: int, k: int | None = None, dtype: torch.dtype | None = None, **options: Any) -> HOSVD:
+    def hosvd(
+        self,
+        r: int,
+        k: int | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        method: Method = "auto",
+        tol: float | None = None,
+        block: int = 4,
+        max_memory: int | None = None,
+        progress: bool | None = None,
+    ) -> HOSVD:
         """Top-r output directions of B (sigma [r], u [r, d_out]) and the top-k eigenpairs of each Q_{u_i}."""
-        return hosvd(self.factors(dtype), r, k, **options)
+        return hosvd(self.factors(dtype), r, k, method=method, tol=tol, block=block, max_memory=max_memory, progress=progress)
 
     @jaxtyped(typechecker=beartype)
     def truncate(
-        self, basis: Float[torch.Tensor, "r d_out"], k: int, dtype: torch.dtype | None = None, **options: Any
+        self,
+        basis: Float[torch.Tensor, "r d_out"],
+        k: int,
+        dtype: torch.dtype | None = None,
+        *,
+        method: Method = "auto",
+        tol: float | None = None,
+        block: int = 4,
+        max_memory: int | None = None,
+        progress: bool | None = None,
     ) -> TruncatedBilinearMLP:
         """A layer keeping the top-k eigencomponents of Q_u for each row u of `basis` (e.g. `hosvd(r).u` or the
         unembedding directions); swap it in with `hooked_bilinear.analysis.replace_mlp(model, layer, module)`."""
-        return truncate(self.factors(dtype), basis, k, **options)
+        return truncate(self.factors(dtype), basis, k, method=method, tol=tol, block=block, max_memory=max_memory, progress=progress)
+
+    @jaxtyped(typechecker=beartype)
+    def feature_interactions(
+        self, sae: Any, u: Directions, dtype: torch.dtype | None = None
+    ) -> Float[torch.Tensor, "*n d_sae d_sae"]:
+        """`D Q_u D^T` [d_sae, d_sae] (or [n, d_sae, d_sae]) for an SAE on this layer's input (hook_in) with decoder
+        D; `hooked_bilinear.analysis.feature_bias_terms` gives the decoder-bias terms."""
+        return feature_interactions(self.factors(dtype), sae, u, dtype)

@@ -87,3 +87,64 @@ def plot_truncation_curve(
     ax.legend(lines, [line.get_label() for line in lines], loc="center right", fontsize=8)
     ax.set_title(title)
     return save_figure(fig, path)
+
+
+def plot_feature_interactions(interactions: torch.Tensor, path: PathLike, features: Optional[list] = None,
+                              labels: Optional[list] = None, title: str = "feature interactions D Q_u D^T") -> Path:
+    """Heat map of an interaction matrix restricted to `features` (all when None), symmetric colour scale."""
+    plt = pyplot()
+    M = interactions.detach().double().cpu()
+    if features is not None:
+        M = M[features][:, features]
+    limit = M.abs().max().item() or 1.0
+    fig, ax = plt.subplots(figsize=(0.45 * len(M) + 2.5, 0.45 * len(M) + 1.5))
+    image = ax.imshow(M.numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
+    ticks = labels or [str(f) for f in (features if features is not None else range(len(M)))]
+    ax.set_xticks(range(len(M)), ticks, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(M)), ticks, fontsize=7)
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    ax.set_title(title, fontsize=9)
+    return save_figure(fig, path)
+
+
+def plot_self_cross(interactions: torch.Tensor, random_spectrum: torch.Tensor, path: PathLike,
+                    title: str = "self vs cross interactions") -> Path:
+    """Fig. 27's pair of panels: histograms of the diagonal (self) and off-diagonal (cross) entries of an interaction
+    matrix, and its sorted spectrum next to that of a random symmetric matrix of the same size and entry scale."""
+    from hooked_bilinear.analysis.features import self_and_cross
+
+    plt = pyplot()
+    diagonal, cross = self_and_cross(interactions.detach().double().cpu())
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4))
+    bins = torch.linspace(min(diagonal.min(), cross.min()).item(), max(diagonal.max(), cross.max()).item(), 60).numpy()
+    left.hist(cross.numpy(), bins=bins, alpha=0.6, density=True, label=f"cross ({len(cross)})")
+    left.hist(diagonal.numpy(), bins=bins, alpha=0.6, density=True, label=f"self ({len(diagonal)})")
+    left.set_yscale("log")
+    left.set_xlabel("interaction")
+    left.legend(fontsize=8)
+    spectrum = torch.linalg.eigvalsh(interactions.detach().double().cpu()).sort().values
+    right.plot(spectrum.numpy(), ".", markersize=3, label="interaction matrix")
+    right.plot(random_spectrum.detach().double().cpu().sort().values.numpy(), ".", markersize=3, label="random symmetric")
+    right.set_xlabel("eigenvalue index (sorted)")
+    right.set_ylabel("lambda")
+    right.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return save_figure(fig, path)
+
+
+def plot_eigen_approximation(ks: list, correlation: torch.Tensor, path: PathLike,
+                             title: str = "top-k eigen approximation of output features") -> Path:
+    """Fig. 9: per-feature correlation [n_features, len(ks)] (NaN rows skipped) as box plots per k, mean marked."""
+    plt = pyplot()
+    data = correlation.detach().double().cpu()
+    data = data[~torch.isnan(data).any(1)]
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    ax.boxplot([data[:, i].numpy() for i in range(len(ks))], showfliers=True)
+    ax.set_xticks(range(1, len(ks) + 1), [str(k) for k in ks])
+    ax.plot(range(1, len(ks) + 1), data.mean(0).numpy(), "o-", color="tab:red", label="mean")
+    ax.set_xlabel("eigenvectors kept (k)")
+    ax.set_ylabel("corr(approximation, activation) where active")
+    ax.set_ylim(min(0.0, data.min().item() if len(data) else 0.0), 1.02)
+    ax.legend(fontsize=8)
+    ax.set_title(f"{title} ({len(data)} features)", fontsize=9)
+    return save_figure(fig, path)

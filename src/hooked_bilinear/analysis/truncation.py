@@ -15,7 +15,7 @@ import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
-from hooked_bilinear.analysis.eigen import Eigen, eigendecompose
+from hooked_bilinear.analysis.eigen import Eigen, Method, eigendecompose
 from hooked_bilinear.analysis.factors import Layer, as_factors, not_bilinear
 
 
@@ -77,14 +77,24 @@ class TruncatedBilinearMLP(torch.nn.Module):
         return ((x_aug @ self._V.T).square() @ self.W_out).to(x.dtype)
 
 
-def truncate(factors: Layer, basis: torch.Tensor, k: int, **eigen_options: Any) -> TruncatedBilinearMLP:
+def truncate(
+    factors: Layer,
+    basis: torch.Tensor,
+    k: int,
+    *,
+    method: Method = "auto",
+    tol: float | None = None,
+    block: int = 4,
+    max_memory: int | None = None,
+    progress: bool | None = None,
+) -> TruncatedBilinearMLP:
     """Keep the top-k eigencomponents of Q_u for each row u of `basis` [r, d_out] (see module doc)."""
     factors = as_factors(factors)
     directions = factors.directions(basis)
     if torch.linalg.matrix_rank(directions) < directions.shape[0] and directions.shape[0] <= factors.d_out:
         raise ValueError("the basis directions are linearly dependent: pass linearly independent rows (or an overcomplete set spanning d_out).")
     readout = torch.linalg.pinv(directions).T.contiguous()
-    eigen: Eigen = eigendecompose(factors, directions, k, **eigen_options)
+    eigen: Eigen = eigendecompose(factors, directions, k, method=method, tol=tol, block=block, max_memory=max_memory, progress=progress)
     return TruncatedBilinearMLP(eigen.v, eigen.lambda_, readout, factors.augmented)
 
 

@@ -12,7 +12,7 @@ TransformerLens 4.3 resolves an unknown activation name to SiLU in compatibility
 
 The weight-space analyses of the papers are methods (they read the current weights, so in compatibility mode they
 describe the processed weights that the hooks see): `interaction_matrix(u)`, `eigendecompose(u, k)`, `tensor()`,
-`decompose(x, u)`, `hosvd(r)`, `truncate(basis, k)`, shared with every bilinear layer through
+`decompose(x, u)`, `hosvd(r)`, `truncate(basis, k)`, `feature_interactions(sae, u)`, shared with every bilinear layer through
 `hooked_bilinear.analysis.methods.BilinearAnalysisMethods`; their math is in `hooked_bilinear.analysis`.
 """
 

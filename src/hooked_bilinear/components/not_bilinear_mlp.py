@@ -42,6 +42,9 @@ class NotBilinearAnalyses:
     def truncate(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise not_bilinear(self)
 
+    def feature_interactions(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise not_bilinear(self)
+
 
 class GatedNotBilinearMLP(NotBilinearAnalyses, GatedMLPBridge):
     """TransformerLens's GatedMLPBridge (separate gate / in / out, e.g. a SwiGLU Llama)."""

@@ -171,8 +171,13 @@ class MLP(nn.Module):
         self.down_name = config.mlp_down_name
         self.add_module(self.down_name, nn.Linear(config.d_hidden, config.d_model, bias=config.bias))
 
+    @property
+    def down(self) -> nn.Linear:
+        """The down projection, under its format's name (`p` current, `o` legacy)."""
+        return getattr(self, self.down_name)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        down = getattr(self, self.down_name)
+        down = self.down
         if not self.bilinear:
             return down(self.act_fn(self.w(x)))
         left, right = split_gate_in(self.w(x), dim=-1)

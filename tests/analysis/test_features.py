@@ -1,0 +1,201 @@
+"""SAE feature analyses against the brute-force math: the feature-space identity, output-feature pre-activations,
+Fig. 9 correlations, rankings, interactions, dataset examples, and the factors of plain transformers modules."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from factories import brute_force_tensor, factors_of, mlp_forward, random_layer
+from models import random_model
+from transformers import LlamaConfig
+from transformers.models.llama.modeling_llama import LlamaMLP
+
+import hooked_bilinear as hb
+from hooked_bilinear import NotBilinearError
+from hooked_bilinear import analysis as A
+from hooked_bilinear import sae as S
+from hooked_bilinear.analysis import BilinearFactors
+from hooked_bilinear.errors import SAEError
+
+D, H = 8, 12
+
+
+def random_sae(d_in: int, d_sae: int, k: int = 5, seed: int = 0, dtype: torch.dtype = torch.float64) -> S.TopKSAE:
+    g = torch.Generator().manual_seed(seed)
+    sae = S.TopKSAE(d_in, d_sae, k=k, dtype=dtype)
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+    return sae.requires_grad_(False)
+
+
+def assert_identity(forward, factors_or_mlp, sae: S.TopKSAE, x: torch.Tensor, u: torch.Tensor) -> None:
+    """u . mlp(x_hat) == f^T M f + f . linear + constant for x_hat = f D + b_dec, to 1e-5 relative (float64)."""
+    f = sae.encode(x).double()
+    x_hat = f @ sae.W_dec.double() + sae.b_dec.double()
+    expected = forward(x_hat) @ u.double().T  # [n_x, n_u]
+    M = A.feature_interactions(factors_or_mlp, sae, u, dtype=torch.float64)
+    bias = A.feature_bias_terms(factors_or_mlp, sae, u, dtype=torch.float64)
+    got = torch.einsum("xi,nij,xj->xn", f, M, f) + f @ bias.linear.T + bias.constant
+    assert (f != 0).sum(-1).min() > 0
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
+    single = A.feature_interactions(factors_or_mlp, sae, u[0], dtype=torch.float64)
+    assert single.shape == (sae.d_sae, sae.d_sae)
+    torch.testing.assert_close(single, M[0], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_identity_random_layer(bias: bool) -> None:
+    layer = random_layer(D, H, bias=bias, seed=1)
+    sae = random_sae(D, 4 * D, seed=2)
+    x = torch.randn(20, D, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    u = torch.randn(3, D, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    assert_identity(lambda z: mlp_forward(layer, z), factors_of(layer), sae, x, u)
+    # D Q_u D^T from the brute-force tensor B
+    B = brute_force_tensor(layer)
+    Dp = sae.W_dec.detach() if not bias else torch.cat([sae.W_dec.detach(), torch.zeros(4 * D, 1, dtype=torch.float64)], 1)
+    brute = Dp @ torch.einsum("o,oij->ij", u[1], B) @ Dp.T
+    torch.testing.assert_close(A.feature_interactions(factors_of(layer), sae, u[1]), brute, rtol=1e-10, atol=1e-10)
+
+
+def test_identity_on_cached_bridge_activations() -> None:
+    model, _, _ = random_model(vocab=40, d_model=16, d_hidden=24, bias=True)
+    tokens = torch.randint(0, 40, (2, 9), generator=torch.Generator().manual_seed(0))
+    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in ("blocks.1.mlp.hook_in", "blocks.1.mlp.hook_out"))
+    x = cache["blocks.1.mlp.hook_in"].reshape(-1, 16).double()
+    mlp = model.blocks[1].mlp
+    sae = random_sae(16, 64, k=8, seed=5)
+    u = torch.randn(2, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    factors64 = BilinearFactors.from_mlp(mlp, dtype=torch.float64)
+    assert_identity(factors64.forward, mlp, sae, x, u)
+    torch.testing.assert_close(mlp.feature_interactions(sae, u, dtype=torch.float64),
+                               A.feature_interactions(mlp, sae, u, dtype=torch.float64), rtol=0, atol=0)
+    eig = mlp.eigendecompose(u[0].float(), k=3)
+    projections = A.eigenvector_activations(model, 1, eig.v, tokens, batch_size=1)
+    manual = torch.cat([cache["blocks.1.mlp.hook_in"], torch.ones(2, 9, 1)], -1) @ eig.v.T  # bias: x' = [x, 1]
+    torch.testing.assert_close(projections, manual)
+    with pytest.raises(IndexError, match="layers 0..1"):
+        A.eigenvector_activations(model, 2, eig.v, tokens)
+    # the cached hook_out is what the factors compute (float32 model)
+    torch.testing.assert_close(factors64.forward(x).float(), cache["blocks.1.mlp.hook_out"].reshape(-1, 16), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_identity_through_llama_mlp(bias: bool) -> None:
+    config = LlamaConfig(hidden_size=D, intermediate_size=H, num_attention_heads=2, num_key_value_heads=2, hidden_act="linear", mlp_bias=bias)
+    torch.manual_seed(0)
+    module = LlamaMLP(config).double()
+    for p in module.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    sae = random_sae(D, 3 * D, seed=7)
+    x = torch.randn(15, D, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+    u = torch.randn(2, D, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        assert_identity(module, module, sae, x, u)
+    silu = LlamaMLP(LlamaConfig(hidden_size=D, intermediate_size=H, num_attention_heads=2, num_key_value_heads=2, hidden_act="silu"))
+    with pytest.raises(NotBilinearError, match="LlamaMLP with hidden_act 'linear'"):
+        BilinearFactors.from_mlp(silu)
+
+
+def test_identity_through_tdooms_mlp_module(checkpoint) -> None:
+    folder, _, _ = checkpoint(d_model=16, d_hidden=20, bias=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = hb.load_model(folder).transformer.h[0].mlp.double()
+    sae = random_sae(16, 32, k=6, seed=10)
+    x = torch.randn(12, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(11))
+    u = torch.randn(2, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(12))
+    with torch.no_grad():
+        assert_identity(module, module, sae, x, u)
+    folder, _, _ = checkpoint(d_model=16, d_hidden=20, gate="silu", seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        glu = hb.load_model(folder).transformer.h[0].mlp
+    with pytest.raises(NotBilinearError):
+        BilinearFactors.from_mlp(glu)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_output_feature_pre_activation_and_fig9(bias: bool) -> None:
+    layer = random_layer(D, H, bias=bias, seed=13)
+    factors = factors_of(layer)
+    sae_out = random_sae(D, 4 * D, k=10, seed=14)
+    x = torch.randn(400, D, dtype=torch.float64, generator=torch.Generator().manual_seed(15))
+    y = mlp_forward(layer, x)
+    features = (sae_out.encode(y) > 0).sum(0).argsort(descending=True)[:3].tolist()  # often active ones
+    eig = A.output_feature_eigen(factors, sae_out, features)  # all eigenpairs
+    x_aug = factors.augment(x)
+    through_eigen = (eig.lambda_[:, None, :] * (x_aug @ eig.v.mT).square()).sum(-1).T + A.output_feature_offsets(sae_out, features)
+    torch.testing.assert_close(through_eigen, sae_out.pre_activations(y)[:, features], rtol=1e-9, atol=1e-9)
+    # Fig. 9: all eigenpairs reproduce the activation exactly where active (TopK: activation = pre-activation there);
+    # a rarely active feature first, so it is skipped (NaN) and the others keep their own eigenpairs
+    counts = (sae_out.encode(y) > 0).sum(0)
+    rare = int(counts.argmin())
+    assert counts[rare] <= 10
+    chosen = [rare, *features]
+    approx = A.eigen_approximation(factors, sae_out, x, chosen, ks=(1, 2, factors.d_in), min_active=10)
+    assert approx.n_active[1:].min() > 10 and torch.isnan(approx.correlation[0]).all()
+    torch.testing.assert_close(approx.correlation[1:, -1], torch.ones(3, dtype=torch.float64), rtol=0, atol=1e-9)
+    acts = sae_out.encode(y)[:, features]
+    for row, feature in enumerate(features):  # k=1 against numpy's corrcoef
+        active = acts[:, row] > 0
+        first = eig.lambda_[row, 0] * (x_aug[active] @ eig.v[row, 0]).square()
+        expected = np.corrcoef(first.numpy(), acts[active, row].numpy())[0, 1]
+        assert approx.correlation[row + 1, 0].item() == pytest.approx(expected, abs=1e-9)
+    sparse = A.eigen_approximation(factors, sae_out, x[:5], features, min_active=10)
+    assert torch.isnan(sparse.correlation).all()
+
+
+def test_rankings_and_interactions() -> None:
+    layer = random_layer(D, H, bias=False, seed=16)
+    factors = factors_of(layer)
+    sae_out = random_sae(D, 16, seed=17)
+    sae_in = random_sae(D, 20, seed=18)
+    B = brute_force_tensor(layer)
+    e = sae_out.W_enc.detach().T
+    e = e / e.norm(dim=1, keepdim=True)
+    lam = torch.linalg.eigvalsh(torch.einsum("no,oij->nij", e, B))
+    top = lam.abs().max(-1).values
+    ranking = A.rank_output_features(factors, sae_out)
+    assert ranking.features.tolist() == top.argsort(descending=True).tolist()
+    torch.testing.assert_close(ranking.score, top.sort(descending=True).values)
+    Dd = sae_in.W_dec.detach()
+    lam_f = torch.linalg.eigvalsh(Dd @ torch.einsum("no,oij->nij", e, B) @ Dd.T)
+    by_outliers = A.rank_output_features(factors, sae_out, sae_in=sae_in, by="outliers")
+    counts = A.outlier_count(lam_f)
+    assert by_outliers.outliers.tolist() == sorted(counts.tolist(), reverse=True)
+    assert A.outlier_count(torch.tensor([0.0, 1, 2, 3, 4, 5, 6, 7, 100, -50])).item() == 2
+    M = A.feature_interactions(factors, sae_in, sae_out.W_enc.detach()[:, 0])
+    pairs = A.top_interactions(M, k=5, include_self=False)
+    brute = sorted(((abs(M[i, j].item()), i, j) for i in range(20) for j in range(i + 1, 20)), reverse=True)[:5]
+    assert list(zip(pairs.i.tolist(), pairs.j.tolist())) == [(i, j) for _, i, j in brute]
+    diag, cross = A.features.self_and_cross(M)
+    assert diag.shape == (20,) and cross.shape == (190,)
+    assert A.features.random_symmetric_spectrum(50, 1.0).shape == (50,)
+
+
+def test_top_examples() -> None:
+    tokens = torch.arange(24).reshape(3, 8)
+    values = torch.zeros(3, 8)
+    values[1, 5], values[2, 0], values[0, 7] = 3.0, 2.0, 1.0
+    examples = A.top_examples(None, tokens, values, k=3, context=2, after=1)
+    assert [(e.sequence, e.position, e.value) for e in examples] == [(1, 5, 3.0), (2, 0, 2.0), (0, 7, 1.0)]
+    assert (examples[0].before, examples[0].token, examples[0].after) == ("11 12", "13", "14")
+    assert (examples[1].before, examples[2].after) == ("", "")
+
+
+def test_bad_input() -> None:
+    factors = factors_of(random_layer(D, H, bias=False, seed=19))
+    wrong = random_sae(D + 1, 10)
+    u = torch.randn(D, dtype=torch.float64)
+    with pytest.raises(SAEError, match="size 9.*size 8.*hook_in"):
+        A.feature_interactions(factors, wrong, u)
+    with pytest.raises(SAEError, match="output SAE.*hook_out"):
+        A.output_feature_eigen(factors, wrong, [0])
+    with pytest.raises(IndexError, match="feature 10 does not exist.*0..9"):
+        A.output_feature_eigen(factors, random_sae(D, 10), [1, 10])
+    with pytest.raises(SAEError, match="not an SAE"):
+        A.feature_interactions(factors, object(), u)

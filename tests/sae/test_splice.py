@@ -1,0 +1,85 @@
+"""Splicing an SAE into a bridge: the hook computes the reconstruction, the error term restores the clean run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "analysis"))
+from models import random_model
+
+from hooked_bilinear import sae as S
+from hooked_bilinear.errors import SAEError
+from hooked_bilinear.sae.splice import splice, splice_loss
+
+HOOK = "blocks.1.mlp.hook_in"
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model, _, _ = random_model(vocab=40, d_model=16, d_hidden=24)
+    g = torch.Generator().manual_seed(0)
+    sae = S.TopKSAE(16, 64, k=6, metadata={"hook_name": HOOK})
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    tokens = torch.randint(0, 40, (3, 10), generator=g)
+    return model, sae.requires_grad_(False), tokens
+
+
+def test_splice_replaces_activations_by_the_reconstruction(setup) -> None:
+    model, sae, tokens = setup
+    _, clean = model.run_with_cache(tokens, names_filter=HOOK)
+    seen = {}
+
+    def record(x, hook):
+        seen["x"] = x.clone()
+
+    with splice(model, sae):
+        logits = model(tokens)
+    expected = sae.decode(sae.encode(clean[HOOK]))
+    manual = model.run_with_hooks(tokens, fwd_hooks=[(HOOK, lambda x, hook: sae.decode(sae.encode(x)))])
+    torch.testing.assert_close(logits, manual, rtol=0, atol=0)
+    model.run_with_hooks(tokens, fwd_hooks=[(HOOK, lambda x, hook: sae.decode(sae.encode(x))), ("blocks.1.mlp.hook_in", record)])
+    torch.testing.assert_close(seen["x"], expected)
+    assert not torch.allclose(logits, model(tokens))  # the hook is gone after the block
+    clean_logits = model(tokens)
+    with splice(model, sae, use_error_term=True):
+        torch.testing.assert_close(model(tokens), clean_logits, rtol=1e-5, atol=1e-5)
+
+
+def test_splice_loss(setup) -> None:
+    model, sae, tokens = setup
+    loss = splice_loss(model, sae, tokens, batch_size=2)
+    assert loss.clean == pytest.approx(model(tokens, return_type="loss").item(), rel=1e-5)
+    with splice(model, sae):
+        assert loss.spliced == pytest.approx(model(tokens, return_type="loss").item(), rel=1e-5)
+    assert loss.added == pytest.approx(loss.spliced - loss.clean)
+
+
+def test_splice_errors(setup) -> None:
+    model, sae, tokens = setup
+    wrong = S.TopKSAE(17, 32, k=3, metadata={"hook_name": HOOK})
+    with pytest.raises(SAEError, match="d_in=17.*size 16"), splice(model, wrong):
+        model(tokens)
+    with pytest.raises(SAEError, match="no hook 'blocks.9.mlp.hook_in'"), splice(model, sae, hook_name="blocks.9.mlp.hook_in"):
+        pass
+    with pytest.raises(SAEError, match="hook_name="):
+        splice_loss(model, S.TopKSAE(16, 32, k=3), tokens)
+
+
+def test_cached_and_feature_activations(setup) -> None:
+    from hooked_bilinear import analysis as A
+    from hooked_bilinear.sae.train import cache_activations
+
+    model, sae, tokens = setup
+    _, cache = model.run_with_cache(tokens, names_filter=HOOK)
+    flat = cache_activations(model, tokens, HOOK, batch_size=2)
+    torch.testing.assert_close(flat, cache[HOOK].reshape(-1, 16))
+    feats = A.feature_activations(model, sae, tokens, features=[3, 5], batch_size=2)
+    torch.testing.assert_close(feats, sae.encode(cache[HOOK])[..., [3, 5]])
+    with pytest.raises(SAEError, match="no hook"):
+        cache_activations(model, tokens, "blocks.7.hook_nothing")
