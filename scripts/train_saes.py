@@ -28,7 +28,7 @@ from hooked_bilinear.sae.splice import splice_loss
 from hooked_bilinear.sae.train import (
     SAETrainConfig,
     cache_activations,
-    evaluate,
+    evaluate_sae,
     pack_texts,
     train_sae,
 )
@@ -68,7 +68,7 @@ def main() -> None:
                 "model_name": MODEL, "hook_name": hook, "hook_layer": layer, "context_size": ctx, "prepend_bos": True,
                 "dataset_path": f"synthetic stories (scripts/train_embedded.py make_corpus, seed {TRAIN_SEED})"})
             sae = train_sae(acts, config, progress=False).sae
-            stats = evaluate(sae, cache_activations(model, eval_tokens, hook))
+            stats = evaluate_sae(sae, cache_activations(model, eval_tokens, hook))
             loss = splice_loss(model, sae, eval_tokens)
             entry = {"fvu": stats.fvu, "l0": stats.l0, "dead_fraction": stats.dead, "loss_clean": loss.clean,
                      "loss_spliced": loss.spliced, "loss_added": loss.added, "loss_zero_ablated": loss.zero_ablated}

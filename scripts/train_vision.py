@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from hooked_bilinear.vision.pretrained import CHECKPOINTS, SHIPPED_CONFIGS
-from hooked_bilinear.vision.train import save_trained, train
+from hooked_bilinear.vision.train import save_trained, train_classifier
 
 
 def main() -> None:
@@ -20,7 +20,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=CHECKPOINTS)
     args = parser.parse_args()
     for name, config in SHIPPED_CONFIGS.items():
-        model, history = train(config)
+        model, history = train_classifier(config)
         save_trained(model, args.out / name, history)
         print(
             f"{name}: train accuracy {history.train_accuracy[-1]:.4f}, test accuracy {history.test_accuracy[-1]:.4f}"

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from hooked_bilinear import vision
-from hooked_bilinear.vision.report import report
+from hooked_bilinear.vision.report import classifier_report
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
     print("logits:         ", logits[0, :4].tolist())
     print("e^T Q_c e:      ", torch.einsum("i,cij,j->c", e[0], Q, e[0])[:4].tolist())
 
-    result = report(
+    result = classifier_report(
         model,
         args.out,
         noreg=vision.from_pretrained("digits-noreg"),

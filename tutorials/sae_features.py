@@ -34,7 +34,7 @@ from hooked_bilinear.analysis.plots import (
     plot_self_cross,
 )
 from hooked_bilinear.sae.splice import splice_loss
-from hooked_bilinear.sae.train import evaluate, pack_texts
+from hooked_bilinear.sae.train import evaluate_sae, pack_texts
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 from train_embedded import make_corpus
@@ -70,7 +70,7 @@ def analyse_layer(model: Any, tokens: torch.Tensor, layer: int, out: Path) -> No
     d_model = model.cfg.d_model
     x, y = cache[hook_in].reshape(-1, d_model), cache[hook_out].reshape(-1, d_model)
     for name, sae, acts in ((hook_in, sae_in, x), (hook_out, sae_out, y)):
-        stats = evaluate(sae, acts)
+        stats = evaluate_sae(sae, acts)
         loss = splice_loss(model, sae, tokens)
         print(f"{name}: FVU {stats.fvu:.4f}, L0 {stats.l0:.1f}, dead {stats.dead:.1%}; loss {loss.clean:.4f} -> "
               f"{loss.spliced:.4f} spliced (+{loss.added:.4f}; zero-ablated {loss.zero_ablated:.4f})")

@@ -68,6 +68,7 @@ __all__ = [
     "from_pretrained",
     "load_model",
     "analysis",
+    "sae",
     "vision",
     "bilinearize",
     "register_adapter",

@@ -161,7 +161,7 @@ def _vision_train(args: argparse.Namespace) -> None:
 
     from hooked_bilinear.vision.config import VisionConfig
     from hooked_bilinear.vision.pretrained import SHIPPED_CONFIGS
-    from hooked_bilinear.vision.train import save_trained, train
+    from hooked_bilinear.vision.train import save_trained, train_classifier
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
@@ -181,7 +181,7 @@ def _vision_train(args: argparse.Namespace) -> None:
     except ValueError as error:
         flag = VISION_TRAIN_FLAGS.get(str(error).split()[0], "--preset / options")
         raise HookedBilinearError(f"{flag}: {error}") from error
-    model, history = train(config, root=args.data_root)
+    model, history = train_classifier(config, root=args.data_root)
     save_trained(model, out, history)
     print(f"{config.dataset}: {len(history.train_loss)} epochs, train accuracy {history.train_accuracy[-1]:.4f}, "
           f"test accuracy {history.test_accuracy[-1]:.4f} -> {out}")
@@ -191,7 +191,7 @@ def _vision_report(args: argparse.Namespace) -> None:
     import json
 
     from hooked_bilinear.vision.pretrained import from_pretrained
-    from hooked_bilinear.vision.report import report
+    from hooked_bilinear.vision.report import classifier_report
 
     def numbers(text: str | None, flag: str, kind: type) -> tuple:
         if not text:
@@ -203,7 +203,7 @@ def _vision_report(args: argparse.Namespace) -> None:
 
     model = from_pretrained(args.model)
     noreg = None if args.noreg in (None, "none") else from_pretrained(args.noreg)
-    result = report(model, args.out, noreg=noreg, root=args.data_root,
+    result = classifier_report(model, args.out, noreg=noreg, root=args.data_root,
                     sweep_stds=numbers(args.sweep, "--sweep", float), sweep_epochs=args.sweep_epochs,
                     seeds=numbers(args.seeds, "--seeds", int), widths=numbers(args.widths, "--widths", int),
                     progress=True)

@@ -8,8 +8,8 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from factories import brute_force_tensor, factors_of, mlp_forward, random_layer
-from models import random_model
+from tests.analysis.factories import brute_force_tensor, factors_of, mlp_forward, random_layer
+from tests.analysis.models import random_model
 from transformers import LlamaConfig
 from transformers.models.llama.modeling_llama import LlamaMLP
 

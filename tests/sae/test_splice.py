@@ -9,7 +9,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "analysis"))
-from models import random_model
+from tests.analysis.models import random_model
 
 from hooked_bilinear import sae as S
 from hooked_bilinear.errors import SAEError

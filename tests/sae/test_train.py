@@ -6,7 +6,7 @@ import torch
 
 from hooked_bilinear.sae.train import (
     SAETrainConfig,
-    evaluate,
+    evaluate_sae,
     new_topk_sae,
     pack_texts,
     train_sae,
@@ -45,8 +45,8 @@ def test_training_is_deterministic_and_learns_a_planted_dictionary() -> None:
     assert sae.hook_name == "blocks.0.mlp.hook_in"
     torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(64), rtol=0, atol=1e-5)
     assert torch.equal(sae.b_enc, torch.zeros(64))  # no encoder bias
-    stats = evaluate(sae, planted(seed=1)[:1000])  # fresh samples of the same dictionary
-    start = evaluate(new_topk_sae(16, k=4, seed=1), x)
+    stats = evaluate_sae(sae, planted(seed=1)[:1000])  # fresh samples of the same dictionary
+    start = evaluate_sae(new_topk_sae(16, k=4, seed=1), x)
     assert stats.fvu < 0.2 and start.fvu > 5 * stats.fvu, (stats, start)
     assert stats.l0 <= 4
     assert first.losses[-1] < first.losses[0] / 5

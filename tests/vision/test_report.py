@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hooked_bilinear.vision import VisionConfig, train
-from hooked_bilinear.vision.report import identity_error, report
+from hooked_bilinear.vision import VisionConfig, train_classifier
+from hooked_bilinear.vision.report import identity_error, classifier_report
 from tests.vision.vision_models import random_model
 
 
@@ -23,8 +23,8 @@ def test_identity_error_sees_a_wrong_Q(monkeypatch):
 
 
 def test_report_numbers_and_figures(tmp_path):
-    model, _ = train(VisionConfig(d_model=8, d_hidden=8, epochs=2, lr=1e-2), progress=False)
-    result = report(model, tmp_path, noreg=model)
+    model, _ = train_classifier(VisionConfig(d_model=8, d_hidden=8, epochs=2, lr=1e-2), progress=False)
+    result = classifier_report(model, tmp_path, noreg=model)
     assert set(result) >= {
         "test_accuracy",
         "identity_max_relative_error",

@@ -29,7 +29,7 @@ from hooked_bilinear.modeling.modeling import MLP as TdoomsMLP
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
-class BilinearLayer(Protocol):
+class BilinearWeights(Protocol):
     """What a bilinear layer (`is_bilinear = True`) shows the analyses: HookedBilinearMLP, TruncatedBilinearMLP,
     the image classifiers' layer."""
 
@@ -74,9 +74,11 @@ def mlp_name(mlp: Any) -> Optional[str]:
 
 
 def _mlp_kind(mlp: Any) -> str:
-    act = getattr(mlp, "activation_name", None) or getattr(getattr(mlp, "config", None), "act_fn", None)
+    config = getattr(mlp, "config", None)
+    act = (getattr(mlp, "activation_name", None) or getattr(config, "act_fn", None)
+           or getattr(config, "hidden_act", None))
     with_act = f" with activation {act!r}" if act else ""
-    if hasattr(mlp, "gate") or "Gate" in type(mlp).__name__:
+    if hasattr(mlp, "gate") or hasattr(mlp, "gate_proj") or "Gate" in type(mlp).__name__:
         return f"a gated MLP{with_act}: out = W_out(act(W_gate x) * (W_in x)), a GLU / SwiGLU"
     if hasattr(mlp, "in") or "MLP" in type(mlp).__name__:
         return f"a plain MLP{with_act}: out = W_out act(W_in x)"
@@ -89,7 +91,8 @@ def not_bilinear(mlp: Any, where: Optional[str] = None) -> NotBilinearError:
     return NotBilinearError(
         f"{layer} is {_mlp_kind(mlp)} ({type(mlp).__name__}). Weight-space analyses (interaction matrices, "
         f"eigendecomposition, B, HOSVD, truncation) need a bilinear MLP, out = W_out((W_gate x) * (W_in x)) with no "
-        f"activation; an activation leaves no exact interaction matrix. Analyse a bilinear checkpoint (tdooms "
+        f"activation (a HookedBilinearMLP, a LlamaMLP with hidden_act 'linear', or a tdooms MLP with gate null); an "
+        f"activation leaves no exact interaction matrix. Analyse a bilinear checkpoint (tdooms "
         f"'gate': null, or a Llama with hidden_act \"linear\"), or make a SwiGLU Llama bilinear first with "
         f"hooked_bilinear.bilinearize."
     )
@@ -148,7 +151,7 @@ class BilinearFactors:
         "linear", or the tdooms MLP module (`hooked_bilinear.modeling.modeling.MLP`) of a bilinear config;
         NotBilinearError naming the layer (`where`, else the MLP's hook names) for any other MLP."""
         if getattr(mlp, "is_bilinear", False):
-            layer = cast(BilinearLayer, mlp)
+            layer = cast(BilinearWeights, mlp)
             return cls.from_weights(layer.W_gate, layer.W_in, layer.W_out, layer.b_gate, layer.b_in, layer.b_out,
                                     dtype=dtype)
         if isinstance(mlp, LlamaMLP) and _is_identity(mlp.act_fn):

@@ -27,7 +27,7 @@ from beartype import beartype
 from jaxtyping import Float, jaxtyped
 
 from hooked_bilinear.analysis.eigen import Eigen, eigendecompose
-from hooked_bilinear.analysis.factors import BilinearFactors, analysis_dtype, as_factors
+from hooked_bilinear.analysis.factors import BilinearFactors, as_factors
 from hooked_bilinear.analysis.interaction import interaction_matrix
 from hooked_bilinear.errors import SAEError
 
@@ -36,8 +36,9 @@ Features = int | Sequence[int] | torch.Tensor | None
 
 def sae_tensors(sae: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(W_enc, W_dec, b_enc, b_dec) of any SAE-like object, checked for consistent shapes."""
-    tensors = [getattr(sae, name, None) for name in ("W_enc", "W_dec", "b_enc", "b_dec")]
-    if not all(isinstance(t, torch.Tensor) for t in tensors):
+    found = [getattr(sae, name, None) for name in ("W_enc", "W_dec", "b_enc", "b_dec")]
+    tensors = [t for t in found if isinstance(t, torch.Tensor)]
+    if len(tensors) != len(found):
         raise SAEError(
             f"{type(sae).__name__} is not an SAE: it needs tensors W_enc [d_in, d_sae], W_dec [d_sae, d_in], "
             "b_enc [d_sae] and b_dec [d_in] (hooked_bilinear.sae.load gives one)."
@@ -208,7 +209,8 @@ def top_interactions(interactions: torch.Tensor, k: int = 10, include_self: bool
     """The k entries (i <= j, or i < j without self interactions) of largest |value| of `D Q_u D^T` [d_sae, d_sae]."""
     if interactions.ndim != 2 or interactions.shape[0] != interactions.shape[1]:
         raise ValueError(f"interactions must be a square matrix [d_sae, d_sae], got {tuple(interactions.shape)}.")
-    i, j = torch.triu_indices(*interactions.shape, offset=0 if include_self else 1)
+    n = interactions.shape[0]
+    i, j = torch.triu_indices(n, n, offset=0 if include_self else 1)
     values = interactions[i, j]
     top = values.abs().topk(min(k, values.numel())).indices
     return InteractionPairs(i[top], j[top], values[top])
@@ -217,7 +219,8 @@ def top_interactions(interactions: torch.Tensor, k: int = 10, include_self: bool
 @beartype
 def self_and_cross(interactions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(diagonal [d_sae], strict upper triangle [d_sae (d_sae - 1) / 2]) of an interaction matrix (Fig. 27's split)."""
-    i, j = torch.triu_indices(*interactions.shape[-2:], offset=1)
+    n = interactions.shape[-1]
+    i, j = torch.triu_indices(n, n, offset=1)
     return interactions.diagonal(dim1=-2, dim2=-1), interactions[..., i, j]
 
 

@@ -8,7 +8,7 @@ approximation of the output mode: `B ~= sum_{i<r} u_i (x) Q_{u_i}`.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 import torch
 

@@ -18,7 +18,7 @@ from hooked_bilinear.sae.train import (
     SAEStats,
     SAETrainConfig,
     cache_activations,
-    evaluate,
+    evaluate_sae,
     pack_texts,
     train_sae,
 )
@@ -32,7 +32,7 @@ __all__ = [
     "SpliceLoss",
     "TopKSAE",
     "cache_activations",
-    "evaluate",
+    "evaluate_sae",
     "from_object",
     "load",
     "load_folder",

@@ -85,7 +85,7 @@ class SAEStats(NamedTuple):
 
 
 @beartype
-def evaluate(sae: Any, activations: torch.Tensor, batch_size: int = 4096) -> SAEStats:
+def evaluate_sae(sae: Any, activations: torch.Tensor, batch_size: int = 4096) -> SAEStats:
     """FVU, L0 and dead fraction of any SAE (anything with encode/decode) on activations [n, d_in]."""
     error = 0.0
     l0 = 0.0
@@ -121,14 +121,14 @@ class SAETrainConfig:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-class TrainResult(NamedTuple):
+class SAETrainResult(NamedTuple):
     sae: TopKSAE
     losses: list[float]  # the batch FVU per step
 
 
 def _normalise_decoder(sae: SAE) -> None:
     with torch.no_grad():
-        sae.W_dec /= sae.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        sae.W_dec.div_(sae.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12))
 
 
 @beartype
@@ -139,7 +139,7 @@ def train_sae(
     sae: TopKSAE | None = None,
     device: torch.device | str | None = None,
     progress: bool = True,
-) -> TrainResult:
+) -> SAETrainResult:
     """Train a TopK SAE on activations [n, d_in] (see module doc). Same seed, same data, same device: same SAE."""
     config = config or SAETrainConfig()
     if activations.ndim != 2 or activations.shape[0] < 2:
@@ -197,4 +197,4 @@ def train_sae(
         losses.append(fvu.item())
         if step % 500 == 0:
             logger.info("step %d: batch FVU %.4f, dead latents %d", step, losses[-1], int(dead.sum()))
-    return TrainResult(sae.eval(), losses)
+    return SAETrainResult(sae.eval(), losses)

@@ -38,7 +38,7 @@ from hooked_bilinear.vision.pretrained import (
     shipped_classifiers,
 )
 from hooked_bilinear.vision.similarity import eigen_image_similarity
-from hooked_bilinear.vision.train import TrainingHistory, accuracy, save_trained, train
+from hooked_bilinear.vision.train import TrainingHistory, accuracy, save_trained, train_classifier
 from hooked_bilinear.vision.truncation import (
     TruncationAccuracy,
     truncated_logits,
@@ -74,7 +74,7 @@ __all__ = [
     "read_idx",
     "save_trained",
     "shipped_classifiers",
-    "train",
+    "train_classifier",
     "truncated_logits",
     "truncation_accuracy",
 ]

@@ -22,7 +22,7 @@ from hooked_bilinear.vision.config import VisionConfig
 from hooked_bilinear.vision.data import Split
 from hooked_bilinear.vision.eigenimages import eigen_images
 from hooked_bilinear.vision.model import BilinearClassifier
-from hooked_bilinear.vision.train import accuracy, train
+from hooked_bilinear.vision.train import accuracy, train_classifier
 
 
 class OverfittingStats(NamedTuple):
@@ -76,7 +76,7 @@ def noise_sweep(config: VisionConfig, split: Split, stds: Sequence[float], progr
     """Train `config` once per input-noise std (everything else equal) and measure each model."""
     sweep = NoiseSweep([], [], [], [])
     for std in stds:
-        model, _ = train(replace(config, noise_std=float(std)), split, progress=progress)
+        model, _ = train_classifier(replace(config, noise_std=float(std)), split, progress=progress)
         sweep.noise_std.append(float(std))
         sweep.test_accuracy.append(accuracy(model, split.test_x, split.test_y))
         sweep.train_accuracy.append(accuracy(model, split.train_x, split.train_y))

@@ -31,7 +31,7 @@ from hooked_bilinear.vision.plots import (
     plot_truncation,
 )
 from hooked_bilinear.vision.similarity import eigen_image_similarity
-from hooked_bilinear.vision.train import accuracy, train
+from hooked_bilinear.vision.train import accuracy, train_classifier
 from hooked_bilinear.vision.truncation import truncation_accuracy
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def identity_error(model: BilinearClassifier, pixels: torch.Tensor) -> float:
     return ((quadratic - logits).abs().amax(0) / logits.abs().amax(0)).max().item()
 
 
-def report(
+def classifier_report(
     model: BilinearClassifier,
     out: str | Path,
     noreg: BilinearClassifier | None = None,
@@ -159,13 +159,13 @@ def report(
     if seeds:
         similarity = {}
         for seed in seeds:
-            other, _ = train(replace(config, seed=seed), split, progress=progress)
+            other, _ = train_classifier(replace(config, seed=seed), split, progress=progress)
             similarity[str(seed)] = eigen_image_similarity(model, other).mean(0).tolist()
         result["seed_similarity_top4"] = similarity
     if widths:
         similarity = {}
         for width in widths:
-            other, _ = train(replace(config, d_hidden=width), split, progress=progress)
+            other, _ = train_classifier(replace(config, d_hidden=width), split, progress=progress)
             similarity[str(width)] = eigen_image_similarity(model, other).mean(0).tolist()
         result["width_similarity_top4"] = similarity
     (out / "report.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -40,14 +40,14 @@ def accuracy(
         return (model(pixels).argmax(-1) == labels).double().mean().item()
 
 
-def build_model(config: VisionConfig) -> BilinearClassifier:
+def build_classifier(config: VisionConfig) -> BilinearClassifier:
     """A freshly initialised classifier (PyTorch's default init, seeded by config.seed; global RNG untouched)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         return BilinearClassifier(config)
 
 
-def train(
+def train_classifier(
     config: VisionConfig, split: Split | None = None, *, root: str | Path | None = None, progress: bool = True
 ) -> tuple[BilinearClassifier, TrainingHistory]:
     """Train a classifier as `config` says, on `split` (default: `load_split(config, root)`).
@@ -57,7 +57,7 @@ def train(
     """
     if split is None:
         split = load_split(config, root)
-    model = build_model(config).train()
+    model = build_classifier(config).train()
     generator = torch.Generator().manual_seed(config.seed)
     n = len(split.train_y)
     steps_per_epoch = math.ceil(n / config.batch_size)
