@@ -25,10 +25,26 @@ from hooked_bilinear.making.distributed import device_for
 
 PRESETS = {
     # TinyLlama-1.1B: 22 layers, hidden 2048, intermediate 5632, 32 heads, 4 kv heads, vocab 32000 (docs/formats.md section 4)
-    "tinyllama": dict(vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
-                      num_attention_heads=32, num_key_value_heads=4, max_position_embeddings=2048, rms_norm_eps=1e-5),
-    "tiny": dict(vocab_size=1000, hidden_size=128, intermediate_size=352, num_hidden_layers=2,
-                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, rms_norm_eps=1e-5),
+    "tinyllama": dict(
+        vocab_size=32000,
+        hidden_size=2048,
+        intermediate_size=5632,
+        num_hidden_layers=22,
+        num_attention_heads=32,
+        num_key_value_heads=4,
+        max_position_embeddings=2048,
+        rms_norm_eps=1e-5,
+    ),
+    "tiny": dict(
+        vocab_size=1000,
+        hidden_size=128,
+        intermediate_size=352,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        rms_norm_eps=1e-5,
+    ),
 }
 
 
@@ -49,14 +65,27 @@ def main() -> None:
     device = device_for(args.device)
     with torch.device(device):
         model = LlamaForCausalLM(config)
-    tokens = torch.randint(0, config.vocab_size, (args.steps * args.batch_size * args.seq_len // 4 + args.seq_len + 1,),
-                           generator=torch.Generator().manual_seed(0))  # the same on every rank
+    tokens = torch.randint(
+        0,
+        config.vocab_size,
+        (args.steps * args.batch_size * args.seq_len // 4 + args.seq_len + 1,),
+        generator=torch.Generator().manual_seed(0),
+    )  # the same on every rank
     checkpointing = args.preset == "tinyllama" and not args.no_gradient_checkpointing
     start = time.perf_counter()
-    model = hb.bilinearize(model, tokens, recipe=args.recipe, strategy=args.strategy, device=device,
-                           steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len,
-                           warmup_steps=min(20, args.steps), checkpoint_every=10**9,
-                           gradient_checkpointing=checkpointing)
+    model = hb.bilinearize(
+        model,
+        tokens,
+        recipe=args.recipe,
+        strategy=args.strategy,
+        device=device,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seq_len=args.seq_len,
+        warmup_steps=min(20, args.steps),
+        checkpoint_every=10**9,
+        gradient_checkpointing=checkpointing,
+    )
     wall = time.perf_counter() - start
     if model is None:  # ranks other than 0
         return
@@ -65,13 +94,16 @@ def main() -> None:
         "preset": args.preset,
         "device": torch.cuda.get_device_name() if device.type == "cuda" else str(device),
         "parameters": sum(p.numel() for p in model.parameters()),
-        "steps": args.steps, "batch_size": args.batch_size, "seq_len": args.seq_len,
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "seq_len": args.seq_len,
         "gradient_checkpointing": checkpointing,
         "recipe": args.recipe,
         "processes": details["processes"],
         "tokens_per_second": details["tokens_per_second"],
-        "peak_cuda_memory_gib": (None if details["peak_cuda_memory_bytes"] is None
-                                 else round(details["peak_cuda_memory_bytes"] / 2**30, 2)),
+        "peak_cuda_memory_gib": (
+            None if details["peak_cuda_memory_bytes"] is None else round(details["peak_cuda_memory_bytes"] / 2**30, 2)
+        ),
         "estimated_memory_per_rank_gib": round(details["estimated_memory_bytes_per_rank"] / 2**30, 2),
         "final_hidden_act": model.config.hidden_act,
         "fold_max_abs_logit_diff": hb.publishing.provenance.provenance_of(model).max_abs_logit_diff,

@@ -92,15 +92,31 @@ def worker(args: argparse.Namespace) -> None:
         if cuda:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-        peak = torch.cuda.max_memory_allocated() - before if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+        peak = (
+            torch.cuda.max_memory_allocated() - before
+            if cuda
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+        )
     output = lam.numel() * lam.element_size() + v.numel() * v.element_size()  # the eigenpairs returned: same for both
     torch.save({"lambda": lam.cpu(), "times": times, "peak_bytes": peak, "output_bytes": output}, args.result)
 
 
 def run(method: str, args: argparse.Namespace, folder: Path) -> dict:
     result = folder / f"{method}.pt"
-    command = [sys.executable, __file__, "--worker", method, "--result", str(result), "--preset", args.preset,
-               "--device", args.device, "--repeats", str(args.repeats)]
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        method,
+        "--result",
+        str(result),
+        "--preset",
+        args.preset,
+        "--device",
+        args.device,
+        "--repeats",
+        str(args.repeats),
+    ]
     if args.directions:
         command += ["--directions", str(args.directions)]
     subprocess.run(command, check=True)
@@ -122,22 +138,33 @@ def main() -> None:
         return worker(args)
     d_model, d_hidden, n = PRESETS[args.preset]
     n = args.directions or n
-    print(f"layer d_model={d_model} d_hidden={d_hidden}, {n} directions, top-{K}, float32, {args.device}, "
-          f"threads={torch.get_num_threads()}")
+    print(
+        f"layer d_model={d_model} d_hidden={d_hidden}, {n} directions, top-{K}, float32, {args.device}, "
+        f"threads={torch.get_num_threads()}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         fast = run("fast", args, Path(tmp))
-        report = {"preset": args.preset, "device": args.device, "directions": n,
-                  "fast_seconds": statistics.median(fast["times"]), "fast_all_seconds": fast["times"],
-                  "fast_peak_MiB": fast["peak_bytes"] / 2**20, "output_MiB": fast["output_bytes"] / 2**20}
+        report = {
+            "preset": args.preset,
+            "device": args.device,
+            "directions": n,
+            "fast_seconds": statistics.median(fast["times"]),
+            "fast_all_seconds": fast["times"],
+            "fast_peak_MiB": fast["peak_bytes"] / 2**20,
+            "output_MiB": fast["output_bytes"] / 2**20,
+        }
         if not args.no_reference:
             ref = run("reference", args, Path(tmp))
             rel = ((fast["lambda"].double() - ref["lambda"].double()).abs() / ref["lambda"].double().abs()).max()
-            report.update(reference_seconds=ref["times"][0], reference_peak_MiB=ref["peak_bytes"] / 2**20,
-                          speedup=ref["times"][0] / report["fast_seconds"],
-                          memory_ratio=fast["peak_bytes"] / ref["peak_bytes"],
-                          working_memory_ratio=(fast["peak_bytes"] - fast["output_bytes"])
-                          / (ref["peak_bytes"] - ref["output_bytes"]),
-                          max_relative_eigenvalue_error=rel.item())
+            report.update(
+                reference_seconds=ref["times"][0],
+                reference_peak_MiB=ref["peak_bytes"] / 2**20,
+                speedup=ref["times"][0] / report["fast_seconds"],
+                memory_ratio=fast["peak_bytes"] / ref["peak_bytes"],
+                working_memory_ratio=(fast["peak_bytes"] - fast["output_bytes"])
+                / (ref["peak_bytes"] - ref["output_bytes"]),
+                max_relative_eigenvalue_error=rel.item(),
+            )
     for key, value in report.items():
         print(f"{key:>30}: {value:.4g}" if isinstance(value, float) else f"{key:>30}: {value}")
     if args.json:

@@ -19,8 +19,8 @@ import statistics
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from safetensors.torch import save_file
@@ -33,12 +33,30 @@ SHAPE = dict(n_layer=6, n_head=8, d_model=512, d_hidden=2048, n_ctx=256, vocab=4
 
 
 def write_random_checkpoint(folder: Path) -> None:
-    config = dict(n_layer=SHAPE["n_layer"], n_head=SHAPE["n_head"], d_model=SHAPE["d_model"],
-                  d_hidden=SHAPE["d_hidden"], n_ctx=SHAPE["n_ctx"], bilinear=True, gate=None, bias=False,
-                  normalization=True, tokenizer=None, model_type="", architectures=["Transformer"])
-    model = BilinearForCausalLM(hb.BilinearConfig(
-        n_layer=SHAPE["n_layer"], n_head=SHAPE["n_head"], d_model=SHAPE["d_model"], d_hidden=SHAPE["d_hidden"],
-        n_ctx=SHAPE["n_ctx"], vocab_size=SHAPE["vocab"]))
+    config = dict(
+        n_layer=SHAPE["n_layer"],
+        n_head=SHAPE["n_head"],
+        d_model=SHAPE["d_model"],
+        d_hidden=SHAPE["d_hidden"],
+        n_ctx=SHAPE["n_ctx"],
+        bilinear=True,
+        gate=None,
+        bias=False,
+        normalization=True,
+        tokenizer=None,
+        model_type="",
+        architectures=["Transformer"],
+    )
+    model = BilinearForCausalLM(
+        hb.BilinearConfig(
+            n_layer=SHAPE["n_layer"],
+            n_head=SHAPE["n_head"],
+            d_model=SHAPE["d_model"],
+            d_hidden=SHAPE["d_hidden"],
+            n_ctx=SHAPE["n_ctx"],
+            vocab_size=SHAPE["vocab"],
+        )
+    )
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(config))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
@@ -86,9 +104,13 @@ def main() -> None:
                 times[name].append(timed(fn, args.device))
     med = {name: statistics.median(t) for name, t in times.items()}
     result = {
-        "device": args.device, "dtype": args.dtype, "torch_threads": torch.get_num_threads(),
-        "repeats": args.repeats, "median_s": med,
-        "bridge_over_plain": med["bridge"] / med["plain"], "cache_over_plain": med["cache"] / med["plain"],
+        "device": args.device,
+        "dtype": args.dtype,
+        "torch_threads": torch.get_num_threads(),
+        "repeats": args.repeats,
+        "median_s": med,
+        "bridge_over_plain": med["bridge"] / med["plain"],
+        "cache_over_plain": med["cache"] / med["plain"],
     }
     print(f"ts-medium shape, batch 4 x 256, {args.device} {args.dtype}, median of {args.repeats}:")
     for name in runs:

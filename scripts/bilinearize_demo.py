@@ -46,9 +46,18 @@ from train_embedded import make_corpus  # noqa: E402
 
 def llama(hidden_act: str, vocab_size: int, seed: int) -> LlamaForCausalLM:
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=vocab_size, hidden_size=128, intermediate_size=384, num_hidden_layers=4,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                         hidden_act=hidden_act, tie_word_embeddings=False, rms_norm_eps=1e-5)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=128,
+        intermediate_size=384,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        hidden_act=hidden_act,
+        tie_word_embeddings=False,
+        rms_norm_eps=1e-5,
+    )
     return LlamaForCausalLM(config)
 
 
@@ -74,13 +83,19 @@ def main() -> None:
     start = time.perf_counter()
 
     swiglu = llama("silu", vocab, args.seed)
-    pre = train(swiglu, train_tokens, TrainConfig(steps=args.pretrain_steps, seed=args.seed, **settings),
-                tag="SwiGLU pretraining")
+    pre = train(
+        swiglu,
+        train_tokens,
+        TrainConfig(steps=args.pretrain_steps, seed=args.seed, **settings),
+        tag="SwiGLU pretraining",
+    )
     val_swiglu = evaluate(swiglu, val_tokens, settings["seq_len"])
     tokens_per_step = settings["batch_size"] * settings["seq_len"]
-    results: dict = {"val_loss_swiglu_start": round(val_swiglu, 4),
-                     "pretrain_tokens": args.pretrain_steps * tokens_per_step,
-                     "bilinearize_tokens": args.bilinearize_steps * tokens_per_step}
+    results: dict = {
+        "val_loss_swiglu_start": round(val_swiglu, 4),
+        "pretrain_tokens": args.pretrain_steps * tokens_per_step,
+        "bilinearize_tokens": args.bilinearize_steps * tokens_per_step,
+    }
     fine_losses = {}
     for recipe in args.recipes:
         fine = TrainConfig(steps=args.bilinearize_steps, seed=args.seed + 1, **{**settings, "lr": FINE_LR[recipe]})
@@ -88,8 +103,9 @@ def main() -> None:
         train(continued, train_tokens, fine, tag=f"SwiGLU continued ({recipe} lr)")
         state = args.out / f"state-{recipe}"
         shutil.rmtree(state, ignore_errors=True)  # a fresh run, not a resumed one
-        bilinear = hb.bilinearize(copy.deepcopy(swiglu), train_tokens, config=fine, recipe=recipe, device="cpu",
-                                  checkpoint_dir=state)
+        bilinear = hb.bilinearize(
+            copy.deepcopy(swiglu), train_tokens, config=fine, recipe=recipe, device="cpu", checkpoint_dir=state
+        )
         with open(state / CSV_FILE) as f:
             fine_losses[recipe] = [float(line.split(",")[1]) for line in f.readlines()[1:]]
         results[recipe] = {
@@ -105,15 +121,18 @@ def main() -> None:
 
     total = args.pretrain_steps + args.bilinearize_steps
     scratch = llama("linear", vocab, args.seed)
-    from_scratch = train(scratch, train_tokens, TrainConfig(steps=total, seed=args.seed, **settings),
-                         tag="bilinear from scratch")
+    from_scratch = train(
+        scratch, train_tokens, TrainConfig(steps=total, seed=args.seed, **settings), tag="bilinear from scratch"
+    )
     val_scratch = evaluate(scratch, val_tokens, settings["seq_len"])
-    results.update({
-        "val_loss_bilinear_from_scratch": round(val_scratch, 4),
-        "from_scratch_tokens": total * tokens_per_step,
-        "validation_tokens": n_val,
-        "seconds": round(time.perf_counter() - start, 1),
-    })
+    results.update(
+        {
+            "val_loss_bilinear_from_scratch": round(val_scratch, 4),
+            "from_scratch_tokens": total * tokens_per_step,
+            "validation_tokens": n_val,
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -125,10 +144,17 @@ def main() -> None:
     ax.set_xlabel("step")
     ax.set_ylabel("train loss (nats/token)")
     ax.set_yscale("log")
-    ax.set_title("validation loss: SwiGLU start {:.3f}; ".format(val_swiglu) + "; ".join(
-        f"{r}: bilinearized {results[r]['val_loss_bilinear_end']:.3f}, SwiGLU continued "
-        f"{results[r]['val_loss_swiglu_continued']:.3f}" for r in fine_losses)
-        + f"; from scratch {val_scratch:.3f}", fontsize=7, wrap=True)
+    ax.set_title(
+        f"validation loss: SwiGLU start {val_swiglu:.3f}; "
+        + "; ".join(
+            f"{r}: bilinearized {results[r]['val_loss_bilinear_end']:.3f}, SwiGLU continued "
+            f"{results[r]['val_loss_swiglu_continued']:.3f}"
+            for r in fine_losses
+        )
+        + f"; from scratch {val_scratch:.3f}",
+        fontsize=7,
+        wrap=True,
+    )
     ax.legend()
     fig.tight_layout()
     fig.savefig(args.out / "losses.png", dpi=120)

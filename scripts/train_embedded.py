@@ -43,8 +43,8 @@ TEMPLATES = [
     "one day , {name} found a {color} {thing} in the {place} .",
     "{name} was very {feeling} because the {thing} was {color} .",
     "the {animal} {verb} in the {place} all day .",
-    "{name} said , \" can i play with your {thing} ? \"",
-    "\" yes , you can ! \" said {name2} .",
+    '{name} said , " can i play with your {thing} ? "',
+    '" yes , you can ! " said {name2} .',
     "they {verb} together and had a lot of fun .",
     "{name} gave the {thing} to {name2} and {name2} was {feeling} .",
     "at the end of the day , {name} went home and slept .",
@@ -61,9 +61,18 @@ def make_corpus(n_stories: int, seed: int = 0) -> list[str]:
     stories = []
     for _ in range(n_stories):
         name, name2 = rng.sample(NAMES, 2)
-        fill = dict(name=name, name2=name2, animal=rng.choice(ANIMALS), thing=rng.choice(THINGS),
-                    place=rng.choice(PLACES), color=rng.choice(COLORS), feeling=rng.choice(FEELINGS),
-                    verb=rng.choice(VERBS), pronoun=rng.choice(["his", "her"]), n=rng.randint(2, 9))
+        fill = dict(
+            name=name,
+            name2=name2,
+            animal=rng.choice(ANIMALS),
+            thing=rng.choice(THINGS),
+            place=rng.choice(PLACES),
+            color=rng.choice(COLORS),
+            feeling=rng.choice(FEELINGS),
+            verb=rng.choice(VERBS),
+            pronoun=rng.choice(["his", "her"]),
+            n=rng.randint(2, 9),
+        )
         body = [TEMPLATES[0]] + rng.sample(TEMPLATES[1:-1], 4) + [TEMPLATES[9]]
         stories.append(" ".join(t.format(**fill) for t in body))
     return stories
@@ -72,9 +81,15 @@ def make_corpus(n_stories: int, seed: int = 0) -> list[str]:
 def build_tokenizer(corpus: list[str], vocab_size: int) -> Tokenizer:
     """WordPiece tokenizer exactly as docs/formats.md section 3 describes the TinyStories ones."""
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"))
-    tokenizer.normalizer = normalizers.Sequence([normalizers.NFD(), normalizers.StripAccents(), normalizers.Lowercase()])
+    tokenizer.normalizer = normalizers.Sequence(
+        [normalizers.NFD(), normalizers.StripAccents(), normalizers.Lowercase()]
+    )
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Punctuation("isolated"), pre_tokenizers.Whitespace(), pre_tokenizers.Digits(individual_digits=True)]
+        [
+            pre_tokenizers.Punctuation("isolated"),
+            pre_tokenizers.Whitespace(),
+            pre_tokenizers.Digits(individual_digits=True),
+        ]
     )
     trainer = trainers.WordPieceTrainer(
         vocab_size=vocab_size, special_tokens=["[UNK]", "[BOS]", "[EOS]"], continuing_subword_prefix="##"
@@ -96,8 +111,9 @@ def main() -> None:
 
     corpus = make_corpus(args.stories, args.seed)
     tok = build_tokenizer(corpus, vocab_size=512)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", bos_token="[BOS]", eos_token="[EOS]",
-                                   pad_token="[EOS]")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", bos_token="[BOS]", eos_token="[EOS]", pad_token="[EOS]"
+    )
     ids = []
     for story in corpus:
         ids.extend(fast(story)["input_ids"] + [fast.eos_token_id])
@@ -105,9 +121,21 @@ def main() -> None:
     n_val = len(data) // 20
     train, val = data[:-n_val], data[-n_val:]
 
-    raw_config = dict(n_layer=2, n_head=4, d_model=128, d_hidden=256, n_ctx=128, bilinear=True, gate=None,
-                      bias=False, normalization=True, tokenizer=None, repo="ts-synthetic-2l", model_type="",
-                      architectures=["Transformer"])
+    raw_config = dict(
+        n_layer=2,
+        n_head=4,
+        d_model=128,
+        d_hidden=256,
+        n_ctx=128,
+        bilinear=True,
+        gate=None,
+        bias=False,
+        normalization=True,
+        tokenizer=None,
+        repo="ts-synthetic-2l",
+        model_type="",
+        architectures=["Transformer"],
+    )
     model = BilinearForCausalLM(config_from_dict(raw_config, vocab_size=len(fast)))
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.1, betas=(0.9, 0.95))
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=args.steps, pct_start=0.05)
@@ -134,8 +162,13 @@ def main() -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     # The tdooms keys plus what transformers' Auto classes and TransformerBridge.boot_transformers need.
-    saved_config = dict(raw_config, model_type=MODEL_TYPE, checkpoint_format="current", vocab_size=len(fast),
-                        architectures=["BilinearForCausalLM"])
+    saved_config = dict(
+        raw_config,
+        model_type=MODEL_TYPE,
+        checkpoint_format="current",
+        vocab_size=len(fast),
+        architectures=["BilinearForCausalLM"],
+    )
     (args.out / "config.json").write_text(json.dumps(saved_config, indent=2) + "\n")
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(args.out / "model.safetensors"))
     fast.save_pretrained(str(args.out))

@@ -47,7 +47,11 @@ def main() -> None:
     parser.add_argument("--train-stories", type=int, default=1500)
     parser.add_argument("--eval-stories", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "src/hooked_bilinear/checkpoints/saes" / MODEL)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parent.parent / "src/hooked_bilinear/checkpoints/saes" / MODEL,
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(2)
@@ -57,28 +61,69 @@ def main() -> None:
     train_tokens = pack_texts(model.tokenizer, make_corpus(args.train_stories, TRAIN_SEED), ctx)
     eval_tokens = pack_texts(model.tokenizer, make_corpus(args.eval_stories, EVAL_SEED), ctx)
     logger.info("train %d x %d tokens, eval %d x %d tokens", *train_tokens.shape, *eval_tokens.shape)
-    report: dict = {"model": MODEL, "train_tokens": train_tokens.numel(), "eval_tokens": eval_tokens.numel(),
-                    "steps": args.steps, "saes": {}}
+    report: dict = {
+        "model": MODEL,
+        "train_tokens": train_tokens.numel(),
+        "eval_tokens": eval_tokens.numel(),
+        "steps": args.steps,
+        "saes": {},
+    }
     saes = {}
     for layer in range(model.cfg.n_layers):
         for side in ("hook_in", "hook_out"):
             hook = f"blocks.{layer}.mlp.{side}"
             acts = cache_activations(model, train_tokens, hook)
-            config = SAETrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, metadata={
-                "model_name": MODEL, "hook_name": hook, "hook_layer": layer, "context_size": ctx, "prepend_bos": True,
-                "dataset_path": f"synthetic stories (scripts/train_embedded.py make_corpus, seed {TRAIN_SEED})"})
+            config = SAETrainConfig(
+                steps=args.steps,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                seed=args.seed,
+                metadata={
+                    "model_name": MODEL,
+                    "hook_name": hook,
+                    "hook_layer": layer,
+                    "context_size": ctx,
+                    "prepend_bos": True,
+                    "dataset_path": f"synthetic stories (scripts/train_embedded.py make_corpus, seed {TRAIN_SEED})",
+                },
+            )
             sae = train_sae(acts, config, progress=False).sae
             stats = evaluate_sae(sae, cache_activations(model, eval_tokens, hook))
             loss = splice_loss(model, sae, eval_tokens)
-            entry = {"fvu": stats.fvu, "l0": stats.l0, "dead_fraction": stats.dead, "loss_clean": loss.clean,
-                     "loss_spliced": loss.spliced, "loss_added": loss.added, "loss_zero_ablated": loss.zero_ablated}
-            sae.metadata.update({"train": {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
-                                           "seed": args.seed, "tokens": train_tokens.numel()}, "eval": entry})
+            entry = {
+                "fvu": stats.fvu,
+                "l0": stats.l0,
+                "dead_fraction": stats.dead,
+                "loss_clean": loss.clean,
+                "loss_spliced": loss.spliced,
+                "loss_added": loss.added,
+                "loss_zero_ablated": loss.zero_ablated,
+            }
+            sae.metadata.update(
+                {
+                    "train": {
+                        "steps": args.steps,
+                        "batch_size": args.batch_size,
+                        "lr": args.lr,
+                        "seed": args.seed,
+                        "tokens": train_tokens.numel(),
+                    },
+                    "eval": entry,
+                }
+            )
             sae.save(args.out / hook, overwrite=True)
             saes[hook] = sae
             report["saes"][hook] = entry
-            logger.info("%s: FVU %.4f, L0 %.1f, dead %.3f, loss %.4f -> %.4f (+%.4f)", hook, stats.fvu, stats.l0,
-                         stats.dead, loss.clean, loss.spliced, loss.added)
+            logger.info(
+                "%s: FVU %.4f, L0 %.1f, dead %.3f, loss %.4f -> %.4f (+%.4f)",
+                hook,
+                stats.fvu,
+                stats.l0,
+                stats.dead,
+                loss.clean,
+                loss.spliced,
+                loss.added,
+            )
     for layer in range(model.cfg.n_layers):
         hook_in, hook_out = f"blocks.{layer}.mlp.hook_in", f"blocks.{layer}.mlp.hook_out"
         x = cache_activations(model, eval_tokens, hook_in)
@@ -89,11 +134,21 @@ def main() -> None:
         approx = analysis.eigen_approximation(model.blocks[layer].mlp, sae_out, x, ks=KS, activations=acts)
         counted = approx.n_active > 10
         corr = approx.correlation[counted]
-        fig9 = {f"k={k}": {"mean": corr[:, i].nanmean().item(), "median": corr[:, i].nanmedian().item(),
-                           "fraction_above_0.75": (corr[:, i] > 0.75).double().mean().item()} for i, k in enumerate(KS)}
+        fig9 = {
+            f"k={k}": {
+                "mean": corr[:, i].nanmean().item(),
+                "median": corr[:, i].nanmedian().item(),
+                "fraction_above_0.75": (corr[:, i] > 0.75).double().mean().item(),
+            }
+            for i, k in enumerate(KS)
+        }
         report["saes"][hook_out]["fig9"] = {"features_counted": int(counted.sum()), **fig9}
-        logger.info("layer %d Fig. 9 over %d features: %s", layer, int(counted.sum()),
-                     ", ".join(f"k={k} {fig9[f'k={k}']['mean']:.3f}" for k in KS))
+        logger.info(
+            "layer %d Fig. 9 over %d features: %s",
+            layer,
+            int(counted.sum()),
+            ", ".join(f"k={k} {fig9[f'k={k}']['mean']:.3f}" for k in KS),
+        )
     assert all(math.isfinite(v["fvu"]) for v in report["saes"].values())
     (args.out / "REPORT.json").write_text(json.dumps(report, indent=2) + "\n")
 

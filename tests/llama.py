@@ -8,8 +8,17 @@ from typing import Any
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-TINY = dict(vocab_size=330, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=False, rms_norm_eps=1e-5)
+TINY = dict(
+    vocab_size=330,
+    hidden_size=64,
+    intermediate_size=96,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=128,
+    tie_word_embeddings=False,
+    rms_norm_eps=1e-5,
+)
 
 
 def tiny_llama(hidden_act: str = "linear", seed: int = 0, std: float = 0.15, **overrides: Any) -> LlamaForCausalLM:

@@ -17,16 +17,41 @@ from safetensors.torch import save_file
 
 EMBEDDED = "ts-synthetic-2l"  # the checkpoint the package ships
 
-GATES = {None: lambda x: x, False: lambda x: x, True: torch.relu, "relu": torch.relu,
-         "silu": torch.nn.functional.silu, "gelu": torch.nn.functional.gelu}
+GATES = {
+    None: lambda x: x,
+    False: lambda x: x,
+    True: torch.relu,
+    "relu": torch.relu,
+    "silu": torch.nn.functional.silu,
+    "gelu": torch.nn.functional.gelu,
+}
 
 
-def make_config(fmt: str = "current", *, n_layer: int = 2, n_head: int = 4, d_model: int = 32, d_hidden: int = 48,
-                n_ctx: int = 64, vocab: int = 50, bilinear: bool = True, gate: Any = None, bias: bool = False,
-                normalization: bool = True) -> dict[str, Any]:
+def make_config(
+    fmt: str = "current",
+    *,
+    n_layer: int = 2,
+    n_head: int = 4,
+    d_model: int = 32,
+    d_hidden: int = 48,
+    n_ctx: int = 64,
+    vocab: int = 50,
+    bilinear: bool = True,
+    gate: Any = None,
+    bias: bool = False,
+    normalization: bool = True,
+) -> dict[str, Any]:
     """config.json dict as the tdooms code dumps it (no usable model_type)."""
-    config: dict[str, Any] = dict(n_layer=n_layer, n_head=n_head, d_model=d_model, d_hidden=d_hidden, n_ctx=n_ctx,
-                                  bilinear=bilinear, gate=gate, normalization=normalization)
+    config: dict[str, Any] = dict(
+        n_layer=n_layer,
+        n_head=n_head,
+        d_model=d_model,
+        d_hidden=d_hidden,
+        n_ctx=n_ctx,
+        bilinear=bilinear,
+        gate=gate,
+        normalization=normalization,
+    )
     if fmt == "current":
         config.update(bias=bias, tokenizer=None, repo="test/random", model_type="", architectures=["Transformer"])
     else:
@@ -74,8 +99,9 @@ def random_state(config: dict[str, Any], vocab: int, std: float = 0.15, seed: in
     return state
 
 
-def write_checkpoint(folder: Path, config: dict[str, Any], vocab: int = 50, seed: int = 0,
-                     weights: str = "safetensors") -> dict[str, torch.Tensor]:
+def write_checkpoint(
+    folder: Path, config: dict[str, Any], vocab: int = 50, seed: int = 0, weights: str = "safetensors"
+) -> dict[str, torch.Tensor]:
     """Write config.json + model.safetensors (or pytorch_model.bin); return the state dict."""
     folder.mkdir(parents=True, exist_ok=True)
     state = random_state(config, vocab, seed=seed)
@@ -87,8 +113,9 @@ def write_checkpoint(folder: Path, config: dict[str, Any], vocab: int = 50, seed
     return state
 
 
-def reference_logits(state: dict[str, torch.Tensor], config: dict[str, Any], tokens: torch.Tensor,
-                     dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def reference_logits(
+    state: dict[str, torch.Tensor], config: dict[str, Any], tokens: torch.Tensor, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
     """docs/formats.md forward pass: tokens [batch, pos] -> logits [batch, pos, vocab]."""
     legacy = "n_vocab" in config
     sd = {k: v.to(dtype) for k, v in state.items()}
@@ -110,8 +137,10 @@ def reference_logits(state: dict[str, torch.Tensor], config: dict[str, Any], tok
         return y
 
     batch, pos = tokens.shape
-    angles = torch.arange(pos, dtype=torch.float64)[:, None] * (
-        1.0 / 10000 ** (torch.arange(0, d_head, 2).double() / d_head))[None, :]
+    angles = (
+        torch.arange(pos, dtype=torch.float64)[:, None]
+        * (1.0 / 10000 ** (torch.arange(0, d_head, 2).double() / d_head))[None, :]
+    )
     cos, sin = torch.cat([angles.cos()] * 2, -1).to(dtype), torch.cat([angles.sin()] * 2, -1).to(dtype)
 
     def rope(t: torch.Tensor) -> torch.Tensor:  # t [batch, head, pos, d_head]
@@ -156,4 +185,3 @@ def variants() -> list[tuple[str, dict[str, Any]]]:
         ("legacy-mlp", make_config("legacy", bilinear=False, gate=True)),
     ]
     return out
-

@@ -26,7 +26,13 @@ def stock_logits_in_fresh_process(folder: Path, tokens: torch.Tensor, tmp: Path)
     """Logits of AutoModelForCausalLM.from_pretrained(folder) computed in a new Python without hooked_bilinear."""
     out = tmp / "stock.pt"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": ""}
-    result = subprocess.run([sys.executable, "-c", STOCK, str(folder), json.dumps(tokens.tolist()), str(out)],
-                            capture_output=True, text=True, env=env, cwd=tmp, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", STOCK, str(folder), json.dumps(tokens.tolist()), str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return torch.load(out, weights_only=True)

@@ -8,9 +8,9 @@ import sys
 
 import torch
 from huggingface_hub import constants
-from tests.llama import write_llama
 
 from hooked_bilinear.cli import main
+from tests.llama import write_llama
 
 
 def test_to_llama_command(tmp_path, capsys):
@@ -25,8 +25,22 @@ def test_to_llama_command(tmp_path, capsys):
 def test_bilinearize_command_and_resume(tmp_path, capsys, caplog):
     folder, _ = write_llama(tmp_path / "swiglu", hidden_act="silu", std=0.05)
     torch.save(torch.randint(0, 330, (4000,)), tmp_path / "tokens.pt")
-    args = ["bilinearize", str(folder), str(tmp_path / "tokens.pt"), str(tmp_path / "bilinear"), "--steps", "8",
-            "--batch-size", "2", "--seq-len", "16", "--warmup-steps", "2", "--device", "cpu"]
+    args = [
+        "bilinearize",
+        str(folder),
+        str(tmp_path / "tokens.pt"),
+        str(tmp_path / "bilinear"),
+        "--steps",
+        "8",
+        "--batch-size",
+        "2",
+        "--seq-len",
+        "16",
+        "--warmup-steps",
+        "2",
+        "--device",
+        "cpu",
+    ]
     assert main(args) == 0
     assert json.loads((tmp_path / "bilinear" / "config.json").read_text())["hidden_act"] == "linear"
     progress = json.loads((tmp_path / "bilinear.state" / "step-00000008" / "progress.json").read_text())
@@ -64,8 +78,9 @@ def test_save_command(tmp_path, capsys):
 
 
 def test_module_entry_point_runs():
-    result = subprocess.run([sys.executable, "-m", "hooked_bilinear", "--help"], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "hooked_bilinear", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0 and "bilinearize" in result.stdout and "to-llama" in result.stdout
 
 
@@ -74,8 +89,16 @@ def test_modadd_certify_prints_one_json_object(capsys):
     out = capsys.readouterr().out.strip()
     assert len(out.splitlines()) == 1
     result = json.loads(out)
-    for key in ("p", "accuracy", "true_min_margin", "certified_min_margin", "certified_accuracy", "proof_flops",
-                "brute_force_flops", "compression_ratio"):
+    for key in (
+        "p",
+        "accuracy",
+        "true_min_margin",
+        "certified_min_margin",
+        "certified_accuracy",
+        "proof_flops",
+        "brute_force_flops",
+        "compression_ratio",
+    ):
         assert key in result
     assert result["p"] == 113 and result["accuracy"] > 0.99 and result["sound"]
     assert result["certified_accuracy"] == result["accuracy"] and result["cost_ratio"] < 1
@@ -113,10 +136,35 @@ def test_torchrun_two_processes_on_a_jsonl_corpus(tmp_path):
 
     for name in ("tokenizer.json", "tokenizer_config.json"):  # the model's own tokenizer (vocab 330)
         (folder / name).write_bytes((resolve_folder("ts-synthetic-2l") / name).read_bytes())
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-               "-m", "hooked_bilinear", "bilinearize", str(folder), str(tmp_path / "corpus.jsonl"),
-               str(tmp_path / "out"), "--text-column", "body", "--steps", "6", "--batch-size", "4", "--seq-len", "16",
-               "--checkpoint-every", "3", "--device", "cpu", "--strategy", "fsdp"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(free_port()),
+        "-m",
+        "hooked_bilinear",
+        "bilinearize",
+        str(folder),
+        str(tmp_path / "corpus.jsonl"),
+        str(tmp_path / "out"),
+        "--text-column",
+        "body",
+        "--steps",
+        "6",
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "16",
+        "--checkpoint-every",
+        "3",
+        "--device",
+        "cpu",
+        "--strategy",
+        "fsdp",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -141,8 +189,10 @@ def test_bilinearize_data_errors_name_the_flag(tmp_path, capsys, monkeypatch):
     from hooked_bilinear.loading.pretrained import resolve_folder
 
     tokenizer = ["--tokenizer", str(resolve_folder("ts-synthetic-2l"))]
-    assert main(["bilinearize", str(folder), "HuggingFaceFW/fineweb", out, "--dataset-config", "sample-10BT",
-                 *tokenizer]) == 1
+    assert (
+        main(["bilinearize", str(folder), "HuggingFaceFW/fineweb", out, "--dataset-config", "sample-10BT", *tokenizer])
+        == 1
+    )
     assert "HF_HUB_OFFLINE" in capsys.readouterr().err
     (tmp_path / "c.jsonl").write_text('{"body": "x y"}\n')
     assert main(["bilinearize", str(folder), str(tmp_path / "c.jsonl"), out, "--device", "cpu", *tokenizer]) == 1

@@ -10,8 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 import hooked_bilinear as hb
-from tests.reference import EMBEDDED
-from tests.reference import reference_logits
+from tests.reference import EMBEDDED, reference_logits
 
 FOLDER = Path(hb.__file__).parent / "checkpoints" / EMBEDDED
 
@@ -19,7 +18,9 @@ FOLDER = Path(hb.__file__).parent / "checkpoints" / EMBEDDED
 def test_listed_and_in_current_tdooms_format():
     assert EMBEDDED in hb.shipped_checkpoints()
     config = json.loads((FOLDER / "config.json").read_text())
-    assert hb.detect_format(config) == "current" and config["model_type"] == "tdooms_bilinear" and config["gate"] is None
+    assert (
+        hb.detect_format(config) == "current" and config["model_type"] == "tdooms_bilinear" and config["gate"] is None
+    )
     assert config["vocab_size"] == 330 and config["architectures"] == ["BilinearForCausalLM"]
     assert (config["n_layer"], config["d_model"]) == (2, 128)
 
@@ -49,7 +50,9 @@ def test_tokenizer_is_the_tinystories_wordpiece_layout():
 
 def test_trained_well_below_uniform_loss():
     bridge = hb.from_pretrained(EMBEDDED)
-    tokens = bridge.to_tokens("once upon a time , there was a happy dog named tom . tom went to the park with his dog .")
+    tokens = bridge.to_tokens(
+        "once upon a time , there was a happy dog named tom . tom went to the park with his dog ."
+    )
     loss = bridge(tokens, return_type="loss").item()
     assert loss < 0.5 * math.log(bridge.cfg.d_vocab)
     with torch.no_grad():

@@ -35,8 +35,9 @@ def test_cuda_forward_and_cache(checkpoint, tokens, dtype, compatibility_mode):
 def test_cuda_generate_embedded():
     bridge = hb.from_pretrained("ts-synthetic-2l", device="cuda")
     out = bridge.generate("once upon a time", max_new_tokens=8, do_sample=False, verbose=False)
-    cpu = hb.from_pretrained("ts-synthetic-2l").generate("once upon a time", max_new_tokens=8, do_sample=False,
-                                                         verbose=False)
+    cpu = hb.from_pretrained("ts-synthetic-2l").generate(
+        "once upon a time", max_new_tokens=8, do_sample=False, verbose=False
+    )
     assert out == cpu
 
 
@@ -60,8 +61,16 @@ def test_cuda_bilinear_llama(tmp_path, compatibility_mode):
 def test_cuda_bilinearize_with_autocast():
     from tests.llama import tiny_llama
 
-    model = hb.bilinearize(tiny_llama("silu", std=0.05), torch.randint(0, 330, (5000,)), device="cuda", steps=10,
-                           batch_size=4, seq_len=32, warmup_steps=2, progress=False)
+    model = hb.bilinearize(
+        tiny_llama("silu", std=0.05),
+        torch.randint(0, 330, (5000,)),
+        device="cuda",
+        steps=10,
+        batch_size=4,
+        seq_len=32,
+        warmup_steps=2,
+        progress=False,
+    )
     assert model.config.hidden_act == "linear" and next(model.parameters()).device.type == "cuda"
     details = hb.publishing.provenance.provenance_of(model).details
     assert details["peak_cuda_memory_bytes"] > 0

@@ -24,8 +24,7 @@ from pathlib import Path
 import torch
 
 import hooked_bilinear as hb
-from hooked_bilinear.loading.pretrained import load_model
-from hooked_bilinear.loading.pretrained import resolve_folder
+from hooked_bilinear.loading.pretrained import load_model, resolve_folder
 from hooked_bilinear.toy.modadd import (
     PIZZA,
     SETUP_TRAINING,
@@ -84,37 +83,70 @@ def main() -> None:
     print(f"          from the embedding's weights: {key_frequencies(reading.embedding)}")
     print(f"     from the hidden units' activations: {key_frequencies(spectra['hidden'])}")
     print(f"             from the logits (a + b):   {key_frequencies(spectra['logits'])}")
-    plot_spectra({"embedding W_E (weights)": reading.embedding, "MLP interaction tensor (weights)": reading.interaction,
-                  "MLP hidden units vs a + b (activations)": spectra["hidden"],
-                  "logits vs a + b (activations)": spectra["logits"]},
-                 args.out / "fourier_spectra.png", f"p = {task.p}: share of energy per frequency")
+    plot_spectra(
+        {
+            "embedding W_E (weights)": reading.embedding,
+            "MLP interaction tensor (weights)": reading.interaction,
+            "MLP hidden units vs a + b (activations)": spectra["hidden"],
+            "logits vs a + b (activations)": spectra["logits"],
+        },
+        args.out / "fourier_spectra.png",
+        f"p = {task.p}: share of energy per frequency",
+    )
 
     # 3. trig identities and the compressed explanation
     explanation = explain(model, task)
     for term in explanation.terms:
-        print(f"k={term.k:3d}: A={term.amplitude:8.3f} phi={term.phase:+.3f}  cos(w(a+b-c)) identity holds for "
-              f"{100 * term.identity_fraction:.1f}% of the block; class-0 eigenvalues "
-              f"{', '.join(f'{v:+.1f}' for v in term.eigenvalues)}")
+        print(
+            f"k={term.k:3d}: A={term.amplitude:8.3f} phi={term.phase:+.3f}  cos(w(a+b-c)) identity holds for "
+            f"{100 * term.identity_fraction:.1f}% of the block; class-0 eigenvalues "
+            f"{', '.join(f'{v:+.1f}' for v in term.eigenvalues)}"
+        )
     c = 0
-    plot_logit_tables({f"model: logit of c={c}": answer[:, c].reshape(task.p, task.p).detach(),
-                       f"explanation ({explanation.parameter_count} numbers)": explanation.logits()[:, :, c]},
-                      args.out / "logit_tables.png", "logit of one answer over (a, b)")
+    plot_logit_tables(
+        {
+            f"model: logit of c={c}": answer[:, c].reshape(task.p, task.p).detach(),
+            f"explanation ({explanation.parameter_count} numbers)": explanation.logits()[:, :, c],
+        },
+        args.out / "logit_tables.png",
+        "logit of one answer over (a, b)",
+    )
 
     # 4. the certificate, and how its cost buys tightness
     result = report(model, certificate=certify(model, task, progress=True))
-    for key in ("accuracy", "true_min_margin", "certified_min_margin", "certified_accuracy", "proof", "cost_ratio",
-                "compressed_certified_accuracy", "compressed_cost_ratio", "fallback_cost_ratio",
-                "exact_circuit_cost_ratio", "compression_ratio", "explanation_accuracy", "logit_variance_explained"):
+    for key in (
+        "accuracy",
+        "true_min_margin",
+        "certified_min_margin",
+        "certified_accuracy",
+        "proof",
+        "cost_ratio",
+        "compressed_certified_accuracy",
+        "compressed_cost_ratio",
+        "fallback_cost_ratio",
+        "exact_circuit_cost_ratio",
+        "compression_ratio",
+        "explanation_accuracy",
+        "logit_variance_explained",
+    ):
         print(f"{key:>32}: {result[key]}")
     brute = brute_force_flops(model, task)
     curve = certificate_curve(model, task)
-    plot_certificate_curve(curve, certify_exact(model, task), brute, result["accuracy"],
-                           args.out / "certificate_curve.png", f"p = {task.p}: proof cost vs bound")
+    plot_certificate_curve(
+        curve,
+        certify_exact(model, task),
+        brute,
+        result["accuracy"],
+        args.out / "certificate_curve.png",
+        f"p = {task.p}: proof cost vs bound",
+    )
     for certificate in curve:
-        print(f"{len(certificate.frequencies):3d} frequencies: the compression alone proves "
-              f"{certificate.compressed_accuracy:.4f} at {certificate.compressed_flops / brute:.3f} x brute force; "
-              f"with the exact fallback {certificate.certified_accuracy:.4f} at "
-              f"{certificate.proof_flops / brute:.3f} x")
+        print(
+            f"{len(certificate.frequencies):3d} frequencies: the compression alone proves "
+            f"{certificate.compressed_accuracy:.4f} at {certificate.compressed_flops / brute:.3f} x brute force; "
+            f"with the exact fallback {certificate.certified_accuracy:.4f} at "
+            f"{certificate.proof_flops / brute:.3f} x"
+        )
     print(f"pictures in {args.out}")
 
 

@@ -44,8 +44,10 @@ def main() -> None:
     # 1. Load: a short name without a slash is a checkpoint shipped inside the package.
     print(f"shipped checkpoints: {hb.shipped_checkpoints()}")
     model = hb.from_pretrained("ts-synthetic-2l")
-    print(f"loaded {model.cfg.model_name}: {model.cfg.n_layers} layers, d_model {model.cfg.d_model}, "
-          f"d_mlp {model.cfg.d_mlp}, vocab {model.cfg.d_vocab}; MLP 0 is {type(model.blocks[0].mlp).__name__}")
+    print(
+        f"loaded {model.cfg.model_name}: {model.cfg.n_layers} layers, d_model {model.cfg.d_model}, "
+        f"d_mlp {model.cfg.d_mlp}, vocab {model.cfg.d_vocab}; MLP 0 is {type(model.blocks[0].mlp).__name__}"
+    )
 
     # 2. Generate (greedy). The TinyStories WordPiece tokenizer has no decoder: sub-words print as "##piece".
     prompt = "once upon a time , there was a"
@@ -70,22 +72,29 @@ def main() -> None:
         return logits[0, -1, cat] - logits[0, -1, dog]
 
     clean_logits, clean_cache = model.run_with_cache(clean)
-    print(f"\nlogit(cat) - logit(dog): clean {metric(clean_logits).item():+.3f}, "
-          f"corrupted {metric(model(corrupted)).item():+.3f}")
+    print(
+        f"\nlogit(cat) - logit(dog): clean {metric(clean_logits).item():+.3f}, "
+        f"corrupted {metric(model(corrupted)).item():+.3f}"
+    )
     result = patching.get_act_patch_resid_pre(model, corrupted, clean_cache, metric)
     labels = [f"{i}:{t}" for i, t in enumerate(model.to_str_tokens(clean))]
     best_layer, best_pos = divmod(int(result.argmax()), result.shape[1])
-    print(f"patching resid_pre: largest recovery {result.max().item():+.3f} at layer {best_layer}, "
-          f"position {labels[best_pos]}")
+    print(
+        f"patching resid_pre: largest recovery {result.max().item():+.3f} at layer {best_layer}, "
+        f"position {labels[best_pos]}"
+    )
     print("per layer at the animal's position and at the last position:")
     animal_pos = (clean != corrupted).nonzero()[0, 1].item()
     for layer in range(model.cfg.n_layers):
-        print(f"  layer {layer}: pos {animal_pos} {result[layer, animal_pos].item():+.3f}   "
-              f"last {result[layer, -1].item():+.3f}")
+        print(
+            f"  layer {layer}: pos {animal_pos} {result[layer, animal_pos].item():+.3f}   "
+            f"last {result[layer, -1].item():+.3f}"
+        )
 
     fig, ax = plt.subplots(figsize=(10, 2.5))
-    image = ax.imshow(result.detach().numpy(), cmap="RdBu", vmin=-abs(result).max(), vmax=abs(result).max(),
-                      aspect="auto")
+    image = ax.imshow(
+        result.detach().numpy(), cmap="RdBu", vmin=-abs(result).max(), vmax=abs(result).max(), aspect="auto"
+    )
     ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
     ax.set_yticks(range(model.cfg.n_layers))
     ax.set_ylabel("layer (resid_pre)")
@@ -101,9 +110,11 @@ def main() -> None:
     task = ModAddTask.from_config(modadd.config)
     accuracy = (margins(all_logits(modadd, task, torch.float32), task) > 0).double().mean().item()
     proof = certify_exact(modadd, task)
-    print(f"\nmodadd-p113: accuracy on all {task.p}^2 inputs {accuracy:.5f}; proven from the weights "
-          f"{proof.certified_accuracy:.5f} at {proof.proof_flops / brute_force_flops(modadd, task):.3f}x the cost "
-          f"of brute force")
+    print(
+        f"\nmodadd-p113: accuracy on all {task.p}^2 inputs {accuracy:.5f}; proven from the weights "
+        f"{proof.certified_accuracy:.5f} at {proof.proof_flops / brute_force_flops(modadd, task):.3f}x the cost "
+        f"of brute force"
+    )
 
 
 if __name__ == "__main__":

@@ -72,8 +72,10 @@ def analyse_layer(model: Any, tokens: torch.Tensor, layer: int, out: Path) -> No
     for name, sae, acts in ((hook_in, sae_in, x), (hook_out, sae_out, y)):
         stats = evaluate_sae(sae, acts)
         loss = splice_loss(model, sae, tokens)
-        print(f"{name}: FVU {stats.fvu:.4f}, L0 {stats.l0:.1f}, dead {stats.dead:.1%}; loss {loss.clean:.4f} -> "
-              f"{loss.spliced:.4f} spliced (+{loss.added:.4f}; zero-ablated {loss.zero_ablated:.4f})")
+        print(
+            f"{name}: FVU {stats.fvu:.4f}, L0 {stats.l0:.1f}, dead {stats.dead:.1%}; loss {loss.clean:.4f} -> "
+            f"{loss.spliced:.4f} spliced (+{loss.added:.4f}; zero-ablated {loss.zero_ablated:.4f})"
+        )
 
     # 2. the feature-space identity, in float64
     mlp = model.blocks[layer].mlp
@@ -93,18 +95,25 @@ def analyse_layer(model: Any, tokens: torch.Tensor, layer: int, out: Path) -> No
     approx = A.eigen_approximation(mlp, sae_out, x, ks=(1, 2, 4, 8), activations=acts_out)
     counted = approx.n_active > 10
     means = approx.correlation[counted].nanmean(0)
-    print(f"Fig. 9 over {int(counted.sum())} output features active > 10 times: mean correlation "
-          + ", ".join(f"k={k} {m:.3f}" for k, m in zip(approx.ks, means.tolist())))
-    plot_eigen_approximation(list(approx.ks), approx.correlation[counted], out / f"eigen_approximation_layer{layer}.png",
-                             title=f"layer {layer}: top-k eigen approximation vs SAE activation")
+    print(
+        f"Fig. 9 over {int(counted.sum())} output features active > 10 times: mean correlation "
+        + ", ".join(f"k={k} {m:.3f}" for k, m in zip(approx.ks, means.tolist()))
+    )
+    plot_eigen_approximation(
+        list(approx.ks),
+        approx.correlation[counted],
+        out / f"eigen_approximation_layer{layer}.png",
+        title=f"layer {layer}: top-k eigen approximation vs SAE activation",
+    )
 
     # 4. a circuit from the weights: strongest single cross pair relative to the whole interaction matrix
     live = approx.features[counted]
     i, j = torch.triu_indices(sae_in.d_sae, sae_in.d_sae, offset=1)
     shares = []
     for start in range(0, len(live), 32):  # [32, d_sae, d_sae] at a time
-        block = A.feature_interactions(mlp, sae_in, A.output_feature_directions(sae_out, live[start : start + 32]),
-                                       dtype=torch.float64)
+        block = A.feature_interactions(
+            mlp, sae_in, A.output_feature_directions(sae_out, live[start : start + 32]), dtype=torch.float64
+        )
         strongest = block[:, i, j].abs().max(-1).values
         shares.append((2 * strongest.square() / block.square().sum((-2, -1))).sqrt())
     share = torch.cat(shares)
@@ -115,24 +124,42 @@ def analyse_layer(model: Any, tokens: torch.Tensor, layer: int, out: Path) -> No
     pairs = A.top_interactions(M, k=6, include_self=True)
     cross_pair = A.top_interactions(M, k=1, include_self=False)
     a, b = int(cross_pair.i[0]), int(cross_pair.j[0])
-    print(f"circuit: output feature {out_feature} of {hook_out} (rank {int((ranking.features == out_feature).nonzero()[0, 0]) + 1}"
-          f" of {len(live)} by IQR outliers of Q_e's spectrum: {int(ranking.outliers[ranking.features == out_feature][0])}); "
-          f"its strongest cross pair: input features {a} x {b}, interaction {cross_pair.value[0]:+.3f} "
-          f"({share[pick]:.0%} of ||D Q_e D^T||_F)")
-    print("strongest entries of its interaction matrix (i, j, value):",
-          ", ".join(f"({p}, {q}, {v:+.3f})" for p, q, v in zip(pairs.i.tolist(), pairs.j.tolist(), pairs.value.tolist())))
+    print(
+        f"circuit: output feature {out_feature} of {hook_out} (rank {int((ranking.features == out_feature).nonzero()[0, 0]) + 1}"
+        f" of {len(live)} by IQR outliers of Q_e's spectrum: {int(ranking.outliers[ranking.features == out_feature][0])}); "
+        f"its strongest cross pair: input features {a} x {b}, interaction {cross_pair.value[0]:+.3f} "
+        f"({share[pick]:.0%} of ||D Q_e D^T||_F)"
+    )
+    print(
+        "strongest entries of its interaction matrix (i, j, value):",
+        ", ".join(f"({p}, {q}, {v:+.3f})" for p, q, v in zip(pairs.i.tolist(), pairs.j.tolist(), pairs.value.tolist())),
+    )
     shown = sorted(set(pairs.i.tolist() + pairs.j.tolist()))
-    plot_feature_interactions(M, out / f"circuit_interactions_layer{layer}.png", features=shown,
-                              title=f"layer {layer}, output feature {out_feature}: D Q_e D^T (strongest entries)")
+    plot_feature_interactions(
+        M,
+        out / f"circuit_interactions_layer{layer}.png",
+        features=shown,
+        title=f"layer {layer}, output feature {out_feature}: D Q_e D^T (strongest entries)",
+    )
     scale = M[i, j].std().item()
-    plot_self_cross(M, A.features.random_symmetric_spectrum(sae_in.d_sae, scale), out / f"self_cross_layer{layer}.png",
-                    title=f"layer {layer}, output feature {out_feature}: self vs cross, spectrum vs random")
+    plot_self_cross(
+        M,
+        A.features.random_symmetric_spectrum(sae_in.d_sae, scale),
+        out / f"self_cross_layer{layer}.png",
+        title=f"layer {layer}, output feature {out_feature}: self vs cross, spectrum vs random",
+    )
 
     # 5. the check against activations
     on_a, on_b, on_out = f[:, a] > 0, f[:, b] > 0, acts_out[:, out_feature]
-    print(f"output feature {out_feature} by input features {a} and {b} (token positions; mean activation, fraction active):")
-    for label, mask in (("both", on_a & on_b), (f"{a} only", on_a & ~on_b), (f"{b} only", ~on_a & on_b),
-                        ("neither", ~on_a & ~on_b)):
+    print(
+        f"output feature {out_feature} by input features {a} and {b} (token positions; mean activation, fraction active):"
+    )
+    for label, mask in (
+        ("both", on_a & on_b),
+        (f"{a} only", on_a & ~on_b),
+        (f"{b} only", ~on_a & on_b),
+        ("neither", ~on_a & ~on_b),
+    ):
         n = int(mask.sum())
         mean = on_out[mask].mean().item() if n else float("nan")
         frac = (on_out[mask] > 0).double().mean().item() if n else float("nan")

@@ -88,8 +88,10 @@ def main() -> None:
     # 3. the spectrum
     eigen = mlp.eigendecompose(u_contrast)
     stats = spectrum_stats(eigen.lambda_, k=8)
-    print(f"spectrum of Q_u ({len(eigen.lambda_)} eigenvalues): effective rank {stats.effective_rank:.1f}, "
-          f"top-8 share of ||Q||_F^2 {stats.top_k_mass:.2f}, balance {stats.balance:+.2f}")
+    print(
+        f"spectrum of Q_u ({len(eigen.lambda_)} eigenvalues): effective rank {stats.effective_rank:.1f}, "
+        f"top-8 share of ||Q||_F^2 {stats.top_k_mass:.2f}, balance {stats.balance:+.2f}"
+    )
     plot_spectrum(eigen.lambda_, args.out / "spectrum.png", title=f"Q_u for '{word}' vs rest, layer {layer}")
 
     # 4. what the top eigenvectors read, through the embedding
@@ -102,35 +104,51 @@ def main() -> None:
     # the same direction in layer 0: are its top eigenvectors similar?
     other = model.blocks[0].mlp.eigendecompose(u_contrast, k=4)
     similarity = eigenvector_similarity(eigen.v[:4], other.v)
-    print(f"|cos| of layer-{layer} vs layer-0 top-4 eigenvectors, best match per vector: "
-          f"{[round(s, 2) for s in similarity.max(1).values.tolist()]}")
+    print(
+        f"|cos| of layer-{layer} vs layer-0 top-4 eigenvectors, best match per vector: "
+        f"{[round(s, 2) for s in similarity.max(1).values.tolist()]}"
+    )
 
     # 5. HOSVD: where the layer writes most
     hosvd = mlp.hosvd(model.cfg.d_model, k=1)
     share = (hosvd.sigma[:8].square().sum() / hosvd.sigma.square().sum()).item()
-    print(f"HOSVD: top-8 output directions hold {share:.0%} of ||B||^2; the first reads as "
-          f"{top_tokens(model, hosvd.u[:1], k=5).top_tokens[0]}")
+    print(
+        f"HOSVD: top-8 output directions hold {share:.0%} of ||B||^2; the first reads as "
+        f"{top_tokens(model, hosvd.u[:1], k=5).top_tokens[0]}"
+    )
 
     # 6. truncation: the top-k eigencomponents per HOSVD direction, measured in the model on held-out text, on two
     #    disjoint halves; equal halves, so the mean of their losses is the loss on all of it
     truncated = mlp.truncate(hosvd.u, k=64)
     ks = [1, 2, 4, 8, 16, 32, 64]
-    halves = [truncation_curve(model, layer, truncated, half, ks, progress=False)
-              for half in tokens.split(ROWS_PER_HALF)]
-    curve = TruncationCurve(ks, [sum(h.loss[i] for h in halves) / 2 for i in range(len(ks))],
-                            [sum(h.correlation[i] for h in halves) / 2 for i in range(len(ks))],
-                            sum(h.baseline_loss for h in halves) / 2)
+    halves = [
+        truncation_curve(model, layer, truncated, half, ks, progress=False) for half in tokens.split(ROWS_PER_HALF)
+    ]
+    curve = TruncationCurve(
+        ks,
+        [sum(h.loss[i] for h in halves) / 2 for i in range(len(ks))],
+        [sum(h.correlation[i] for h in halves) / 2 for i in range(len(ks))],
+        sum(h.baseline_loss for h in halves) / 2,
+    )
     print(f"truncation on {tokens.numel()} held-out tokens (2 disjoint halves of {tokens[:ROWS_PER_HALF].numel()}):")
     for i, (k, loss, corr) in enumerate(zip(curve.ks, curve.loss, curve.correlation)):
-        print(f"  keep {k:>2} per direction: loss {loss:.3f} (original {curve.baseline_loss:.3f}; halves "
-              f"{halves[0].loss[i]:.3f} / {halves[1].loss[i]:.3f}), output corr {corr:.3f}")
+        print(
+            f"  keep {k:>2} per direction: loss {loss:.3f} (original {curve.baseline_loss:.3f}; halves "
+            f"{halves[0].loss[i]:.3f} / {halves[1].loss[i]:.3f}), output corr {corr:.3f}"
+        )
     increase = [[loss - h.baseline_loss for loss in h.loss] for h in halves]
     spread = max(abs(a - b) for a, b in zip(*increase))
     corr_spread = max(abs(a - b) for a, b in zip(halves[0].correlation, halves[1].correlation))
-    print(f"  stability: the halves' loss increases over the original differ by at most {spread:.3f} nats, their "
-          f"output correlations by at most {corr_spread:.3f}")
-    plot_truncation_curve(curve, args.out / "truncation.png", parts=halves,
-                          title=f"layer {layer}, HOSVD basis, {tokens.numel()} held-out tokens")
+    print(
+        f"  stability: the halves' loss increases over the original differ by at most {spread:.3f} nats, their "
+        f"output correlations by at most {corr_spread:.3f}"
+    )
+    plot_truncation_curve(
+        curve,
+        args.out / "truncation.png",
+        parts=halves,
+        title=f"layer {layer}, HOSVD basis, {tokens.numel()} held-out tokens",
+    )
     print(f"pictures in {args.out}/")
 
 

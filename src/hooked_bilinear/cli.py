@@ -1,14 +1,14 @@
 """The `hooked-bilinear` command line: make, convert and publish bilinear models.
 
-    hooked-bilinear bilinearize MODEL DATA OUT [--steps 1000 ...]     SwiGLU Llama -> bilinear Llama folder
-    torchrun --nproc_per_node N -m hooked_bilinear bilinearize ...     the same on N processes (DDP / FSDP)
-    hooked-bilinear to-llama SOURCE OUT                                tdooms checkpoint -> stock Llama folder
-    hooked-bilinear save SOURCE OUT [--tokenizer T]                    any checkpoint -> a Hub-ready folder
-    hooked-bilinear push FOLDER REPO_ID [--endpoint URL]               a saved folder -> the Hugging Face Hub
-    hooked-bilinear modadd certify [--model modadd-p113] [--json]     prove a modular-addition model's accuracy
-    hooked-bilinear modadd train --setup nanda|pizza OUT              train one (Nanda / pizza set-up)
-    hooked-bilinear vision train OUT [--preset digits] [--noise-std 0.2] train a bilinear image classifier
-    hooked-bilinear vision report [--model digits] [--out DIR]        its eigen-images, truncation, masks, ...
+hooked-bilinear bilinearize MODEL DATA OUT [--steps 1000 ...]     SwiGLU Llama -> bilinear Llama folder
+torchrun --nproc_per_node N -m hooked_bilinear bilinearize ...     the same on N processes (DDP / FSDP)
+hooked-bilinear to-llama SOURCE OUT                                tdooms checkpoint -> stock Llama folder
+hooked-bilinear save SOURCE OUT [--tokenizer T]                    any checkpoint -> a Hub-ready folder
+hooked-bilinear push FOLDER REPO_ID [--endpoint URL]               a saved folder -> the Hugging Face Hub
+hooked-bilinear modadd certify [--model modadd-p113] [--json]     prove a modular-addition model's accuracy
+hooked-bilinear modadd train --setup nanda|pizza OUT              train one (Nanda / pizza set-up)
+hooked-bilinear vision train OUT [--preset digits] [--noise-std 0.2] train a bilinear image classifier
+hooked-bilinear vision report [--model digits] [--out DIR]        its eigen-images, truncation, masks, ...
 """
 
 from __future__ import annotations
@@ -49,8 +49,13 @@ def _bilinearize(args: argparse.Namespace) -> None:
     checkpoint_dir = args.checkpoint_dir or f"{out}.state"
     data = args.data
     if any(v is not None for v in (args.text_column, args.split, args.dataset_config, args.revision)):
-        data = Corpus(args.data, text_column=args.text_column or "text", split=args.split or "train",
-                      name=args.dataset_config, revision=args.revision)
+        data = Corpus(
+            args.data,
+            text_column=args.text_column or "text",
+            split=args.split or "train",
+            name=args.dataset_config,
+            revision=args.revision,
+        )
     from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
     tokenizer: PreTrainedTokenizerBase | None = None
@@ -58,13 +63,24 @@ def _bilinearize(args: argparse.Namespace) -> None:
         try:
             tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
         except (OSError, ValueError) as error:
-            raise HookedBilinearError(f"--tokenizer {args.tokenizer}: cannot load a tokenizer from it ({error}).") \
-                from error
+            raise HookedBilinearError(
+                f"--tokenizer {args.tokenizer}: cannot load a tokenizer from it ({error})."
+            ) from error
     try:
-        model = bilinearize(args.model, data, tokenizer=tokenizer, recipe=args.recipe, anneal_fraction=args.anneal_fraction,
-                            schedule=args.schedule, device=args.device, checkpoint_dir=checkpoint_dir,
-                            data_cache=args.data_cache, strategy=args.strategy, report_to=tuple(args.report_to),
-                            **options)
+        model = bilinearize(
+            args.model,
+            data,
+            tokenizer=tokenizer,
+            recipe=args.recipe,
+            anneal_fraction=args.anneal_fraction,
+            schedule=args.schedule,
+            device=args.device,
+            checkpoint_dir=checkpoint_dir,
+            data_cache=args.data_cache,
+            strategy=args.strategy,
+            report_to=tuple(args.report_to),
+            **options,
+        )
     except ValueError as error:
         if isinstance(error, HookedBilinearError):
             raise
@@ -93,16 +109,30 @@ def _to_llama(args: argparse.Namespace) -> None:
 def _save(args: argparse.Namespace) -> None:
     from hooked_bilinear.publishing.save import save_pretrained
 
-    folder = save_pretrained(args.source, args.out, tokenizer=args.tokenizer, overwrite=args.overwrite,
-                             as_llama=args.as_llama, token_ids_only=args.token_ids_only)
+    folder = save_pretrained(
+        args.source,
+        args.out,
+        tokenizer=args.tokenizer,
+        overwrite=args.overwrite,
+        as_llama=args.as_llama,
+        token_ids_only=args.token_ids_only,
+    )
     print(f"{args.source} written to {folder} (config.json, weights, tokenizer, README.md model card)")
 
 
 def _push(args: argparse.Namespace) -> None:
     from hooked_bilinear.publishing.hub import push_folder_to_hub
 
-    print(push_folder_to_hub(args.folder, args.repo_id, overwrite=args.overwrite, private=args.private,
-                             token=args.token, endpoint=args.endpoint))
+    print(
+        push_folder_to_hub(
+            args.folder,
+            args.repo_id,
+            overwrite=args.overwrite,
+            private=args.private,
+            token=args.token,
+            endpoint=args.endpoint,
+        )
+    )
 
 
 def _yes_no(value: str) -> bool:
@@ -134,9 +164,9 @@ def _modadd_certify(args: argparse.Namespace) -> None:
 
 
 def _modadd_train(args: argparse.Namespace) -> None:
-    from hooked_bilinear.toy.modadd.task import NANDA, PIZZA
     from dataclasses import replace
 
+    from hooked_bilinear.toy.modadd.task import NANDA, PIZZA
     from hooked_bilinear.toy.modadd.train import SETUP_TRAINING, save_model, train
 
     out = Path(args.out)
@@ -146,14 +176,26 @@ def _modadd_train(args: argparse.Namespace) -> None:
     config = replace(SETUP_TRAINING[args.setup], max_epochs=args.max_epochs, seed=args.seed)
     model, history = train(task, config)
     save_model(model, out, history, config, overwrite=args.overwrite)
-    print(f"{history.epochs[-1]} epochs, test accuracy {history.test_accuracy[-1]:.4f}, test loss "
-          f"{history.test_loss[-1]:.3g} (target {'reached' if history.reached_target else 'NOT reached'}) -> {out}")
+    print(
+        f"{history.epochs[-1]} epochs, test accuracy {history.test_accuracy[-1]:.4f}, test loss "
+        f"{history.test_loss[-1]:.3g} (target {'reached' if history.reached_target else 'NOT reached'}) -> {out}"
+    )
 
 
-VISION_TRAIN_FLAGS = {"dataset": "--dataset", "d_model": "--d-model", "d_hidden": "--d-hidden", "bias": "--bias",
-                      "head_bias": "--head-bias", "test_size": "--test-size", "seed": "--seed", "epochs": "--epochs",
-                      "batch_size": "--batch-size", "lr": "--lr", "weight_decay": "--weight-decay",
-                      "noise_std": "--noise-std"}
+VISION_TRAIN_FLAGS = {
+    "dataset": "--dataset",
+    "d_model": "--d-model",
+    "d_hidden": "--d-hidden",
+    "bias": "--bias",
+    "head_bias": "--head-bias",
+    "test_size": "--test-size",
+    "seed": "--seed",
+    "epochs": "--epochs",
+    "batch_size": "--batch-size",
+    "lr": "--lr",
+    "weight_decay": "--weight-decay",
+    "noise_std": "--noise-std",
+}
 
 
 def _vision_train(args: argparse.Namespace) -> None:
@@ -174,8 +216,10 @@ def _vision_train(args: argparse.Namespace) -> None:
         try:
             options["test_size"] = float(args.test_size)
         except ValueError as error:
-            raise HookedBilinearError(f"--test-size {args.test_size}: give a fraction such as 0.2, or 'official' "
-                                      "(the MNIST files' own split).") from error
+            raise HookedBilinearError(
+                f"--test-size {args.test_size}: give a fraction such as 0.2, or 'official' "
+                "(the MNIST files' own split)."
+            ) from error
     try:
         config = replace(base, **options)
     except ValueError as error:
@@ -183,8 +227,10 @@ def _vision_train(args: argparse.Namespace) -> None:
         raise HookedBilinearError(f"{flag}: {error}") from error
     model, history = train_classifier(config, root=args.data_root)
     save_trained(model, out, history)
-    print(f"{config.dataset}: {len(history.train_loss)} epochs, train accuracy {history.train_accuracy[-1]:.4f}, "
-          f"test accuracy {history.test_accuracy[-1]:.4f} -> {out}")
+    print(
+        f"{config.dataset}: {len(history.train_loss)} epochs, train accuracy {history.train_accuracy[-1]:.4f}, "
+        f"test accuracy {history.test_accuracy[-1]:.4f} -> {out}"
+    )
 
 
 def _vision_report(args: argparse.Namespace) -> None:
@@ -203,20 +249,29 @@ def _vision_report(args: argparse.Namespace) -> None:
 
     model = from_pretrained(args.model)
     noreg = None if args.noreg in (None, "none") else from_pretrained(args.noreg)
-    result = classifier_report(model, args.out, noreg=noreg, root=args.data_root,
-                    sweep_stds=numbers(args.sweep, "--sweep", float), sweep_epochs=args.sweep_epochs,
-                    seeds=numbers(args.seeds, "--seeds", int), widths=numbers(args.widths, "--widths", int),
-                    progress=True)
+    result = classifier_report(
+        model,
+        args.out,
+        noreg=noreg,
+        root=args.data_root,
+        sweep_stds=numbers(args.sweep, "--sweep", float),
+        sweep_epochs=args.sweep_epochs,
+        seeds=numbers(args.seeds, "--seeds", int),
+        widths=numbers(args.widths, "--widths", int),
+        progress=True,
+    )
     if args.json:
         print(json.dumps(result))
         return
     quarter = {m: r["ratio_at_quarter_norm"] for m, r in result["adversarial"].items()}
-    print(f"test accuracy {result['test_accuracy']:.4f}; logit_c = e^T Q_c e to {result['identity_max_relative_error']:.1e}"
-          f" relative; top-8 truncation {result['truncation'].get('8', float('nan')):.4f}; masks at 1/4 mean image "
-          f"norm vs permuted: eigen {quarter['eigen']:.1f}x, pinv {quarter['pinv']:.1f}x; outlier energy "
-          f"{result['overfitting']['model']['outlier_energy']:.4f}"
-          + (f" (noreg {result['overfitting']['noreg']['outlier_energy']:.4f})" if noreg is not None else "")
-          + f"; figures and report.json in {args.out}")
+    print(
+        f"test accuracy {result['test_accuracy']:.4f}; logit_c = e^T Q_c e to {result['identity_max_relative_error']:.1e}"
+        f" relative; top-8 truncation {result['truncation'].get('8', float('nan')):.4f}; masks at 1/4 mean image "
+        f"norm vs permuted: eigen {quarter['eigen']:.1f}x, pinv {quarter['pinv']:.1f}x; outlier energy "
+        f"{result['overfitting']['model']['outlier_energy']:.4f}"
+        + (f" (noreg {result['overfitting']['noreg']['outlier_energy']:.4f})" if noreg is not None else "")
+        + f"; figures and report.json in {args.out}"
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -224,23 +279,36 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True)
 
     b = commands.add_parser(
-        "bilinearize", help="fine-tune a SwiGLU Llama into a bilinear one",
+        "bilinearize",
+        help="fine-tune a SwiGLU Llama into a bilinear one",
         description="Fine-tune a SwiGLU Llama into a bilinear one. On several processes: torchrun --nproc_per_node N "
-                    "-m hooked_bilinear bilinearize ... (DDP, or --strategy fsdp).")
+        "-m hooked_bilinear bilinearize ... (DDP, or --strategy fsdp).",
+    )
     b.add_argument("model", help="folder, shipped name or Hub id of a LlamaForCausalLM with hidden_act silu")
-    b.add_argument("data", metavar="DATA",
-                   help="token ids (.pt LongTensor / .npy integer array); or text: a .txt / .jsonl / .json / .parquet / "
-                        ".arrow file or a folder of them, or a Hub dataset name (streamed; needs the network)")
+    b.add_argument(
+        "data",
+        metavar="DATA",
+        help="token ids (.pt LongTensor / .npy integer array); or text: a .txt / .jsonl / .json / .parquet / "
+        ".arrow file or a folder of them, or a Hub dataset name (streamed; needs the network)",
+    )
     b.add_argument("out", help="output folder (config.json, model.safetensors, tokenizer, README.md)")
-    b.add_argument("--recipe", choices=["paper", "authors-code", "cosine80"], default="paper",
-                   help="paper (default): linear beta 1 -> 0 over the first 30%%, learnable gate scale, lr 1e-4, "
-                        "weight decay 0.1, bf16 on CUDA; authors-code: the schedule of the authors' finetuning.py "
-                        "(exp decay over the whole run); cosine80: the package's first default (cosine over 80%%, "
-                        "lr 3e-4)")
+    b.add_argument(
+        "--recipe",
+        choices=["paper", "authors-code", "cosine80"],
+        default="paper",
+        help="paper (default): linear beta 1 -> 0 over the first 30%%, learnable gate scale, lr 1e-4, "
+        "weight decay 0.1, bf16 on CUDA; authors-code: the schedule of the authors' finetuning.py "
+        "(exp decay over the whole run); cosine80: the package's first default (cosine over 80%%, "
+        "lr 3e-4)",
+    )
     b.add_argument("--steps", type=int)
     b.add_argument("--batch-size", dest="batch_size", type=int, help="GLOBAL batch (split across processes)")
-    b.add_argument("--micro-batch-size", dest="micro_batch_size", type=int,
-                   help="rows per forward pass on each process (gradient accumulation; default: its whole share)")
+    b.add_argument(
+        "--micro-batch-size",
+        dest="micro_batch_size",
+        type=int,
+        help="rows per forward pass on each process (gradient accumulation; default: its whole share)",
+    )
     b.add_argument("--seq-len", dest="seq_len", type=int)
     b.add_argument("--lr", type=float, help="overrides the recipe's")
     b.add_argument("--weight-decay", dest="weight_decay", type=float, help="overrides the recipe's")
@@ -251,16 +319,28 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--anneal-fraction", dest="anneal_fraction", type=float, help="overrides the recipe's")
     b.add_argument("--schedule", choices=["linear", "cosine", "exp"], help="overrides the recipe's")
     b.add_argument("--device", help="cpu or cuda (default: cuda when available; under torchrun, GPU LOCAL_RANK)")
-    b.add_argument("--strategy", choices=["auto", "ddp", "fsdp"], default="auto",
-                   help="under torchrun: ddp (auto) or fsdp (FSDP2, sharded)")
+    b.add_argument(
+        "--strategy",
+        choices=["auto", "ddp", "fsdp"],
+        default="auto",
+        help="under torchrun: ddp (auto) or fsdp (FSDP2, sharded)",
+    )
     b.add_argument("--text-column", dest="text_column", help="column holding the text (default: text)")
     b.add_argument("--split", help="Hub dataset split (default: train)")
     b.add_argument("--dataset-config", dest="dataset_config", help="Hub dataset config name (e.g. sample-10BT)")
     b.add_argument("--revision", help="Hub dataset revision")
     b.add_argument("--tokenizer", help="tokenizer folder or Hub id for a text corpus (default: the model folder's)")
-    b.add_argument("--data-cache", dest="data_cache", help="where tokenized corpora are cached (default OUT.state/data)")
-    b.add_argument("--report-to", dest="report_to", nargs="+", choices=["tensorboard", "wandb"], default=[],
-                   help="also log to TensorBoard / Weights & Biases (metrics.csv is always written)")
+    b.add_argument(
+        "--data-cache", dest="data_cache", help="where tokenized corpora are cached (default OUT.state/data)"
+    )
+    b.add_argument(
+        "--report-to",
+        dest="report_to",
+        nargs="+",
+        choices=["tensorboard", "wandb"],
+        default=[],
+        help="also log to TensorBoard / Weights & Biases (metrics.csv is always written)",
+    )
     b.add_argument("--checkpoint-dir", dest="checkpoint_dir", help="resumable state (default OUT.state)")
     b.add_argument("--overwrite", action="store_true", help="replace an existing OUT folder")
     b.set_defaults(run=_bilinearize)
@@ -273,18 +353,30 @@ def parser() -> argparse.ArgumentParser:
     t.set_defaults(run=_to_llama)
 
     s = commands.add_parser(
-        "save", help="write a checkpoint as a Hub-ready folder (stock Llama form for tdooms checkpoints)",
+        "save",
+        help="write a checkpoint as a Hub-ready folder (stock Llama form for tdooms checkpoints)",
         description="Write a checkpoint as a folder stock transformers loads: weights, config, its tokenizer and a "
-                    "model card. tdooms-format checkpoints are written as a LlamaForCausalLM (verified) when they "
-                    "have that form.")
+        "model card. tdooms-format checkpoints are written as a LlamaForCausalLM (verified) when they "
+        "have that form.",
+    )
     s.add_argument("source", help="folder, shipped name or Hub id")
     s.add_argument("out", help="output folder")
     s.add_argument("--tokenizer", help="tokenizer folder or Hub id (default: the checkpoint's own)")
-    s.add_argument("--as-llama", dest="as_llama", type=_yes_no, default=None, metavar="True|False",
-                   help="True: the Llama form or an error; False: keep this package's class (default: the Llama "
-                        "form when the checkpoint has one)")
-    s.add_argument("--token-ids-only", dest="token_ids_only", action="store_true",
-                   help="the model has no tokenizer: write none, without a warning")
+    s.add_argument(
+        "--as-llama",
+        dest="as_llama",
+        type=_yes_no,
+        default=None,
+        metavar="True|False",
+        help="True: the Llama form or an error; False: keep this package's class (default: the Llama "
+        "form when the checkpoint has one)",
+    )
+    s.add_argument(
+        "--token-ids-only",
+        dest="token_ids_only",
+        action="store_true",
+        help="the model has no tokenizer: write none, without a warning",
+    )
     s.add_argument("--overwrite", action="store_true", help="replace an existing OUT folder")
     s.set_defaults(run=_save)
 
@@ -298,16 +390,24 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_push)
 
     m = commands.add_parser("modadd", help="the modular-addition case study").add_subparsers(
-        dest="modadd_command", required=True)
+        dest="modadd_command", required=True
+    )
     c = m.add_parser("certify", help="brute-force accuracy, the certificate, and the compressed explanation")
-    c.add_argument("--model", default="modadd-p113",
-                   help="shipped name (modadd-p113, modadd-p59) or a folder saved by modadd train")
+    c.add_argument(
+        "--model",
+        default="modadd-p113",
+        help="shipped name (modadd-p113, modadd-p59) or a folder saved by modadd train",
+    )
     c.add_argument("--frequencies", help="comma-separated frequencies to keep (default: key ones by weight)")
     c.add_argument("--json", action="store_true", help="print one JSON object")
     c.set_defaults(run=_modadd_certify)
     tr = m.add_parser("train", help="train a one-layer bilinear transformer on (a + b) mod p")
-    tr.add_argument("--setup", choices=["nanda", "pizza"], required=True,
-                    help="nanda: p=113, 'a b =', 30%% train; pizza: p=59, 'a b', uniform attention, 80%% train")
+    tr.add_argument(
+        "--setup",
+        choices=["nanda", "pizza"],
+        required=True,
+        help="nanda: p=113, 'a b =', 30%% train; pizza: p=59, 'a b', uniform attention, 80%% train",
+    )
     tr.add_argument("out", help="output folder")
     tr.add_argument("--max-epochs", dest="max_epochs", type=int, default=20_000)
     tr.add_argument("--seed", type=int, default=0)
@@ -315,15 +415,24 @@ def parser() -> argparse.ArgumentParser:
     tr.set_defaults(run=_modadd_train)
 
     v = commands.add_parser("vision", help="the bilinear image-classifier case study").add_subparsers(
-        dest="vision_command", required=True)
-    vt = v.add_parser("train", help="train a bilinear image classifier (digits from scikit-learn; MNIST / "
-                                    "Fashion-MNIST from local IDX files)")
+        dest="vision_command", required=True
+    )
+    vt = v.add_parser(
+        "train",
+        help="train a bilinear image classifier (digits from scikit-learn; MNIST / Fashion-MNIST from local IDX files)",
+    )
     vt.add_argument("out", help="output folder (config.json, model.safetensors, TRAINING.json)")
-    vt.add_argument("--preset", choices=["digits", "digits-noreg"],
-                    help="start from the settings of a shipped model (default: VisionConfig's defaults)")
+    vt.add_argument(
+        "--preset",
+        choices=["digits", "digits-noreg"],
+        help="start from the settings of a shipped model (default: VisionConfig's defaults)",
+    )
     vt.add_argument("--dataset", choices=["digits", "mnist", "fashion-mnist"])
-    vt.add_argument("--data-root", dest="data_root",
-                    help="folder holding MNIST/raw/ or FashionMNIST/raw/ (torchvision's layout of the IDX files)")
+    vt.add_argument(
+        "--data-root",
+        dest="data_root",
+        help="folder holding MNIST/raw/ or FashionMNIST/raw/ (torchvision's layout of the IDX files)",
+    )
     vt.add_argument("--d-model", dest="d_model", type=int, help="embedding size")
     vt.add_argument("--d-hidden", dest="d_hidden", type=int, help="bilinear layer width")
     vt.add_argument("--bias", action="store_true", default=None, help="biases on the bilinear layer")
@@ -339,15 +448,22 @@ def parser() -> argparse.ArgumentParser:
     vt.set_defaults(run=_vision_train)
     vr = v.add_parser("report", help="eigen-images, truncation, adversarial masks, overfitting, explanations")
     vr.add_argument("--model", default="digits", help="shipped name (digits, digits-noreg) or a trained folder")
-    vr.add_argument("--noreg", default="digits-noreg",
-                    help="the same model trained without input noise, for the overfitting comparison ('none': skip)")
+    vr.add_argument(
+        "--noreg",
+        default="digits-noreg",
+        help="the same model trained without input noise, for the overfitting comparison ('none': skip)",
+    )
     vr.add_argument("--out", default="out/vision", help="folder for the PNGs and report.json")
     vr.add_argument("--data-root", dest="data_root", help="for MNIST / Fashion-MNIST models: see vision train")
     vr.add_argument("--sweep", help="comma-separated input-noise stds to retrain at (the noise-sweep figure)")
-    vr.add_argument("--sweep-epochs", dest="sweep_epochs", type=int, help="epochs per sweep model (default: the model's)")
+    vr.add_argument(
+        "--sweep-epochs", dest="sweep_epochs", type=int, help="epochs per sweep model (default: the model's)"
+    )
     vr.add_argument("--seeds", help="comma-separated seeds to retrain at, for eigen-image similarity across seeds")
-    vr.add_argument("--widths", help="comma-separated bilinear widths (d_hidden) to retrain at, for eigen-image "
-                                     "similarity across hidden sizes")
+    vr.add_argument(
+        "--widths",
+        help="comma-separated bilinear widths (d_hidden) to retrain at, for eigen-image similarity across hidden sizes",
+    )
     vr.add_argument("--json", action="store_true", help="print the numbers as one JSON object")
     vr.set_defaults(run=_vision_report)
     return root

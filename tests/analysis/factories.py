@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 from hooked_bilinear.analysis import BilinearFactors
@@ -23,17 +21,20 @@ def random_layer(d_model: int, d_hidden: int, bias: bool, seed: int = 0, dtype: 
     return layer
 
 
-def factors_of(layer: dict, dtype: Optional[torch.dtype] = None) -> BilinearFactors:
+def factors_of(layer: dict, dtype: torch.dtype | None = None) -> BilinearFactors:
     return BilinearFactors.from_weights(**layer, dtype=dtype)
 
 
 def mlp_forward(layer: dict, x: torch.Tensor) -> torch.Tensor:
     """The bilinear MLP written out: ((x W_gate + b_gate) * (x W_in + b_in)) W_out + b_out."""
 
-    def add(t: torch.Tensor, b: Optional[torch.Tensor]) -> torch.Tensor:
+    def add(t: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
         return t if b is None else t + b
 
-    return add((add(x @ layer["W_gate"], layer["b_gate"]) * add(x @ layer["W_in"], layer["b_in"])) @ layer["W_out"], layer["b_out"])
+    return add(
+        (add(x @ layer["W_gate"], layer["b_gate"]) * add(x @ layer["W_in"], layer["b_in"])) @ layer["W_out"],
+        layer["b_out"],
+    )
 
 
 def brute_force_tensor(layer: dict) -> torch.Tensor:

@@ -8,13 +8,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tests.reference import make_config, write_checkpoint
 
 import hooked_bilinear as hb
+from tests.reference import make_config, write_checkpoint
 
 
-def random_model(fmt: str = "current", seed: int = 0, dtype: torch.dtype = torch.float32, compat: bool = False,
-                 vocab: int = 40, **config: Any) -> tuple[Any, dict, dict]:
+def random_model(
+    fmt: str = "current",
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    compat: bool = False,
+    vocab: int = 40,
+    **config: Any,
+) -> tuple[Any, dict, dict]:
     """(bridge, config, state) for a random checkpoint written to a temporary folder."""
     cfg = make_config(fmt, vocab=vocab, **config)
     folder = Path(tempfile.mkdtemp(prefix="hb-analysis-"))

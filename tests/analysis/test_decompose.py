@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.analysis.factories import factors_of, mlp_forward, random_layer
 
 from hooked_bilinear.analysis import decompose
+from tests.analysis.factories import factors_of, mlp_forward, random_layer
 
 
 @pytest.mark.parametrize("bias", [False, True])
@@ -32,4 +32,8 @@ def test_batched_directions_and_partial_sums():
 
 def test_input_of_the_wrong_size_is_refused():
     with pytest.raises(ValueError, match="d_model=9"):
-        decompose(factors_of(random_layer(9, 20, False)), torch.randn(5, 8, dtype=torch.float64), torch.randn(9, dtype=torch.float64))
+        decompose(
+            factors_of(random_layer(9, 20, False)),
+            torch.randn(5, 8, dtype=torch.float64),
+            torch.randn(9, dtype=torch.float64),
+        )

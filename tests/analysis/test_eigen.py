@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.analysis.factories import factors_of, random_layer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hooked_bilinear.analysis import BilinearFactors, eigendecompose, interaction_matrix
 from hooked_bilinear.analysis.eigen import krylov_top_k
+from tests.analysis.factories import factors_of, random_layer
 
 
 def dense_reference(Q: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

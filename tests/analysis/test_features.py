@@ -8,8 +8,6 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from tests.analysis.factories import brute_force_tensor, factors_of, mlp_forward, random_layer
-from tests.analysis.models import random_model
 from transformers import LlamaConfig
 from transformers.models.llama.modeling_llama import LlamaMLP
 
@@ -19,6 +17,8 @@ from hooked_bilinear import analysis as A
 from hooked_bilinear import sae as S
 from hooked_bilinear.analysis import BilinearFactors
 from hooked_bilinear.errors import SAEError
+from tests.analysis.factories import brute_force_tensor, factors_of, mlp_forward, random_layer
+from tests.analysis.models import random_model
 
 D, H = 8, 12
 
@@ -56,7 +56,11 @@ def test_identity_random_layer(bias: bool) -> None:
     assert_identity(lambda z: mlp_forward(layer, z), factors_of(layer), sae, x, u)
     # D Q_u D^T from the brute-force tensor B
     B = brute_force_tensor(layer)
-    Dp = sae.W_dec.detach() if not bias else torch.cat([sae.W_dec.detach(), torch.zeros(4 * D, 1, dtype=torch.float64)], 1)
+    Dp = (
+        sae.W_dec.detach()
+        if not bias
+        else torch.cat([sae.W_dec.detach(), torch.zeros(4 * D, 1, dtype=torch.float64)], 1)
+    )
     brute = Dp @ torch.einsum("o,oij->ij", u[1], B) @ Dp.T
     torch.testing.assert_close(A.feature_interactions(factors_of(layer), sae, u[1]), brute, rtol=1e-10, atol=1e-10)
 
@@ -64,15 +68,21 @@ def test_identity_random_layer(bias: bool) -> None:
 def test_identity_on_cached_bridge_activations() -> None:
     model, _, _ = random_model(vocab=40, d_model=16, d_hidden=24, bias=True)
     tokens = torch.randint(0, 40, (2, 9), generator=torch.Generator().manual_seed(0))
-    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in ("blocks.1.mlp.hook_in", "blocks.1.mlp.hook_out"))
+    _, cache = model.run_with_cache(
+        tokens, names_filter=lambda n: n in ("blocks.1.mlp.hook_in", "blocks.1.mlp.hook_out")
+    )
     x = cache["blocks.1.mlp.hook_in"].reshape(-1, 16).double()
     mlp = model.blocks[1].mlp
     sae = random_sae(16, 64, k=8, seed=5)
     u = torch.randn(2, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
     factors64 = BilinearFactors.from_mlp(mlp, dtype=torch.float64)
     assert_identity(factors64.forward, mlp, sae, x, u)
-    torch.testing.assert_close(mlp.feature_interactions(sae, u, dtype=torch.float64),
-                               A.feature_interactions(mlp, sae, u, dtype=torch.float64), rtol=0, atol=0)
+    torch.testing.assert_close(
+        mlp.feature_interactions(sae, u, dtype=torch.float64),
+        A.feature_interactions(mlp, sae, u, dtype=torch.float64),
+        rtol=0,
+        atol=0,
+    )
     eig = mlp.eigendecompose(u[0].float(), k=3)
     projections = A.eigenvector_activations(model, 1, eig.v, tokens, batch_size=1)
     manual = torch.cat([cache["blocks.1.mlp.hook_in"], torch.ones(2, 9, 1)], -1) @ eig.v.T  # bias: x' = [x, 1]
@@ -80,12 +90,21 @@ def test_identity_on_cached_bridge_activations() -> None:
     with pytest.raises(IndexError, match="layers 0..1"):
         A.eigenvector_activations(model, 2, eig.v, tokens)
     # the cached hook_out is what the factors compute (float32 model)
-    torch.testing.assert_close(factors64.forward(x).float(), cache["blocks.1.mlp.hook_out"].reshape(-1, 16), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        factors64.forward(x).float(), cache["blocks.1.mlp.hook_out"].reshape(-1, 16), rtol=1e-4, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("bias", [False, True])
 def test_identity_through_llama_mlp(bias: bool) -> None:
-    config = LlamaConfig(hidden_size=D, intermediate_size=H, num_attention_heads=2, num_key_value_heads=2, hidden_act="linear", mlp_bias=bias)
+    config = LlamaConfig(
+        hidden_size=D,
+        intermediate_size=H,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        hidden_act="linear",
+        mlp_bias=bias,
+    )
     torch.manual_seed(0)
     module = LlamaMLP(config).double()
     for p in module.parameters():
@@ -95,7 +114,9 @@ def test_identity_through_llama_mlp(bias: bool) -> None:
     u = torch.randn(2, D, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
     with torch.no_grad():
         assert_identity(module, module, sae, x, u)
-    silu = LlamaMLP(LlamaConfig(hidden_size=D, intermediate_size=H, num_attention_heads=2, num_key_value_heads=2, hidden_act="silu"))
+    silu = LlamaMLP(
+        LlamaConfig(hidden_size=D, intermediate_size=H, num_attention_heads=2, num_key_value_heads=2, hidden_act="silu")
+    )
     with pytest.raises(NotBilinearError, match="LlamaMLP with hidden_act 'linear'"):
         BilinearFactors.from_mlp(silu)
 
@@ -128,7 +149,9 @@ def test_output_feature_pre_activation_and_fig9(bias: bool) -> None:
     features = (sae_out.encode(y) > 0).sum(0).argsort(descending=True)[:3].tolist()  # often active ones
     eig = A.output_feature_eigen(factors, sae_out, features)  # all eigenpairs
     x_aug = factors.augment(x)
-    through_eigen = (eig.lambda_[:, None, :] * (x_aug @ eig.v.mT).square()).sum(-1).T + A.output_feature_offsets(sae_out, features)
+    through_eigen = (eig.lambda_[:, None, :] * (x_aug @ eig.v.mT).square()).sum(-1).T + A.output_feature_offsets(
+        sae_out, features
+    )
     torch.testing.assert_close(through_eigen, sae_out.pre_activations(y)[:, features], rtol=1e-9, atol=1e-9)
     # Fig. 9: all eigenpairs reproduce the activation exactly where active (TopK: activation = pre-activation there);
     # a rarely active feature first, so it is skipped (NaN) and the others keep their own eigenpairs
@@ -140,7 +163,7 @@ def test_output_feature_pre_activation_and_fig9(bias: bool) -> None:
     assert approx.n_active[1:].min() > 10 and torch.isnan(approx.correlation[0]).all()
     torch.testing.assert_close(approx.correlation[1:, -1], torch.ones(3, dtype=torch.float64), rtol=0, atol=1e-9)
     acts = sae_out.encode(y)[:, features]
-    for row, feature in enumerate(features):  # k=1 against numpy's corrcoef
+    for row in range(len(features)):  # k=1 against numpy's corrcoef
         active = acts[:, row] > 0
         first = eig.lambda_[row, 0] * (x_aug[active] @ eig.v[row, 0]).square()
         expected = np.corrcoef(first.numpy(), acts[active, row].numpy())[0, 1]

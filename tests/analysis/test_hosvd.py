@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.analysis.factories import brute_force_tensor, factors_of, random_layer
 
 from hooked_bilinear.analysis import hosvd
+from tests.analysis.factories import brute_force_tensor, factors_of, random_layer
 
 
 @pytest.mark.parametrize("bias", [False, True])

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.analysis.factories import brute_force_tensor, factors_of, mlp_forward, random_layer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hooked_bilinear.analysis import interaction_matrix, output_gram, tensor
+from tests.analysis.factories import brute_force_tensor, factors_of, mlp_forward, random_layer
 
 
 @settings(max_examples=60, deadline=None)

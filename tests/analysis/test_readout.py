@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
-from tests.analysis.models import random_model
 
 from hooked_bilinear import NotBilinearError, analysis
 from hooked_bilinear.analysis import (
@@ -16,6 +16,7 @@ from hooked_bilinear.analysis import (
     top_tokens,
     unembedding_directions,
 )
+from tests.analysis.models import random_model
 
 
 @pytest.mark.parametrize("fmt", ["current", "legacy"])
@@ -83,8 +84,15 @@ def analysis_calls(model: Any) -> dict[str, Callable[[], Any]]:
         "truncation_curve": lambda: analysis.truncation_curve(model, 1, None, tokens, ks=[1], progress=False),
         "output_gram": lambda: analysis.output_gram(mlp),
     }
-    arguments = {"factors": (), "interaction_matrix": (u,), "eigendecompose": (u, 2), "tensor": (),
-                 "decompose": (x, u), "hosvd": (2,), "truncate": (u, 2)}
+    arguments = {
+        "factors": (),
+        "interaction_matrix": (u,),
+        "eigendecompose": (u, 2),
+        "tensor": (),
+        "decompose": (x, u),
+        "hosvd": (2,),
+        "truncate": (u, 2),
+    }
     for name, args in arguments.items():
         calls[f"mlp.{name}"] = lambda name=name, args=args: getattr(mlp, name)(*args)  # the component's methods
         if name != "factors":  # the functions of hooked_bilinear.analysis, handed the component
@@ -92,11 +100,15 @@ def analysis_calls(model: Any) -> dict[str, Callable[[], Any]]:
     return calls
 
 
-@pytest.mark.parametrize("mlp,kind", [
-    (dict(gate="silu"), "a gated MLP with activation 'silu'"),
-    (dict(gate="relu"), "a gated MLP with activation 'relu'"),
-    (dict(bilinear=False, gate="gelu"), "a plain MLP with activation 'gelu'"),
-], ids=["swiglu", "reglu", "plain"])
+@pytest.mark.parametrize(
+    "mlp,kind",
+    [
+        (dict(gate="silu"), "a gated MLP with activation 'silu'"),
+        (dict(gate="relu"), "a gated MLP with activation 'relu'"),
+        (dict(bilinear=False, gate="gelu"), "a plain MLP with activation 'gelu'"),
+    ],
+    ids=["swiglu", "reglu", "plain"],
+)
 def test_gated_or_plain_mlp_is_not_analysed(mlp, kind):
     model, _, _ = random_model(**mlp)
     calls = analysis_calls(model)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.analysis.factories import factors_of, mlp_forward, random_layer
-from tests.analysis.models import random_model
 
 from hooked_bilinear.analysis import (
     BilinearFactors,
@@ -13,6 +11,8 @@ from hooked_bilinear.analysis import (
     truncate,
     truncation_curve,
 )
+from tests.analysis.factories import factors_of, mlp_forward, random_layer
+from tests.analysis.models import random_model
 
 
 @pytest.mark.parametrize("bias", [False, True])

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import hooked_bilinear as hb
-from tests.reference import EMBEDDED
 from tests.llama import write_llama
+from tests.reference import EMBEDDED
 
 
 def hook_names(cache) -> set[str]:
@@ -40,5 +40,5 @@ def test_rotated_queries_and_keys_are_the_rotary_embedding_of_q_and_k():
     for layer in range(bridge.cfg.n_layers):
         for name in ("q", "k"):
             x = cache[f"blocks.{layer}.attn.hook_{name}"].double()  # [batch, pos, head, d_head]
-            rotated = x * cos + torch.cat([-x[..., d_head // 2:], x[..., : d_head // 2]], -1) * sin
+            rotated = x * cos + torch.cat([-x[..., d_head // 2 :], x[..., : d_head // 2]], -1) * sin
             assert (cache[f"blocks.{layer}.attn.hook_rot_{name}"].double() - rotated).abs().max() <= 1e-5

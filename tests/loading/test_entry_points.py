@@ -13,8 +13,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import hooked_bilinear as hb
-from tests.reference import EMBEDDED
-from tests.reference import make_config, reference_logits, variants, write_checkpoint
+from tests.reference import EMBEDDED, make_config, reference_logits, variants, write_checkpoint
 
 SHIPPED = Path(hb.__file__).parent / "checkpoints" / EMBEDDED
 TEXT = "once upon a time , there was a little cat named tom ."

@@ -29,7 +29,9 @@ def test_missing_keys_are_listed(checkpoint):
     folder, _, state = checkpoint()
     del state["transformer.h.1.mlp.p.weight"], state["lm_head.weight"]
     rewrite_state(folder, state)
-    with pytest.raises(hb.CheckpointWeightsError, match=r"missing weight keys \['lm_head.weight', 'transformer.h.1.mlp.p.weight'\]"):
+    with pytest.raises(
+        hb.CheckpointWeightsError, match=r"missing weight keys \['lm_head.weight', 'transformer.h.1.mlp.p.weight'\]"
+    ):
         hb.from_pretrained(folder)
 
 
@@ -37,7 +39,9 @@ def test_unexpected_keys_are_listed(checkpoint):
     folder, _, state = checkpoint()
     state["transformer.h.0.mlp.extra.weight"] = torch.zeros(2)
     rewrite_state(folder, state)
-    with pytest.raises(hb.CheckpointWeightsError, match=r"unexpected weight keys \['transformer.h.0.mlp.extra.weight'\]"):
+    with pytest.raises(
+        hb.CheckpointWeightsError, match=r"unexpected weight keys \['transformer.h.0.mlp.extra.weight'\]"
+    ):
         hb.from_pretrained(folder)
 
 
@@ -45,7 +49,10 @@ def test_shape_mismatch_names_key_and_shapes(checkpoint):
     folder, _, state = checkpoint()
     state["transformer.h.0.mlp.w.weight"] = torch.zeros(90, 32)
     rewrite_state(folder, state)
-    with pytest.raises(hb.CheckpointWeightsError, match=r"transformer.h.0.mlp.w.weight: config implies \(96, 32\), checkpoint has \(90, 32\)"):
+    with pytest.raises(
+        hb.CheckpointWeightsError,
+        match=r"transformer.h.0.mlp.w.weight: config implies \(96, 32\), checkpoint has \(90, 32\)",
+    ):
         hb.from_pretrained(folder)
 
 
@@ -59,7 +66,10 @@ def test_unknown_gate(checkpoint):
 def test_config_matching_no_format(checkpoint):
     folder, _, _ = checkpoint()
     rewrite_config(folder, model_type="gpt2", d_hidden=...)
-    with pytest.raises(hb.CheckpointFormatError, match=r"matches no known checkpoint format \(model_type='gpt2', missing \['d_hidden'\]\)"):
+    with pytest.raises(
+        hb.CheckpointFormatError,
+        match=r"matches no known checkpoint format \(model_type='gpt2', missing \['d_hidden'\]\)",
+    ):
         hb.from_pretrained(folder)
 
 

@@ -31,8 +31,11 @@ def test_logits_match_reference(tmp_path, tokens, name, config, compatibility_mo
     assert expected.abs().max().item() > 0.3  # the check is not vacuous
 
 
-@pytest.mark.parametrize("name,config", [v for v in VARIANTS if v[0] in ("current-bilinear-bias", "legacy-bilinear")],
-                         ids=["current", "legacy"])
+@pytest.mark.parametrize(
+    "name,config",
+    [v for v in VARIANTS if v[0] in ("current-bilinear-bias", "legacy-bilinear")],
+    ids=["current", "legacy"],
+)
 def test_full_hookedtransformer_processing_keeps_log_probs(tmp_path, tokens, name, config):
     """enable_compatibility_mode() with TL's defaults centres the unembedding: log-probs stay equal."""
     state = write_checkpoint(tmp_path / name, config)

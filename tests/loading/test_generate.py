@@ -15,8 +15,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 import hooked_bilinear as hb
-from tests.reference import EMBEDDED
 from tests.llama import write_llama
+from tests.reference import EMBEDDED
 
 SHIPPED = Path(hb.__file__).parent / "checkpoints" / EMBEDDED
 PROMPT = "once upon a time , there was a"
@@ -50,16 +50,16 @@ def test_tdooms_bridge_generate_equals_greedy_decoding():
 @pytest.mark.parametrize("compatibility_mode", [False, True], ids=["raw", "compat"])
 def test_llama_bridge_generate_equals_greedy_decoding(tmp_path, hidden_act, compatibility_mode):
     folder, _ = write_llama(tmp_path, hidden_act=hidden_act, std=0.3)
-    bridge = hb.from_pretrained(folder, tokenizer=hb.from_pretrained(EMBEDDED).tokenizer,
-                                compatibility_mode=compatibility_mode)
+    bridge = hb.from_pretrained(
+        folder, tokenizer=hb.from_pretrained(EMBEDDED).tokenizer, compatibility_mode=compatibility_mode
+    )
     tokens = bridge.to_tokens(PROMPT)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # TransformerLens passes the cache as past_key_values
-        out = bridge.generate(tokens, max_new_tokens=NEW_TOKENS, do_sample=False, use_past_kv_cache=True,
-                              verbose=False)
+        out = bridge.generate(tokens, max_new_tokens=NEW_TOKENS, do_sample=False, use_past_kv_cache=True, verbose=False)
     expected = greedy(bridge, tokens)
     assert torch.equal(out, expected)
-    assert len(set(expected[0, tokens.shape[1]:].tolist())) > 1, "a constant continuation would not test the cache"
+    assert len(set(expected[0, tokens.shape[1] :].tolist())) > 1, "a constant continuation would not test the cache"
 
 
 FRESH = """
@@ -80,8 +80,12 @@ print(json.dumps({"generate": out.tolist(), "greedy": manual.tolist()}))
 def test_converted_llama_folder_generates_greedily_in_stock_transformers(tmp_path):
     hb.to_llama(EMBEDDED).save_pretrained(tmp_path / "llama")
     tokens = hb.from_pretrained(EMBEDDED).to_tokens(PROMPT)
-    result = subprocess.run([sys.executable, "-c", FRESH, str(tmp_path / "llama"), json.dumps(tokens.tolist()),
-                             str(NEW_TOKENS)], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", FRESH, str(tmp_path / "llama"), json.dumps(tokens.tolist()), str(NEW_TOKENS)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["generate"] == out["greedy"]
     assert out["greedy"] == greedy(lambda t: hb.from_pretrained(EMBEDDED)(t), tokens).tolist()

@@ -10,8 +10,7 @@ import pytest
 import torch
 
 import hooked_bilinear as hb
-from tests.reference import EMBEDDED
-from tests.reference import make_config, reference_logits, write_checkpoint
+from tests.reference import EMBEDDED, make_config, reference_logits, write_checkpoint
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

@@ -11,9 +11,9 @@ from safetensors.torch import load_file, save_file
 from transformers import LlamaForCausalLM
 
 import hooked_bilinear as hb
+from tests.llama import write_llama
 from tests.reference import EMBEDDED
 from tests.transformer_lens_checks import assert_transformer_lens_benchmarks_pass
-from tests.llama import write_llama
 
 TEXT = "once upon a time , there was a red cat named lily ."
 
@@ -47,14 +47,16 @@ def test_bilinear_llama_is_exact(tmp_path, tokenizer, compatibility_mode, overri
         w = state[f"model.layers.{layer}.post_attention_layernorm.weight"].double()
         x = resid * torch.rsqrt(resid.pow(2).mean(-1, keepdim=True) + 1e-5) * w
 
-        def linear(name: str, x: torch.Tensor) -> torch.Tensor:
+        def linear(name: str, x: torch.Tensor, p: str = p) -> torch.Tensor:
             bias = state.get(p + name + ".bias")
             return x @ state[p + name + ".weight"].double().T + (0 if bias is None else bias.double())
 
         expected = linear("down_proj", linear("gate_proj", x) * linear("up_proj", x))
         assert (cache[f"blocks.{layer}.hook_mlp_out"].double() - expected).abs().max().item() <= 1e-5
-        torch.testing.assert_close(cache[f"blocks.{layer}.mlp.hook_post"],
-                                   cache[f"blocks.{layer}.mlp.hook_pre"] * cache[f"blocks.{layer}.mlp.hook_pre_linear"])
+        torch.testing.assert_close(
+            cache[f"blocks.{layer}.mlp.hook_post"],
+            cache[f"blocks.{layer}.mlp.hook_pre"] * cache[f"blocks.{layer}.mlp.hook_pre_linear"],
+        )
 
 
 @pytest.mark.parametrize("compatibility_mode", [False, True], ids=["raw", "compat"])
@@ -73,8 +75,9 @@ def test_weight_analyses_hold_on_llama_mlp(tmp_path, tokenizer):
     u = torch.randn(64, dtype=torch.float64)
     q = mlp.interaction_matrix(u, dtype=torch.float64)
     x = cache["blocks.1.mlp.hook_in"][0].double()
-    torch.testing.assert_close(torch.einsum("pi,ij,pj->p", x, q, x), cache["blocks.1.hook_mlp_out"][0].double() @ u,
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        torch.einsum("pi,ij,pj->p", x, q, x), cache["blocks.1.hook_mlp_out"][0].double() @ u, atol=1e-5, rtol=1e-5
+    )
 
 
 def test_swiglu_llama_keeps_gated_mlps(tmp_path, tokenizer):

@@ -10,8 +10,9 @@ import json
 import os
 import pickle
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import torch
@@ -22,8 +23,18 @@ from tests.reference import make_config, reference_logits, write_checkpoint
 
 TOKENS = torch.randint(0, 50, (2, 9), generator=torch.Generator().manual_seed(3))
 WRONG_VALUES: list[Any] = [{}, [], "yes", 1, 0, -3, 2.5, None, "", float("nan")]
-CONFIG_KEYS = ["n_layer", "n_head", "d_model", "d_hidden", "n_ctx", "bilinear", "gate", "bias", "normalization",
-               "tokenizer"]
+CONFIG_KEYS = [
+    "n_layer",
+    "n_head",
+    "d_model",
+    "d_hidden",
+    "n_ctx",
+    "bilinear",
+    "gate",
+    "bias",
+    "normalization",
+    "tokenizer",
+]
 
 
 def config_mutation(key: str, value: Any) -> Callable[[Path, dict[str, torch.Tensor]], None]:
@@ -31,6 +42,7 @@ def config_mutation(key: str, value: Any) -> Callable[[Path, dict[str, torch.Ten
         config = json.loads((folder / "config.json").read_text())
         config[key] = value
         (folder / "config.json").write_text(json.dumps(config))
+
     return mutate
 
 
@@ -39,6 +51,7 @@ def drop_key(key: str) -> Callable[[Path, dict[str, torch.Tensor]], None]:
         config = json.loads((folder / "config.json").read_text())
         del config[key]
         (folder / "config.json").write_text(json.dumps(config))
+
     return mutate
 
 
@@ -50,6 +63,7 @@ def flip_header_byte(seed: int) -> Callable[[Path, dict[str, torch.Tensor]], Non
         position = random.Random(seed).randrange(8, 8 + header_length)
         data[position] ^= 0x5A
         path.write_bytes(bytes(data))
+
     return mutate
 
 
@@ -68,6 +82,7 @@ def tensor_mutation(kind: str) -> Callable[[Path, dict[str, torch.Tensor]], None
         elif kind == "float64":
             changed[key] = changed[key].double()
         save_file(changed, str(folder / "model.safetensors"))
+
     return mutate
 
 
@@ -86,8 +101,11 @@ def code_pickle(folder: Path, state: dict[str, torch.Tensor]) -> None:
 
 def corpus() -> list[tuple[str, Callable[[Path, dict[str, torch.Tensor]], None]]]:
     rng = random.Random(0)
-    cases = [(f"{key}={value!r}", config_mutation(key, value))
-             for key in CONFIG_KEYS for value in rng.sample(WRONG_VALUES, 4)]
+    cases = [
+        (f"{key}={value!r}", config_mutation(key, value))
+        for key in CONFIG_KEYS
+        for value in rng.sample(WRONG_VALUES, 4)
+    ]
     cases += [(f"drop-{key}", drop_key(key)) for key in ("n_layer", "d_model", "bilinear", "gate", "bias")]
     cases += [(f"header-byte-{seed}", flip_header_byte(seed)) for seed in range(6)]
     cases += [(f"tensor-{kind}", tensor_mutation(kind)) for kind in ("nan", "inf", "int", "float64")]

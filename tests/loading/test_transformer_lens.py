@@ -7,9 +7,8 @@ import torch
 from transformer_lens import patching
 
 import hooked_bilinear as hb
-from tests.reference import EMBEDDED
+from tests.reference import EMBEDDED, reference_logits
 from tests.transformer_lens_checks import assert_transformer_lens_benchmarks_pass
-from tests.reference import reference_logits
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +20,11 @@ TEXT = "once upon a time , there was a red cat named lily ."
 
 
 @pytest.mark.parametrize("compatibility_mode", [False, True], ids=["raw", "compat"])
-@pytest.mark.parametrize("fmt,overrides", [("current", {"bias": True}), ("legacy", {}), ("current", {"gate": "silu"})],
-                         ids=["current-bias", "legacy", "glu-silu"])
+@pytest.mark.parametrize(
+    "fmt,overrides",
+    [("current", {"bias": True}), ("legacy", {}), ("current", {"gate": "silu"})],
+    ids=["current-bias", "legacy", "glu-silu"],
+)
 def test_transformer_lens_benchmarks_pass(checkpoint, tokenizer, fmt, overrides, compatibility_mode):
     folder, config, state = checkpoint(fmt, vocab=len(tokenizer), **overrides)
     bridge = hb.from_pretrained(folder, tokenizer=tokenizer, compatibility_mode=compatibility_mode)
@@ -73,12 +75,17 @@ def test_patching_mlp_out_matches_hand_patching():
             expected = metric(bridge.run_with_hooks(corrupted, fwd_hooks=[(name, patch)])).item()
             assert result[layer, pos].item() == pytest.approx(expected, abs=1e-5)
     # Patching every layer's MLP output at every position moves the metric toward the clean one.
-    everywhere = [(f"blocks.{l}.hook_mlp_out", lambda a, hook: clean_cache[hook.name]) for l in range(bridge.cfg.n_layers)]
+    everywhere = [
+        (f"blocks.{layer}.hook_mlp_out", lambda a, hook: clean_cache[hook.name]) for layer in range(bridge.cfg.n_layers)
+    ]
     patched = metric(bridge.run_with_hooks(corrupted, fwd_hooks=everywhere)).item()
     everywhere_resid = [("blocks.0.hook_resid_pre", lambda a, hook: clean_cache[hook.name])]
     assert metric(bridge.run_with_hooks(corrupted, fwd_hooks=everywhere_resid)).item() == pytest.approx(
-        metric(bridge(clean)).item(), abs=1e-5)
-    assert abs(patched - metric(bridge(clean)).item()) < abs(metric(bridge(corrupted)).item() - metric(bridge(clean)).item())
+        metric(bridge(clean)).item(), abs=1e-5
+    )
+    assert abs(patched - metric(bridge(clean)).item()) < abs(
+        metric(bridge(corrupted)).item() - metric(bridge(clean)).item()
+    )
 
 
 def test_generate_and_token_round_trip():

@@ -10,8 +10,8 @@ import torch
 from transformers import LlamaForCausalLM
 
 import hooked_bilinear as hb
-from hooked_bilinear.making.data import PackedSequences
 from hooked_bilinear.making.bilinearize import bilinearize
+from hooked_bilinear.making.data import PackedSequences
 from hooked_bilinear.publishing.provenance import provenance_of
 from tests.llama import tiny_llama
 from tests.roundtrip import stock_logits_in_fresh_process

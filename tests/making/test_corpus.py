@@ -9,11 +9,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from tests.distributed_runs import TEXTS, tokenizer
 
 from hooked_bilinear.errors import DatasetError
 from hooked_bilinear.making.corpus import Corpus, load_corpus
 from hooked_bilinear.making.data import PackedSequences
+from tests.distributed_runs import TEXTS, tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
+
 from tests.distributed_runs import free_port, run, worker, write_corpus
 
 # Why a tolerance, and this one: 2 ranks average two half-batch gradients where 1 process takes one mean over the
@@ -39,8 +40,11 @@ def runs(tmp_path_factory):
 def test_two_ranks_tokenize_the_stream_of_one(runs):
     (one,) = (runs["tmp"] / "cache").glob("tokens-*.npy")
     (two,) = (runs["tmp"] / "cache-2-processes").glob("tokens-*.npy")
-    assert one.name == two.name and np.array_equal(np.load(one), np.load(two)) and not list(
-        (runs["tmp"] / "cache-2-processes").glob("*part*"))
+    assert (
+        one.name == two.name
+        and np.array_equal(np.load(one), np.load(two))
+        and not list((runs["tmp"] / "cache-2-processes").glob("*part*"))
+    )
 
 
 def max_difference(a: dict, b: dict) -> float:
@@ -48,8 +52,20 @@ def max_difference(a: dict, b: dict) -> float:
     return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
 
 
-@pytest.mark.parametrize("name", ["ddp", "fsdp", "ddp-resume2", "fsdp-resume2", "ddp-resume1", "fsdp-resume1",
-                                  "ddp-micro", "fsdp-micro", "single-micro"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ddp",
+        "fsdp",
+        "ddp-resume2",
+        "fsdp-resume2",
+        "ddp-resume1",
+        "fsdp-resume1",
+        "ddp-micro",
+        "fsdp-micro",
+        "single-micro",
+    ],
+)
 def test_two_processes_give_the_weights_of_one(runs, name):
     difference = max_difference(runs["single"]["state"], runs[name]["state"])
     expected_steps = list(range(10, 20)) if "resume" in name else list(range(20))  # resumed from step 10's checkpoint
@@ -67,32 +83,39 @@ def test_tied_embeddings_under_fsdp(runs):
 def test_the_comparison_can_fail(runs):
     """A run on another seed's batch order differs by far more than ATOL: equality above is not vacuous."""
     other = runs["tmp"] / "other-seed"
+    from hooked_bilinear.making.bilinearize import bilinearize
+    from hooked_bilinear.making.corpus import Corpus
     from tests.distributed_runs import RUN, tokenizer
     from tests.llama import tiny_llama
 
-    from hooked_bilinear.making.bilinearize import bilinearize
-    from hooked_bilinear.making.corpus import Corpus
-
-    model = bilinearize(tiny_llama("silu", std=0.05), Corpus(str(runs["tmp"] / "corpus"), text_column="story"),
-                        tokenizer=tokenizer(), checkpoint_dir=other, data_cache=runs["tmp"] / "cache", device="cpu",
-                        **{**RUN, "seed": 1})
+    model = bilinearize(
+        tiny_llama("silu", std=0.05),
+        Corpus(str(runs["tmp"] / "corpus"), text_column="story"),
+        tokenizer=tokenizer(),
+        checkpoint_dir=other,
+        data_cache=runs["tmp"] / "cache",
+        device="cpu",
+        **{**RUN, "seed": 1},
+    )
     assert max_difference(runs["single"]["state"], model.state_dict()) > 100 * ATOL
     shutil.rmtree(other)
 
 
-@pytest.mark.parametrize("name", ["single", "ddp", "fsdp", "ddp-resume2", "fsdp-resume2", "ddp-resume1",
-                                  "fsdp-resume1", "ddp-micro"])
+@pytest.mark.parametrize(
+    "name", ["single", "ddp", "fsdp", "ddp-resume2", "fsdp-resume2", "ddp-resume1", "fsdp-resume1", "ddp-micro"]
+)
 def test_every_final_model_is_exactly_bilinear(runs, name):
     result = runs[name]
     assert result["hidden_act"] == "linear" and result["fold"] <= 1e-5
     state = result["state"]
     x = torch.randn(3, 5, 64, generator=torch.Generator().manual_seed(0))
-    from tests.llama import TINY
     from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tests.llama import TINY
 
     model = LlamaForCausalLM(LlamaConfig(**{**TINY, "hidden_act": "linear"}))
     model.load_state_dict(state)  # the plain stock architecture holds every saved tensor: no gate scale left over
-    for i, layer in enumerate(model.model.layers):
+    for layer in model.model.layers:
         mlp = layer.mlp
         expected = (x @ mlp.gate_proj.weight.T * (x @ mlp.up_proj.weight.T)) @ mlp.down_proj.weight.T
         torch.testing.assert_close(mlp(x), expected, atol=1e-6, rtol=1e-5)
@@ -117,10 +140,9 @@ def test_metrics_and_loss_curve_match_across_process_counts(runs):
 def test_each_rank_gets_its_own_gpu_and_memory_share(monkeypatch):
     """Under torchrun, rank r on a machine takes GPU LOCAL_RANK (read before the process group exists; no GPU needed
     to check), and the per-rank memory estimate shards under FSDP, not under DDP."""
-    from tests.llama import tiny_llama
-
     from hooked_bilinear.making.distributed import device_for
     from hooked_bilinear.making.train import TrainConfig, memory_estimate
+    from tests.llama import tiny_llama
 
     monkeypatch.setenv("WORLD_SIZE", "8")
     monkeypatch.setenv("LOCAL_RANK", "3")

@@ -7,19 +7,29 @@ import copy
 
 import pytest
 import torch
-from tests.llama import tiny_llama
 
 from hooked_bilinear.making.bilinearize import bilinearize, fold_gate
 from hooked_bilinear.making.gate import AnnealedGate, beta_at
 from hooked_bilinear.making.recipe import COSINE80, PAPER, get_recipe
 from hooked_bilinear.publishing.provenance import provenance_of
+from tests.llama import tiny_llama
 
 
 def test_recipes_hold_the_stated_settings():
-    assert (PAPER.schedule, PAPER.anneal_fraction, PAPER.lr, PAPER.weight_decay, PAPER.bf16,
-            PAPER.learnable_scale) == ("linear", 0.3, 1e-4, 0.1, True, True)
+    assert (PAPER.schedule, PAPER.anneal_fraction, PAPER.lr, PAPER.weight_decay, PAPER.bf16, PAPER.learnable_scale) == (
+        "linear",
+        0.3,
+        1e-4,
+        0.1,
+        True,
+        True,
+    )
     assert (COSINE80.schedule, COSINE80.anneal_fraction, COSINE80.lr, COSINE80.learnable_scale) == (
-        "cosine", 0.8, 3e-4, False)
+        "cosine",
+        0.8,
+        3e-4,
+        False,
+    )
     assert get_recipe("paper") is PAPER
     with pytest.raises(ValueError, match="cosine80"):
         get_recipe("nope")
@@ -29,8 +39,16 @@ def test_recipes_hold_the_stated_settings():
 
 def test_paper_recipe_is_the_default(tmp_path):
     tokens = torch.arange(3000) % 300
-    model = bilinearize(tiny_llama("silu", std=0.05), tokens, steps=20, batch_size=2, seq_len=16, warmup_steps=2,
-                        progress=False, checkpoint_dir=tmp_path / "run")
+    model = bilinearize(
+        tiny_llama("silu", std=0.05),
+        tokens,
+        steps=20,
+        batch_size=2,
+        seq_len=16,
+        warmup_steps=2,
+        progress=False,
+        checkpoint_dir=tmp_path / "run",
+    )
     conversion = provenance_of(model).conversion
     assert "recipe 'paper'" in conversion and "lr 0.0001" in conversion and "weight decay 0.1" in conversion
     assert "over 6 steps (linear schedule)" in conversion and "learnable c" in conversion

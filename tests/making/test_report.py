@@ -15,16 +15,18 @@ def test_unknown_or_missing_reporters_are_named(monkeypatch):
     with pytest.raises(HookedBilinearError, match="'mlflow' is not one of"):
         check_reporters(["mlflow"])
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("tensorboard", "wandb")
-                        else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in ("tensorboard", "wandb") else real(name, *a)
+    )
     for name in ("tensorboard", "wandb"):
         with pytest.raises(HookedBilinearError, match=f"--report-to {name} needs the {name} package.*pip install"):
             check_reporters([name])
 
 
 def test_csv_and_loss_curve(tmp_path):
-    rows = [{"step": s, "loss": 5.0 / s, "beta": max(0.0, 1 - s / 6), "lr": 1e-4, "tokens": 32 * s}
-            for s in range(1, 11)]
+    rows = [
+        {"step": s, "loss": 5.0 / s, "beta": max(0.0, 1 - s / 6), "lr": 1e-4, "tokens": 32 * s} for s in range(1, 11)
+    ]
     log = RunLog(tmp_path, [], (), {}, enabled=True)
     for row in rows:
         log.log(row)
@@ -62,13 +64,18 @@ def test_tensorboard_receives_every_figure(tmp_path, monkeypatch):
 
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=Recorder))
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "tensorboard"
-                        else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: object() if name == "tensorboard" else real(name, *a)
+    )
     log = RunLog(tmp_path, [], ("tensorboard",), {}, enabled=True)
     log.log({"step": 1, "loss": 2.5, "beta": 1.0})
     log.close("x")
-    assert calls == [("init", str(tmp_path / "tensorboard")), ("train/loss", 2.5, 1), ("train/beta", 1.0, 1),
-                     ("close",)]
+    assert calls == [
+        ("init", str(tmp_path / "tensorboard")),
+        ("train/loss", 2.5, 1),
+        ("train/beta", 1.0, 1),
+        ("close",),
+    ]
 
 
 def test_wandb_offline_run(tmp_path, monkeypatch):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from tests.reference import EMBEDDED
-
 import os
 import stat
 import uuid
@@ -12,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import hooked_bilinear as hb
+from tests.reference import EMBEDDED
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 
@@ -24,7 +24,7 @@ class FakeHub:
     """Repos: {repo_id: {path: bytes}}; `requests`: every request answered. `token`: required bearer token (None:
     any). `hang_s`: delay every answer."""
 
-    def __init__(self, token: Optional[str] = None, hang_s: float = 0.0) -> None:
+    def __init__(self, token: str | None = None, hang_s: float = 0.0) -> None:
         self.repos: dict[str, dict[str, bytes]] = {}
         self.commits: list[dict[str, Any]] = []
         self.metadata: list[dict[str, Any]] = []
@@ -36,7 +36,7 @@ class FakeHub:
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "FakeHub":
+    def __enter__(self) -> FakeHub:
         self.thread.start()
         return self
 
@@ -51,7 +51,7 @@ class FakeHub:
             def log_message(self, format: str, *args: Any) -> None:  # quiet; every request kept in hub.requests
                 hub.requests.append(format % args)
 
-            def _send(self, status: int, body: Any, headers: Optional[dict[str, str]] = None) -> None:
+            def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -92,8 +92,9 @@ class FakeHub:
                 if match and match.group(1) in hub.repos:
                     repo = match.group(1)
                     siblings = [{"rfilename": path} for path in sorted(hub.repos[repo])]
-                    self._send(200, {"id": repo, "modelId": repo, "sha": "0" * 40, "siblings": siblings,
-                                     "private": False})
+                    self._send(
+                        200, {"id": repo, "modelId": repo, "sha": "0" * 40, "siblings": siblings, "private": False}
+                    )
                     return
                 self._send(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
 
@@ -120,8 +121,10 @@ class FakeHub:
                 repo, action = match.group(1), match.group(2)
                 if action == "preupload":
                     files = json.loads(body)["files"]
-                    self._send(200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
-                                               for f in files]})
+                    self._send(
+                        200,
+                        {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]},
+                    )
                     return
                 lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
                 header = next(line["value"] for line in lines if line["key"] == "header")
@@ -134,7 +137,8 @@ class FakeHub:
                         return
                 oid = hashlib.sha1(body).hexdigest()
                 hub.commits.append({"repo": repo, "summary": header.get("summary"), "oid": oid})
-                self._send(200, {"commitUrl": f"{hub.endpoint}/{repo}/commit/{oid}", "commitOid": oid,
-                                 "pullRequestUrl": None})
+                self._send(
+                    200, {"commitUrl": f"{hub.endpoint}/{repo}/commit/{oid}", "commitOid": oid, "pullRequestUrl": None}
+                )
 
         return Handler

@@ -15,12 +15,11 @@ import pytest
 from huggingface_hub import constants
 
 import hooked_bilinear as hb
-from tests.publishing.hub_server import FakeHub
-from tests.llama import tiny_llama, write_llama
-from tests.reference import EMBEDDED
-
 from hooked_bilinear.cli import main
 from hooked_bilinear.publishing.hub import push_folder_to_hub
+from tests.llama import tiny_llama, write_llama
+from tests.publishing.hub_server import FakeHub
+from tests.reference import EMBEDDED
 
 
 @pytest.fixture(autouse=True)
@@ -36,8 +35,14 @@ def files_of(folder: Path) -> dict[str, bytes]:
 def test_upload_end_to_end(tmp_path, converted):
     llama, tokenizer = converted
     with FakeHub(token="secret") as hub:
-        url = hb.push_to_hub(llama, "alice/ts-llama", tokenizer=tokenizer, local_dir=tmp_path / "local",
-                             token="secret", endpoint=hub.endpoint)
+        url = hb.push_to_hub(
+            llama,
+            "alice/ts-llama",
+            tokenizer=tokenizer,
+            local_dir=tmp_path / "local",
+            token="secret",
+            endpoint=hub.endpoint,
+        )
         assert url.startswith(f"{hub.endpoint}/alice/ts-llama/commit/")
         assert hub.repos["alice/ts-llama"] == files_of(tmp_path / "local")  # every file, byte for byte
         assert {"model.safetensors", "config.json", "README.md", "tokenizer.json"} <= set(hub.repos["alice/ts-llama"])
@@ -62,8 +67,7 @@ def test_existing_repo_needs_overwrite(tmp_path):
 def test_auth_failure_keeps_local_copy(tmp_path):
     with FakeHub(token="secret") as hub:
         with pytest.raises(hb.PublishError, match="refused the credentials.*401.*kept"):
-            hb.push_to_hub(tiny_llama(), "alice/m", local_dir=tmp_path / "local", token="wrong",
-                           endpoint=hub.endpoint)
+            hb.push_to_hub(tiny_llama(), "alice/m", local_dir=tmp_path / "local", token="wrong", endpoint=hub.endpoint)
         assert hub.repos == {}
     assert (tmp_path / "local" / "model.safetensors").is_file() and (tmp_path / "local" / "README.md").is_file()
 
@@ -105,8 +109,14 @@ print(hb.push_to_hub(tiny_llama(), sys.argv[1], local_dir=sys.argv[2]))
 def test_hf_endpoint_environment_variable(tmp_path):
     with FakeHub() as hub:
         env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "home")}
-        result = subprocess.run([sys.executable, "-c", PUSH_WITH_ENV, "bob/env", str(tmp_path / "local")],
-                                cwd=Path(__file__).parents[2], capture_output=True, text=True, env=env, timeout=300)
+        result = subprocess.run(
+            [sys.executable, "-c", PUSH_WITH_ENV, "bob/env", str(tmp_path / "local")],
+            cwd=Path(__file__).parents[2],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         assert hub.endpoint in result.stdout
         assert hub.repos["bob/env"] == files_of(tmp_path / "local")
@@ -163,6 +173,7 @@ def test_push_of_a_processed_bridge_needs_the_flag_and_asks_nothing_remote(tmp_p
         with pytest.raises(hb.ConversionError, match="weight processing.*processed_weights=True"):
             hb.push_to_hub(bridge, "alice/processed", local_dir=tmp_path / "local", endpoint=hub.endpoint)
         assert hub.requests == [] and not (tmp_path / "local").exists()
-        hb.push_to_hub(bridge, "alice/processed", local_dir=tmp_path / "local", endpoint=hub.endpoint,
-                       processed_weights=True)
+        hb.push_to_hub(
+            bridge, "alice/processed", local_dir=tmp_path / "local", endpoint=hub.endpoint, processed_weights=True
+        )
         assert b"TransformerLens-processed weights" in hub.repos["alice/processed"]["README.md"]

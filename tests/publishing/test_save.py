@@ -20,7 +20,6 @@ from tests.reference import EMBEDDED
 from tests.roundtrip import stock_logits_in_fresh_process
 
 
-
 def front_matter(card: str) -> dict:
     assert card.startswith("---\n")
     return yaml.safe_load(card.split("---\n")[1])
@@ -128,11 +127,18 @@ def test_bridge_is_published_as_stock_llama_loadable_in_a_fresh_process(tmp_path
     bridge = hb.from_pretrained(EMBEDDED)
     folder = hb.save_pretrained(bridge, tmp_path / "published")
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md"} <= {
-        p.name for p in folder.iterdir()}
+        p.name for p in folder.iterdir()
+    }
     text = "once upon a time , there was a cat named tom ."
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-c", FRESH, str(folder), text, str(tmp_path / "out.pt")],
-                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", FRESH, str(folder), text, str(tmp_path / "out.pt")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     fresh = torch.load(tmp_path / "out.pt", weights_only=True)
     assert fresh["class"] == "LlamaForCausalLM"

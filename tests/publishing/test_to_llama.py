@@ -12,9 +12,11 @@ from tests.llama import write_llama
 from tests.reference import EMBEDDED, make_config, reference_logits, write_checkpoint
 
 
-
-@pytest.mark.parametrize("overrides", [{}, {"bias": True}, {"gate": "silu"}, {"gate": "gelu", "n_layer": 3}],
-                         ids=["bilinear", "bias", "glu-silu", "glu-gelu-3l"])
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"bias": True}, {"gate": "silu"}, {"gate": "gelu", "n_layer": 3}],
+    ids=["bilinear", "bias", "glu-silu", "glu-gelu-3l"],
+)
 def test_to_llama_matches_independent_reference(tmp_path, overrides):
     config = make_config("current", **overrides)
     state = write_checkpoint(tmp_path, config, vocab=50)
@@ -43,11 +45,15 @@ def test_to_llama_of_embedded_checkpoint_loads_back_bilinear(tmp_path):
     assert (bridge(tokens) - expected).abs().max().item() <= tolerance
 
 
-@pytest.mark.parametrize("fmt,overrides,reason", [
-    ("legacy", {}, "legacy format"),
-    ("current", {"normalization": False}, "normalization is false"),
-    ("current", {"bilinear": False}, "plain"),
-], ids=["legacy", "no-norm", "plain-mlp"])
+@pytest.mark.parametrize(
+    "fmt,overrides,reason",
+    [
+        ("legacy", {}, "legacy format"),
+        ("current", {"normalization": False}, "normalization is false"),
+        ("current", {"bilinear": False}, "plain"),
+    ],
+    ids=["legacy", "no-norm", "plain-mlp"],
+)
 def test_unrepresentable_formats_are_refused_with_reason(tmp_path, fmt, overrides, reason):
     write_checkpoint(tmp_path, make_config(fmt, **overrides), vocab=50)
     with pytest.raises(hb.ConversionError, match=reason):

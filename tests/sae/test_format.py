@@ -54,10 +54,26 @@ def test_round_trip_is_bit_identical(tmp_path: Path, cls: type) -> None:
 def test_cfg_has_saelens_keys(tmp_path: Path) -> None:
     sae = S.TopKSAE(D_IN, D_SAE, k=7, metadata={"hook_name": "blocks.1.mlp.hook_out", "trained_steps": 3})
     cfg = json.loads((sae.save(tmp_path / "s") / "cfg.json").read_text())
-    for key in ("architecture", "d_in", "d_sae", "dtype", "device", "apply_b_dec_to_input", "normalize_activations",
-                "reshape_activations", "k", "metadata"):
+    for key in (
+        "architecture",
+        "d_in",
+        "d_sae",
+        "dtype",
+        "device",
+        "apply_b_dec_to_input",
+        "normalize_activations",
+        "reshape_activations",
+        "k",
+        "metadata",
+    ):
         assert key in cfg, key
-    assert (cfg["architecture"], cfg["d_in"], cfg["d_sae"], cfg["k"], cfg["dtype"]) == ("topk", D_IN, D_SAE, 7, "float32")
+    assert (cfg["architecture"], cfg["d_in"], cfg["d_sae"], cfg["k"], cfg["dtype"]) == (
+        "topk",
+        D_IN,
+        D_SAE,
+        7,
+        "float32",
+    )
     assert cfg["metadata"]["hook_name"] == "blocks.1.mlp.hook_out"
     assert "trained_steps" not in cfg["metadata"]  # SAELens's SAEMetadata takes only its own keys
     assert cfg["hooked_bilinear"] == {"trained_steps": 3}
@@ -68,9 +84,18 @@ def test_cfg_has_saelens_keys(tmp_path: Path) -> None:
 def test_hand_written_topk_folder_encodes_as_the_format_defines(tmp_path: Path) -> None:
     state = random_state(2)
     state["b_enc"] -= 1.5  # some of the top 4 are negative: ReLU'd to 0
-    cfg = {"architecture": "topk", "d_in": D_IN, "d_sae": D_SAE, "k": 4, "dtype": "float32", "device": "cpu",
-           "apply_b_dec_to_input": True, "normalize_activations": "none", "reshape_activations": "none",
-           "metadata": {"hook_name": "blocks.0.mlp.hook_in", "sae_lens_version": "6.5.0"}}
+    cfg = {
+        "architecture": "topk",
+        "d_in": D_IN,
+        "d_sae": D_SAE,
+        "k": 4,
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": True,
+        "normalize_activations": "none",
+        "reshape_activations": "none",
+        "metadata": {"hook_name": "blocks.0.mlp.hook_in", "sae_lens_version": "6.5.0"},
+    }
     sae = S.load(write_folder(tmp_path / "topk", cfg, state))
     x = torch.randn(50, D_IN, generator=torch.Generator().manual_seed(3))
     pre = (x - state["b_dec"]) @ state["W_enc"] + state["b_enc"]
@@ -88,9 +113,18 @@ def test_hand_written_topk_folder_encodes_as_the_format_defines(tmp_path: Path) 
 
 def test_hand_written_legacy_jumprelu_and_topk_folders(tmp_path: Path) -> None:
     state = random_state(4, jumprelu=True)
-    cfg = {"architecture": "jumprelu", "d_in": D_IN, "d_sae": D_SAE, "dtype": "float32", "hook_name": "blocks.1.hook_mlp_out",
-           "hook_layer": 1, "activation_fn_str": "relu", "apply_b_dec_to_input": False, "normalize_activations": None,
-           "model_name": "gemma"}
+    cfg = {
+        "architecture": "jumprelu",
+        "d_in": D_IN,
+        "d_sae": D_SAE,
+        "dtype": "float32",
+        "hook_name": "blocks.1.hook_mlp_out",
+        "hook_layer": 1,
+        "activation_fn_str": "relu",
+        "apply_b_dec_to_input": False,
+        "normalize_activations": None,
+        "model_name": "gemma",
+    }
     sae = S.load(write_folder(tmp_path / "jump", cfg, state))
     assert isinstance(sae, S.JumpReLUSAE) and sae.hook_name == "blocks.1.hook_mlp_out"
     x = torch.randn(40, D_IN, generator=torch.Generator().manual_seed(5))
@@ -98,16 +132,27 @@ def test_hand_written_legacy_jumprelu_and_topk_folders(tmp_path: Path) -> None:
     expected = torch.where(pre > state["threshold"], pre.clamp_min(0), torch.zeros_like(pre))
     torch.testing.assert_close(sae.encode(x), expected, rtol=0, atol=1e-6)
     assert (expected == 0).any() and (expected != 0).any()
-    legacy_topk = {"d_in": D_IN, "d_sae": D_SAE, "activation_fn_str": "topk", "activation_fn_kwargs": {"k": 3},
-                   "hook_point": "blocks.0.mlp.hook_in", "dtype": "torch.float32"}
+    legacy_topk = {
+        "d_in": D_IN,
+        "d_sae": D_SAE,
+        "activation_fn_str": "topk",
+        "activation_fn_kwargs": {"k": 3},
+        "hook_point": "blocks.0.mlp.hook_in",
+        "dtype": "torch.float32",
+    }
     topk = S.load(write_folder(tmp_path / "ltopk", legacy_topk, random_state(6)))
     assert isinstance(topk, S.TopKSAE) and topk.k == 3 and topk.hook_name == "blocks.0.mlp.hook_in"
 
 
 def test_duck_typed_saelens_object() -> None:
     state = random_state(7)
-    cfg = SimpleNamespace(architecture=lambda: "topk", k=5, apply_b_dec_to_input=True, normalize_activations="none",
-                          metadata=SimpleNamespace(hook_name="blocks.0.mlp.hook_in"))
+    cfg = SimpleNamespace(
+        architecture=lambda: "topk",
+        k=5,
+        apply_b_dec_to_input=True,
+        normalize_activations="none",
+        metadata=SimpleNamespace(hook_name="blocks.0.mlp.hook_in"),
+    )
     obj = SimpleNamespace(cfg=cfg, **state)
     sae = S.load(obj)
     assert isinstance(sae, S.TopKSAE) and sae.k == 5 and sae.hook_name == "blocks.0.mlp.hook_in"
@@ -125,18 +170,33 @@ def test_bad_folders_and_inputs(tmp_path: Path) -> None:
     with pytest.raises(SAEError, match="architecture 'gated' is not supported"):
         S.load(write_folder(tmp_path / "gated", {**base, "architecture": "gated"}, random_state()))
     with pytest.raises(SAEError, match="W_dec has shape"):
-        S.load(write_folder(tmp_path / "shape", {**base, "architecture": "standard"},
-                            {**random_state(), "W_dec": torch.zeros(D_SAE, D_IN + 1)}))
+        S.load(
+            write_folder(
+                tmp_path / "shape",
+                {**base, "architecture": "standard"},
+                {**random_state(), "W_dec": torch.zeros(D_SAE, D_IN + 1)},
+            )
+        )
     with pytest.raises(SAEError, match="missing \\['threshold'\\]"):
         S.load(write_folder(tmp_path / "nothr", {**base, "architecture": "jumprelu"}, random_state()))
     with pytest.raises(SAEError, match="NaN"):
-        S.load(write_folder(tmp_path / "nan", {**base, "architecture": "standard"},
-                            {**random_state(), "b_enc": torch.full((D_SAE,), float("nan"))}))
+        S.load(
+            write_folder(
+                tmp_path / "nan",
+                {**base, "architecture": "standard"},
+                {**random_state(), "b_enc": torch.full((D_SAE,), float("nan"))},
+            )
+        )
     with pytest.raises(SAEError, match="integer 'k'"):
         S.load(write_folder(tmp_path / "nok", {**base, "architecture": "topk"}, random_state()))
     with pytest.raises(SAEError, match="layer_norm"):
-        S.load(write_folder(tmp_path / "ln", {**base, "architecture": "standard", "normalize_activations": "layer_norm"},
-                            random_state()))
+        S.load(
+            write_folder(
+                tmp_path / "ln",
+                {**base, "architecture": "standard", "normalize_activations": "layer_norm"},
+                random_state(),
+            )
+        )
     with pytest.raises(SAEError, match="neither a shipped SAE"):
         S.load("no-such-sae")
     sae = S.ReLUSAE(D_IN, D_SAE, metadata={"hook_name": "blocks.0.mlp.hook_in"})
@@ -148,8 +208,13 @@ def test_bad_folders_and_inputs(tmp_path: Path) -> None:
 
 def test_standard_folder_and_log_threshold(tmp_path: Path) -> None:
     state = random_state(8)
-    cfg = {"architecture": "standard", "d_in": D_IN, "d_sae": D_SAE, "dtype": "float32",
-           "metadata": {"hook_name": "h", "sae_lens_version": "6.1.0"}}
+    cfg = {
+        "architecture": "standard",
+        "d_in": D_IN,
+        "d_sae": D_SAE,
+        "dtype": "float32",
+        "metadata": {"hook_name": "h", "sae_lens_version": "6.1.0"},
+    }
     sae = S.load(write_folder(tmp_path / "relu", cfg, state))
     x = torch.randn(30, D_IN, generator=torch.Generator().manual_seed(9))
     expected = ((x - state["b_dec"]) @ state["W_enc"] + state["b_enc"]).clamp_min(0)
@@ -158,8 +223,11 @@ def test_standard_folder_and_log_threshold(tmp_path: Path) -> None:
     jump["log_threshold"] = jump.pop("threshold").log()  # SAELens's training-time parameter
     loaded = S.load(write_folder(tmp_path / "logthr", {**cfg, "architecture": "jumprelu"}, jump))
     torch.testing.assert_close(loaded.threshold, jump["log_threshold"].exp())
-    obj = SimpleNamespace(cfg=SimpleNamespace(architecture=lambda: "jumprelu", hook_name="h2"),
-                          threshold=jump["log_threshold"].exp(), **random_state(10))
+    obj = SimpleNamespace(
+        cfg=SimpleNamespace(architecture=lambda: "jumprelu", hook_name="h2"),
+        threshold=jump["log_threshold"].exp(),
+        **random_state(10),
+    )
     converted = S.load(obj)
     assert isinstance(converted, S.JumpReLUSAE) and converted.hook_name == "h2"
     assert torch.equal(converted.threshold, obj.threshold)

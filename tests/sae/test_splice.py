@@ -9,11 +9,10 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "analysis"))
-from tests.analysis.models import random_model
-
 from hooked_bilinear import sae as S
 from hooked_bilinear.errors import SAEError
 from hooked_bilinear.sae.splice import splice, splice_loss
+from tests.analysis.models import random_model
 
 HOOK = "blocks.1.mlp.hook_in"
 
@@ -43,7 +42,9 @@ def test_splice_replaces_activations_by_the_reconstruction(setup) -> None:
     expected = sae.decode(sae.encode(clean[HOOK]))
     manual = model.run_with_hooks(tokens, fwd_hooks=[(HOOK, lambda x, hook: sae.decode(sae.encode(x)))])
     torch.testing.assert_close(logits, manual, rtol=0, atol=0)
-    model.run_with_hooks(tokens, fwd_hooks=[(HOOK, lambda x, hook: sae.decode(sae.encode(x))), ("blocks.1.mlp.hook_in", record)])
+    model.run_with_hooks(
+        tokens, fwd_hooks=[(HOOK, lambda x, hook: sae.decode(sae.encode(x))), ("blocks.1.mlp.hook_in", record)]
+    )
     torch.testing.assert_close(seen["x"], expected)
     assert not torch.allclose(logits, model(tokens))  # the hook is gone after the block
     clean_logits = model(tokens)
@@ -65,7 +66,10 @@ def test_splice_errors(setup) -> None:
     wrong = S.TopKSAE(17, 32, k=3, metadata={"hook_name": HOOK})
     with pytest.raises(SAEError, match="d_in=17.*size 16"), splice(model, wrong):
         model(tokens)
-    with pytest.raises(SAEError, match="no hook 'blocks.9.mlp.hook_in'"), splice(model, sae, hook_name="blocks.9.mlp.hook_in"):
+    with (
+        pytest.raises(SAEError, match="no hook 'blocks.9.mlp.hook_in'"),
+        splice(model, sae, hook_name="blocks.9.mlp.hook_in"),
+    ):
         pass
     with pytest.raises(SAEError, match="hook_name="):
         splice_loss(model, S.TopKSAE(16, 32, k=3), tokens)

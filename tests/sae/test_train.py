@@ -35,8 +35,16 @@ def test_papers_initialisation() -> None:
 
 def test_training_is_deterministic_and_learns_a_planted_dictionary() -> None:
     x = planted()
-    config = SAETrainConfig(k=4, expansion=4, steps=250, batch_size=256, lr=5e-3, seed=1, dead_after=2000,
-                            metadata={"hook_name": "blocks.0.mlp.hook_in"})
+    config = SAETrainConfig(
+        k=4,
+        expansion=4,
+        steps=250,
+        batch_size=256,
+        lr=5e-3,
+        seed=1,
+        dead_after=2000,
+        metadata={"hook_name": "blocks.0.mlp.hook_in"},
+    )
     first = train_sae(x, config, progress=False)
     second = train_sae(x, config, progress=False)
     for name, p in first.sae.named_parameters():
@@ -60,4 +68,8 @@ def test_pack_texts() -> None:
             return {"input_ids": [1] + [10 + len(word) for word in text.split()]}
 
     packed = pack_texts(Tokenizer(), ["a bb", "ccc", "d ee fff"], ctx=4)
-    assert packed.tolist() == [[1, 11, 12, 2], [1, 13, 2, 1], [11, 12, 13, 2]]  # [BOS] ids [EOS] concatenated, cut into windows
+    assert packed.tolist() == [
+        [1, 11, 12, 2],
+        [1, 13, 2, 1],
+        [11, 12, 13, 2],
+    ]  # [BOS] ids [EOS] concatenated, cut into windows

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hooked_bilinear.vision import VisionConfig, train_classifier
-from hooked_bilinear.vision.report import identity_error, classifier_report
+from hooked_bilinear.vision.report import classifier_report, identity_error
 from tests.vision.vision_models import random_model
 
 

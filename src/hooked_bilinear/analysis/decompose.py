@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import torch
 
@@ -25,7 +25,7 @@ def decompose(
     factors: Layer,
     x: torch.Tensor,
     u: torch.Tensor,
-    k: Optional[int] = None,
+    k: int | None = None,
     *,
     method: Method = "auto",
     tol: float | None = None,

@@ -17,7 +17,7 @@ largest-magnitude entry positive.
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple, Optional, Union
+from typing import Literal, NamedTuple
 
 import torch
 from jaxtyping import Float
@@ -84,7 +84,7 @@ class DenseOperator:
     def apply(self, Y: torch.Tensor) -> torch.Tensor:
         return Y @ self.Q  # rows stream Q row by row: several times faster on CPU than Q @ (thin matrix)
 
-    def select(self, keep: torch.Tensor) -> "DenseOperator":
+    def select(self, keep: torch.Tensor) -> DenseOperator:
         return DenseOperator(self.Q[keep])
 
     def dense(self) -> torch.Tensor:
@@ -105,18 +105,18 @@ class FactoredOperator:
         via_gate = ((flat @ f.W_gate).view(m, b, -1) * self.c[:, None, :]).view(m * b, -1)
         return (0.5 * (via_in @ f.W_gate.T + via_gate @ f.W_in.T)).view(m, b, d)
 
-    def select(self, keep: torch.Tensor) -> "FactoredOperator":
+    def select(self, keep: torch.Tensor) -> FactoredOperator:
         return FactoredOperator(self.factors, self.c[keep])
 
     def dense(self) -> torch.Tensor:
         return interaction_matrices(self.factors, self.c)
 
 
-Operator = Union[DenseOperator, FactoredOperator]
+Operator = DenseOperator | FactoredOperator
 
 
 def krylov_top_k(
-    Q: Union[Float[torch.Tensor, "m d d"], Operator], k: int, tol: float, block: int = 4, d: Optional[int] = None
+    Q: Float[torch.Tensor, "m d d"] | Operator, k: int, tol: float, block: int = 4, d: int | None = None
 ) -> Eigen:
     """Top-|lambda| k eigenpairs of each of m symmetric matrices by block Krylov + Rayleigh-Ritz, checked by
     residuals (see module doc). Q is the explicit matrices [m, d, d] or an operator on rows (then pass d)."""
@@ -166,13 +166,13 @@ def krylov_top_k(
 def eigendecompose(
     factors: Layer,
     u: torch.Tensor,
-    k: Optional[int] = None,
+    k: int | None = None,
     *,
     method: Method = "auto",
-    tol: Optional[float] = None,
+    tol: float | None = None,
     block: int = 4,
-    max_memory: Optional[int] = None,
-    progress: Optional[bool] = None,
+    max_memory: int | None = None,
+    progress: bool | None = None,
 ) -> Eigen:
     """Eigenpairs of Q_u by |lambda| descending: lambda_ [k], v [k, d_in] for u [d_out]; [n, k], [n, k, d_in] for u [n, d_out].
 
@@ -185,7 +185,9 @@ def eigendecompose(
     if k is None:
         k = d_in
     if not 1 <= k <= d_in:
-        raise ValueError(f"k={k} eigenpairs asked for, but Q_u is {d_in} x {d_in}: pass 1 <= k <= {d_in} (or None for all).")
+        raise ValueError(
+            f"k={k} eigenpairs asked for, but Q_u is {d_in} x {d_in}: pass 1 <= k <= {d_in} (or None for all)."
+        )
     if method == "auto":
         method = "krylov" if 8 * k <= d_in and d_in >= 128 else "dense"
     if method not in ("dense", "krylov", "factored"):
@@ -209,7 +211,9 @@ def eigendecompose(
                 result = dense_top_k(interaction_matrices(factors, c, max_memory=budget // 4), k)
                 result = Eigen(result.lambda_, _canonical_sign(result.v))
             elif method == "krylov":
-                result = krylov_top_k(DenseOperator(interaction_matrices(factors, c, max_memory=budget // 4)), k, tol, block)
+                result = krylov_top_k(
+                    DenseOperator(interaction_matrices(factors, c, max_memory=budget // 4)), k, tol, block
+                )
             else:
                 result = krylov_top_k(FactoredOperator(factors, c), k, tol, block, d=d_in)
             lam[start:stop], v[start:stop] = result

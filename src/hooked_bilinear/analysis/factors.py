@@ -14,7 +14,7 @@ identity of the papers then holds for the factors without a bias term, e.g. `u .
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Protocol, Union, cast
+from typing import Any, Protocol, cast
 
 import torch
 from jaxtyping import Float
@@ -47,7 +47,7 @@ class BilinearWeights(Protocol):
     def b_out(self) -> torch.Tensor | None: ...
 
 
-def analysis_dtype(weight_dtype: torch.dtype, dtype: Optional[torch.dtype]) -> torch.dtype:
+def analysis_dtype(weight_dtype: torch.dtype, dtype: torch.dtype | None) -> torch.dtype:
     """The dtype an analysis runs in: the one asked for, else float32 for half/bfloat16 weights, else the weights'."""
     if dtype is not None:
         if not dtype.is_floating_point:
@@ -66,7 +66,7 @@ def check_finite(tensor: torch.Tensor, what: str) -> None:
         )
 
 
-def mlp_name(mlp: Any) -> Optional[str]:
+def mlp_name(mlp: Any) -> str | None:
     """`blocks.{l}.mlp` for an MLP component of a TransformerBridge (from its hook names), else None."""
     hook = getattr(mlp, "hook_in", None)
     name = getattr(hook, "name", None)
@@ -75,8 +75,9 @@ def mlp_name(mlp: Any) -> Optional[str]:
 
 def _mlp_kind(mlp: Any) -> str:
     config = getattr(mlp, "config", None)
-    act = (getattr(mlp, "activation_name", None) or getattr(config, "act_fn", None)
-           or getattr(config, "hidden_act", None))
+    act = (
+        getattr(mlp, "activation_name", None) or getattr(config, "act_fn", None) or getattr(config, "hidden_act", None)
+    )
     with_act = f" with activation {act!r}" if act else ""
     if hasattr(mlp, "gate") or hasattr(mlp, "gate_proj") or "Gate" in type(mlp).__name__:
         return f"a gated MLP{with_act}: out = W_out(act(W_gate x) * (W_in x)), a GLU / SwiGLU"
@@ -85,7 +86,7 @@ def _mlp_kind(mlp: Any) -> str:
     return f"a {type(mlp).__name__}, not a bilinear MLP"
 
 
-def not_bilinear(mlp: Any, where: Optional[str] = None) -> NotBilinearError:
+def not_bilinear(mlp: Any, where: str | None = None) -> NotBilinearError:
     """The error for a weight-space analysis asked of an MLP that is not bilinear: which layer, what it is, what to do."""
     layer = where or mlp_name(mlp) or f"this {type(mlp).__name__}"
     return NotBilinearError(
@@ -144,19 +145,22 @@ class BilinearFactors:
 
     @classmethod
     def from_mlp(
-        cls, mlp: torch.nn.Module, dtype: Optional[torch.dtype] = None, where: Optional[str] = None
-    ) -> "BilinearFactors":
+        cls, mlp: torch.nn.Module, dtype: torch.dtype | None = None, where: str | None = None
+    ) -> BilinearFactors:
         """Factors of a bilinear MLP module: this package's `HookedBilinearMLP` (anything with `is_bilinear = True`
         and W_gate/W_in/W_out/biases), a transformers `LlamaMLP` (gate_proj, up_proj, down_proj) with hidden_act
         "linear", or the tdooms MLP module (`hooked_bilinear.modeling.modeling.MLP`) of a bilinear config;
         NotBilinearError naming the layer (`where`, else the MLP's hook names) for any other MLP."""
         if getattr(mlp, "is_bilinear", False):
             layer = cast(BilinearWeights, mlp)
-            return cls.from_weights(layer.W_gate, layer.W_in, layer.W_out, layer.b_gate, layer.b_in, layer.b_out,
-                                    dtype=dtype)
+            return cls.from_weights(
+                layer.W_gate, layer.W_in, layer.W_out, layer.b_gate, layer.b_in, layer.b_out, dtype=dtype
+            )
         if isinstance(mlp, LlamaMLP) and _is_identity(mlp.act_fn):
             gate, up, down = mlp.gate_proj, mlp.up_proj, mlp.down_proj
-            return cls.from_weights(gate.weight.T, up.weight.T, down.weight.T, gate.bias, up.bias, down.bias, dtype=dtype)
+            return cls.from_weights(
+                gate.weight.T, up.weight.T, down.weight.T, gate.bias, up.bias, down.bias, dtype=dtype
+            )
         if isinstance(mlp, TdoomsMLP) and mlp.bilinear and _is_identity(mlp.act_fn):
             W_gate, W_in = split_gate_in(mlp.w.weight, dim=0)
             b_gate, b_in = split_gate_in(mlp.w.bias, dim=0) if mlp.w.bias is not None else (None, None)
@@ -170,11 +174,11 @@ class BilinearFactors:
         W_gate: Float[torch.Tensor, "d_model d_hidden"],
         W_in: Float[torch.Tensor, "d_model d_hidden"],
         W_out: Float[torch.Tensor, "d_hidden d_out"],
-        b_gate: Optional[Float[torch.Tensor, " d_hidden"]] = None,
-        b_in: Optional[Float[torch.Tensor, " d_hidden"]] = None,
-        b_out: Optional[Float[torch.Tensor, " d_out"]] = None,
-        dtype: Optional[torch.dtype] = None,
-    ) -> "BilinearFactors":
+        b_gate: Float[torch.Tensor, " d_hidden"] | None = None,
+        b_in: Float[torch.Tensor, " d_hidden"] | None = None,
+        b_out: Float[torch.Tensor, " d_out"] | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> BilinearFactors:
         """Fold the biases (any of which may be None) into augmented factors, cast to the analysis dtype."""
         target = analysis_dtype(W_gate.dtype, dtype)
         named = {"W_gate": W_gate, "W_in": W_in, "W_out": W_out, "b_gate": b_gate, "b_in": b_in, "b_out": b_out}
@@ -187,7 +191,7 @@ class BilinearFactors:
         d_model, d_hidden = W_gate.shape
         d_out = W_out.shape[1]
 
-        def bias(b: Optional[torch.Tensor], size: int) -> torch.Tensor:
+        def bias(b: torch.Tensor | None, size: int) -> torch.Tensor:
             return torch.zeros(size, dtype=target, device=W_gate.device) if b is None else b.detach().to(target)
 
         unit = torch.zeros(d_model + 1, 1, dtype=target, device=W_gate.device)
@@ -213,7 +217,9 @@ class BilinearFactors:
     def directions(self, u: torch.Tensor) -> Float[torch.Tensor, "n d_out"]:
         """Validate output direction(s) u ([d_out] or [n, d_out]) and return them as [n, d_out] in the analysis dtype."""
         if not isinstance(u, torch.Tensor):
-            raise TypeError(f"directions must be a torch.Tensor of shape [d_out] or [n, d_out], got {type(u).__name__}.")
+            raise TypeError(
+                f"directions must be a torch.Tensor of shape [d_out] or [n, d_out], got {type(u).__name__}."
+            )
         if u.ndim not in (1, 2) or u.shape[-1] != self.d_out:
             raise ValueError(
                 f"direction of shape {tuple(u.shape)} given, but this MLP writes vectors of size "
@@ -232,10 +238,10 @@ class BilinearFactors:
         return ((xa @ self.W_gate) * (xa @ self.W_in)) @ self.W_out
 
 
-Layer = Union[BilinearFactors, torch.nn.Module]  # what every analysis takes: factors, or a bridge's blocks[l].mlp
+Layer = BilinearFactors | torch.nn.Module  # what every analysis takes: factors, or a bridge's blocks[l].mlp
 
 
-def as_factors(layer: Layer, dtype: Optional[torch.dtype] = None) -> BilinearFactors:
+def as_factors(layer: Layer, dtype: torch.dtype | None = None) -> BilinearFactors:
     """The factors an analysis works on: BilinearFactors as given (cast to `dtype`), or those of an MLP module (a bridge's
     `blocks[l].mlp`); NotBilinearError naming the layer for a gated or plain MLP."""
     if isinstance(layer, BilinearFactors):

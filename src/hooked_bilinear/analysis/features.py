@@ -140,8 +140,14 @@ def output_feature_offsets(sae: Any, features: Features = None) -> torch.Tensor:
 
 
 @beartype
-def output_feature_eigen(mlp: Any, sae: Any, features: Features = None, k: int | None = None,
-                         dtype: torch.dtype | None = None, **options: Any) -> Eigen:
+def output_feature_eigen(
+    mlp: Any,
+    sae: Any,
+    features: Features = None,
+    k: int | None = None,
+    dtype: torch.dtype | None = None,
+    **options: Any,
+) -> Eigen:
     """Eigenpairs of Q_{e_j} for output features j of an SAE on the MLP output (lambda_ [n, k], v [n, k, d_in])."""
     factors = as_factors(mlp, dtype)
     _check_width(sae, factors, "output")
@@ -168,8 +174,15 @@ class FeatureRanking(NamedTuple):
 
 
 @beartype
-def rank_output_features(mlp: Any, sae_out: Any, *, sae_in: Any = None, by: str = "top_eigenvalue",
-                         features: Features = None, dtype: torch.dtype | None = None) -> FeatureRanking:
+def rank_output_features(
+    mlp: Any,
+    sae_out: Any,
+    *,
+    sae_in: Any = None,
+    by: str = "top_eigenvalue",
+    features: Features = None,
+    dtype: torch.dtype | None = None,
+) -> FeatureRanking:
     """Rank output features by the spectrum of Q_{e_j} (or of `D Q_{e_j} D^T` when the input SAE is given):
     by="top_eigenvalue" (largest |lambda|, each e_j scaled to unit norm so SAE scale does not decide) or
     by="outliers" (IQR outlier count; ties broken by top |lambda|)."""
@@ -275,7 +288,9 @@ def eigen_approximation(
             y = factors.forward(x).to(sae_tensors(sae_out)[0].dtype)
             activations = sae_out.encode(y)[:, ids]
     if activations.shape != (x.shape[0], len(ids)):
-        raise ValueError(f"activations must be [n_inputs={x.shape[0]}, n_features={len(ids)}], got {tuple(activations.shape)}.")
+        raise ValueError(
+            f"activations must be [n_inputs={x.shape[0]}, n_features={len(ids)}], got {tuple(activations.shape)}."
+        )
     x_aug = factors.augment(x)
     correlation = torch.full((len(ids), len(ks)), float("nan"), dtype=torch.float64)
     n_active = (activations > 0).sum(0)
@@ -308,12 +323,15 @@ class Example(NamedTuple):
 
 
 @beartype
-def top_examples(tokenizer: Any, tokens: torch.Tensor, values: torch.Tensor, k: int = 10, context: int = 8,
-                 after: int = 2) -> list[Example]:
+def top_examples(
+    tokenizer: Any, tokens: torch.Tensor, values: torch.Tensor, k: int = 10, context: int = 8, after: int = 2
+) -> list[Example]:
     """The k (sequence, position) of largest value, with `context` tokens before and `after` tokens after.
     tokens, values: [n_seq, pos] (values: a feature's activations, an eigenvector's projection, ...)."""
     if tokens.shape != values.shape or tokens.ndim != 2:
-        raise ValueError(f"tokens and values must both be [n_seq, pos]; got {tuple(tokens.shape)} and {tuple(values.shape)}.")
+        raise ValueError(
+            f"tokens and values must both be [n_seq, pos]; got {tuple(tokens.shape)} and {tuple(values.shape)}."
+        )
     tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
     flat = values.reshape(-1).float()
     top = flat.topk(min(k, flat.numel()))
@@ -325,8 +343,16 @@ def top_examples(tokenizer: Any, tokens: torch.Tensor, values: torch.Tensor, k: 
         def text(ids: list[int]) -> str:
             return " ".join(tokenizer.convert_ids_to_tokens(ids)) if tokenizer is not None else " ".join(map(str, ids))
 
-        examples.append(Example(value, sequence, position, text(row[max(0, position - context) : position]),
-                                text([row[position]]), text(row[position + 1 : position + 1 + after])))
+        examples.append(
+            Example(
+                value,
+                sequence,
+                position,
+                text(row[max(0, position - context) : position]),
+                text([row[position]]),
+                text(row[position + 1 : position + 1 + after]),
+            )
+        )
     return examples
 
 
@@ -337,14 +363,22 @@ def hook_activations(model: Any, tokens: torch.Tensor, hook_name: str, batch_siz
     out = []
     with torch.no_grad():
         for start in range(0, tokens.shape[0], batch_size):
-            _, cache = model.run_with_cache(tokens[start : start + batch_size], names_filter=hook_name, return_type=None)
+            _, cache = model.run_with_cache(
+                tokens[start : start + batch_size], names_filter=hook_name, return_type=None
+            )
             out.append(cache[hook_name])
     return torch.cat(out)
 
 
 @beartype
-def feature_activations(model: Any, sae: Any, tokens: torch.Tensor, features: Features = None,
-                        hook_name: str | None = None, batch_size: int = 32) -> torch.Tensor:
+def feature_activations(
+    model: Any,
+    sae: Any,
+    tokens: torch.Tensor,
+    features: Features = None,
+    hook_name: str | None = None,
+    batch_size: int = 32,
+) -> torch.Tensor:
     """An SAE's feature activations over token sequences [n_seq, pos] -> [n_seq, pos, n_features], at the SAE's hook."""
     ids = feature_indices(sae, features)
     name = hook_name or getattr(sae, "hook_name", None)
@@ -355,8 +389,9 @@ def feature_activations(model: Any, sae: Any, tokens: torch.Tensor, features: Fe
 
 
 @beartype
-def eigenvector_activations(model: Any, layer: int, v: torch.Tensor, tokens: torch.Tensor,
-                            batch_size: int = 32) -> torch.Tensor:
+def eigenvector_activations(
+    model: Any, layer: int, v: torch.Tensor, tokens: torch.Tensor, batch_size: int = 32
+) -> torch.Tensor:
     """Projections `v . x'` of layer `layer`'s MLP inputs (hook_in) on eigenvectors v [d_in] or [k, d_in] (from
     `eigendecompose` / `output_feature_eigen`), over token sequences [n_seq, pos] -> [n_seq, pos] or [n_seq, pos, k]:
     the values whose top dataset examples show what an eigenvector reads (its contribution is lambda times the square)."""

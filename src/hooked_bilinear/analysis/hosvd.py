@@ -8,7 +8,7 @@ approximation of the output mode: `B ~= sum_{i<r} u_i (x) Q_{u_i}`.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import torch
 
@@ -30,7 +30,7 @@ class HOSVD(NamedTuple):
 def hosvd(
     factors: Layer,
     r: int,
-    k: Optional[int] = None,
+    k: int | None = None,
     *,
     method: Method = "auto",
     tol: float | None = None,
@@ -41,7 +41,9 @@ def hosvd(
     """The top-r output directions of B and the eigendecomposition (top-k, or all when k is None) of each."""
     factors = as_factors(factors)
     if not 1 <= r <= factors.d_out:
-        raise ValueError(f"r={r} output directions asked for, but the layer writes d_out={factors.d_out}: pass 1 <= r <= {factors.d_out}.")
+        raise ValueError(
+            f"r={r} output directions asked for, but the layer writes d_out={factors.d_out}: pass 1 <= r <= {factors.d_out}."
+        )
     gram_eigenvalues, gram_vectors = torch.linalg.eigh(output_gram(factors))
     order = gram_eigenvalues.argsort(descending=True)[:r]
     sigma = gram_eigenvalues[order].clamp_min(0).sqrt()

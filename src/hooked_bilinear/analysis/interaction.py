@@ -8,7 +8,7 @@ and `Q_u = sum_o u_o B[o]`. Nothing here materialises B unless `tensor` is asked
 
 from __future__ import annotations
 
-from typing import Iterator, Optional, Tuple
+from collections.abc import Iterator
 
 import torch
 from jaxtyping import Float
@@ -20,7 +20,7 @@ CUDA_MEMORY_BUDGET = 2 * 2**30
 TENSOR_MAX_BYTES = 2 * 2**30
 
 
-def memory_budget(device: torch.device, max_memory: Optional[int]) -> int:
+def memory_budget(device: torch.device, max_memory: int | None) -> int:
     """Bytes of working memory a batched analysis may use: the one given, else 32 MiB on CPU and 2 GiB on CUDA."""
     if max_memory is not None:
         if max_memory <= 0:
@@ -29,7 +29,7 @@ def memory_budget(device: torch.device, max_memory: Optional[int]) -> int:
     return CUDA_MEMORY_BUDGET if device.type == "cuda" else CPU_MEMORY_BUDGET
 
 
-def chunks(n: int, per_item_bytes: int, budget: int) -> Iterator[Tuple[int, int]]:
+def chunks(n: int, per_item_bytes: int, budget: int) -> Iterator[tuple[int, int]]:
     """(start, stop) ranges over n items so that each range needs at most `budget` bytes (at least one item)."""
     size = max(1, budget // max(per_item_bytes, 1))
     for start in range(0, n, size):
@@ -37,7 +37,7 @@ def chunks(n: int, per_item_bytes: int, budget: int) -> Iterator[Tuple[int, int]
 
 
 def interaction_matrices(
-    factors: BilinearFactors, c: Float[torch.Tensor, "n d_hidden"], max_memory: Optional[int] = None
+    factors: BilinearFactors, c: Float[torch.Tensor, "n d_hidden"], max_memory: int | None = None
 ) -> Float[torch.Tensor, "n d_in d_in"]:
     """`Q_n = sym(W_gate diag(c_n) W_in^T)` for hidden coefficients c_n = W_out u_n, built in memory-bounded batches."""
     d_in, d_hidden = factors.d_in, factors.d_hidden
@@ -51,9 +51,7 @@ def interaction_matrices(
     return out.mul_(0.5)
 
 
-def interaction_matrix(
-    factors: Layer, u: torch.Tensor, max_memory: Optional[int] = None
-) -> torch.Tensor:
+def interaction_matrix(factors: Layer, u: torch.Tensor, max_memory: int | None = None) -> torch.Tensor:
     """Q_u [d_in, d_in] for u [d_out], or [n, d_in, d_in] for u [n, d_out]; `u . out(x) = x'^T Q_u x'`."""
     factors = as_factors(factors)
     directions = factors.directions(u)
@@ -61,9 +59,7 @@ def interaction_matrix(
     return Q[0] if u.ndim == 1 else Q
 
 
-def tensor(
-    factors: Layer, max_bytes: Optional[int] = TENSOR_MAX_BYTES
-) -> Float[torch.Tensor, "d_out d_in d_in"]:
+def tensor(factors: Layer, max_bytes: int | None = TENSOR_MAX_BYTES) -> Float[torch.Tensor, "d_out d_in d_in"]:
     """The symmetric third-order tensor B [d_out, d_in, d_in], `B[o] = Q_{e_o}`.
 
     Refuses when B would need more than `max_bytes` (default 2 GiB; None lifts the limit): for a TinyLlama layer

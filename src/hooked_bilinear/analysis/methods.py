@@ -62,7 +62,9 @@ class BilinearAnalysisMethods:
         Returns Eigen(lambda_ [*n, k], v [*n, k, d_in]); method, tol, block, max_memory (bytes) and progress as
         `hooked_bilinear.analysis.eigendecompose`.
         """
-        return eigendecompose(self.factors(dtype), u, k, method=method, tol=tol, block=block, max_memory=max_memory, progress=progress)
+        return eigendecompose(
+            self.factors(dtype), u, k, method=method, tol=tol, block=block, max_memory=max_memory, progress=progress
+        )
 
     def tensor(self, max_bytes: int | None = TENSOR_MAX_BYTES, dtype: torch.dtype | None = None) -> torch.Tensor:
         """B [d_out, d_in, d_in], symmetric in its last two axes; refuses above `max_bytes` (None: no limit)."""
@@ -84,7 +86,9 @@ class BilinearAnalysisMethods:
     ) -> Decomposition:
         """Contributions `lambda_k (v_k . x')^2` [*batch, k] (or [*batch, n, k]) of layer inputs x (hook_in); with
         k=None they sum to `u . out(x)`."""
-        return decompose(self.factors(dtype), x, u, k, method=method, tol=tol, block=block, max_memory=max_memory, progress=progress)
+        return decompose(
+            self.factors(dtype), x, u, k, method=method, tol=tol, block=block, max_memory=max_memory, progress=progress
+        )
 
     def hosvd(
         self,
@@ -99,7 +103,9 @@ class BilinearAnalysisMethods:
         progress: bool | None = None,
     ) -> HOSVD:
         """Top-r output directions of B (sigma [r], u [r, d_out]) and the top-k eigenpairs of each Q_{u_i}."""
-        return hosvd(self.factors(dtype), r, k, method=method, tol=tol, block=block, max_memory=max_memory, progress=progress)
+        return hosvd(
+            self.factors(dtype), r, k, method=method, tol=tol, block=block, max_memory=max_memory, progress=progress
+        )
 
     @jaxtyped(typechecker=beartype)
     def truncate(
@@ -116,7 +122,9 @@ class BilinearAnalysisMethods:
     ) -> TruncatedBilinearMLP:
         """A layer keeping the top-k eigencomponents of Q_u for each row u of `basis` (e.g. `hosvd(r).u` or the
         unembedding directions); swap it in with `hooked_bilinear.analysis.replace_mlp(model, layer, module)`."""
-        return truncate(self.factors(dtype), basis, k, method=method, tol=tol, block=block, max_memory=max_memory, progress=progress)
+        return truncate(
+            self.factors(dtype), basis, k, method=method, tol=tol, block=block, max_memory=max_memory, progress=progress
+        )
 
     @jaxtyped(typechecker=beartype)
     def feature_interactions(

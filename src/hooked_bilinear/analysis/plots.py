@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence, Union
 
 import torch
 
 from hooked_bilinear.analysis.readout import TokenTable
 from hooked_bilinear.analysis.truncation import TruncationCurve
 
-PathLike = Union[str, Path]
+PathLike = str | Path
 
 
 def pyplot():  # type: ignore[no-untyped-def]
@@ -47,15 +47,25 @@ def plot_spectrum(lambda_: torch.Tensor, path: PathLike, title: str = "eigenvalu
     return save_figure(fig, path)
 
 
-def plot_token_table(table: TokenTable, path: PathLike, labels: Optional[list] = None, title: str = "") -> Path:
+def plot_token_table(table: TokenTable, path: PathLike, labels: list | None = None, title: str = "") -> Path:
     """One column per vector: its top tokens (positive scores) above its bottom tokens (negative scores)."""
     plt = pyplot()
     n, k = len(table.top_tokens), len(table.top_tokens[0])
     fig, ax = plt.subplots(figsize=(2.2 * n + 0.5, 0.32 * (2 * k + 2) + 0.6))
     ax.axis("off")
-    rows = [[f"{t} {s:+.2f}" for t, s in zip(col, scores)] for col, scores in zip(table.top_tokens, table.top_scores.tolist())]
-    rows_bottom = [[f"{t} {s:+.2f}" for t, s in zip(col, scores)] for col, scores in zip(table.bottom_tokens, table.bottom_scores.tolist())]
-    cells = [[rows[j][i] for j in range(n)] for i in range(k)] + [["..."] * n] + [[rows_bottom[j][i] for j in range(n)] for i in range(k)]
+    rows = [
+        [f"{t} {s:+.2f}" for t, s in zip(col, scores)]
+        for col, scores in zip(table.top_tokens, table.top_scores.tolist())
+    ]
+    rows_bottom = [
+        [f"{t} {s:+.2f}" for t, s in zip(col, scores)]
+        for col, scores in zip(table.bottom_tokens, table.bottom_scores.tolist())
+    ]
+    cells = (
+        [[rows[j][i] for j in range(n)] for i in range(k)]
+        + [["..."] * n]
+        + [[rows_bottom[j][i] for j in range(n)] for i in range(k)]
+    )
     header = labels or [f"v{j}" for j in range(n)]
     ax.table(cellText=cells, colLabels=header, loc="center", cellLoc="left").scale(1, 1.2)
     if title:
@@ -64,7 +74,9 @@ def plot_token_table(table: TokenTable, path: PathLike, labels: Optional[list] =
 
 
 def plot_truncation_curve(
-    curve: TruncationCurve, path: PathLike, title: str = "truncation faithfulness",
+    curve: TruncationCurve,
+    path: PathLike,
+    title: str = "truncation faithfulness",
     parts: Sequence[TruncationCurve] = (),
 ) -> Path:
     """Loss (left axis, with the untruncated baseline) and output correlation (right axis) against kept components;
@@ -72,8 +84,15 @@ def plot_truncation_curve(
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for i, part in enumerate(parts):
-        ax.plot(part.ks, part.loss, "-", color="tab:blue", alpha=0.35, linewidth=1,
-                label="loss, each disjoint part" if i == 0 else None)
+        ax.plot(
+            part.ks,
+            part.loss,
+            "-",
+            color="tab:blue",
+            alpha=0.35,
+            linewidth=1,
+            label="loss, each disjoint part" if i == 0 else None,
+        )
     ax.plot(curve.ks, curve.loss, "o-", color="tab:blue", label="loss, truncated MLP")
     ax.axhline(curve.baseline_loss, color="tab:blue", linestyle="--", label="loss, original")
     ax.set_xscale("log", base=2)
@@ -89,8 +108,13 @@ def plot_truncation_curve(
     return save_figure(fig, path)
 
 
-def plot_feature_interactions(interactions: torch.Tensor, path: PathLike, features: Optional[list] = None,
-                              labels: Optional[list] = None, title: str = "feature interactions D Q_u D^T") -> Path:
+def plot_feature_interactions(
+    interactions: torch.Tensor,
+    path: PathLike,
+    features: list | None = None,
+    labels: list | None = None,
+    title: str = "feature interactions D Q_u D^T",
+) -> Path:
     """Heat map of an interaction matrix restricted to `features` (all when None), symmetric colour scale."""
     plt = pyplot()
     M = interactions.detach().double().cpu()
@@ -107,8 +131,9 @@ def plot_feature_interactions(interactions: torch.Tensor, path: PathLike, featur
     return save_figure(fig, path)
 
 
-def plot_self_cross(interactions: torch.Tensor, random_spectrum: torch.Tensor, path: PathLike,
-                    title: str = "self vs cross interactions") -> Path:
+def plot_self_cross(
+    interactions: torch.Tensor, random_spectrum: torch.Tensor, path: PathLike, title: str = "self vs cross interactions"
+) -> Path:
     """Fig. 27's pair of panels: histograms of the diagonal (self) and off-diagonal (cross) entries of an interaction
     matrix, and its sorted spectrum next to that of a random symmetric matrix of the same size and entry scale."""
     from hooked_bilinear.analysis.features import self_and_cross
@@ -124,7 +149,9 @@ def plot_self_cross(interactions: torch.Tensor, random_spectrum: torch.Tensor, p
     left.legend(fontsize=8)
     spectrum = torch.linalg.eigvalsh(interactions.detach().double().cpu()).sort().values
     right.plot(spectrum.numpy(), ".", markersize=3, label="interaction matrix")
-    right.plot(random_spectrum.detach().double().cpu().sort().values.numpy(), ".", markersize=3, label="random symmetric")
+    right.plot(
+        random_spectrum.detach().double().cpu().sort().values.numpy(), ".", markersize=3, label="random symmetric"
+    )
     right.set_xlabel("eigenvalue index (sorted)")
     right.set_ylabel("lambda")
     right.legend(fontsize=8)
@@ -132,8 +159,9 @@ def plot_self_cross(interactions: torch.Tensor, random_spectrum: torch.Tensor, p
     return save_figure(fig, path)
 
 
-def plot_eigen_approximation(ks: list, correlation: torch.Tensor, path: PathLike,
-                             title: str = "top-k eigen approximation of output features") -> Path:
+def plot_eigen_approximation(
+    ks: list, correlation: torch.Tensor, path: PathLike, title: str = "top-k eigen approximation of output features"
+) -> Path:
     """Fig. 9: per-feature correlation [n_features, len(ks)] (NaN rows skipped) as box plots per k, mean marked."""
     plt = pyplot()
     data = correlation.detach().double().cpu()

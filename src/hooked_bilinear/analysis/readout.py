@@ -9,23 +9,24 @@ the later layers (u_t reads the direct path from the MLP to the logits).
 
 from __future__ import annotations
 
-from typing import Any, List, NamedTuple, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import torch
 
 from hooked_bilinear.analysis.factors import BilinearFactors, check_finite
 
-Tokens = Union[int, Sequence[int], torch.Tensor, None]
+Tokens = int | Sequence[int] | torch.Tensor | None
 
 
-def mlp_factors(model: Any, layer: int, dtype: Optional[torch.dtype] = None) -> BilinearFactors:
+def mlp_factors(model: Any, layer: int, dtype: torch.dtype | None = None) -> BilinearFactors:
     """The bilinear factors of `model.blocks[layer].mlp` (NotBilinearError for a gated or plain MLP)."""
     if not 0 <= layer < len(model.blocks):
         raise IndexError(f"layer {layer} does not exist: the model has layers 0..{len(model.blocks) - 1}.")
     return BilinearFactors.from_mlp(model.blocks[layer].mlp, dtype=dtype, where=f"blocks.{layer}.mlp")
 
 
-def _norm_weight(norm_component: Any) -> Optional[torch.Tensor]:
+def _norm_weight(norm_component: Any) -> torch.Tensor | None:
     original = getattr(norm_component, "original_component", norm_component)
     weight = getattr(original, "weight", None)
     return None if weight is None else weight.detach()
@@ -38,7 +39,9 @@ def _token_ids(tokens: Tokens, vocab_size: int, device: torch.device) -> torch.T
     if ids.dtype.is_floating_point or ids.dtype == torch.bool:
         raise TypeError(f"tokens must be integer ids, got dtype {ids.dtype}.")
     if ids.numel() and (ids.min() < 0 or ids.max() >= vocab_size):
-        raise ValueError(f"token ids must lie in [0, {vocab_size}); got range [{ids.min().item()}, {ids.max().item()}].")
+        raise ValueError(
+            f"token ids must lie in [0, {vocab_size}); got range [{ids.min().item()}, {ids.max().item()}]."
+        )
     return ids
 
 
@@ -63,9 +66,9 @@ def contrast_directions(model: Any, tokens: Tokens = None) -> torch.Tensor:
 class TokenTable(NamedTuple):
     """For each vector: the k tokens of highest and of lowest score, with the scores ([n, k] each)."""
 
-    top_tokens: List[List[str]]
+    top_tokens: list[list[str]]
     top_scores: torch.Tensor
-    bottom_tokens: List[List[str]]
+    bottom_tokens: list[list[str]]
     bottom_scores: torch.Tensor
 
     def __str__(self) -> str:
@@ -77,7 +80,7 @@ class TokenTable(NamedTuple):
 
 
 def top_tokens(
-    model: Any, vectors: torch.Tensor, k: int = 10, through: str = "unembed", layer: Optional[int] = None
+    model: Any, vectors: torch.Tensor, k: int = 10, through: str = "unembed", layer: int | None = None
 ) -> TokenTable:
     """Read vectors [d] or [n, d] (d = d_model, or d_model + 1 for augmented eigenvectors: the constant is dropped)
     as tokens: through="unembed" scores `v . u_t` (the logits v would raise); through="embed" scores
@@ -93,7 +96,9 @@ def top_tokens(
         table = unembedding_directions(model).float()
     elif through == "embed":
         if layer is None:
-            raise ValueError("through='embed' reads an MLP's input space: pass layer= (the layer the vectors belong to).")
+            raise ValueError(
+                "through='embed' reads an MLP's input space: pass layer= (the layer the vectors belong to)."
+            )
         table = model.W_E.detach().float()
         weight = _norm_weight(model.blocks[layer].ln2)
         if weight is not None:
@@ -104,7 +109,7 @@ def top_tokens(
     k = min(k, scores.shape[1])
     top, bottom = scores.topk(k, dim=1), scores.topk(k, dim=1, largest=False)
 
-    def names(ids: torch.Tensor) -> List[List[str]]:
+    def names(ids: torch.Tensor) -> list[list[str]]:
         tokenizer = getattr(model, "tokenizer", None)
         if tokenizer is None:
             return [[str(i) for i in row] for row in ids.tolist()]

@@ -9,7 +9,8 @@ orthonormal basis of all d_out directions and k = d_in it reproduces the layer e
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, NamedTuple, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import torch
 from jaxtyping import Float
@@ -42,7 +43,7 @@ class TruncatedBilinearMLP(torch.nn.Module):
     def k(self) -> int:
         return self.v.shape[1]
 
-    def keep(self, k: int) -> "TruncatedBilinearMLP":
+    def keep(self, k: int) -> TruncatedBilinearMLP:
         """The same truncation with only the top-k components of each direction (k <= self.k)."""
         if not 1 <= k <= self.k:
             raise ValueError(f"can keep 1..{self.k} components per direction, got k={k}.")
@@ -63,7 +64,7 @@ class TruncatedBilinearMLP(torch.nn.Module):
         return (self.lambda_[:, :, None] * self.readout[:, None, :]).reshape(-1, self.readout.shape[1])
 
     @property
-    def b_gate(self) -> Optional[torch.Tensor]:
+    def b_gate(self) -> torch.Tensor | None:
         return self._V[:, -1] if self.augmented else None
 
     b_in = b_gate
@@ -92,9 +93,13 @@ def truncate(
     factors = as_factors(factors)
     directions = factors.directions(basis)
     if torch.linalg.matrix_rank(directions) < directions.shape[0] and directions.shape[0] <= factors.d_out:
-        raise ValueError("the basis directions are linearly dependent: pass linearly independent rows (or an overcomplete set spanning d_out).")
+        raise ValueError(
+            "the basis directions are linearly dependent: pass linearly independent rows (or an overcomplete set spanning d_out)."
+        )
     readout = torch.linalg.pinv(directions).T.contiguous()
-    eigen: Eigen = eigendecompose(factors, directions, k, method=method, tol=tol, block=block, max_memory=max_memory, progress=progress)
+    eigen: Eigen = eigendecompose(
+        factors, directions, k, method=method, tol=tol, block=block, max_memory=max_memory, progress=progress
+    )
     return TruncatedBilinearMLP(eigen.v, eigen.lambda_, readout, factors.augmented)
 
 
@@ -109,11 +114,12 @@ class MLPReplacement:
         if not 0 <= layer < len(blocks):
             raise IndexError(f"layer {layer} does not exist: the model has layers 0..{len(blocks) - 1}.")
         if not callable(module):
-            raise TypeError(f"replace_mlp needs a module mapping the MLP's input to its output, got "
-                            f"{type(module).__name__}.")
+            raise TypeError(
+                f"replace_mlp needs a module mapping the MLP's input to its output, got {type(module).__name__}."
+            )
         self.layer = layer
         mlp = blocks[layer].mlp
-        stash: List[torch.Tensor] = []
+        stash: list[torch.Tensor] = []
 
         def keep_input(x: torch.Tensor, hook: Any) -> torch.Tensor:
             stash[:] = [x]
@@ -124,8 +130,10 @@ class MLPReplacement:
 
         # Registered on the hook points themselves (not a `model.hooks()` context), so the replacement lives
         # exactly as long as this object says, whatever hook contexts open and close meanwhile.
-        self._handles = [(mlp.hook_in, mlp.hook_in.add_hook(keep_input)),
-                         (mlp.hook_out, mlp.hook_out.add_hook(swap_output))]
+        self._handles = [
+            (mlp.hook_in, mlp.hook_in.add_hook(keep_input)),
+            (mlp.hook_out, mlp.hook_out.add_hook(swap_output)),
+        ]
 
     @property
     def active(self) -> bool:
@@ -141,7 +149,7 @@ class MLPReplacement:
 
     remove = undo
 
-    def __enter__(self) -> "MLPReplacement":
+    def __enter__(self) -> MLPReplacement:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -162,9 +170,9 @@ class TruncationCurve(NamedTuple):
     """Faithfulness per number of kept components: loss of the model with the truncated MLP, and the correlation
     between truncated and original MLP outputs; baseline_loss is the untruncated model's."""
 
-    ks: List[int]
-    loss: List[float]
-    correlation: List[float]
+    ks: list[int]
+    loss: list[float]
+    correlation: list[float]
     baseline_loss: float
 
 

@@ -18,7 +18,8 @@ describe the processed weights that the hooks see): `interaction_matrix(u)`, `ei
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from beartype import beartype

@@ -13,7 +13,7 @@ The current format scales the attention output by `s = 1/sqrt(2 n_layer)` inside
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,7 +32,6 @@ from transformer_lens.model_bridge.generalized_components import (
     ScaledResidualBlockBridge,
     UnembeddingBridge,
 )
-
 from transformer_lens.model_bridge.generalized_components.base import GeneralizedComponent
 
 from hooked_bilinear.components.fused_hooked_bilinear_mlp import FusedHookedBilinearMLP
@@ -156,14 +155,15 @@ class BilinearArchitectureAdapter(ArchitectureAdapter):
     def _mlp_bridge(self, config: BilinearConfig) -> GeneralizedComponent:
         down = LinearBridge(name=config.mlp_down_name)
         if not config.bilinear:
-            return PlainNotBilinearMLP(name="mlp", submodules={"in": LinearBridge(name="w"), "out": down},
-                                       activation_name=config.gate)
+            return PlainNotBilinearMLP(
+                name="mlp", submodules={"in": LinearBridge(name="w"), "out": down}, activation_name=config.gate
+            )
         # TransformerLens's fused splitter takes the first half of `w` as the gate: split_gate_in's order.
         if config.gate is None:
             return FusedHookedBilinearMLP(name="mlp", config=self.cfg, submodules={"out": down}, fused_attr="w")
         return JointGateUpNotBilinearMLP(name="mlp", config=self.cfg, submodules={"out": down}, fused_attr="w")
 
-    def setup_component_testing(self, hf_model: Any, bridge_model: Optional[Any] = None) -> None:
+    def setup_component_testing(self, hf_model: Any, bridge_model: Any | None = None) -> None:
         """Give each attention bridge the model's rotary module (TransformerLens's component tests need it)."""
         rotary = hf_model.transformer.rotary_emb
         for block in hf_model.transformer.h:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import torch
 
@@ -16,8 +16,9 @@ from hooked_bilinear.modeling.configuration import MODEL_TYPE, BilinearConfig, c
 from hooked_bilinear.modeling.files import read_weights, vocab_size_of
 from hooked_bilinear.modeling.modeling import BilinearForCausalLM, rotary_inv_freq
 
+
 def build_config(
-    raw: dict[str, Any], state: dict[str, torch.Tensor], checkpoint_format: Optional[Literal["current", "legacy"]]
+    raw: dict[str, Any], state: dict[str, torch.Tensor], checkpoint_format: Literal["current", "legacy"] | None
 ) -> BilinearConfig:
     """BilinearConfig for a config.json dict: this package's own saved config, or a tdooms dump."""
     if raw.get("model_type") == MODEL_TYPE and checkpoint_format is None:
@@ -37,8 +38,10 @@ def check_state_dict(model: BilinearForCausalLM, state: dict[str, torch.Tensor])
     if unexpected:
         problems.append(f"unexpected weight keys {unexpected}")
         if any(".attn." in key and key.endswith(".bias") for key in unexpected):
-            problems.append("attention biases are not part of the tdooms formats (`bias` applies to the MLP's w and p "
-                            "only; docs/formats.md), so this checkpoint was not made by the authors' code")
+            problems.append(
+                "attention biases are not part of the tdooms formats (`bias` applies to the MLP's w and p "
+                "only; docs/formats.md), so this checkpoint was not made by the authors' code"
+            )
     for key in sorted(set(expected) & set(state)):
         if tuple(state[key].shape) != tuple(expected[key].shape):
             problems.append(
@@ -68,11 +71,15 @@ def check_finite_weights(state: dict[str, torch.Tensor], folder: Path, allow_non
     bad = [key for key, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()]
     if not bad:
         return
-    message = (f"{folder}: {len(bad)} weight tensor(s) hold NaN or inf values, first {bad[0]!r}; every logit "
-               f"computed from them would be meaningless.")
+    message = (
+        f"{folder}: {len(bad)} weight tensor(s) hold NaN or inf values, first {bad[0]!r}; every logit "
+        f"computed from them would be meaningless."
+    )
     if not allow_non_finite:
-        raise CheckpointWeightsError(message + " Re-download or re-save the checkpoint; pass allow_non_finite=True "
-                                               "to load it anyway (for debugging).")
+        raise CheckpointWeightsError(
+            message + " Re-download or re-save the checkpoint; pass allow_non_finite=True "
+            "to load it anyway (for debugging)."
+        )
     warnings.warn(message + " Loaded anyway because allow_non_finite=True.", stacklevel=3)
 
 
@@ -89,7 +96,7 @@ def check_float_weights(state: dict[str, torch.Tensor], folder: Path) -> None:
 def read_checkpoint(
     folder: Path,
     raw: dict[str, Any],
-    checkpoint_format: Optional[Literal["current", "legacy"]] = None,
+    checkpoint_format: Literal["current", "legacy"] | None = None,
     allow_non_finite: bool = False,
 ) -> BilinearForCausalLM:
     """A BilinearForCausalLM (float32, CPU, eval mode) from a folder's config.json dict and weights, checked key by

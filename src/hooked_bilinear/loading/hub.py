@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
 
 from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
@@ -14,7 +13,7 @@ from hooked_bilinear.errors import CheckpointNotFoundError
 PATTERNS = ["*.json", "*.safetensors", "*.bin", "*.txt", "*.model"]
 
 
-def hub_snapshot(repo_id: str, revision: Optional[str] = None) -> Path:
+def hub_snapshot(repo_id: str, revision: str | None = None) -> Path:
     """Local folder of `repo_id` at `revision` (config, weights and tokenizer files only)."""
     try:
         return Path(snapshot_download(repo_id, revision=revision, allow_patterns=PATTERNS))

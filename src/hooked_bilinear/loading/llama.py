@@ -13,8 +13,8 @@ from typing import Any, cast
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.model_bridge.generalized_components import GatedMLPBridge, LinearBridge
-from transformer_lens.model_bridge.supported_architectures.llama import LlamaArchitectureAdapter
 from transformer_lens.model_bridge.sources import build_bridge_from_module
+from transformer_lens.model_bridge.supported_architectures.llama import LlamaArchitectureAdapter
 from transformers import LlamaForCausalLM
 
 from hooked_bilinear.components.cache_compatible_attention import CacheCompatibleAttentionBridge
@@ -38,8 +38,10 @@ def load_llama(folder: Path, dtype: torch.dtype, allow_non_finite: bool = False)
     fill-in, no NaN)."""
     try:
         # output_loading_info=True returns (model, info), which transformers' annotation does not say
-        model, info = cast(tuple[LlamaForCausalLM, dict[str, Any]],
-                           LlamaForCausalLM.from_pretrained(str(folder), dtype=dtype, output_loading_info=True))
+        model, info = cast(
+            tuple[LlamaForCausalLM, dict[str, Any]],
+            LlamaForCausalLM.from_pretrained(str(folder), dtype=dtype, output_loading_info=True),
+        )
     except (OSError, ValueError, KeyError, RuntimeError) as error:  # RuntimeError: weights misshapen for the config
         raise CheckpointWeightsError(f"{folder} could not be loaded as a LlamaForCausalLM ({error}).") from error
     problems = {k: sorted(v) for k, v in info.items() if k != "error_msgs" and v}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal
 
 import torch
 from beartype import beartype
@@ -15,10 +15,10 @@ from transformers import LlamaForCausalLM
 from hooked_bilinear.errors import CheckpointFormatError, CheckpointNotFoundError
 from hooked_bilinear.loading.adapter import ARCHITECTURE, bridge_config
 from hooked_bilinear.loading.checkpoint import read_checkpoint
-from hooked_bilinear.modeling.files import read_config
 from hooked_bilinear.loading.hub import hub_snapshot
 from hooked_bilinear.loading.llama import is_llama_config, llama_bridge, load_llama
 from hooked_bilinear.loading.tokenizer import resolve_tokenizer
+from hooked_bilinear.modeling.files import read_config
 from hooked_bilinear.modeling.modeling import BilinearForCausalLM
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
@@ -31,7 +31,7 @@ def shipped_checkpoints() -> list[str]:
     return sorted(p.name for p in CHECKPOINTS.iterdir() if (p / "config.json").is_file())
 
 
-def resolve_folder(name_or_path: Union[str, os.PathLike], revision: Optional[str] = None) -> Path:
+def resolve_folder(name_or_path: str | os.PathLike, revision: str | None = None) -> Path:
     """A local folder for a shipped name (no slash), an existing directory, or a Hub id (via its cache)."""
     path = Path(name_or_path)
     text = str(name_or_path)
@@ -47,16 +47,18 @@ def resolve_folder(name_or_path: Union[str, os.PathLike], revision: Optional[str
     return hub_snapshot(text, revision)
 
 
-def _device(device: Union[str, torch.device, None]) -> str:
+def _device(device: str | torch.device | None) -> str:
     """The device name, CPU by default; CUDA asked for on a machine without it is an error, not a fallback."""
     name = str(device or "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={name!r} was asked for, but this machine has no CUDA device (torch "
-                         f"{torch.__version__}); pass device='cpu', or install a CUDA build of torch on a GPU machine.")
+        raise ValueError(
+            f"device={name!r} was asked for, but this machine has no CUDA device (torch "
+            f"{torch.__version__}); pass device='cpu', or install a CUDA build of torch on a GPU machine."
+        )
     return name
 
 
-def _dtype(dtype: Union[str, torch.dtype, None]) -> torch.dtype:
+def _dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     if dtype is None:
         return torch.float32
     if isinstance(dtype, torch.dtype):
@@ -68,14 +70,14 @@ def _dtype(dtype: Union[str, torch.dtype, None]) -> torch.dtype:
 
 @beartype
 def load_model(
-    name_or_path: Union[str, os.PathLike],
+    name_or_path: str | os.PathLike,
     *,
-    device: Union[str, torch.device, None] = None,
-    dtype: Union[str, torch.dtype, None] = None,
-    revision: Optional[str] = None,
-    checkpoint_format: Optional[Literal["current", "legacy"]] = None,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    revision: str | None = None,
+    checkpoint_format: Literal["current", "legacy"] | None = None,
     allow_non_finite: bool = False,
-) -> Union[BilinearForCausalLM, LlamaForCausalLM]:
+) -> BilinearForCausalLM | LlamaForCausalLM:
     """The plain transformers model of a checkpoint (eval mode): `BilinearForCausalLM` for the tdooms formats,
     `LlamaForCausalLM` for a Llama folder. Every weight is checked against config.json (names, shapes, finite values).
 
@@ -87,8 +89,10 @@ def load_model(
     raw = read_config(folder)
     if is_llama_config(raw):
         if checkpoint_format is not None:
-            raise CheckpointFormatError(f"checkpoint_format={checkpoint_format!r} applies to tdooms checkpoints; "
-                                        f"{folder} holds a Llama checkpoint (model_type 'llama').")
+            raise CheckpointFormatError(
+                f"checkpoint_format={checkpoint_format!r} applies to tdooms checkpoints; "
+                f"{folder} holds a Llama checkpoint (model_type 'llama')."
+            )
         llama = load_llama(folder, torch_dtype, allow_non_finite)
         torch.nn.Module.to(llama, device_name)  # transformers' functools.wraps'd `to` hides its signature from mypy
         return llama
@@ -99,14 +103,14 @@ def load_model(
 
 @beartype
 def from_pretrained(
-    name_or_path: Union[str, os.PathLike],
+    name_or_path: str | os.PathLike,
     *,
-    device: Union[str, torch.device, None] = None,
-    dtype: Union[str, torch.dtype, None] = None,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
     tokenizer: Any = None,
-    revision: Optional[str] = None,
+    revision: str | None = None,
     compatibility_mode: bool = False,
-    checkpoint_format: Optional[Literal["current", "legacy"]] = None,
+    checkpoint_format: Literal["current", "legacy"] | None = None,
     **kwargs: Any,
 ) -> TransformerBridge:
     """Load a bilinear transformer (tdooms formats, or a Llama with `hidden_act: "linear"`) as a hooked model.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from transformers import AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
@@ -17,7 +17,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model",
 _PAD = {"mistral": "</s>", "gpt2": None}
 
 
-def tokenizer_repo(config: PretrainedConfig) -> Optional[str]:
+def tokenizer_repo(config: PretrainedConfig) -> str | None:
     """Hub repo of the tokenizer a config names (docs/formats.md sections 1-3), or None."""
     name = getattr(config, "tokenizer", None)  # tdooms configs name one; Llama configs do not
     if not name:
@@ -35,7 +35,7 @@ def _with_pad(tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig) -> P
     return tokenizer
 
 
-def load_folder_tokenizer(folder: Path) -> Optional[PreTrainedTokenizerBase]:
+def load_folder_tokenizer(folder: Path) -> PreTrainedTokenizerBase | None:
     """The tokenizer saved in a checkpoint folder, or None if it holds none."""
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
         return None
@@ -44,7 +44,7 @@ def load_folder_tokenizer(folder: Path) -> Optional[PreTrainedTokenizerBase]:
     return PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"))
 
 
-def resolve_tokenizer(tokenizer: Any, folder: Path, config: PretrainedConfig) -> Optional[PreTrainedTokenizerBase]:
+def resolve_tokenizer(tokenizer: Any, folder: Path, config: PretrainedConfig) -> PreTrainedTokenizerBase | None:
     """The user's tokenizer (object or name), the folder's, the config's Hub tokenizer, or None with a warning."""
     if tokenizer is not None and not isinstance(tokenizer, (str, Path)):
         return tokenizer
@@ -66,7 +66,7 @@ def resolve_tokenizer(tokenizer: Any, folder: Path, config: PretrainedConfig) ->
     return None
 
 
-def find_tokenizer(folder: Path, config: PretrainedConfig) -> tuple[Optional[PreTrainedTokenizerBase], str]:
+def find_tokenizer(folder: Path, config: PretrainedConfig) -> tuple[PreTrainedTokenizerBase | None, str]:
     """The checkpoint folder's tokenizer, else the Hub tokenizer its config names; (None, why) when neither."""
     found = load_folder_tokenizer(folder)
     if found is not None:

@@ -22,7 +22,6 @@ from transformers import LlamaForCausalLM
 from transformers.activations import ACT2FN
 
 from hooked_bilinear.errors import ConversionError
-from hooked_bilinear.modeling.files import read_config
 from hooked_bilinear.loading.llama import is_llama_config, load_llama
 from hooked_bilinear.loading.pretrained import resolve_folder
 from hooked_bilinear.making import distributed as distributed_
@@ -31,13 +30,14 @@ from hooked_bilinear.making.data import TOKEN_SUFFIXES, TokenSource, check_token
 from hooked_bilinear.making.distributed import Strategy
 from hooked_bilinear.making.gate import AnnealedGate, Schedule, beta_at
 from hooked_bilinear.making.recipe import Recipe, get_recipe
-from hooked_bilinear.modeling.configuration import BILINEAR_ACT
 from hooked_bilinear.making.train import (
     TrainConfig,
     TrainResult,
     memory_estimate,
     train,
 )
+from hooked_bilinear.modeling.configuration import BILINEAR_ACT
+from hooked_bilinear.modeling.files import read_config
 from hooked_bilinear.publishing.provenance import Provenance, attach
 from hooked_bilinear.publishing.source import attach_tokenizer, tokenizer_of
 from hooked_bilinear.publishing.verify import check_equal_logits, probe_tokens
@@ -77,8 +77,11 @@ def fold_gate(model: LlamaForCausalLM) -> None:
         for layer in model.model.layers:
             mlp = layer.mlp
             c = getattr(mlp.act_fn, "c", None)
-            scale = torch.full_like(mlp.gate_proj.weight[:, 0], 0.5) if c is None else 0.5 * c.detach().to(
-                mlp.gate_proj.weight.dtype)
+            scale = (
+                torch.full_like(mlp.gate_proj.weight[:, 0], 0.5)
+                if c is None
+                else 0.5 * c.detach().to(mlp.gate_proj.weight.dtype)
+            )
             mlp.gate_proj.weight.mul_(scale[:, None])
             if mlp.gate_proj.bias is not None:
                 mlp.gate_proj.bias.mul_(scale)
@@ -100,8 +103,10 @@ def _is_hub_name(data: Any) -> bool:
 def _load_data(data: Any, model_or_path: Any, tokenizer: Any, config: TrainConfig, cache: Path) -> Any:
     """Token ids (tensor / array / list / .pt / .npy) as they are; a text corpus (a Corpus, a local text / jsonl /
     json / parquet / arrow file or folder, or a Hub dataset name) tokenized with the model's tokenizer."""
-    if isinstance(data, Corpus) or (isinstance(data, (str, os.PathLike)) and (
-            Path(data).is_dir() or Path(data).suffix in BUILDERS or _is_hub_name(data))):
+    if isinstance(data, Corpus) or (
+        isinstance(data, (str, os.PathLike))
+        and (Path(data).is_dir() or Path(data).suffix in BUILDERS or _is_hub_name(data))
+    ):
         corpus = data if isinstance(data, Corpus) else Corpus(str(data))
         if tokenizer is None and isinstance(model_or_path, (str, os.PathLike)):
             from hooked_bilinear.loading.tokenizer import load_folder_tokenizer
@@ -162,8 +167,11 @@ def bilinearize(
     schedule = chosen.schedule if schedule is None else schedule
     if not 0.0 < anneal_fraction <= 1.0:
         raise ValueError(f"anneal_fraction={anneal_fraction} must lie in (0, 1].")
-    base = asdict(config) if config is not None else {
-        "lr": chosen.lr, "weight_decay": chosen.weight_decay, "autocast": None if chosen.bf16 else False}
+    base = (
+        asdict(config)
+        if config is not None
+        else {"lr": chosen.lr, "weight_decay": chosen.weight_decay, "autocast": None if chosen.bf16 else False}
+    )
     config = TrainConfig(**{**base, **train_options})
     model, name = load_swiglu_llama(model_or_path)
     device = distributed_.device_for(device)
@@ -171,12 +179,27 @@ def bilinearize(
         torch.cuda.set_device(device)  # NCCL and FSDP2's device mesh use the current device
     initialized = distributed_.init_from_env(device.type)
     try:
-        cache = Path(data_cache) if data_cache is not None else (
-            Path(checkpoint_dir) / "data" if checkpoint_dir is not None else _default_cache())
+        cache = (
+            Path(data_cache)
+            if data_cache is not None
+            else (Path(checkpoint_dir) / "data" if checkpoint_dir is not None else _default_cache())
+        )
         tokens = _load_data(data, model_or_path, tokenizer, config, cache)
         check_tokens(tokens, model.config.vocab_size, config.seq_len)
-        result = _bilinearize(model, name, tokens, config, chosen, anneal_fraction, schedule, device,
-                              checkpoint_dir, strategy, report_to, progress)
+        result = _bilinearize(
+            model,
+            name,
+            tokens,
+            config,
+            chosen,
+            anneal_fraction,
+            schedule,
+            device,
+            checkpoint_dir,
+            strategy,
+            report_to,
+            progress,
+        )
         if result is not None:  # save_pretrained / push_to_hub write the tokenizer the model came with
             attach_tokenizer(result, tokenizer if tokenizer is not None else _source_tokenizer(model_or_path))
         return result
@@ -200,10 +223,20 @@ def _default_cache() -> Path:
     return Path(constants.HF_HOME) / "hooked_bilinear" / "corpus"
 
 
-def _bilinearize(model: LlamaForCausalLM, name: str, tokens: Any, config: TrainConfig, recipe: Recipe,
-                 anneal_fraction: float, schedule: Schedule, device: torch.device,
-                 checkpoint_dir: str | os.PathLike[str] | None, strategy: Strategy, report_to: tuple[str, ...],
-                 progress: bool) -> LlamaForCausalLM | None:
+def _bilinearize(
+    model: LlamaForCausalLM,
+    name: str,
+    tokens: Any,
+    config: TrainConfig,
+    recipe: Recipe,
+    anneal_fraction: float,
+    schedule: Schedule,
+    device: torch.device,
+    checkpoint_dir: str | os.PathLike[str] | None,
+    strategy: Strategy,
+    report_to: tuple[str, ...],
+    progress: bool,
+) -> LlamaForCausalLM | None:
     me = distributed_.session()
     kind = distributed_.resolve_strategy(strategy)
     torch.nn.Module.to(model, device)  # transformers' functools.wraps'd `to` hides its signature from mypy
@@ -211,9 +244,17 @@ def _bilinearize(model: LlamaForCausalLM, name: str, tokens: Any, config: TrainC
     if me.main:
         logger.info(
             "bilinearize %s: %.1fM parameters; %d process%s (%s) on %s; recipe %s; estimated training memory per "
-            "rank %s (%s)", name, sum(p.numel() for p in model.parameters()) / 1e6, me.world_size,
-            "" if me.world_size == 1 else "es", kind, device.type, recipe.name, _format_bytes(estimate["total"]),
-            ", ".join(f"{k} {_format_bytes(v)}" for k, v in estimate.items() if k != "total"))
+            "rank %s (%s)",
+            name,
+            sum(p.numel() for p in model.parameters()) / 1e6,
+            me.world_size,
+            "" if me.world_size == 1 else "es",
+            kind,
+            device.type,
+            recipe.name,
+            _format_bytes(estimate["total"]),
+            ", ".join(f"{k} {_format_bytes(v)}" for k, v in estimate.items() if k != "total"),
+        )
     d_hidden = model.config.intermediate_size if recipe.learnable_scale else None
     gates = [AnnealedGate(1.0, d_hidden).to(device) for _ in model.model.layers]
     for layer, gate in zip(model.model.layers, gates):
@@ -226,11 +267,24 @@ def _bilinearize(model: LlamaForCausalLM, name: str, tokens: Any, config: TrainC
             gate.beta.fill_(beta)
         return {"beta": beta}
 
-    settings = {"recipe": recipe.name, "schedule": schedule, "anneal_fraction": anneal_fraction,
-                "learnable_scale": recipe.learnable_scale}
-    result: TrainResult = train(model, tokens, config, checkpoint_dir=checkpoint_dir, before_step=set_beta,
-                                tag="bilinearize", progress=progress, strategy=strategy, report_to=report_to,
-                                settings=settings)
+    settings = {
+        "recipe": recipe.name,
+        "schedule": schedule,
+        "anneal_fraction": anneal_fraction,
+        "learnable_scale": recipe.learnable_scale,
+    }
+    result: TrainResult = train(
+        model,
+        tokens,
+        config,
+        checkpoint_dir=checkpoint_dir,
+        before_step=set_beta,
+        tag="bilinearize",
+        progress=progress,
+        strategy=strategy,
+        report_to=report_to,
+        settings=settings,
+    )
     if not isinstance(result.model, LlamaForCausalLM):  # other ranks
         return None
     model = result.model
@@ -242,20 +296,27 @@ def _bilinearize(model: LlamaForCausalLM, name: str, tokens: Any, config: TrainC
     difference = check_equal_logits(reference, model, probe, 1e-5, f"bilinearize({name}) fold")
     seconds = max(result.seconds, 1e-9)
     scale = "c * x * sigmoid(beta x) (learnable c)" if recipe.learnable_scale else "x * sigmoid(beta x)"
-    attach(model, Provenance(
-        source=name,
-        conversion=(f"bilinearize (hooked_bilinear, recipe {recipe.name!r}): fine-tuned {config.steps} steps (global "
-                    f"batch {config.batch_size} x {config.seq_len} tokens, lr {config.lr:g}, weight decay "
-                    f"{config.weight_decay:g}, {me.world_size} process{'' if me.world_size == 1 else 'es'}) with the "
-                    f"MLP gate {scale}, beta annealed 1 -> 0 over {anneal_steps} steps ({schedule} schedule), then "
-                    f"the gate's factor at beta = 0 folded into gate_proj"),
-        base_model=name if "/" in name and not os.path.exists(name) else None,
-        max_abs_logit_diff=difference,
-        details={"final_train_loss": round(result.losses[-1], 4),
-                 "tokens_per_second": round(result.tokens_seen / seconds, 1),
-                 "peak_cuda_memory_bytes": result.peak_cuda_bytes,
-                 "estimated_memory_bytes_per_rank": estimate["total"],
-                 "processes": me.world_size},
-    ))
+    attach(
+        model,
+        Provenance(
+            source=name,
+            conversion=(
+                f"bilinearize (hooked_bilinear, recipe {recipe.name!r}): fine-tuned {config.steps} steps (global "
+                f"batch {config.batch_size} x {config.seq_len} tokens, lr {config.lr:g}, weight decay "
+                f"{config.weight_decay:g}, {me.world_size} process{'' if me.world_size == 1 else 'es'}) with the "
+                f"MLP gate {scale}, beta annealed 1 -> 0 over {anneal_steps} steps ({schedule} schedule), then "
+                f"the gate's factor at beta = 0 folded into gate_proj"
+            ),
+            base_model=name if "/" in name and not os.path.exists(name) else None,
+            max_abs_logit_diff=difference,
+            details={
+                "final_train_loss": round(result.losses[-1], 4),
+                "tokens_per_second": round(result.tokens_seen / seconds, 1),
+                "peak_cuda_memory_bytes": result.peak_cuda_bytes,
+                "estimated_memory_bytes_per_rank": estimate["total"],
+                "processes": me.world_size,
+            },
+        ),
+    )
     del reference
     return model.eval()

@@ -26,8 +26,14 @@ from hooked_bilinear.making import distributed as distributed_
 
 logger = logging.getLogger(__name__)
 
-BUILDERS = {".txt": "text", ".text": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet",
-            ".arrow": "arrow"}
+BUILDERS = {
+    ".txt": "text",
+    ".text": "text",
+    ".jsonl": "json",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".arrow": "arrow",
+}
 
 
 @dataclass(frozen=True)
@@ -89,8 +95,10 @@ def _tokenize(texts: list[str], tokenizer: Any) -> list[int]:
 
 def _check_column(columns: list[str], corpus: Corpus) -> None:
     if corpus.text_column not in columns:
-        raise DatasetError(f"{corpus.source} has no column {corpus.text_column!r} (its columns: {columns}); pass the "
-                           f"one that holds the text (--text-column).")
+        raise DatasetError(
+            f"{corpus.source} has no column {corpus.text_column!r} (its columns: {columns}); pass the "
+            f"one that holds the text (--text-column)."
+        )
 
 
 def _load_local(corpus: Corpus, cache: Path) -> Any:
@@ -98,11 +106,13 @@ def _load_local(corpus: Corpus, cache: Path) -> Any:
 
     builder, files = local_files(Path(corpus.source))
     try:
-        return datasets.load_dataset(builder, data_files=[str(p) for p in files], split="train",
-                                     cache_dir=str(cache / "hf"))
+        return datasets.load_dataset(
+            builder, data_files=[str(p) for p in files], split="train", cache_dir=str(cache / "hf")
+        )
     except Exception as error:  # datasets raises many kinds for unreadable files; name the files
-        raise DatasetError(f"could not read {corpus.source} as {builder} files ({type(error).__name__}: {error}).") \
-            from error
+        raise DatasetError(
+            f"could not read {corpus.source} as {builder} files ({type(error).__name__}: {error})."
+        ) from error
 
 
 def _local_tokens(corpus: Corpus, tokenizer: Any, cache: Path, final: Path) -> None:
@@ -137,13 +147,18 @@ def _streamed_tokens(corpus: Corpus, tokenizer: Any, max_tokens: int, final: Pat
     import datasets
 
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "") or os.environ.get("HF_DATASETS_OFFLINE", "0") not in (
-            "0", ""):
-        raise DatasetError(f"{corpus.source!r} is neither a local file or folder nor reachable: the Hub is switched "
-                           f"off (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE). Pass a local .txt / .jsonl / .parquet / .arrow "
-                           f"file or folder, or a token file (.pt / .npy).")
+        "0",
+        "",
+    ):
+        raise DatasetError(
+            f"{corpus.source!r} is neither a local file or folder nor reachable: the Hub is switched "
+            f"off (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE). Pass a local .txt / .jsonl / .parquet / .arrow "
+            f"file or folder, or a token file (.pt / .npy)."
+        )
     try:
-        stream = datasets.load_dataset(corpus.source, corpus.name, split=corpus.split, streaming=True,
-                                       revision=corpus.revision)
+        stream = datasets.load_dataset(
+            corpus.source, corpus.name, split=corpus.split, streaming=True, revision=corpus.revision
+        )
         ids: list[int] = []
         texts: list[str] = []
         for record in stream:
@@ -159,8 +174,10 @@ def _streamed_tokens(corpus: Corpus, tokenizer: Any, max_tokens: int, final: Pat
     except DatasetError:
         raise
     except Exception as error:  # network, unknown name, missing split: name the dataset and what was asked
-        raise DatasetError(f"could not stream the Hub dataset {corpus.source!r} (config {corpus.name!r}, split "
-                           f"{corpus.split!r}): {type(error).__name__}: {error}") from error
+        raise DatasetError(
+            f"could not stream the Hub dataset {corpus.source!r} (config {corpus.name!r}, split "
+            f"{corpus.split!r}): {type(error).__name__}: {error}"
+        ) from error
     _save_atomic(final, np.asarray(ids[:max_tokens], dtype=np.int32))
 
 
@@ -171,13 +188,16 @@ def _save_atomic(path: Path, array: np.ndarray) -> None:
 
 
 @beartype
-def load_corpus(corpus: Corpus, tokenizer: Any, cache_dir: str | Path,
-                max_tokens: int | None = None) -> Int[np.ndarray, " n"]:
+def load_corpus(
+    corpus: Corpus, tokenizer: Any, cache_dir: str | Path, max_tokens: int | None = None
+) -> Int[np.ndarray, " n"]:
     """The corpus's token stream (int32, memory-mapped from `cache_dir`); tokenized on first use, by every rank of a
     process group together (call it on all ranks). `max_tokens` bounds what is read from a streamed Hub dataset."""
     if tokenizer is None:
-        raise DatasetError(f"the text corpus {corpus.source} needs a tokenizer: the model folder has none, so pass "
-                           f"tokenizer= (--tokenizer FOLDER_OR_HUB_ID), or give token ids in a .pt / .npy file.")
+        raise DatasetError(
+            f"the text corpus {corpus.source} needs a tokenizer: the model folder has none, so pass "
+            f"tokenizer= (--tokenizer FOLDER_OR_HUB_ID), or give token ids in a .pt / .npy file."
+        )
     cache = Path(cache_dir)
     local = Path(corpus.source).exists()
     if not local and is_corpus_path(corpus.source):

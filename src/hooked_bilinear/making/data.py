@@ -34,7 +34,9 @@ def load_tokens(source: TokenSource) -> Int[torch.Tensor, " n"]:
     try:
         tokens = torch.as_tensor(np.asarray(data) if isinstance(data, list) else data)
     except (TypeError, ValueError) as error:
-        raise DatasetError(f"tokens must be integers in a tensor, array or list of equal-length rows ({error}).") from error
+        raise DatasetError(
+            f"tokens must be integers in a tensor, array or list of equal-length rows ({error})."
+        ) from error
     if tokens.dtype.is_floating_point or tokens.dtype == torch.bool or tokens.is_complex():
         raise DatasetError(f"tokens must be integers, got dtype {tokens.dtype}.")
     if tokens.ndim not in (1, 2):
@@ -70,14 +72,19 @@ class PackedSequences:
         self.seq_len, self.seed = seq_len, seed
         self.n_sequences = (len(self.tokens) - 1) // seq_len
         if self.n_sequences < 1:
-            raise DatasetError(f"the dataset holds {len(self.tokens)} tokens, fewer than one sequence of {seq_len + 1}.")
+            raise DatasetError(
+                f"the dataset holds {len(self.tokens)} tokens, fewer than one sequence of {seq_len + 1}."
+            )
         self._orders: dict[int, torch.Tensor] = {}
 
     def order(self, epoch: int) -> Int[torch.Tensor, " n"]:
         """The permutation of the sequences in `epoch`."""
         if epoch not in self._orders:
-            self._orders = {epoch: torch.randperm(
-                self.n_sequences, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))}
+            self._orders = {
+                epoch: torch.randperm(
+                    self.n_sequences, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+                )
+            }
         return self._orders[epoch]
 
     def sequence_ids(self, step: int, batch_size: int, rows: range | None = None) -> list[int]:
@@ -91,5 +98,11 @@ class PackedSequences:
     def batch(self, step: int, batch_size: int, rows: range | None = None) -> Int[torch.Tensor, "b s1"]:
         """Token ids [len(rows), seq_len + 1] of `rows` of the global batch of `step`."""
         s = self.seq_len
-        return torch.from_numpy(np.stack([np.asarray(self.tokens[i * s : i * s + s + 1], dtype=np.int64)
-                                          for i in self.sequence_ids(step, batch_size, rows)]))
+        return torch.from_numpy(
+            np.stack(
+                [
+                    np.asarray(self.tokens[i * s : i * s + s + 1], dtype=np.int64)
+                    for i in self.sequence_ids(step, batch_size, rows)
+                ]
+            )
+        )

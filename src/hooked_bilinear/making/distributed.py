@@ -17,9 +17,9 @@ import json
 import os
 import shutil
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any, Literal
 
 import torch
@@ -70,8 +70,9 @@ def init_from_env(device_type: str, timeout_minutes: float = 120.0) -> bool:
     NCCL for CUDA, gloo for CPU. The long timeout covers rank 0 tokenizing a streamed corpus while the others wait."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or (dist.is_available() and dist.is_initialized()):
         return False
-    dist.init_process_group("nccl" if device_type == "cuda" else "gloo",
-                            timeout=datetime.timedelta(minutes=timeout_minutes))
+    dist.init_process_group(
+        "nccl" if device_type == "cuda" else "gloo", timeout=datetime.timedelta(minutes=timeout_minutes)
+    )
     return True
 
 
@@ -148,8 +149,9 @@ def gradient_sync(model: nn.Module, strategy: str, enabled: bool) -> Iterator[No
         yield
 
 
-def save_checkpoint(folder: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    progress: dict[str, Any], keep: int = 1) -> None:
+def save_checkpoint(
+    folder: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, progress: dict[str, Any], keep: int = 1
+) -> None:
     """Every rank writes its shard of `step-N`; rank 0 adds progress.json, publishes it as `latest` (atomically) and
     deletes older checkpoints beyond `keep`."""
     me = session()
@@ -203,6 +205,8 @@ def full_state_on_main(model: nn.Module) -> dict[str, Any]:
 def meta_skeleton(model: nn.Module) -> nn.Module:
     """A copy of `model` whose parameters are on the meta device (buffers copied): the shape to load a gathered full
     state dict into after FSDP has sharded the original in place. Costs the buffers' memory only."""
-    memo: dict[int, Any] = {id(p): nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
-                            for p in model.parameters()}
+    memo: dict[int, Any] = {
+        id(p): nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
+        for p in model.parameters()
+    }
     return copy.deepcopy(model, memo)

@@ -30,12 +30,15 @@ class Recipe:
     learnable_scale: bool
 
 
-PAPER = Recipe(name="paper", schedule="linear", anneal_fraction=0.3, lr=1e-4, weight_decay=0.1, bf16=True,
-               learnable_scale=True)
-COSINE80 = Recipe(name="cosine80", schedule="cosine", anneal_fraction=0.8, lr=3e-4, weight_decay=0.1, bf16=True,
-                  learnable_scale=False)
-AUTHORS_CODE = Recipe(name="authors-code", schedule="exp", anneal_fraction=1.0, lr=1e-4, weight_decay=0.1, bf16=True,
-                      learnable_scale=True)
+PAPER = Recipe(
+    name="paper", schedule="linear", anneal_fraction=0.3, lr=1e-4, weight_decay=0.1, bf16=True, learnable_scale=True
+)
+COSINE80 = Recipe(
+    name="cosine80", schedule="cosine", anneal_fraction=0.8, lr=3e-4, weight_decay=0.1, bf16=True, learnable_scale=False
+)
+AUTHORS_CODE = Recipe(
+    name="authors-code", schedule="exp", anneal_fraction=1.0, lr=1e-4, weight_decay=0.1, bf16=True, learnable_scale=True
+)
 RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (PAPER, AUTHORS_CODE, COSINE80)}
 
 

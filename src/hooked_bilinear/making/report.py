@@ -23,16 +23,24 @@ def check_reporters(report_to: tuple[str, ...] | list[str]) -> None:
             raise HookedBilinearError(f"--report-to {name!r} is not one of {REPORTERS}.")
         package = "tensorboard" if name == "tensorboard" else "wandb"
         if importlib.util.find_spec(package) is None:
-            raise HookedBilinearError(f"--report-to {name} needs the {package} package, which is not installed: "
-                                      f"pip install {package} (or leave out --report-to {name}).")
+            raise HookedBilinearError(
+                f"--report-to {name} needs the {package} package, which is not installed: "
+                f"pip install {package} (or leave out --report-to {name})."
+            )
 
 
 class RunLog:
     """Rows of per-step figures, written as they come: `metrics.csv` (rewritten from `history` on resume, so rows after
     the last checkpoint of an interrupted run are dropped), and TensorBoard / wandb when asked."""
 
-    def __init__(self, folder: Path | None, history: list[dict[str, float]], report_to: tuple[str, ...],
-                 settings: dict[str, Any], enabled: bool) -> None:
+    def __init__(
+        self,
+        folder: Path | None,
+        history: list[dict[str, float]],
+        report_to: tuple[str, ...],
+        settings: dict[str, Any],
+        enabled: bool,
+    ) -> None:
         self.folder, self.rows, self.enabled = folder, list(history), enabled
         self._writers: list[Any] = []
         self._file: Any = None
@@ -54,8 +62,16 @@ class RunLog:
         if "wandb" in report_to:
             import wandb
 
-            self._writers.append(("wandb", wandb.init(project=os.environ.get("WANDB_PROJECT", "hooked-bilinear"),
-                                                      config=settings, dir=str(folder) if folder else None)))
+            self._writers.append(
+                (
+                    "wandb",
+                    wandb.init(
+                        project=os.environ.get("WANDB_PROJECT", "hooked-bilinear"),
+                        config=settings,
+                        dir=str(folder) if folder else None,
+                    ),
+                )
+            )
 
     def _csv_header(self, row: dict[str, float]) -> None:
         self._csv = csv.DictWriter(self._file, fieldnames=list(row))

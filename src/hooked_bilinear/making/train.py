@@ -9,9 +9,10 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -79,8 +80,9 @@ def lm_loss(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, tokens: torch.Tensor, seq_len: int, batch_size: int = 8,
-             max_windows: int = 64) -> float:
+def evaluate(
+    model: torch.nn.Module, tokens: torch.Tensor, seq_len: int, batch_size: int = 8, max_windows: int = 64
+) -> float:
     """Mean next-token loss over consecutive non-overlapping windows of `tokens` (at most `max_windows`)."""
     was_training = model.training
     model.eval()
@@ -121,14 +123,18 @@ def train(
     me = distributed_.session()
     kind = distributed_.resolve_strategy(strategy)
     if config.batch_size % me.world_size:
-        raise HookedBilinearError(f"--batch-size {config.batch_size} (the global batch) must be a multiple of the number "
-                                  f"of processes, {me.world_size}.")
+        raise HookedBilinearError(
+            f"--batch-size {config.batch_size} (the global batch) must be a multiple of the number "
+            f"of processes, {me.world_size}."
+        )
     local = config.batch_size // me.world_size
     rows = range(me.rank * local, (me.rank + 1) * local)
     micro = config.micro_batch_size or local
     if local % micro:
-        raise HookedBilinearError(f"--micro-batch-size {micro} must divide each process's share of the batch, "
-                                  f"{config.batch_size} / {me.world_size} = {local}.")
+        raise HookedBilinearError(
+            f"--micro-batch-size {micro} must divide each process's share of the batch, "
+            f"{config.batch_size} / {me.world_size} = {local}."
+        )
     data = tokens if isinstance(tokens, PackedSequences) else PackedSequences(tokens, config.seq_len, config.seed)
     device = next(model.parameters()).device
     use_autocast = config.autocast if config.autocast is not None else device.type == "cuda"
@@ -145,8 +151,13 @@ def train(
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     wrapped = distributed_.wrap(model, kind, device)
-    optimizer = torch.optim.AdamW(wrapped.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                                  betas=(0.9, 0.95), fused=device.type == "cuda" and kind != "fsdp")
+    optimizer = torch.optim.AdamW(
+        wrapped.parameters(),
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        betas=(0.9, 0.95),
+        fused=device.type == "cuda" and kind != "fsdp",
+    )
     result = TrainResult()
     if saved is not None and folder is not None:
         distributed_.load_checkpoint(folder, wrapped, optimizer)
@@ -158,8 +169,14 @@ def train(
         torch.cuda.reset_peak_memory_stats(device)
     wrapped.train()
     start = time.perf_counter()
-    bar = tqdm(range(result.resumed_from, config.steps), total=config.steps, initial=result.resumed_from,
-               desc=tag, disable=not (progress and me.main), dynamic_ncols=True)
+    bar = tqdm(
+        range(result.resumed_from, config.steps),
+        total=config.steps,
+        initial=result.resumed_from,
+        desc=tag,
+        disable=not (progress and me.main),
+        dynamic_ncols=True,
+    )
     for step in bar:
         extra = before_step(step) if before_step is not None else {}
         lr = lr_at(step, config)
@@ -177,15 +194,21 @@ def train(
             loss += part.detach()
         torch.nn.utils.clip_grad_norm_(wrapped.parameters(), config.grad_clip)
         optimizer.step()
-        row = {"step": step + 1, "loss": distributed_.global_mean(loss), **extra, "lr": lr,
-               "tokens": (step + 1) * config.batch_size * config.seq_len}
+        row = {
+            "step": step + 1,
+            "loss": distributed_.global_mean(loss),
+            **extra,
+            "lr": lr,
+            "tokens": (step + 1) * config.batch_size * config.seq_len,
+        }
         log.log(row)
         result.losses.append(row["loss"])
         bar.set_postfix(loss=f"{row['loss']:.3f}", **{k: f"{v:.3f}" for k, v in extra.items()})
         last = step + 1 == config.steps
         if folder is not None and ((step + 1) % config.checkpoint_every == 0 or last):
-            distributed_.save_checkpoint(folder, step + 1, wrapped, optimizer,
-                                         {"settings": run_settings, "history": log.rows})
+            distributed_.save_checkpoint(
+                folder, step + 1, wrapped, optimizer, {"settings": run_settings, "history": log.rows}
+            )
     bar.close()
     result.history = log.rows
     result.seconds = time.perf_counter() - start
@@ -207,8 +230,9 @@ def train(
     return result
 
 
-def memory_estimate(model: LlamaForCausalLM, config: TrainConfig, world_size: int = 1,
-                    strategy: str = "none") -> dict[str, int]:
+def memory_estimate(
+    model: LlamaForCausalLM, config: TrainConfig, world_size: int = 1, strategy: str = "none"
+) -> dict[str, int]:
     """Rough bytes each rank needs to train: float32 weights, gradients and two AdamW moments (16 bytes per parameter;
     divided across ranks under FSDP, plus two layers' full weights gathered at a time; DDP adds its gradient buckets),
     activations kept for the backward pass of one micro-batch (default: this rank's share of the batch; per layer
@@ -220,13 +244,19 @@ def memory_estimate(model: LlamaForCausalLM, config: TrainConfig, world_size: in
     tokens = (config.micro_batch_size or max(config.batch_size // world_size, 1)) * config.seq_len
     per_layer = tokens * (8 * c.hidden_size + 6 * c.intermediate_size) * width
     layers = c.num_hidden_layers
-    activations = (per_layer + layers * tokens * c.hidden_size * width if config.gradient_checkpointing
-                   else layers * per_layer)
+    activations = (
+        per_layer + layers * tokens * c.hidden_size * width if config.gradient_checkpointing else layers * per_layer
+    )
     logits = tokens * c.vocab_size * (4 + 4 + width)
     sharded = strategy == "fsdp" and world_size > 1
     share = n_params / world_size if sharded else n_params
-    estimate = {"weights": int(4 * share), "gradients": int(4 * share), "optimizer": int(8 * share),
-                "activations": activations, "logits": logits}
+    estimate = {
+        "weights": int(4 * share),
+        "gradients": int(4 * share),
+        "optimizer": int(8 * share),
+        "activations": activations,
+        "logits": logits,
+    }
     if sharded:
         layer_params = sum(p.numel() for p in model.model.layers[0].parameters())
         estimate["gathered_layers"] = 2 * 4 * layer_params

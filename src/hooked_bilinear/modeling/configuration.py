@@ -13,7 +13,8 @@ tdooms dumps carry an empty or missing `model_type`; `detect_format` tells them 
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import torch
 from beartype import beartype
@@ -59,11 +60,11 @@ class BilinearConfig(PretrainedConfig):
         n_ctx: int = 256,
         vocab_size: int = 4096,
         bilinear: bool = True,
-        gate: Optional[str] = None,
+        gate: str | None = None,
         bias: bool = False,
         normalization: bool = True,
         checkpoint_format: Literal["current", "legacy"] = "current",
-        tokenizer: Optional[str] = None,
+        tokenizer: str | None = None,
         rms_norm_eps: float = 1e-8,
         rope_theta: float = 10000.0,
         **kwargs: Any,
@@ -90,9 +91,10 @@ class BilinearConfig(PretrainedConfig):
         self.validate_values()
         self.d_head = d_model // n_head
         if saved_d_head is not None and saved_d_head != self.d_head:
-            raise CheckpointFormatError(f"config value d_head={saved_d_head!r} contradicts d_model / n_head = "
-                                        f"{self.d_head}; remove d_head from config.json or fix it.")
-
+            raise CheckpointFormatError(
+                f"config value d_head={saved_d_head!r} contradicts d_model / n_head = "
+                f"{self.d_head}; remove d_head from config.json or fix it."
+            )
 
     @property
     def attn_residual_scale(self) -> float:
@@ -131,9 +133,7 @@ class BilinearConfig(PretrainedConfig):
                 f"config value tokenizer={self.tokenizer!r} must be null or a name such as {sorted(TOKENIZER_REPOS)}."
             )
         if self.checkpoint_format not in FORMATS:
-            raise CheckpointFormatError(
-                f"checkpoint_format={self.checkpoint_format!r} is not one of {FORMATS}."
-            )
+            raise CheckpointFormatError(f"checkpoint_format={self.checkpoint_format!r} is not one of {FORMATS}.")
         if self.gate not in GATES:
             raise CheckpointFormatError(
                 f"Unknown gate {self.gate!r}: expected null (bilinear, no activation) or one of "
@@ -188,7 +188,7 @@ def detect_format(config: Mapping[str, Any]) -> Literal["current", "legacy"]:
 def config_from_dict(
     raw: Mapping[str, Any],
     vocab_size: int,
-    checkpoint_format: Optional[Literal["current", "legacy"]] = None,
+    checkpoint_format: Literal["current", "legacy"] | None = None,
 ) -> BilinearConfig:
     """Build a BilinearConfig from a config.json dict of either format (detected unless forced)."""
     fmt = checkpoint_format or detect_format(raw)
@@ -209,9 +209,7 @@ def config_from_dict(
                 f"config.json says n_vocab={raw['n_vocab']} but transformer.wte.weight has {vocab_size} rows."
             )
     elif not isinstance(gate, (str, type(None))):
-        raise CheckpointFormatError(
-            f"Unknown gate {gate!r}: the current format takes null, 'relu', 'silu' or 'gelu'."
-        )
+        raise CheckpointFormatError(f"Unknown gate {gate!r}: the current format takes null, 'relu', 'silu' or 'gelu'.")
     return BilinearConfig(
         n_layer=raw["n_layer"],
         n_head=raw["n_head"],

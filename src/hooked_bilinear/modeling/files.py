@@ -14,7 +14,12 @@ from safetensors.torch import load_file
 
 from hooked_bilinear.errors import CheckpointFormatError, CheckpointWeightsError
 
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 
 
 def read_config(folder: Path) -> dict[str, Any]:
@@ -71,9 +76,7 @@ def read_weights(folder: Path) -> dict[str, torch.Tensor]:
             state.update(_load_file(folder / shard))
         return state
     present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-    raise CheckpointWeightsError(
-        f"{folder} has no weights: expected one of {list(WEIGHT_FILES)}, found {present}."
-    )
+    raise CheckpointWeightsError(f"{folder} has no weights: expected one of {list(WEIGHT_FILES)}, found {present}.")
 
 
 def vocab_size_of(state: dict[str, torch.Tensor]) -> int:

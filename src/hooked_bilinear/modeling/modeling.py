@@ -19,8 +19,9 @@ MLP: `p(gate(left) * right)` with `left, right = chunk(w(x), 2)` and gate the id
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -29,13 +30,13 @@ from transformers import GenerationMixin, PreTrainedModel
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from hooked_bilinear.modeling.files import read_config, read_weights, vocab_size_of
 from hooked_bilinear.modeling.configuration import MODEL_TYPE, BilinearConfig, config_from_dict, split_gate_in
+from hooked_bilinear.modeling.files import read_config, read_weights, vocab_size_of
 
 # transformers 5.24 renamed the output's `past_key_values` to `cache`; generate reads the field of its version.
 CACHE_FIELD = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
 
-ACTIVATIONS: dict[Optional[str], Callable[[torch.Tensor], torch.Tensor]] = {
+ACTIVATIONS: dict[str | None, Callable[[torch.Tensor], torch.Tensor]] = {
     None: lambda x: x,
     "relu": F.relu,
     "silu": F.silu,
@@ -139,8 +140,8 @@ class Attention(nn.Module):
         self,
         hidden_states: torch.Tensor,
         position_embeddings: tuple[torch.Tensor, torch.Tensor],
-        attention_mask: Optional[torch.Tensor] = None,
-        past_key_values: Optional[Cache] = None,
+        attention_mask: torch.Tensor | None = None,
+        past_key_values: Cache | None = None,
         **kwargs: Any,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         batch, pos, _ = hidden_states.shape
@@ -210,7 +211,7 @@ class Transformer(nn.Module):
 
 
 def causal_mask(
-    attention_mask: Optional[torch.Tensor], q_len: int, kv_len: int, dtype: torch.dtype, device: torch.device
+    attention_mask: torch.Tensor | None, q_len: int, kv_len: int, dtype: torch.dtype, device: torch.device
 ) -> torch.Tensor:
     """Additive mask [batch or 1, 1, q_len, kv_len]: 0 where visible, dtype-min where masked.
 
@@ -257,8 +258,8 @@ class BilinearForCausalLM(BilinearPreTrainedModel, GenerationMixin):
 
     @classmethod
     def from_pretrained(
-        cls, pretrained_model_name_or_path: Union[str, os.PathLike, None], *model_args: Any, **kwargs: Any
-    ) -> "BilinearForCausalLM":
+        cls, pretrained_model_name_or_path: str | os.PathLike | None, *model_args: Any, **kwargs: Any
+    ) -> BilinearForCausalLM:
         """transformers' `from_pretrained`; a folder dumped by the authors' code (empty `model_type`, no
         `vocab_size`) gets its config from config.json (either format, docs/formats.md) and the embedding's rows."""
         folder = Path(pretrained_model_name_or_path) if pretrained_model_name_or_path is not None else None
@@ -281,14 +282,14 @@ class BilinearForCausalLM(BilinearPreTrainedModel, GenerationMixin):
 
     def forward(
         self,
-        input_ids: Optional[torch.LongTensor] = None,
-        attention_mask: Optional[torch.Tensor] = None,
-        position_ids: Optional[torch.LongTensor] = None,
-        past_key_values: Optional[Cache] = None,
-        inputs_embeds: Optional[torch.Tensor] = None,
-        labels: Optional[torch.LongTensor] = None,
-        use_cache: Optional[bool] = None,
-        cache: Optional[Cache] = None,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        cache: Cache | None = None,
         **kwargs: Any,
     ) -> CausalLMOutputWithPast:
         """The KV cache comes as `cache` (transformers >= 5.24) or `past_key_values` (earlier); either works."""
@@ -302,8 +303,11 @@ class BilinearForCausalLM(BilinearPreTrainedModel, GenerationMixin):
         if use_cache and past_key_values is None:
             past_key_values = DynamicCache(config=self.config)
         past = past_key_values.get_seq_length() if past_key_values is not None else 0
-        positions = (torch.arange(past, past + q_len, device=hidden.device)[None].expand(batch, -1)
-                     if position_ids is None else position_ids)
+        positions = (
+            torch.arange(past, past + q_len, device=hidden.device)[None].expand(batch, -1)
+            if position_ids is None
+            else position_ids
+        )
         mask = causal_mask(attention_mask, q_len, past + q_len, hidden.dtype, hidden.device)
         position_embeddings = self.transformer.rotary_emb(hidden, positions)
         for block in self.transformer.h:

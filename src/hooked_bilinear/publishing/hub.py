@@ -10,7 +10,7 @@ import contextvars
 import os
 import threading
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 from beartype import beartype
 from huggingface_hub import HfApi, constants
@@ -18,8 +18,8 @@ from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
 from hooked_bilinear.errors import HookedBilinearError, PublishError, option, said
-from hooked_bilinear.modeling.files import WEIGHT_FILES
 from hooked_bilinear.loading.pretrained import load_model
+from hooked_bilinear.modeling.files import WEIGHT_FILES
 from hooked_bilinear.publishing.provenance import Provenance
 from hooked_bilinear.publishing.save import save_pretrained
 
@@ -35,23 +35,29 @@ def _explain(error: BaseException, endpoint: str) -> str:
     if isinstance(error, HfHubHTTPError) and error.response is not None:
         status = error.response.status_code
         if status in (401, 403):
-            return (f"{endpoint} refused the credentials (HTTP {status}): pass {option('token', '<token>')} with "
-                    f"write access, or log in with `hf auth login`")
+            return (
+                f"{endpoint} refused the credentials (HTTP {status}): pass {option('token', '<token>')} with "
+                f"write access, or log in with `hf auth login`"
+            )
         return f"{endpoint} answered HTTP {status} ({error})"
     return f"{endpoint} could not be reached ({type(error).__name__}: {error})"
 
 
 def _upload(api: HfApi, folder: Path, repo_id: str, overwrite: bool, private: bool, message: str) -> str:
     if api.repo_exists(repo_id) and not overwrite:
-        raise PublishError(f"the Hub repo {repo_id} already exists at {api.endpoint}; pass {option('overwrite')} to "
-                           f"add a commit replacing its files, or choose another repo id.")
+        raise PublishError(
+            f"the Hub repo {repo_id} already exists at {api.endpoint}; pass {option('overwrite')} to "
+            f"add a commit replacing its files, or choose another repo id."
+        )
     api.create_repo(repo_id, private=private, exist_ok=True)
     return api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=message).commit_url
 
 
 def _retry(folder: Path, repo_id: str) -> str:
-    return said(f"hooked_bilinear.publishing.hub.push_folder_to_hub({str(folder)!r}, {repo_id!r})",
-                f"hooked-bilinear push {folder} {repo_id}")
+    return said(
+        f"hooked_bilinear.publishing.hub.push_folder_to_hub({str(folder)!r}, {repo_id!r})",
+        f"hooked-bilinear push {folder} {repo_id}",
+    )
 
 
 def check_repo_id(repo_id: str) -> None:
@@ -73,26 +79,28 @@ def check_folder(folder: Path) -> None:
     if not folder.is_dir():
         raise PublishError(f"{folder} is a file, not a model folder; write one with {write}.")
     if not (folder / "config.json").is_file() or not any((folder / name).is_file() for name in WEIGHT_FILES):
-        raise PublishError(f"{folder} holds no model (config.json and one of {', '.join(WEIGHT_FILES)}); write one "
-                           f"with {write}.")
+        raise PublishError(
+            f"{folder} holds no model (config.json and one of {', '.join(WEIGHT_FILES)}); write one with {write}."
+        )
     try:
         load_model(folder)
     except (HookedBilinearError, OSError, ValueError) as error:
-        raise PublishError(f"{folder} does not load ({error}); nothing was uploaded. Fix the folder or write it "
-                           f"again with {write}.") from error
+        raise PublishError(
+            f"{folder} does not load ({error}); nothing was uploaded. Fix the folder or write it again with {write}."
+        ) from error
 
 
 @beartype
 def push_folder_to_hub(
-    folder: Union[str, os.PathLike],
+    folder: str | os.PathLike,
     repo_id: str,
     *,
     overwrite: bool = False,
     private: bool = False,
-    token: Optional[str] = None,
-    endpoint: Optional[str] = None,
+    token: str | None = None,
+    endpoint: str | None = None,
     commit_message: str = "Upload with hooked-bilinear",
-    timeout: Union[int, float] = UPLOAD_TIMEOUT_S,
+    timeout: int | float = UPLOAD_TIMEOUT_S,
 ) -> str:
     """Upload a saved folder to `repo_id` in one commit; returns the commit URL. PublishError on any failure.
 
@@ -103,8 +111,10 @@ def push_folder_to_hub(
     check_repo_id(repo_id)
     check_folder(folder)
     if constants.HF_HUB_OFFLINE:
-        raise PublishError(f"HF_HUB_OFFLINE is set, so nothing can be uploaded; the saved folder is {folder}. Unset "
-                           f"it and run {_retry(folder, repo_id)}.")
+        raise PublishError(
+            f"HF_HUB_OFFLINE is set, so nothing can be uploaded; the saved folder is {folder}. Unset "
+            f"it and run {_retry(folder, repo_id)}."
+        )
     api = HfApi(endpoint=endpoint, token=token)
     result: dict[str, Any] = {}
 
@@ -119,15 +129,19 @@ def push_folder_to_hub(
     worker.start()
     worker.join(timeout)
     if worker.is_alive():
-        raise PublishError(f"{endpoint} did not finish the upload within {timeout:g} s; the saved folder {folder} is "
-                           f"kept. Check the repo (a late commit may still land) and retry with "
-                           f"{_retry(folder, repo_id)}.")
+        raise PublishError(
+            f"{endpoint} did not finish the upload within {timeout:g} s; the saved folder {folder} is "
+            f"kept. Check the repo (a late commit may still land) and retry with "
+            f"{_retry(folder, repo_id)}."
+        )
     error = result.get("error")
     if isinstance(error, PublishError):
         raise error
     if error is not None:  # network, HTTP and protocol errors all leave the local copy usable
-        raise PublishError(f"uploading {folder} to {repo_id} failed: {_explain(error, endpoint)}. The saved folder "
-                           f"is kept; retry with {_retry(folder, repo_id)}.") from error
+        raise PublishError(
+            f"uploading {folder} to {repo_id} failed: {_explain(error, endpoint)}. The saved folder "
+            f"is kept; retry with {_retry(folder, repo_id)}."
+        ) from error
     return result["url"]
 
 
@@ -137,15 +151,15 @@ def push_to_hub(
     repo_id: str,
     *,
     tokenizer: Any = None,
-    provenance: Optional[Provenance] = None,
-    local_dir: Union[str, os.PathLike, None] = None,
+    provenance: Provenance | None = None,
+    local_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
     private: bool = False,
-    token: Optional[str] = None,
-    endpoint: Optional[str] = None,
+    token: str | None = None,
+    endpoint: str | None = None,
     commit_message: str = "Upload with hooked-bilinear",
-    timeout: Union[int, float] = UPLOAD_TIMEOUT_S,
-    as_llama: Optional[bool] = None,
+    timeout: int | float = UPLOAD_TIMEOUT_S,
+    as_llama: bool | None = None,
     processed_weights: bool = False,
     token_ids_only: bool = False,
 ) -> str:
@@ -156,8 +170,24 @@ def push_to_hub(
     only with `overwrite=True`."""
     check_repo_id(repo_id)
     folder = Path(local_dir) if local_dir is not None else staging_folder(repo_id)
-    save_pretrained(model, folder, tokenizer=tokenizer, provenance=provenance, name=repo_id,
-                    overwrite=overwrite or local_dir is None, as_llama=as_llama,
-                    processed_weights=processed_weights, token_ids_only=token_ids_only)
-    return push_folder_to_hub(folder, repo_id, overwrite=overwrite, private=private, token=token, endpoint=endpoint,
-                              commit_message=commit_message, timeout=timeout)
+    save_pretrained(
+        model,
+        folder,
+        tokenizer=tokenizer,
+        provenance=provenance,
+        name=repo_id,
+        overwrite=overwrite or local_dir is None,
+        as_llama=as_llama,
+        processed_weights=processed_weights,
+        token_ids_only=token_ids_only,
+    )
+    return push_folder_to_hub(
+        folder,
+        repo_id,
+        overwrite=overwrite,
+        private=private,
+        token=token,
+        endpoint=endpoint,
+        commit_message=commit_message,
+        timeout=timeout,
+    )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from huggingface_hub import ModelCardData
 from transformers import PreTrainedModel
 
@@ -14,8 +12,13 @@ TAGS = ["bilinear", "transformer-lens", "hooked-bilinear", "interpretability"]
 
 def _architecture(model: PreTrainedModel) -> str:
     c = model.config
-    parts = [f"{type(model).__name__}", f"{c.num_hidden_layers} layers", f"d_model {c.hidden_size}",
-             f"d_hidden {c.intermediate_size}", f"{c.num_attention_heads} heads"]
+    parts = [
+        f"{type(model).__name__}",
+        f"{c.num_hidden_layers} layers",
+        f"d_model {c.hidden_size}",
+        f"d_hidden {c.intermediate_size}",
+        f"{c.num_attention_heads} heads",
+    ]
     kv = getattr(c, "num_key_value_heads", None)
     if kv is not None and kv != c.num_attention_heads:
         parts.append(f"{kv} key/value heads")
@@ -23,7 +26,7 @@ def _architecture(model: PreTrainedModel) -> str:
     return ", ".join(parts)
 
 
-def model_card(model: PreTrainedModel, name: str, provenance: Optional[Provenance]) -> str:
+def model_card(model: PreTrainedModel, name: str, provenance: Provenance | None) -> str:
     """README.md text: YAML front matter (library_name, tags, base_model) and a body stating source, conversion,
     the measured max |logit difference| of the verification, and how to load the model."""
     stock = model.config.model_type == "llama"
@@ -42,25 +45,33 @@ def model_card(model: PreTrainedModel, name: str, provenance: Optional[Provenanc
         verification = "not verified by hooked_bilinear (no conversion record)."
     else:
         source, conversion = provenance.source, provenance.conversion
-        verification = ("not measured." if provenance.max_abs_logit_diff is None else
-                        f"max |logit difference| against the source model on probe tokens: "
-                        f"{provenance.max_abs_logit_diff:.3g}.")
-    mlp = ("bilinear: `down_proj(gate_proj(x) * up_proj(x))`, no activation (`hidden_act: \"linear\"`)"
-           if bilinear else f"gated, activation {act or getattr(model.config, 'gate', None)!r}")
+        verification = (
+            "not measured."
+            if provenance.max_abs_logit_diff is None
+            else f"max |logit difference| against the source model on probe tokens: "
+            f"{provenance.max_abs_logit_diff:.3g}."
+        )
+    mlp = (
+        'bilinear: `down_proj(gate_proj(x) * up_proj(x))`, no activation (`hidden_act: "linear"`)'
+        if bilinear
+        else f"gated, activation {act or getattr(model.config, 'gate', None)!r}"
+    )
     if stock:
-        load = (f"```python\nfrom transformers import AutoModelForCausalLM\nmodel = AutoModelForCausalLM.from_pretrained("
-                f"\"{name}\")\n\n# as a TransformerLens hooked transformer (MLPs as HookedBilinearMLP):\nimport "
-                f"hooked_bilinear as hb\nbridge = hb.from_pretrained(\"{name}\")\n```")
+        load = (
+            f"```python\nfrom transformers import AutoModelForCausalLM\nmodel = AutoModelForCausalLM.from_pretrained("
+            f'"{name}")\n\n# as a TransformerLens hooked transformer (MLPs as HookedBilinearMLP):\nimport '
+            f'hooked_bilinear as hb\nbridge = hb.from_pretrained("{name}")\n```'
+        )
     else:
-        load = f"```python\nimport hooked_bilinear as hb\nbridge = hb.from_pretrained(\"{name}\")\n```"
+        load = f'```python\nimport hooked_bilinear as hb\nbridge = hb.from_pretrained("{name}")\n```'
     if stock and bilinear:
         load += (
             "\n\n**TransformerLens users:** stock `TransformerBridge.boot_transformers` runs this model exactly in its "
             "default mode, but `bridge.enable_compatibility_mode()` (with its weight processing) hands each MLP to "
-            "TransformerLens's own gated MLP, which computes SiLU for the activation name `\"linear\"` it does not "
+            'TransformerLens\'s own gated MLP, which computes SiLU for the activation name `"linear"` it does not '
             "know: wrong logits, with no error. `hooked_bilinear.from_pretrained` loads it exactly in both modes, "
             "each MLP a `HookedBilinearMLP` (`hook_pre`, `hook_pre_linear`, `hook_post`):\n\n"
-            f"```python\nimport hooked_bilinear as hb\nbridge = hb.from_pretrained(\"{name}\", "
+            f'```python\nimport hooked_bilinear as hb\nbridge = hb.from_pretrained("{name}", '
             f"compatibility_mode=True)\n```"
         )
     extra = "".join(f"- {key}: {value}\n" for key, value in (provenance.details if provenance else {}).items())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 ATTRIBUTE = "hooked_bilinear_provenance"
 
@@ -14,8 +14,8 @@ class Provenance:
 
     source: str
     conversion: str
-    base_model: Optional[str] = None
-    max_abs_logit_diff: Optional[float] = None
+    base_model: str | None = None
+    max_abs_logit_diff: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -27,6 +27,6 @@ def attach(model: Any, provenance: Provenance) -> None:
     setattr(model, ATTRIBUTE, provenance)
 
 
-def provenance_of(model: Any) -> Optional[Provenance]:
+def provenance_of(model: Any) -> Provenance | None:
     """The Provenance recorded on a model, or None."""
     return getattr(model, ATTRIBUTE, None)

@@ -12,16 +12,16 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 import torch
 from beartype import beartype
 from transformers import PreTrainedModel
 
 from hooked_bilinear.errors import PublishError, option
-from hooked_bilinear.modeling.files import read_weights
 from hooked_bilinear.loading.hub import hub_snapshot
 from hooked_bilinear.loading.tokenizer import TOKENIZER_FILES, load_folder_tokenizer
+from hooked_bilinear.modeling.files import read_weights
 from hooked_bilinear.modeling.modeling import BilinearForCausalLM
 from hooked_bilinear.publishing.model_card import model_card
 from hooked_bilinear.publishing.provenance import Provenance, attach, provenance_of
@@ -60,7 +60,11 @@ def _replace(partial: Path, folder: Path) -> None:
 
 
 def publishable(
-    model: Any, tokenizer: Any, as_llama: Optional[bool], processed_weights: bool, token_ids_only: bool,
+    model: Any,
+    tokenizer: Any,
+    as_llama: bool | None,
+    processed_weights: bool,
+    token_ids_only: bool,
 ) -> tuple[PreTrainedModel, Any]:
     """The transformers model to write (tdooms -> its Llama form when it has one) and the tokenizer to write with it:
     `tokenizer`, else the one the model was loaded with (the bridge's, the folder's, what to_llama recorded)."""
@@ -78,20 +82,27 @@ def publishable(
                 stacklevel=4,  # past save_pretrained and its beartype wrapper
             )
     elif out is not model and provenance_of(out) is None:  # a bridge's copy, or a checkpoint loaded by name
-        attach(out, Provenance(
-            source=("TransformerLens-processed weights (fold_ln, centering) of " if source.processed else "")
-            + source.name,
-            conversion="none: the checkpoint's own weights" + (", copied out of its TransformerBridge (max |logit "
-                                                               "difference| against the bridge below)"
-                                                               if source.bridge_difference is not None else ""),
-            max_abs_logit_diff=source.bridge_difference,
-        ))
+        attach(
+            out,
+            Provenance(
+                source=("TransformerLens-processed weights (fold_ln, centering) of " if source.processed else "")
+                + source.name,
+                conversion="none: the checkpoint's own weights"
+                + (
+                    ", copied out of its TransformerBridge (max |logit difference| against the bridge below)"
+                    if source.bridge_difference is not None
+                    else ""
+                ),
+                max_abs_logit_diff=source.bridge_difference,
+            ),
+        )
     if isinstance(tokenizer, (str, os.PathLike)):
         path = Path(tokenizer)
         tokenizer = load_folder_tokenizer(path if path.is_dir() else hub_snapshot(str(tokenizer)))
         if tokenizer is None:
-            raise PublishError(f"{option('tokenizer', str(path))}: holds no tokenizer files "
-                               f"({', '.join(TOKENIZER_FILES)}).")
+            raise PublishError(
+                f"{option('tokenizer', str(path))}: holds no tokenizer files ({', '.join(TOKENIZER_FILES)})."
+            )
     chosen = tokenizer if tokenizer is not None else source.tokenizer
     if chosen is None and not token_ids_only:
         warnings.warn(
@@ -106,14 +117,14 @@ def publishable(
 @beartype
 def save_pretrained(
     model: Any,
-    folder: Union[str, os.PathLike],
+    folder: str | os.PathLike,
     *,
     tokenizer: Any = None,
     overwrite: bool = False,
-    provenance: Optional[Provenance] = None,
-    name: Optional[str] = None,
-    max_shard_size: Union[int, str] = MAX_SHARD_SIZE,
-    as_llama: Optional[bool] = None,
+    provenance: Provenance | None = None,
+    name: str | None = None,
+    max_shard_size: int | str = MAX_SHARD_SIZE,
+    as_llama: bool | None = None,
     processed_weights: bool = False,
     token_ids_only: bool = False,
 ) -> Path:
@@ -141,8 +152,10 @@ def save_pretrained(
     """
     folder = Path(folder).absolute()
     if folder.exists() and not overwrite:
-        raise PublishError(f"{folder} already exists; pass {option('overwrite')} to replace it (the old folder is "
-                           f"kept until the new one is complete), or choose another folder.")
+        raise PublishError(
+            f"{folder} already exists; pass {option('overwrite')} to replace it (the old folder is "
+            f"kept until the new one is complete), or choose another folder."
+        )
     model, tokenizer = publishable(model, tokenizer, as_llama, processed_weights, token_ids_only)
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)

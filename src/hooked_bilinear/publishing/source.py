@@ -68,15 +68,19 @@ def bridge_model(bridge: TransformerBridge, processed_weights: bool, what: str) 
         )
     wrapped = bridge.original_model
     if not isinstance(wrapped, PreTrainedModel):
-        raise ConversionError(f"{what}: the bridge of {name} wraps a {type(wrapped).__name__}, not a transformers "
-                              f"model; pass the checkpoint folder or name instead of the bridge.")
+        raise ConversionError(
+            f"{what}: the bridge of {name} wraps a {type(wrapped).__name__}, not a transformers "
+            f"model; pass the checkpoint folder or name instead of the bridge."
+        )
     state = {key.replace(WRAPPED, ""): value for key, value in wrapped.state_dict().items()}
     plain = type(wrapped)(copy.deepcopy(wrapped.config))
     wanted = plain.state_dict()
     missing = sorted(set(wanted) - set(state))
     if missing:
-        raise ConversionError(f"{what}: the bridge of {name} holds no weights for {missing[:5]}; pass the checkpoint "
-                              f"folder or name instead of the bridge.")
+        raise ConversionError(
+            f"{what}: the bridge of {name} holds no weights for {missing[:5]}; pass the checkpoint "
+            f"folder or name instead of the bridge."
+        )
     plain.load_state_dict({key: state[key] for key in wanted}, strict=True)
     reference = next(wrapped.parameters())  # same device and dtype as the bridge, so the check compares like with like
     torch.nn.Module.to(plain, device=reference.device, dtype=reference.dtype)  # transformers' `to` hides its signature
@@ -106,4 +110,3 @@ def resolve_source(model: Any, what: str, processed_weights: bool = False, revis
         f"{what} takes a TransformerBridge from hooked_bilinear.from_pretrained, a transformers model, or a "
         f"checkpoint's folder / shipped name / Hub id, not {type(model).__name__}."
     )
-

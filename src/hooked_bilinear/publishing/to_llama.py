@@ -66,18 +66,28 @@ def llama_config(config: BilinearConfig) -> LlamaConfig:
 def llama_state_dict(state: dict[str, torch.Tensor], config: BilinearConfig) -> dict[str, torch.Tensor]:
     """tdooms state dict (current format) -> LlamaForCausalLM state dict, with s folded into o_proj."""
     s = config.attn_residual_scale
-    out = {"model.embed_tokens.weight": state["transformer.wte.weight"], "lm_head.weight": state["lm_head.weight"],
-           "model.norm.weight": torch.ones(config.d_model, dtype=state["lm_head.weight"].dtype)}
+    out = {
+        "model.embed_tokens.weight": state["transformer.wte.weight"],
+        "lm_head.weight": state["lm_head.weight"],
+        "model.norm.weight": torch.ones(config.d_model, dtype=state["lm_head.weight"].dtype),
+    }
     mlp_kinds = ["weight", "bias"] if config.bias else ["weight"]  # attention never has a bias (docs/formats.md)
     for i in range(config.n_layer):
         src, dst = f"transformer.h.{i}.", f"model.layers.{i}."
         q, k, v = state[f"{src}attn.qkv.weight"].chunk(3, dim=0)
-        out |= {f"{dst}self_attn.q_proj.weight": q, f"{dst}self_attn.k_proj.weight": k,
-                f"{dst}self_attn.v_proj.weight": v, f"{dst}self_attn.o_proj.weight": s * state[f"{src}attn.o.weight"]}
+        out |= {
+            f"{dst}self_attn.q_proj.weight": q,
+            f"{dst}self_attn.k_proj.weight": k,
+            f"{dst}self_attn.v_proj.weight": v,
+            f"{dst}self_attn.o_proj.weight": s * state[f"{src}attn.o.weight"],
+        }
         for kind in mlp_kinds:
             left, right = split_gate_in(state[f"{src}mlp.w.{kind}"], dim=0)
-            out |= {f"{dst}mlp.gate_proj.{kind}": left, f"{dst}mlp.up_proj.{kind}": right,
-                    f"{dst}mlp.down_proj.{kind}": state[f"{src}mlp.p.{kind}"]}
+            out |= {
+                f"{dst}mlp.gate_proj.{kind}": left,
+                f"{dst}mlp.up_proj.{kind}": right,
+                f"{dst}mlp.down_proj.{kind}": state[f"{src}mlp.p.{kind}"],
+            }
         for norm in ("input_layernorm", "post_attention_layernorm"):
             out[f"{dst}{norm}.weight"] = torch.ones_like(out["model.norm.weight"])
     return {key: value.contiguous().clone() for key, value in out.items()}
@@ -110,8 +120,9 @@ def convert(source: Source, tolerance: float = 1e-5) -> LlamaForCausalLM:
     name = source.name
     model = source.model
     if not isinstance(model, BilinearForCausalLM):
-        raise ConversionError(f"to_llama converts the tdooms formats (BilinearForCausalLM); {name} is a "
-                              f"{type(model).__name__}.")
+        raise ConversionError(
+            f"to_llama converts the tdooms formats (BilinearForCausalLM); {name} is a {type(model).__name__}."
+        )
     config = model.config
     reasons = representable(config)
     if reasons:
@@ -131,17 +142,21 @@ def convert(source: Source, tolerance: float = 1e-5) -> LlamaForCausalLM:
     weights = "TransformerLens-processed weights (fold_ln, centering) of " if source.processed else ""
     details: dict[str, Any] = {"probe_tokens": list(tokens.shape)}
     if source.bridge_difference is not None:
-        details["max |logit difference| between the TransformerBridge and its copied model"] = \
+        details["max |logit difference| between the TransformerBridge and its copied model"] = (
             f"{source.bridge_difference:.3g}"
-    attach(llama, Provenance(
-        source=weights + name,
-        conversion="tdooms current format -> LlamaForCausalLM (hooked_bilinear.to_llama): q/k/v split from the fused "
-                   "qkv, attention scale 1/sqrt(2 n_layer) folded into o_proj, weightless RMSNorms as weight 1 "
-                   f"(eps {config.rms_norm_eps:g}), gate_proj = LEFT, up_proj = RIGHT, down_proj = P, "
-                   f"hidden_act {llama.config.hidden_act!r}",
-        base_model=name if "/" in name and not os.path.exists(name) else None,
-        max_abs_logit_diff=difference,
-        details=details,
-    ))
+        )
+    attach(
+        llama,
+        Provenance(
+            source=weights + name,
+            conversion="tdooms current format -> LlamaForCausalLM (hooked_bilinear.to_llama): q/k/v split from the fused "
+            "qkv, attention scale 1/sqrt(2 n_layer) folded into o_proj, weightless RMSNorms as weight 1 "
+            f"(eps {config.rms_norm_eps:g}), gate_proj = LEFT, up_proj = RIGHT, down_proj = P, "
+            f"hidden_act {llama.config.hidden_act!r}",
+            base_model=name if "/" in name and not os.path.exists(name) else None,
+            max_abs_logit_diff=difference,
+            details=details,
+        ),
+    )
     attach_tokenizer(llama, source.tokenizer)
     return llama

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Union
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from jaxtyping import Int
@@ -18,7 +19,7 @@ def probe_tokens(vocab_size: int, n_ctx: int, batch: int = 2, seed: int = 0) -> 
     return torch.randint(0, vocab_size, (batch, min(n_ctx, 64)), generator=generator)
 
 
-def logits_of(model: Union[torch.nn.Module, Logits], tokens: torch.Tensor) -> torch.Tensor:
+def logits_of(model: torch.nn.Module | Logits, tokens: torch.Tensor) -> torch.Tensor:
     """Float64 logits of a transformers model (`.logits`), a TransformerBridge, or any callable tokens -> logits."""
     device = next(model.parameters()).device if isinstance(model, torch.nn.Module) else "cpu"
     with torch.no_grad():

@@ -92,7 +92,9 @@ class SAE(nn.Module, ABC):
     def decode(self, f: Float[torch.Tensor, "*batch d_f"]) -> Float[torch.Tensor, "*batch d_in"]:
         """The reconstruction `f W_dec + b_dec` [*batch, d_in] of feature activations f [*batch, d_sae]."""
         if f.shape[-1] != self.d_sae:
-            raise SAEError(f"feature activations of size {f.shape[-1]} given; this SAE has d_sae={self.d_sae} features.")
+            raise SAEError(
+                f"feature activations of size {f.shape[-1]} given; this SAE has d_sae={self.d_sae} features."
+            )
         return f.to(self.dtype) @ self.W_dec + self.b_dec
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -32,15 +32,35 @@ WEIGHTS_FILENAME = "sae_weights.safetensors"
 ARCHITECTURES: dict[str, type[SAE]] = {"topk": TopKSAE, "standard": ReLUSAE, "jumprelu": JumpReLUSAE}
 # What SAELens 6 reads into its SAEMetadata; other keys would make SAELens refuse the file, so they stay out.
 METADATA_KEYS = (
-    "model_name", "hook_name", "model_class_name", "hook_layer", "hook_head_index", "model_from_pretrained_kwargs",
-    "prepend_bos", "exclude_special_tokens", "neuronpedia_id", "context_size", "seqpos_slice", "dataset_path",
-    "sae_lens_version", "sae_lens_training_version",
+    "model_name",
+    "hook_name",
+    "model_class_name",
+    "hook_layer",
+    "hook_head_index",
+    "model_from_pretrained_kwargs",
+    "prepend_bos",
+    "exclude_special_tokens",
+    "neuronpedia_id",
+    "context_size",
+    "seqpos_slice",
+    "dataset_path",
+    "sae_lens_version",
+    "sae_lens_training_version",
 )
 FORMAT_VERSION = "6.0.0"  # the SAELens cfg.json layout written (SAELens reads versions >= 6.0 without conversion)
-LEGACY_RENAMES = {"hook_point": "hook_name", "hook_point_head_index": "hook_head_index", "activation_fn_str": "activation_fn"}
+LEGACY_RENAMES = {
+    "hook_point": "hook_name",
+    "hook_point_head_index": "hook_head_index",
+    "activation_fn_str": "activation_fn",
+}
 DTYPES = {
-    "float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16,
-    "torch.float32": torch.float32, "torch.float64": torch.float64, "torch.float16": torch.float16,
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "torch.float32": torch.float32,
+    "torch.float64": torch.float64,
+    "torch.float16": torch.float16,
     "torch.bfloat16": torch.bfloat16,
 }
 
@@ -102,7 +122,9 @@ def normalise_cfg(raw: dict[str, Any], where: str) -> dict[str, Any]:
             f"{', '.join(sorted(ARCHITECTURES))} SAEs (SAELens's names)."
         )
     if architecture == "standard" and cfg.get("activation_fn", "relu") not in ("relu", None):
-        raise SAEError(f"{where}: a standard SAE with activation_fn {cfg['activation_fn']!r} is not supported (only relu).")
+        raise SAEError(
+            f"{where}: a standard SAE with activation_fn {cfg['activation_fn']!r} is not supported (only relu)."
+        )
     for key in ("d_in", "d_sae"):
         if not isinstance(cfg.get(key), int) or isinstance(cfg.get(key), bool) or cfg[key] < 1:
             raise SAEError(f"{where}: cfg.json needs a positive integer {key!r}, got {cfg.get(key)!r}.")
@@ -111,9 +133,13 @@ def normalise_cfg(raw: dict[str, Any], where: str) -> dict[str, Any]:
         normalize = "none"
     # SAELens applies no run-time transform for "expected_average_only_in" either (it is folded at training time)
     if normalize not in ("none", "expected_average_only_in"):
-        raise SAEError(f"{where}: normalize_activations={normalize!r} (a run-time input normalisation) is not supported.")
+        raise SAEError(
+            f"{where}: normalize_activations={normalize!r} (a run-time input normalisation) is not supported."
+        )
     if cfg.get("reshape_activations", "none") not in ("none", None):
-        raise SAEError(f"{where}: reshape_activations={cfg['reshape_activations']!r} (attention hook_z SAEs) is not supported.")
+        raise SAEError(
+            f"{where}: reshape_activations={cfg['reshape_activations']!r} (attention hook_z SAEs) is not supported."
+        )
     if cfg.get("finetuning_scaling_factor"):
         raise SAEError(f"{where}: finetuning_scaling_factor is set; such SAEs are not supported.")
     if cfg.get("rescale_acts_by_decoder_norm"):
@@ -137,7 +163,9 @@ def normalise_cfg(raw: dict[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
-def build(cfg: dict[str, Any], state: dict[str, torch.Tensor], where: str, device: torch.device | str | None = None) -> SAE:
+def build(
+    cfg: dict[str, Any], state: dict[str, torch.Tensor], where: str, device: torch.device | str | None = None
+) -> SAE:
     """An SAE of the normalised cfg with `state`'s tensors, each checked for name, shape and finite values."""
     cls = ARCHITECTURES[cfg["architecture"]]
     options: dict[str, Any] = {"apply_b_dec_to_input": cfg["apply_b_dec_to_input"], "metadata": cfg["metadata"]}
@@ -161,8 +189,10 @@ def build(cfg: dict[str, Any], state: dict[str, torch.Tensor], where: str, devic
     for name, shape in expected.items():
         tensor = state[name]
         if tuple(tensor.shape) != shape:
-            raise SAEError(f"{where}: {name} has shape {tuple(tensor.shape)}, but cfg.json (d_in={cfg['d_in']}, "
-                           f"d_sae={cfg['d_sae']}) needs {shape}.")
+            raise SAEError(
+                f"{where}: {name} has shape {tuple(tensor.shape)}, but cfg.json (d_in={cfg['d_in']}, "
+                f"d_sae={cfg['d_sae']}) needs {shape}."
+            )
         if not tensor.dtype.is_floating_point:
             raise SAEError(f"{where}: {name} holds {tensor.dtype} values, not floating point.")
         if not torch.isfinite(tensor).all():
@@ -205,7 +235,9 @@ def from_object(obj: Any) -> SAE:
     JumpReLU's `threshold`, hook_name from `cfg.metadata.hook_name` / `cfg.hook_name` / `hook_name`."""
     if isinstance(obj, SAE):
         return obj
-    missing = [name for name in ("W_enc", "W_dec", "b_enc", "b_dec") if not isinstance(getattr(obj, name, None), torch.Tensor)]
+    missing = [
+        name for name in ("W_enc", "W_dec", "b_enc", "b_dec") if not isinstance(getattr(obj, name, None), torch.Tensor)
+    ]
     if missing:
         raise SAEError(
             f"{type(obj).__name__} is not an SAE: an SAE has tensors W_enc [d_in, d_sae], W_dec [d_sae, d_in], "
@@ -215,7 +247,9 @@ def from_object(obj: Any) -> SAE:
     architecture = getattr(cfg, "architecture", None) or getattr(obj, "architecture", None)
     architecture = architecture() if callable(architecture) else (architecture or "standard")
     metadata = getattr(cfg, "metadata", None) or getattr(cfg, "meta", None)
-    hook_name = getattr(metadata, "hook_name", None) or getattr(cfg, "hook_name", None) or getattr(obj, "hook_name", None)
+    hook_name = (
+        getattr(metadata, "hook_name", None) or getattr(cfg, "hook_name", None) or getattr(obj, "hook_name", None)
+    )
     k = getattr(cfg, "k", None) or getattr(obj, "k", None)
     raw: dict[str, Any] = {
         "architecture": architecture,
@@ -233,4 +267,3 @@ def from_object(obj: Any) -> SAE:
     if normalised["architecture"] == "jumprelu":
         state["threshold"] = torch.as_tensor(obj.threshold).detach()
     return build(normalised, state, type(obj).__name__, device=obj.W_enc.device)
-

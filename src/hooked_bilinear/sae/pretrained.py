@@ -41,7 +41,9 @@ def hub_folder(hub_id: str, revision: str | None) -> Path:
     repo_id, sub = "/".join(parts[:2]), "/".join(parts[2:])
     prefix = f"{sub}/" if sub else ""
     try:
-        root = snapshot_download(repo_id, revision=revision, allow_patterns=[prefix + CFG_FILENAME, prefix + WEIGHTS_FILENAME])
+        root = snapshot_download(
+            repo_id, revision=revision, allow_patterns=[prefix + CFG_FILENAME, prefix + WEIGHTS_FILENAME]
+        )
     except LocalEntryNotFoundError as error:
         raise SAEError(
             f"{hub_id!r} is no local folder, and as a Hub id it is not in the local Hub cache while the Hub cannot be "
@@ -55,8 +57,9 @@ def hub_folder(hub_id: str, revision: str | None) -> Path:
 
 
 @beartype
-def load(path_or_hub_id: str | os.PathLike | Any, *, device: torch.device | str | None = None,
-         revision: str | None = None) -> SAE:
+def load(
+    path_or_hub_id: str | os.PathLike | Any, *, device: torch.device | str | None = None, revision: str | None = None
+) -> SAE:
     """An SAE from a shipped name (`shipped()`), a local SAELens-format folder, a Hub id (`owner/name`, or
     `owner/name/<folder in the repo>`, through huggingface_hub's cache), or an object with W_enc/W_dec/b_enc/b_dec
     (an SAELens SAE: converted)."""

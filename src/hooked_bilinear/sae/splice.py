@@ -61,8 +61,9 @@ class SpliceLoss(NamedTuple):
 
 
 @beartype
-def splice_loss(model: Any, sae: Any, tokens: torch.Tensor, *, hook_name: str | None = None,
-                batch_size: int = 32) -> SpliceLoss:
+def splice_loss(
+    model: Any, sae: Any, tokens: torch.Tensor, *, hook_name: str | None = None, batch_size: int = 32
+) -> SpliceLoss:
     """SpliceLoss over token sequences [n_seq, pos]."""
     name = _hook_name(model, sae, hook_name)
     totals = [0.0, 0.0, 0.0]

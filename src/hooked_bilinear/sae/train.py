@@ -60,8 +60,9 @@ def pack_texts(tokenizer: Any, texts: list[str], ctx: int) -> torch.Tensor:
 
 
 @beartype
-def cache_activations(model: Any, tokens: torch.Tensor, hook_name: str, batch_size: int = 32,
-                      progress: bool = False) -> torch.Tensor:
+def cache_activations(
+    model: Any, tokens: torch.Tensor, hook_name: str, batch_size: int = 32, progress: bool = False
+) -> torch.Tensor:
     """The activations of `hook_name` [n_seq * pos, d] over token sequences [n_seq, pos], in batches, no grad."""
     if tokens.ndim != 2:
         raise ValueError(f"tokens must be [n_seq, pos], got shape {tuple(tokens.shape)}.")
@@ -70,7 +71,9 @@ def cache_activations(model: Any, tokens: torch.Tensor, hook_name: str, batch_si
     chunks = []
     with torch.no_grad():
         for start in tqdm(range(0, tokens.shape[0], batch_size), desc=f"caching {hook_name}", disable=not progress):
-            _, cache = model.run_with_cache(tokens[start : start + batch_size], names_filter=hook_name, return_type=None)
+            _, cache = model.run_with_cache(
+                tokens[start : start + batch_size], names_filter=hook_name, return_type=None
+            )
             chunks.append(cache[hook_name].reshape(-1, cache[hook_name].shape[-1]).float().cpu())
     return torch.cat(chunks)
 
@@ -149,8 +152,9 @@ def train_sae(
     device = torch.device(device or "cpu")
     d_in = activations.shape[1]
     if sae is None:
-        sae = new_topk_sae(d_in, expansion=config.expansion, k=config.k, seed=config.seed,
-                           metadata=config.metadata, device=device)
+        sae = new_topk_sae(
+            d_in, expansion=config.expansion, k=config.k, seed=config.seed, metadata=config.metadata, device=device
+        )
         with torch.no_grad():
             sae.b_dec.copy_(activations.double().mean(0))
     sae.check_input(activations)
