@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 ATTRIBUTE = "hooked_bilinear_provenance"
@@ -17,9 +17,6 @@ class Provenance:
     base_model: str | None = None
     max_abs_logit_diff: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def attach(model: Any, provenance: Provenance) -> None:
