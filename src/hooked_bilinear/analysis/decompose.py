@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+from beartype import beartype
+from jaxtyping import Float, jaxtyped
 
 from hooked_bilinear.analysis.eigen import Method, eigendecompose
 from hooked_bilinear.analysis.factors import Layer, as_factors
@@ -16,15 +18,16 @@ class Decomposition(NamedTuple):
     With all d_in eigenpairs (k=None) the contributions sum to `u . out(x)` exactly.
     """
 
-    contributions: torch.Tensor
-    lambda_: torch.Tensor
-    v: torch.Tensor
+    contributions: Float[torch.Tensor, "*batch_n k"]
+    lambda_: Float[torch.Tensor, "*n k"]
+    v: Float[torch.Tensor, "*n k d_in"]
 
 
+@jaxtyped(typechecker=beartype)
 def decompose(
     factors: Layer,
-    x: torch.Tensor,
-    u: torch.Tensor,
+    x: Float[torch.Tensor, "*batch d_x"],
+    u: Float[torch.Tensor, "*n d_out"],
     k: int | None = None,
     *,
     method: Method = "auto",

@@ -17,10 +17,11 @@ largest-magnitude entry positive.
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import torch
-from jaxtyping import Float
+from beartype import beartype
+from jaxtyping import Float, jaxtyped
 from tqdm.auto import tqdm
 
 from hooked_bilinear.analysis.factors import BilinearFactors, Layer, as_factors
@@ -30,7 +31,8 @@ from hooked_bilinear.analysis.interaction import (
     memory_budget,
 )
 
-Method = Literal["auto", "dense", "krylov", "factored"]
+# "auto" | "dense" | "krylov" | "factored"; a str, so that a wrong name gets eigendecompose's own error message
+Method = str
 DEFAULT_TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
 PROGRESS_MIN_DIRECTIONS = 256
 
@@ -38,8 +40,8 @@ PROGRESS_MIN_DIRECTIONS = 256
 class Eigen(NamedTuple):
     """Eigenpairs of Q_u, by |lambda| descending: lambda_ [..., k], v [..., k, d_in] (v[..., i, :] is v_i)."""
 
-    lambda_: torch.Tensor
-    v: torch.Tensor
+    lambda_: Float[torch.Tensor, "*n k"]
+    v: Float[torch.Tensor, "*n k d_in"]
 
 
 def _top_by_magnitude(lam: torch.Tensor, vec: torch.Tensor, k: int) -> Eigen:
@@ -163,9 +165,10 @@ def krylov_top_k(
         V[:, dim : dim + block] = Y
 
 
+@jaxtyped(typechecker=beartype)
 def eigendecompose(
     factors: Layer,
-    u: torch.Tensor,
+    u: Float[torch.Tensor, "*n d_out"],
     k: int | None = None,
     *,
     method: Method = "auto",

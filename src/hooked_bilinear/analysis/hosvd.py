@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+from beartype import beartype
+from jaxtyping import Float, jaxtyped
 
 from hooked_bilinear.analysis.eigen import Method, eigendecompose
 from hooked_bilinear.analysis.factors import Layer, as_factors
@@ -21,12 +23,13 @@ class HOSVD(NamedTuple):
     """sigma [r] (singular values of B_(1), descending), u [r, d_out] (orthonormal output directions),
     lambda_ [r, k], v [r, k, d_in] (eigenpairs of each Q_{u_i} by |lambda| descending)."""
 
-    sigma: torch.Tensor
-    u: torch.Tensor
-    lambda_: torch.Tensor
-    v: torch.Tensor
+    sigma: Float[torch.Tensor, " r"]
+    u: Float[torch.Tensor, "r d_out"]
+    lambda_: Float[torch.Tensor, "r k"]
+    v: Float[torch.Tensor, "r k d_in"]
 
 
+@jaxtyped(typechecker=beartype)
 def hosvd(
     factors: Layer,
     r: int,

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
-from jaxtyping import Float
+from beartype import beartype
+from jaxtyping import Float, jaxtyped
 
 from hooked_bilinear.analysis.factors import BilinearFactors, Layer, as_factors
 
@@ -51,7 +52,10 @@ def interaction_matrices(
     return out.mul_(0.5)
 
 
-def interaction_matrix(factors: Layer, u: torch.Tensor, max_memory: int | None = None) -> torch.Tensor:
+@jaxtyped(typechecker=beartype)
+def interaction_matrix(
+    factors: Layer, u: Float[torch.Tensor, "*n d_out"], max_memory: int | None = None
+) -> Float[torch.Tensor, "*n d_in d_in"]:
     """Q_u [d_in, d_in] for u [d_out], or [n, d_in, d_in] for u [n, d_out]; `u . out(x) = x'^T Q_u x'`."""
     factors = as_factors(factors)
     directions = factors.directions(u)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+from beartype import beartype
+from jaxtyping import Float, jaxtyped
 
 
 class SpectrumStats(NamedTuple):
@@ -12,12 +14,13 @@ class SpectrumStats(NamedTuple):
     flat spectrum); top_k_mass, the share of `||Q||_F^2 = sum lambda^2` in the k largest |lambda|; balance
     `sum lambda / sum |lambda|` (+1 all positive, -1 all negative, 0 balanced)."""
 
-    effective_rank: torch.Tensor
-    top_k_mass: torch.Tensor
-    balance: torch.Tensor
+    effective_rank: Float[torch.Tensor, "*spectra"]
+    top_k_mass: Float[torch.Tensor, "*spectra"]
+    balance: Float[torch.Tensor, "*spectra"]
 
 
-def spectrum_stats(lambda_: torch.Tensor, k: int = 8) -> SpectrumStats:
+@jaxtyped(typechecker=beartype)
+def spectrum_stats(lambda_: Float[torch.Tensor, "*spectra d"], k: int = 8) -> SpectrumStats:
     """Statistics of full spectra lambda_ [..., d] (all eigenvalues, e.g. from eigendecompose(u, k=None))."""
     if lambda_.ndim == 0 or lambda_.shape[-1] == 0:
         raise ValueError("spectrum_stats needs a non-empty spectrum [..., d].")
@@ -34,7 +37,10 @@ def spectrum_stats(lambda_: torch.Tensor, k: int = 8) -> SpectrumStats:
     )
 
 
-def eigenvector_similarity(v_a: torch.Tensor, v_b: torch.Tensor) -> torch.Tensor:
+@jaxtyped(typechecker=beartype)
+def eigenvector_similarity(
+    v_a: Float[torch.Tensor, "k_a d_a"], v_b: Float[torch.Tensor, "k_b d_b"]
+) -> Float[torch.Tensor, "k_a k_b"]:
     """|cosine| [k_a, k_b] between eigenvectors (rows of v_a [k_a, d] and v_b [k_b, d]); the sign of an eigenvector
     is arbitrary, so 1 means the same direction. Compare layers or models whose MLPs read the same space."""
     if v_a.shape[-1] != v_b.shape[-1]:

@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import torch
-from jaxtyping import Float
+from beartype import beartype
+from jaxtyping import Float, jaxtyped
 from tqdm.auto import tqdm
 
 from hooked_bilinear.analysis.eigen import Eigen, Method, eigendecompose
@@ -78,9 +79,10 @@ class TruncatedBilinearMLP(torch.nn.Module):
         return ((x_aug @ self._V.T).square() @ self.W_out).to(x.dtype)
 
 
+@jaxtyped(typechecker=beartype)
 def truncate(
     factors: Layer,
-    basis: torch.Tensor,
+    basis: Float[torch.Tensor, "r d_out"],
     k: int,
     *,
     method: Method = "auto",
