@@ -9,7 +9,7 @@ import torch
 
 from hooked_bilinear import sae as S
 from hooked_bilinear.errors import SAEError
-from hooked_bilinear.sae import pretrained
+from hooked_bilinear.loading import hub
 
 EXPECTED = [f"ts-synthetic-2l/blocks.{layer}.mlp.{side}" for layer in (0, 1) for side in ("hook_in", "hook_out")]
 
@@ -35,12 +35,12 @@ def test_hub_ids_go_through_snapshot_download(tmp_path: Path, monkeypatch: pytes
         calls.append((repo_id, revision, allow_patterns))
         return str(tmp_path / "repo")
 
-    monkeypatch.setattr(pretrained, "snapshot_download", fake_snapshot_download)
+    monkeypatch.setattr(hub, "snapshot_download", fake_snapshot_download)
     loaded = S.load("someone/saes/layer0/in", revision="v1")
     assert calls == [("someone/saes", "v1", ["layer0/in/cfg.json", "layer0/in/sae_weights.safetensors"])]
     assert torch.equal(loaded.W_dec, source.W_dec)
 
 
 def test_offline_hub_id_is_a_clear_error() -> None:
-    with pytest.raises(SAEError, match="not in the local Hub cache"):
+    with pytest.raises(SAEError, match="not in the Hugging Face cache and HF_HUB_OFFLINE is set"):
         S.load("nobody-hb-test/no-such-sae-repo")

@@ -13,10 +13,11 @@ from hooked_bilinear.errors import CheckpointNotFoundError
 PATTERNS = ["*.json", "*.safetensors", "*.bin", "*.txt", "*.model"]
 
 
-def hub_snapshot(repo_id: str, revision: str | None = None) -> Path:
-    """Local folder of `repo_id` at `revision` (config, weights and tokenizer files only)."""
+def hub_snapshot(repo_id: str, revision: str | None = None, patterns: list[str] | None = None) -> Path:
+    """Local folder of `repo_id` at `revision` with the files matching `patterns` (default: config, weights and
+    tokenizer files)."""
     try:
-        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=PATTERNS))
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns or PATTERNS))
     except LocalEntryNotFoundError as error:
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
         why = "HF_HUB_OFFLINE is set" if offline else "the Hub could not be reached"

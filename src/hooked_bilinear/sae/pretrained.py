@@ -8,14 +8,9 @@ from typing import Any
 
 import torch
 from beartype import beartype
-from huggingface_hub import snapshot_download
-from huggingface_hub.errors import (
-    HfHubHTTPError,
-    LocalEntryNotFoundError,
-    RepositoryNotFoundError,
-)
 
-from hooked_bilinear.errors import SAEError
+from hooked_bilinear.errors import CheckpointNotFoundError, SAEError
+from hooked_bilinear.loading.hub import hub_snapshot
 from hooked_bilinear.sae.base import SAE
 from hooked_bilinear.sae.format import (
     CFG_FILENAME,
@@ -41,19 +36,10 @@ def hub_folder(hub_id: str, revision: str | None) -> Path:
     repo_id, sub = "/".join(parts[:2]), "/".join(parts[2:])
     prefix = f"{sub}/" if sub else ""
     try:
-        root = snapshot_download(
-            repo_id, revision=revision, allow_patterns=[prefix + CFG_FILENAME, prefix + WEIGHTS_FILENAME]
-        )
-    except LocalEntryNotFoundError as error:
-        raise SAEError(
-            f"{hub_id!r} is no local folder, and as a Hub id it is not in the local Hub cache while the Hub cannot be "
-            f"reached (HF_HUB_OFFLINE or no network: {error})."
-        ) from error
-    except RepositoryNotFoundError as error:
-        raise SAEError(f"Hub repository {repo_id!r} does not exist or is private ({error}).") from error
-    except HfHubHTTPError as error:
-        raise SAEError(f"Downloading SAE {hub_id!r} from the Hub failed: {error}") from error
-    return Path(root) / sub
+        root = hub_snapshot(repo_id, revision, [prefix + CFG_FILENAME, prefix + WEIGHTS_FILENAME])
+    except CheckpointNotFoundError as error:
+        raise SAEError(f"SAE {hub_id!r} is no local folder, and as a Hub id: {error}") from error
+    return root / sub
 
 
 @beartype
