@@ -155,7 +155,16 @@ def read_circuit(model: BilinearForCausalLM, task: ModAddTask, ledger: Ledger) -
     scale = Ball(torch.tensor(config.attn_residual_scale, dtype=torch.float64),
                  torch.tensor(config.attn_residual_scale * FLOAT32_REL, dtype=torch.float64))
     families = [Family(kinds[-1], "W_E[last]", _rows(weights["W_E"], kinds[-1], task), Ball.exact(torch.tensor(1.0)))]
-    for head in range(n_head):
+    if uniform:  # every head and position has the constant coefficient s / n_pos: merge heads before reading tokens
+        W_OV = iv.einsum("oe,ed->od", Ball.exact(weights["W_O"]), Ball.exact(weights["W_V"]), ledger)
+        coef = iv.mul(scale, Ball.exact(torch.tensor(1.0 / task.n_pos)), ledger)
+        read: dict[str, Ball] = {}
+        for pos, kind in enumerate(kinds):
+            key = "residues" if kind != "1" else "="
+            if key not in read:  # a and b read the same embedding rows
+                read[key] = iv.einsum("td,od->to", _rows(weights["W_E"], kind, task), W_OV, ledger)
+            families.append(Family(kind, f"all heads from pos {pos}", read[key], coef))
+    for head in range(0 if uniform else n_head):
         rows = slice(head * d_head, (head + 1) * d_head)
         W_OV = iv.einsum("oe,ed->od", Ball.exact(weights["W_O"][:, rows]), Ball.exact(weights["W_V"][rows]), ledger)
         for pos, kind in enumerate(kinds):
