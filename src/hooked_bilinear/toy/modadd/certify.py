@@ -392,6 +392,7 @@ def certify(
         logits = iv.add(logits, iv.mul(coef, T_K, ledger), ledger)
         rest = iv.round_up(rest + coef.magnitude() * bound, 2)
         ledger.add(2 * rest.numel())
+    rest = iv.round_up(rest + circuit.slack, 1)
     ledger.step = "margins"
     compressed = margin_lower_bound(logits, rest, task.labels().reshape(p, p), ledger)
     margin = compressed.clone()
