@@ -215,18 +215,6 @@ class ResidueTerm:
     beta: Ball  # [K]
 
 
-def sum_patterns(m: int, n_kept: int) -> Float[torch.Tensor, "two k m m m"]:
-    """The cos(x + y - z) and sin(x + y - z) patterns of each kept frequency in the [m, m, m] core (columns
-    [const, cos k_1, sin k_1, cos k_2, ...]), each scaled by 1/4 (its squared norm): projection coefficients are
-    the core's inner products with them."""
-    patterns = torch.zeros(2, n_kept, m, m, m, dtype=torch.float64)
-    for which, pattern in enumerate(SUM_PATTERNS):
-        for idx in range(n_kept):
-            for (i, j, l), sign in pattern.items():
-                patterns[which, idx, 1 + 2 * idx + i, 1 + 2 * idx + j, 1 + 2 * idx + l] = sign
-    return patterns
-
-
 def residue_term(core: Ball, frequencies: list[int], p: int, ledger: Ledger) -> tuple[ResidueTerm, Ball]:
     """(the main term over residues, the core's rest). The kept core C (over [const, cos k, sin k, ...] of a, b, c)
     projected on cos(w_k (a + b - c)) and sin(w_k (a + b - c)) per kept frequency k:
@@ -236,11 +224,22 @@ def residue_term(core: Ball, frequencies: list[int], p: int, ledger: Ledger) -> 
     s = a + b - c, with the exact basis; the float basis differs by at most `_fourier_error` per entry, which widens g.
     """
     m, n_kept = core.shape[0], len(frequencies)
-    patterns = Ball.exact(sum_patterns(m, n_kept))
-    alpha = iv.mul(iv.einsum("kijl,ijl->k", patterns[0], core, ledger), 0.25, ledger)
-    beta = iv.mul(iv.einsum("kijl,ijl->k", patterns[1], core, ledger), 0.25, ledger)
-    main_core = iv.add(iv.einsum("k,kijl->ijl", alpha, patterns[0], ledger),
-                       iv.einsum("k,kijl->ijl", beta, patterns[1], ledger), ledger)
+    flat = core.map(lambda t: t.reshape(-1))
+    main_mid = torch.zeros(m**3, dtype=torch.float64)
+    main_rad = torch.zeros(m**3, dtype=torch.float64)
+    coefficients = []
+    for pattern in SUM_PATTERNS:  # 4 entries per frequency: gathered, not an einsum over the whole core
+        index = torch.tensor([[((1 + 2 * idx + i) * m + 1 + 2 * idx + j) * m + 1 + 2 * idx + l for i, j, l in pattern]
+                              for idx in range(n_kept)], dtype=torch.long).reshape(n_kept, 4)
+        signs = Ball.exact(torch.tensor(list(pattern.values()), dtype=torch.float64))
+        entries = flat[index.reshape(-1)].map(lambda t: t.reshape(n_kept, 4))
+        coefficient = iv.mul(iv.sum_(iv.mul(entries, signs, ledger), -1, ledger), 0.25, ledger)  # exact / 4
+        coefficients.append(coefficient)
+        spread = iv.mul(coefficient.map(lambda t: t[:, None]), signs, ledger)  # [K, 4]
+        main_mid[index.reshape(-1)] = spread.mid.reshape(-1)
+        main_rad[index.reshape(-1)] = spread.rad.expand_as(spread.mid).reshape(-1)
+    alpha, beta = coefficients
+    main_core = Ball(main_mid.reshape(m, m, m), main_rad.reshape(m, m, m))
     rest = iv.sub(core, main_core, ledger)
     residues = torch.arange(p)
     turns = (torch.tensor(frequencies)[:, None] * residues[None, :]) % p  # exact integers
