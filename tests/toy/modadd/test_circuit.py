@@ -19,9 +19,9 @@ from hooked_bilinear.toy.modadd.circuit import (
     scale_slack,
 )
 from hooked_bilinear.toy.modadd.interval import Ball, Ledger
+from hooked_bilinear.toy.modadd.report import all_logits
 from hooked_bilinear.toy.modadd.task import ModAddTask
 from hooked_bilinear.toy.modadd.train import ModAddTrainConfig, build_model
-from hooked_bilinear.toy.modadd.report import all_logits
 
 
 def test_terms_sum_to_the_forward_pass(random_model):

@@ -3,6 +3,7 @@ model records its task and reloads."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import asdict, replace
@@ -10,9 +11,15 @@ from dataclasses import asdict, replace
 import pytest
 import torch
 
-from hooked_bilinear.loading.pretrained import load_model
-from hooked_bilinear.loading.pretrained import resolve_folder
-from hooked_bilinear.toy.modadd import NANDA, PIZZA, ModAddTask, ModAddTrainConfig, save_model, train
+from hooked_bilinear.loading.pretrained import load_model, resolve_folder
+from hooked_bilinear.toy.modadd import (
+    NANDA,
+    PIZZA,
+    ModAddTask,
+    ModAddTrainConfig,
+    save_model,
+    train,
+)
 from hooked_bilinear.toy.modadd.circuit import read_circuit
 from hooked_bilinear.toy.modadd.interval import Ledger
 from hooked_bilinear.toy.modadd.train import SETUP_TRAINING, learning_rate_factor
@@ -60,7 +67,7 @@ def test_cosine_schedule_and_training_without_the_test_set_in_the_stopping_rule(
     factors = [learning_rate_factor(config, e) for e in range(41)]
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0 * 0.5 * (1 + math.cos(math.pi * 9 / 40)))
     assert factors[20] == pytest.approx(0.5) and factors[40] == pytest.approx(0.0, abs=1e-12)
-    assert all(a >= b for a, b in zip(factors[9:], factors[10:]))
+    assert all(a >= b for a, b in itertools.pairwise(factors[9:]))
     assert learning_rate_factor(replace(config, schedule="constant"), 30) == 1.0
     _, history = train(TASK, config, progress=False)
     assert history.epochs == [0, 10, 20, 30, 40] and not history.reached_target  # the met target did not stop it

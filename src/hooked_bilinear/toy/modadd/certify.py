@@ -51,7 +51,6 @@ from hooked_bilinear.toy.modadd.fourier import (
 from hooked_bilinear.toy.modadd.interval import Ball, Ledger
 from hooked_bilinear.toy.modadd.task import ModAddTask
 
-
 EXACT_STEP = "exact circuit"
 
 
@@ -415,8 +414,8 @@ def exact_margins(circuit: Circuit, a: Int[torch.Tensor, " s"], b: Int[torch.Ten
 
 
 def margin_lower_bound(
-    logits: Ball, rest: Float[torch.Tensor, "... vocab"] | None, answer: Int[torch.Tensor, "..."], ledger: Ledger
-) -> Float[torch.Tensor, "..."]:
+    logits: Ball, rest: Float[torch.Tensor, "... vocab"] | None, answer: Int[torch.Tensor, ...], ledger: Ledger
+) -> Float[torch.Tensor, ...]:
     """min over c != answer of lower(logit_answer - logit_c) - rest_answer - rest_c, for every input."""
     index = answer[..., None]
     correct = Ball(logits.mid.gather(-1, index), logits.rad.expand_as(logits.mid).gather(-1, index))
