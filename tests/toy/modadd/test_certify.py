@@ -159,9 +159,11 @@ def test_residual_product_bound_holds_for_every_row():
     assert (exact <= bound).all() and (bound < 3 * exact.max()).any()
 
 
-def test_sound_on_damaged_weights(uniform_model):
+@pytest.mark.parametrize("source", ["random", "modadd-p59"])
+def test_sound_on_damaged_weights(uniform_model, source):
     """Noise on the MLP and embedding (the model no longer clean): every bound stays below the truth."""
-    model, task = uniform_model
+    model, task = uniform_model if source == "random" else (load_model(source), None)
+    task = task or ModAddTask.from_config(model.config)
     damaged = copy.deepcopy(model)
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
