@@ -197,8 +197,8 @@ def scale_slack(circuit: Circuit, weights: dict[str, torch.Tensor], moved: torch
         |(g.(x+D))(h.(x+D)) - (g.x)(h.x)| <= G_n ||h_n|| m + ||g_n|| m H_n + ||g_n|| ||h_n|| m^2,
 
     summed against |U'[c, n]|, plus ||W_U[c]|| m. Costs norms and one pass over U', not a pass over the inputs."""
-    def row_norms(W: torch.Tensor) -> torch.Tensor:
-        return (W.double().pow(2).sum(1).sqrt() * (1 + 4 * iv.U)).clamp_min(iv.TINY)
+    def row_norms(W: torch.Tensor) -> torch.Tensor:  # the sum of squares rounded up, then a correctly rounded sqrt
+        return iv.round_up(W.double().pow(2).sum(1), W.shape[1]).sqrt() * (1 + 2 * iv.U) + iv.TINY
 
     g_norm, h_norm, u_norm = row_norms(weights["W_gate"]), row_norms(weights["W_in"]), row_norms(weights["W_U"])
     G = sum(f.gate.magnitude().amax(0) for f in circuit.families)
