@@ -24,6 +24,13 @@ def random_model(request):
     return build_model(task, SMALL), task
 
 
+@pytest.fixture(scope="module")
+def uniform_model():
+    """A random model with uniform attention: the residue proof's case."""
+    task = TASKS["a b uniform attention"]
+    return build_model(task, SMALL), task
+
+
 @pytest.fixture(scope="session")
 def snapshots(tmp_path_factory) -> list[Path]:
     """Folders saved at epochs 0, 40, 80, ... of a p=17 run (pizza-like, uniform attention) and one 'a b =' run."""

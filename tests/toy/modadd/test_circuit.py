@@ -9,11 +9,19 @@ from fractions import Fraction
 import pytest
 import torch
 
-from hooked_bilinear.toy.modadd.circuit import Circuit, Family, circuit_logits, exact_logits, read_circuit
+from hooked_bilinear.toy.modadd.circuit import (
+    Circuit,
+    Family,
+    _weights,
+    circuit_logits,
+    exact_logits,
+    read_circuit,
+    scale_slack,
+)
 from hooked_bilinear.toy.modadd.interval import Ball, Ledger
+from hooked_bilinear.toy.modadd.report import all_logits
 from hooked_bilinear.toy.modadd.task import ModAddTask
 from hooked_bilinear.toy.modadd.train import ModAddTrainConfig, build_model
-from hooked_bilinear.toy.modadd.report import all_logits
 
 
 def test_terms_sum_to_the_forward_pass(random_model):
@@ -111,3 +119,29 @@ def test_circuit_logits_radii_cover_every_point_of_the_input_balls(uncertain):
         value = (total["gate"] * total["linear"]) @ point(circuit.unembed_out, trial % 2 == 0).T + total["direct"]
         assert ((value - logits.mid).abs() <= logits.rad).all()
     assert logits.rad.max() > 1e-3, "the wide ball must show in the output"
+
+
+def test_scale_slack_covers_every_residual_stream_within_its_radius(uniform_model):
+    """Uniform attention: the families sit at the coefficient's midpoint and `slack` bounds how far any logit moves
+    when the residual stream moves by a vector of norm <= m. Checked against random moves of norm exactly m,
+    scaled up so the quadratic part shows, logits computed directly from the weights in float64."""
+    model, task = uniform_model
+    circuit = read_circuit(model, task, Ledger())
+    weights = _weights(model, task)
+    m = torch.tensor(0.05, dtype=torch.float64)
+    slack = scale_slack(circuit, weights, m, Ledger())
+    W_gate, W_in, W_U, W_out = (weights[k].double() for k in ("W_gate", "W_in", "W_U", "W_out"))
+    a, b = task.operands()
+    x = sum(f.vectors.mid[{"a": a, "b": b, "1": torch.zeros_like(a)}[f.kind]] for f in circuit.families)
+
+    def logits(x: torch.Tensor) -> torch.Tensor:
+        return ((x @ W_gate.T) * (x @ W_in.T)) @ (W_U @ W_out).T + x @ W_U.T
+
+    g = torch.Generator().manual_seed(0)
+    worst = torch.zeros_like(slack)
+    for _ in range(20):
+        move = torch.randn(x.shape, generator=g, dtype=torch.float64)
+        move = m * move / move.norm(dim=1, keepdim=True)
+        worst = torch.maximum(worst, (logits(x + move) - logits(x)).abs().amax(0))
+    assert (worst <= slack).all() and (worst > 0.05 * slack).any()
+    assert 0 < circuit.slack.max() < 1e-4 * x.abs().max()  # the float32 constant's rounding: tiny, yet counted

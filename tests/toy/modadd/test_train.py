@@ -3,18 +3,26 @@ model records its task and reloads."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 from dataclasses import asdict, replace
 
 import pytest
 import torch
 
-from hooked_bilinear.loading.pretrained import load_model
-from hooked_bilinear.loading.pretrained import resolve_folder
-from hooked_bilinear.toy.modadd import NANDA, PIZZA, ModAddTask, ModAddTrainConfig, save_model, train
+from hooked_bilinear.loading.pretrained import load_model, resolve_folder
+from hooked_bilinear.toy.modadd import (
+    NANDA,
+    PIZZA,
+    ModAddTask,
+    ModAddTrainConfig,
+    save_model,
+    train,
+)
 from hooked_bilinear.toy.modadd.circuit import read_circuit
 from hooked_bilinear.toy.modadd.interval import Ledger
-from hooked_bilinear.toy.modadd.train import SETUP_TRAINING
+from hooked_bilinear.toy.modadd.train import SETUP_TRAINING, learning_rate_factor
 
 TASK = ModAddTask(p=11, input_format="a b", uniform_attention=True, train_fraction=0.8)
 CONFIG = ModAddTrainConfig(d_model=32, d_hidden=32, max_epochs=30, eval_every=10, lr=3e-3)
@@ -51,3 +59,15 @@ def test_shipped_models_record_the_settings_modadd_train_uses(name, setup):
     assert {k: tuple(v) if isinstance(v, list) else v for k, v in record["config"].items()} == expected
     assert record["task"] == {"nanda": NANDA, "pizza": PIZZA}[setup].to_config()
     assert record["epochs"] <= record["config"]["max_epochs"] and record["train_accuracy"] == 1.0
+
+
+def test_cosine_schedule_and_training_without_the_test_set_in_the_stopping_rule():
+    config = ModAddTrainConfig(d_model=32, d_hidden=32, max_epochs=40, eval_every=10, warmup_epochs=10,
+                               schedule="cosine", stop_at_target=False, target_accuracy=0.0, target_loss=100.0)
+    factors = [learning_rate_factor(config, e) for e in range(41)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0 * 0.5 * (1 + math.cos(math.pi * 9 / 40)))
+    assert factors[20] == pytest.approx(0.5) and factors[40] == pytest.approx(0.0, abs=1e-12)
+    assert all(a >= b for a, b in itertools.pairwise(factors[9:]))
+    assert learning_rate_factor(replace(config, schedule="constant"), 30) == 1.0
+    _, history = train(TASK, config, progress=False)
+    assert history.epochs == [0, 10, 20, 30, 40] and not history.reached_target  # the met target did not stop it

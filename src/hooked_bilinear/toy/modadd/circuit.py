@@ -20,7 +20,7 @@ input from the families' projections (the uncompressed proof's arithmetic).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -62,6 +62,9 @@ class Circuit:
     families: list[Family]
     unembed_out: Ball  # [vocab, d_hidden]  U' = W_U W_out
     uniform_attention: bool
+    # [vocab] or scalar: how far each logit can move between the families' midpoint coefficients and the exact ones
+    # (uniform attention: the float32 rounding of the constant s / n_pos, bounded once by norms; `scale_slack`)
+    slack: torch.Tensor = field(default_factory=lambda: torch.zeros((), dtype=torch.float64))
 
 
 def _weights(model: BilinearForCausalLM, task: ModAddTask) -> dict[str, torch.Tensor]:
@@ -155,7 +158,16 @@ def read_circuit(model: BilinearForCausalLM, task: ModAddTask, ledger: Ledger) -
     scale = Ball(torch.tensor(config.attn_residual_scale, dtype=torch.float64),
                  torch.tensor(config.attn_residual_scale * FLOAT32_REL, dtype=torch.float64))
     families = [Family(kinds[-1], "W_E[last]", _rows(weights["W_E"], kinds[-1], task), Ball.exact(torch.tensor(1.0)))]
-    for head in range(n_head):
+    if uniform:  # every head and position has the constant coefficient s / n_pos: merge heads before reading tokens
+        W_OV = iv.einsum("oe,ed->od", Ball.exact(weights["W_O"]), Ball.exact(weights["W_V"]), ledger)
+        coef = iv.mul(scale, Ball.exact(torch.tensor(1.0 / task.n_pos)), ledger)
+        read: dict[str, Ball] = {}
+        for pos, kind in enumerate(kinds):
+            key = "residues" if kind != "1" else "="
+            if key not in read:  # a and b read the same embedding rows
+                read[key] = iv.einsum("td,od->to", _rows(weights["W_E"], kind, task), W_OV, ledger)
+            families.append(Family(kind, f"all heads from pos {pos}", read[key], coef))
+    for head in range(0 if uniform else n_head):
         rows = slice(head * d_head, (head + 1) * d_head)
         W_OV = iv.einsum("oe,ed->od", Ball.exact(weights["W_O"][:, rows]), Ball.exact(weights["W_V"][rows]), ledger)
         for pos, kind in enumerate(kinds):
@@ -163,23 +175,57 @@ def read_circuit(model: BilinearForCausalLM, task: ModAddTask, ledger: Ledger) -
             attention = Ball.exact(torch.tensor(1.0 / task.n_pos)) if uniform else pattern[head][pos]
             families.append(Family(kind, f"head {head} from pos {pos}", vectors, iv.mul(scale, attention, ledger)))
     if uniform:
-        families = _merge_constant_coefficients(families, ledger)
+        families, moved = _merge_constant_coefficients(families, ledger)
     W_gate, W_in, W_U = (Ball.exact(weights[k]) for k in ("W_gate", "W_in", "W_U"))
     for family in families:
         family.gate = iv.einsum("nd,hd->nh", family.vectors, W_gate, ledger)
         family.linear = iv.einsum("nd,hd->nh", family.vectors, W_in, ledger)
         family.direct = iv.einsum("nd,vd->nv", family.vectors, W_U, ledger)
     unembed_out = iv.einsum("vd,dh->vh", W_U, Ball.exact(weights["W_out"]), ledger)
-    return Circuit(task, families, unembed_out, uniform)
+    circuit = Circuit(task, families, unembed_out, uniform)
+    if uniform:
+        circuit.slack = scale_slack(circuit, weights, moved, ledger)
+    return circuit
 
 
-def _merge_constant_coefficients(families: list[Family], ledger: Ledger) -> list[Family]:
-    """Families with scalar coefficients merged per kind: sum_f coef_f v_f, with coefficient 1."""
+def scale_slack(circuit: Circuit, weights: dict[str, torch.Tensor], moved: torch.Tensor, ledger: Ledger
+                ) -> Float[torch.Tensor, " vocab"]:
+    """A bound on |logit_c(x + D) - logit_c(x)| over every input, where the exact residual stream is x + D and
+    ||D||_2 <= `moved` (the coefficients' radii times the vectors they scale): with g_n, h_n the rows of W_gate
+    and W_in and G_n >= max |g_n . x| read off the family tables,
+
+        |(g.(x+D))(h.(x+D)) - (g.x)(h.x)| <= G_n ||h_n|| m + ||g_n|| m H_n + ||g_n|| ||h_n|| m^2,
+
+    summed against |U'[c, n]|, plus ||W_U[c]|| m. Costs norms and one pass over U', not a pass over the inputs."""
+    def row_norms(W: torch.Tensor) -> torch.Tensor:  # the sum of squares rounded up, then a correctly rounded sqrt
+        return iv.round_up(W.double().pow(2).sum(1), W.shape[1]).sqrt() * (1 + 2 * iv.U) + iv.TINY
+
+    g_norm, h_norm, u_norm = row_norms(weights["W_gate"]), row_norms(weights["W_in"]), row_norms(weights["W_U"])
+    G = sum(f.gate.magnitude().amax(0) for f in circuit.families)
+    H = sum(f.linear.magnitude().amax(0) for f in circuit.families)
+    per_neuron = iv.round_up(G * h_norm * moved + g_norm * moved * H + g_norm * h_norm * moved * moved, 6)
+    slack = iv.round_up(circuit.unembed_out.magnitude() @ per_neuron + u_norm * moved, per_neuron.numel() + 2)
+    ledger.add(2 * sum(weights[k].numel() for k in ("W_gate", "W_in", "W_U")) + 12 * per_neuron.numel()
+               + 2 * circuit.unembed_out.mid.numel() + 3 * slack.numel())
+    return slack
+
+
+def _merge_constant_coefficients(families: list[Family], ledger: Ledger) -> tuple[list[Family], torch.Tensor]:
+    """Families with scalar coefficients merged per kind at the coefficients' midpoints: sum_f coef^_f v_f, with
+    coefficient 1; and a bound m on how far the exact residual stream can lie from that, ||D||_2 <=
+    sum_f r_coef_f max_i ||v_f[i]||_2 over every input (`scale_slack` turns it into a logit bound)."""
     merged: dict[str, Ball] = {}
+    moved = torch.zeros((), dtype=torch.float64)
     for family in families:
-        scaled = iv.mul(family.vectors, family.coef, ledger)
+        scaled = iv.mul(family.vectors, Ball.exact(family.coef.mid), ledger)
         merged[family.kind] = iv.add(merged[family.kind], scaled, ledger) if family.kind in merged else scaled
-    return [Family(kind, f"all {kind}", vectors, Ball.exact(torch.tensor(1.0))) for kind, vectors in merged.items()]
+        if family.coef.rad.any():
+            norm = iv.round_up(family.vectors.magnitude().pow(2).sum(-1), family.vectors.shape[-1]).sqrt().amax()
+            moved = moved + family.coef.rad.amax() * norm * (1 + 4 * iv.U)
+            ledger.add(3 * family.vectors.mid.numel() + 4)
+    merged_families = [Family(kind, f"all {kind}", vectors, Ball.exact(torch.tensor(1.0)))
+                       for kind, vectors in merged.items()]
+    return merged_families, iv.round_up(moved, len(families))
 
 
 def pair_table(f: Family, g: Family, unembed_out: Ball, ledger: Ledger) -> Ball:
@@ -248,6 +294,7 @@ def circuit_logits(circuit: Circuit, a: Int[torch.Tensor, " s"], b: Int[torch.Te
     # sum_n |U'^ h - U' h| <= r_h |U'^|_1 + r_U' (|h^|_1 + n r_h); the matmul's rounding <= gamma_n |U'^|_1 max|h^|
     rad = ((hidden_rad + iv.gamma(hidden.shape[1]) * hidden_max)[:, None] * U_l1
            + U_rad * (hidden_l1 + hidden.shape[1] * hidden_rad)[:, None] + direct_rad[:, None] + iv.U * mid.abs())
+    rad = rad + circuit.slack
     n, h, vocab = len(a), hidden.shape[1], mid.shape[1]
     ledger.add(n * (h + 8 * h + 8 + 2 * h * vocab + 9 * vocab) + 3 * vocab * h)
     return Ball(mid, iv.round_up(rad, 6))

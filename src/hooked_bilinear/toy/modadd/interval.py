@@ -122,24 +122,58 @@ def mul(x: Number, y: Number, ledger: Ledger) -> Ball:
     return Ball(mid, rad)
 
 
+def _reduce(term: str, t: torch.Tensor, letters: str, how: str) -> tuple[str, torch.Tensor]:
+    """t with its indices in `letters` reduced away by max or sum (the term's spelling without them)."""
+    dims = [i for i, letter in enumerate(term) if letter in letters]
+    if not dims:
+        return term, t
+    if how == "sum" or t.numel() == 0:
+        return "".join(letter for letter in term if letter not in letters), t.sum(dims)
+    t = t.amax(dims)
+    return "".join(letter for letter in term if letter not in letters), t
+
+
+def _radius_term(spec: str, rad: torch.Tensor, other: torch.Tensor, swap: bool) -> tuple[torch.Tensor, int]:
+    """An upper bound of einsum(spec, rad, other) for non-negative tensors, entrywise over the output, without the
+    full einsum: sum_n r[.., n] o[.., n] <= max_n r[.., n] sum_n o[.., n] for each summed index n (an index summed
+    in one operand only contributes its size or its sum). Returns (bound, flops)."""
+    inputs, output = spec.replace(" ", "").split("->")
+    terms = inputs.split(",")
+    r_term, o_term = (terms[1], terms[0]) if swap else (terms[0], terms[1])
+    summed = "".join(sorted({letter for letter in r_term + o_term if letter not in output}))
+    r_only = "".join(letter for letter in summed if letter in r_term and letter not in o_term)
+    size = math.prod(rad.shape[r_term.index(letter)] for letter in r_only)
+    r_term2, r = _reduce(r_term, rad, summed, "max")
+    o_term2, o = _reduce(o_term, other, summed, "sum")
+    bound = torch.einsum(f"{r_term2},{o_term2}->{output}", r, o) * size
+    return bound, rad.numel() + other.numel() + 2 * bound.numel()
+
+
 def einsum(spec: str, x: Ball, y: Ball, ledger: Ledger) -> Ball:
-    """torch.einsum(spec, x, y) for two operands; k = the number of products summed into each output."""
+    """torch.einsum(spec, x, y) for two operands; k = the number of products summed into each output.
+
+    The rounding error of each output is <= gamma_k sum |x||y| <= gamma_k k max|x| max|y|: one number for every
+    output, from the operands' largest entries (negligible beside any radius that matters). The operands' radii
+    r_x (|y| + r_y) + |x| r_y are carried entrywise over the output, each summed index bounded by the radius' largest
+    entry along it times the other operand's sum (`_radius_term`): a proof step costs one float64 einsum."""
     mid = torch.einsum(spec, x.mid, y.mid)
     inputs, output = spec.replace(" ", "").split("->")
     sizes = {}
     for term, tensor in zip(inputs.split(","), (x.mid, y.mid)):
         sizes.update(zip(term, tensor.shape))
     k = math.prod(size for letter, size in sizes.items() if letter not in output)
-    full = 2 * math.prod(sizes.values())  # multiply-adds of one einsum over every index
     ax, ay = x.mid.abs(), y.mid.abs()
-    rad = gamma(k) * torch.einsum(spec, ax, ay)
-    ledger.add(2 * full)
+    largest = lambda t: t.amax() if t.numel() else torch.zeros((), dtype=torch.float64)
+    rad = (gamma(k) * k) * largest(ax) * largest(ay)
+    ledger.add(2 * math.prod(sizes.values()) + 2 * (ax.numel() + ay.numel()))
     if x.rad.any():
-        rad = rad + torch.einsum(spec, x.rad.expand_as(x.mid), ay + y.rad)
-        ledger.add(full)
+        term, flops = _radius_term(spec, x.rad.expand_as(x.mid), ay + y.rad, swap=False)
+        rad = rad + term
+        ledger.add(flops + y.mid.numel())
     if y.rad.any():
-        rad = rad + torch.einsum(spec, ax, y.rad.expand_as(y.mid))
-        ledger.add(full)
+        term, flops = _radius_term(spec, y.rad.expand_as(y.mid), ax, swap=True)
+        rad = rad + term
+        ledger.add(flops)
     return Ball(mid, round_up(rad, k + 3))
 
 

@@ -84,3 +84,33 @@ def plot_training(history: ModAddHistory, path: PathLike, title: str = "") -> Pa
         ax.legend()
     fig.suptitle(title)
     return save_figure(fig, path)
+
+
+def plot_cost_scaling(rows: list[dict[str, int]], path: PathLike, title: str = "") -> Path:
+    """Flops against p (log-log): brute force, the exact circuit (uncompressed proof) and the compressed proof, with
+    the model's parameter count for scale. `rows`: one dict per p with keys p, brute, compressed and optionally
+    exact and params."""
+    fig, ax = pyplot().subplots(figsize=(6.5, 4.2))
+    ps = [row["p"] for row in rows]
+    for key, label, style in (("brute", "brute force (model on all p^2 inputs)", "s-"),
+                              ("exact", "exact circuit proof", "^--"),
+                              ("compressed", "compressed proof (residues + bounds)", "o-"),
+                              ("params", "model parameters (count, not flops)", "x:")):
+        points = [(row["p"], row[key]) for row in rows if row.get(key)]
+        if points:
+            ax.plot(*zip(*points), style, label=label)
+    for power, anchor in ((2, "brute"), (3, "brute")):
+        first = rows[0]
+        ax.plot(ps, [first[anchor] * (p / first["p"]) ** power / 4 for p in ps], color="grey", linewidth=0.8,
+                linestyle=":")
+        ax.annotate(f"~p^{power}", (ps[-1], first[anchor] * (ps[-1] / first["p"]) ** power / 4), fontsize=7,
+                    color="grey")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(ps, [str(p) for p in ps])
+    ax.set_xticks([], minor=True)
+    ax.set_xlabel("modulus p")
+    ax.set_ylabel("floating-point operations")
+    ax.legend(fontsize=8)
+    ax.set_title(title or "proof cost vs brute force", fontsize=10)
+    return save_figure(fig, path)

@@ -8,10 +8,12 @@ query and key weights at zero: every score is 0 and the softmax averages the vis
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -28,8 +30,9 @@ from hooked_bilinear.toy.modadd.task import CONFIG_KEY, ModAddTask
 class ModAddTrainConfig:
     """Model size and optimiser: Nanda et al.'s AdamW (lr 1e-3, weight decay 1.0, betas (0.9, 0.98)), full batch.
 
-    Training stops at the first evaluation where test accuracy >= `target_accuracy` and test loss <= `target_loss`,
-    or after `max_epochs`. Weights start normal with std `init_std` (small: generalises before it memorises).
+    Training stops at the first evaluation where test accuracy >= `target_accuracy` and test loss <= `target_loss`
+    (only with `stop_at_target`: otherwise the test set is only watched), or after `max_epochs`. `schedule`: the
+    learning rate after warm-up is constant, or decays to zero at `max_epochs` along a cosine. Weights start normal with std `init_std` (small: generalises before it memorises).
     """
 
     d_model: int = 128
@@ -45,6 +48,8 @@ class ModAddTrainConfig:
     eval_every: int = 10
     init_std: float = 0.02
     seed: int = 0
+    schedule: Literal["constant", "cosine"] = "constant"
+    stop_at_target: bool = True
 
 
 #: The settings the shipped models were trained with (`hooked-bilinear modadd train --setup ...`): modadd-p113 is
@@ -95,6 +100,14 @@ def hold_query_key_at_zero(model: BilinearForCausalLM) -> None:
             block.attn.qkv.weight[: 2 * d_model] = 0.0
 
 
+def learning_rate_factor(config: ModAddTrainConfig, epoch: int) -> float:
+    """The learning rate at `epoch` over `config.lr`: linear warm-up, then constant or a cosine to 0 at max_epochs."""
+    warmup = min((epoch + 1) / max(config.warmup_epochs, 1), 1.0)
+    if config.schedule == "constant":
+        return warmup
+    return warmup * 0.5 * (1.0 + math.cos(math.pi * min(epoch / max(config.max_epochs, 1), 1.0)))
+
+
 def answer_logits(model: torch.nn.Module, tokens: Int[torch.Tensor, "batch pos"]) -> Float[torch.Tensor, "batch vocab"]:
     """Logits at the last position, where the answer is read."""
     return model(tokens).logits[:, -1]
@@ -130,7 +143,7 @@ def train(
     train_rows, test_rows = task.split()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                   betas=config.betas)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: min((e + 1) / max(config.warmup_epochs, 1), 1))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: learning_rate_factor(config, e))
     history = ModAddHistory()
     start = time.perf_counter()
     bar = tqdm(range(config.max_epochs + 1), desc=f"modadd p={task.p}", disable=not progress)
@@ -146,7 +159,8 @@ def train(
                             train_acc=f"{train_accuracy:.3f}", test_acc=f"{test_accuracy:.3f}")
             if on_eval is not None:
                 on_eval(epoch, model)
-            if test_accuracy >= config.target_accuracy and test_loss <= config.target_loss:
+            if (config.stop_at_target and test_accuracy >= config.target_accuracy
+                    and test_loss <= config.target_loss):
                 history.reached_target = True
                 break
             model.train()
