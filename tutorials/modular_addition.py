@@ -36,10 +36,10 @@ from hooked_bilinear.toy.modadd import (
     certify_exact,
     explain,
     key_frequencies,
-    read_weights,
-    report,
+    modadd_report,
     save_model,
-    train,
+    train_modadd,
+    weight_reading,
 )
 from hooked_bilinear.toy.modadd.plots import (
     plot_certificate_curve,
@@ -59,7 +59,7 @@ def main() -> None:
 
     # 1. the model, as a transformers model (for the weights) and as a hooked transformer (for activations)
     if args.train:
-        model, history = train(PIZZA, SETUP_TRAINING["pizza"])
+        model, history = train_modadd(PIZZA, SETUP_TRAINING["pizza"])
         plot_training(history, args.out / "training.png", "pizza set-up")
         folder = save_model(model, args.out / "model", history, SETUP_TRAINING["pizza"], overwrite=True)
     else:
@@ -76,7 +76,7 @@ def main() -> None:
     print(f"accuracy on all {task.p}^2 inputs (hooked model): {(answer.argmax(-1) == labels).float().mean():.4f}")
 
     # 2. key frequencies: weights, then activations
-    reading = read_weights(model, task)
+    reading = weight_reading(model, task)
     hidden = cache["blocks.0.mlp.hook_post"][:, -1].reshape(task.p, task.p, -1)
     spectra = activation_spectra(hidden, answer.reshape(task.p, task.p, -1))
     print(f"key frequencies from the MLP's weights: {reading.key_frequencies}")
@@ -113,7 +113,7 @@ def main() -> None:
     )
 
     # 4. the certificate, and how its cost buys tightness
-    result = report(model, certificate=certify(model, task, progress=True))
+    result = modadd_report(model, certificate=certify(model, task, progress=True))
     for key in (
         "accuracy",
         "true_min_margin",

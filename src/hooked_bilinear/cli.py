@@ -146,14 +146,14 @@ def _modadd_certify(args: argparse.Namespace) -> None:
 
     from hooked_bilinear.loading.pretrained import load_model
     from hooked_bilinear.modeling.modeling import BilinearForCausalLM
-    from hooked_bilinear.toy.modadd.report import report
+    from hooked_bilinear.toy.modadd.report import modadd_report
 
     model = load_model(args.model)
     if not isinstance(model, BilinearForCausalLM):
         raise HookedBilinearError(f"{args.model} is a Llama checkpoint; modadd models are tdooms-format checkpoints.")
     try:
         frequencies = [int(k) for k in args.frequencies.split(",")] if args.frequencies else None
-        result = report(model, frequencies)
+        result = modadd_report(model, frequencies)
     except ValueError as error:
         raise HookedBilinearError(f"--frequencies {args.frequencies}: {error}") from error
     if args.json:
@@ -167,14 +167,14 @@ def _modadd_train(args: argparse.Namespace) -> None:
     from dataclasses import replace
 
     from hooked_bilinear.toy.modadd.task import NANDA, PIZZA
-    from hooked_bilinear.toy.modadd.train import SETUP_TRAINING, save_model, train
+    from hooked_bilinear.toy.modadd.train import SETUP_TRAINING, save_model, train_modadd
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise HookedBilinearError(f"{out} already exists; pass --overwrite to replace it, or choose another folder.")
     task = {"nanda": NANDA, "pizza": PIZZA}[args.setup]
     config = replace(SETUP_TRAINING[args.setup], max_epochs=args.max_epochs, seed=args.seed)
-    model, history = train(task, config)
+    model, history = train_modadd(task, config)
     save_model(model, out, history, config, overwrite=args.overwrite)
     print(
         f"{history.epochs[-1]} epochs, test accuracy {history.test_accuracy[-1]:.4f}, test loss "

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hooked_bilinear.toy.modadd import ModAddTask, ModAddTrainConfig, train
-from hooked_bilinear.toy.modadd.train import build_model
+from hooked_bilinear.toy.modadd import ModAddTask, ModAddTrainConfig, train_modadd
+from hooked_bilinear.toy.modadd.train import build_modadd_model
 
 SMALL = ModAddTrainConfig(d_model=32, n_head=4, d_hidden=48, init_std=0.3)
 TASKS = {
@@ -21,14 +21,14 @@ TASKS = {
 @pytest.fixture(params=sorted(TASKS), scope="module")
 def random_model(request):
     task = TASKS[request.param]
-    return build_model(task, SMALL), task
+    return build_modadd_model(task, SMALL), task
 
 
 @pytest.fixture(scope="module")
 def uniform_model():
     """A random model with uniform attention: the residue proof's case."""
     task = TASKS["a b uniform attention"]
-    return build_model(task, SMALL), task
+    return build_modadd_model(task, SMALL), task
 
 
 @pytest.fixture(scope="session")
@@ -36,8 +36,10 @@ def snapshots(tmp_path_factory) -> list[Path]:
     """Folders saved at epochs 0, 40, 80, ... of a p=17 run (pizza-like, uniform attention) and one 'a b =' run."""
     root = tmp_path_factory.mktemp("modadd-snapshots")
     folders: list[Path] = []
-    for name, task in (("uniform", ModAddTask(p=17, input_format="a b", uniform_attention=True, train_fraction=0.8)),
-                       ("nanda", ModAddTask(p=17, input_format="a b =", train_fraction=0.5))):
+    for name, task in (
+        ("uniform", ModAddTask(p=17, input_format="a b", uniform_attention=True, train_fraction=0.8)),
+        ("nanda", ModAddTask(p=17, input_format="a b =", train_fraction=0.5)),
+    ):
         config = ModAddTrainConfig(d_model=32, d_hidden=64, max_epochs=240, eval_every=80, lr=3e-3)
 
         def keep(epoch: int, model, name: str = name) -> None:
@@ -45,5 +47,5 @@ def snapshots(tmp_path_factory) -> list[Path]:
             model.save_pretrained(folder)
             folders.append(folder)
 
-        train(task, config, on_eval=keep, progress=False)
+        train_modadd(task, config, on_eval=keep, progress=False)
     return folders

@@ -41,8 +41,9 @@ def test_sound_on_random_models(random_model, keep):
     if keep == "uncompressed":
         certificate = certify_exact(model, task)
     else:
-        frequencies = {"none": [], "two": [1, 2], "all": list(range(1, n_frequencies(task.p) + 1)),
-                       "default": None}[keep]
+        frequencies = {"none": [], "two": [1, 2], "all": list(range(1, n_frequencies(task.p) + 1)), "default": None}[
+            keep
+        ]
         certificate = certify(model, task, frequencies, fallback=False)
         assert torch.equal(certificate.margin, certificate.compressed)
     assert (certificate.margin <= true).all()
@@ -74,10 +75,11 @@ def test_sound_on_part_trained_snapshots(snapshots):
         task = ModAddTask.from_config(model.config)
         true = true_margins(model, task)
         for frequencies in (None, [1], list(range(1, n_frequencies(task.p) + 1)), "uncompressed"):
-            certificate = (certify_exact(model, task) if frequencies == "uncompressed"
-                           else certify(model, task, frequencies))
+            certificate = (
+                certify_exact(model, task) if frequencies == "uncompressed" else certify(model, task, frequencies)
+            )
             assert (certificate.margin <= true).all(), f"unsound at {folder.name} keeping {frequencies}"
-            assert (certificate.compressed is None or (certificate.compressed <= true).all())
+            assert certificate.compressed is None or (certificate.compressed <= true).all()
             assert certificate.certified_accuracy <= (true > 0).double().mean().item()
 
 
@@ -128,8 +130,6 @@ def test_bad_frequencies_and_a_mismatched_task_are_clear_errors(random_model):
         certify(model, other)
 
 
-
-
 def test_the_main_term_over_residues_is_the_interactions_sum_part(uniform_model):
     """g(s) against an independent computation: the interaction tensor summed over neurons in float64 on the whole
     (a, b, c) grid, projected on cos / sin(w_k (a + b - c)) by least squares."""
@@ -145,8 +145,10 @@ def test_the_main_term_over_residues_is_the_interactions_sum_part(uniform_model)
     s = ((r[:, None, None] + r[None, :, None] - r[None, None, :]) % p).double()
     design = torch.stack([fn(2 * math.pi * k * s / p) for k in frequencies for fn in (torch.cos, torch.sin)], -1)
     solution = torch.linalg.lstsq(design.reshape(-1, design.shape[-1]), kept.reshape(-1, 1)).solution[:, 0]
-    expected = sum(solution[2 * i] * torch.cos(2 * math.pi * k * r / p) + solution[2 * i + 1]
-                   * torch.sin(2 * math.pi * k * r / p) for i, k in enumerate(frequencies))
+    expected = sum(
+        solution[2 * i] * torch.cos(2 * math.pi * k * r / p) + solution[2 * i + 1] * torch.sin(2 * math.pi * k * r / p)
+        for i, k in enumerate(frequencies)
+    )
     assert (main.g.mid - expected).abs().max() < 1e-9 * expected.abs().max()
     assert ((main.g.mid - expected).abs() <= main.g.rad).all()
 

@@ -21,7 +21,7 @@ from hooked_bilinear.toy.modadd.circuit import (
 from hooked_bilinear.toy.modadd.interval import Ball, Ledger
 from hooked_bilinear.toy.modadd.report import all_logits
 from hooked_bilinear.toy.modadd.task import ModAddTask
-from hooked_bilinear.toy.modadd.train import ModAddTrainConfig, build_model
+from hooked_bilinear.toy.modadd.train import ModAddTrainConfig, build_modadd_model
 
 
 def test_terms_sum_to_the_forward_pass(random_model):
@@ -57,23 +57,28 @@ def test_circuit_logits_equal_the_forward_pass_with_small_radii(random_model):
 def _exact_logits(model, a: int, b: int, s: Fraction) -> list[Fraction]:
     """The uniform-attention model in rational arithmetic on its float32 weights: x = W_E[b] + s (V_a + V_b) / 2
     with V_t = W_O W_V W_E[t], logit = W_U (x + W_out ((W_gate x) * (W_in x)))."""
-    F = lambda t: [[Fraction(v) for v in row] for row in t.double().tolist()]
-    matvec = lambda M, v: [sum(m * x for m, x in zip(row, v)) for row in M]
+
+    def F(t):
+        return [[Fraction(v) for v in row] for row in t.double().tolist()]
+
+    def matvec(M, v):
+        return [sum(m * x for m, x in zip(row, v)) for row in M]
+
     d, h = model.config.d_model, model.config.d_hidden
     W_E, W_O = F(model.transformer.wte.weight), F(model.transformer.h[0].attn.o.weight)
-    W_V = F(model.transformer.h[0].attn.qkv.weight[2 * d:])
+    W_V = F(model.transformer.h[0].attn.qkv.weight[2 * d :])
     w = F(model.transformer.h[0].mlp.w.weight)
     W_out, W_U = F(getattr(model.transformer.h[0].mlp, model.config.mlp_down_name).weight), F(model.lm_head.weight)
     mixed = matvec(W_O, matvec(W_V, [(x + y) / 2 for x, y in zip(W_E[a], W_E[b])]))
     x = [e + s * m for e, m in zip(W_E[b], mixed)]
-    hidden = [g * l for g, l in zip(matvec(w[:h], x), matvec(w[h:], x))]
+    hidden = [g * i for g, i in zip(matvec(w[:h], x), matvec(w[h:], x))]
     return matvec(W_U, [xi + oi for xi, oi in zip(x, matvec(W_out, hidden))])
 
 
 def test_circuit_logits_contain_the_exact_rational_logits():
     """On a uniform-attention model: without a softmax, the logits are rational in the float32 weights."""
     task = ModAddTask(p=13, input_format="a b", uniform_attention=True, train_fraction=0.5)
-    model = build_model(task, ModAddTrainConfig(d_model=32, n_head=4, d_hidden=48, init_std=0.3))
+    model = build_modadd_model(task, ModAddTrainConfig(d_model=32, n_head=4, d_hidden=48, init_std=0.3))
     circuit = read_circuit(model, task, Ledger())
     a, b = torch.tensor([0, 3, 7, 12]), torch.tensor([5, 3, 12, 0])
     ball = circuit_logits(circuit, a, b, Ledger())
@@ -90,14 +95,25 @@ def test_circuit_logits_radii_cover_every_point_of_the_input_balls(uncertain):
     input balls, computed plainly, lie inside the output balls."""
     p, h, vocab = 5, 6, 7
     generator = torch.Generator().manual_seed(0)
-    rand = lambda *shape: torch.randn(tuple(shape), generator=generator, dtype=torch.float64)
+
+    def rand(*shape):
+        return torch.randn(tuple(shape), generator=generator, dtype=torch.float64)
 
     def ball(name: str, *shape: int) -> Ball:
         return Ball(rand(*shape), (0.05 * rand(*shape).abs()) if name == uncertain else torch.zeros(()))
 
-    families = [Family(kind, kind, Ball.exact(torch.zeros(n, 1)), coef, ball("gate", n, h), ball("linear", n, h),
-                       ball("direct", n, vocab))
-                for kind, n, coef in (("a", p, ball("coef", p, p)), ("b", p, ball("coef")), ("1", 1, ball("coef")))]
+    families = [
+        Family(
+            kind,
+            kind,
+            Ball.exact(torch.zeros(n, 1)),
+            coef,
+            ball("gate", n, h),
+            ball("linear", n, h),
+            ball("direct", n, vocab),
+        )
+        for kind, n, coef in (("a", p, ball("coef", p, p)), ("b", p, ball("coef")), ("1", 1, ball("coef")))
+    ]
     task = ModAddTask(p=p, input_format="a b =", train_fraction=0.5)
     circuit = Circuit(task, families, ball("unembed_out", vocab, h), uniform_attention=False)
     a, b = task.operands()
@@ -105,8 +121,11 @@ def test_circuit_logits_radii_cover_every_point_of_the_input_balls(uncertain):
     index = {"a": a, "b": b, "1": torch.zeros_like(a)}
 
     def point(x: Ball, corner: bool) -> torch.Tensor:
-        step = torch.randint(0, 2, x.mid.shape, generator=generator) * 2.0 - 1 if corner else \
-            torch.rand(x.mid.shape, generator=generator, dtype=torch.float64) * 2 - 1
+        step = (
+            torch.randint(0, 2, x.mid.shape, generator=generator) * 2.0 - 1
+            if corner
+            else torch.rand(x.mid.shape, generator=generator, dtype=torch.float64) * 2 - 1
+        )
         return x.mid + step * x.rad
 
     for trial in range(40):

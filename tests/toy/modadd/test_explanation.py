@@ -18,7 +18,7 @@ from hooked_bilinear.toy.modadd import (
     explain,
     key_frequencies,
     logit_table_fraction,
-    read_weights,
+    weight_reading,
 )
 from hooked_bilinear.toy.modadd.explanation import Explanation, FrequencyTerm
 from hooked_bilinear.toy.modadd.fourier import fourier_basis, sum_pattern_spectrum
@@ -36,7 +36,9 @@ def test_fourier_basis_is_orthonormal_and_spectra_find_a_planted_frequency():
 def test_explanation_logits_follow_the_formula():
     explanation = Explanation(7, [FrequencyTerm(2, 1.5, 0.4, 1.0, [])])
     a, b, c = 3, 6, 1
-    assert explanation.logits()[a, b, c].item() == pytest.approx(1.5 * math.cos(2 * math.pi * 2 * (a + b - c) / 7 - 0.4))
+    assert explanation.logits()[a, b, c].item() == pytest.approx(
+        1.5 * math.cos(2 * math.pi * 2 * (a + b - c) / 7 - 0.4)
+    )
     assert explanation.parameter_count == 3
 
 
@@ -55,7 +57,7 @@ def test_weight_frequencies_agree_with_activation_frequencies(name):
         logits, cache = bridge.run_with_cache(task.tokens())
     hidden = cache["blocks.0.mlp.hook_post"][:, -1].reshape(task.p, task.p, -1)
     spectra = activation_spectra(hidden, logits[:, -1].reshape(task.p, task.p, -1))
-    from_weights = read_weights(model, task).key_frequencies
+    from_weights = weight_reading(model, task).key_frequencies
     assert 1 <= len(from_weights) <= 12
     assert set(key_frequencies(spectra["logits"])) == set(from_weights)
     assert set(key_frequencies(spectra["hidden"])) <= set(from_weights)  # p59's hidden units: 23 falls under 5%

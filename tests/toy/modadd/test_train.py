@@ -18,7 +18,7 @@ from hooked_bilinear.toy.modadd import (
     ModAddTask,
     ModAddTrainConfig,
     save_model,
-    train,
+    train_modadd,
 )
 from hooked_bilinear.toy.modadd.circuit import read_circuit
 from hooked_bilinear.toy.modadd.interval import Ledger
@@ -29,21 +29,26 @@ CONFIG = ModAddTrainConfig(d_model=32, d_hidden=32, max_epochs=30, eval_every=10
 
 
 def test_uniform_attention_keeps_query_and_key_at_zero_through_training():
-    model, history = train(TASK, CONFIG, progress=False)
+    model, history = train_modadd(TASK, CONFIG, progress=False)
     qkv = model.transformer.h[0].attn.qkv.weight
     assert not qkv[: 2 * CONFIG.d_model].any(), "query/key weights moved: attention is no longer uniform"
-    assert qkv[2 * CONFIG.d_model:].abs().sum() > 0
+    assert qkv[2 * CONFIG.d_model :].abs().sum() > 0
     assert read_circuit(model, TASK, Ledger()).uniform_attention
     assert history.epochs == [0, 10, 20, 30] and history.train_loss[-1] < history.train_loss[0]
 
 
 def test_training_is_deterministic_and_stops_at_the_target(tmp_path):
-    first, _ = train(TASK, CONFIG, progress=False)
-    second, _ = train(TASK, CONFIG, progress=False)
+    first, _ = train_modadd(TASK, CONFIG, progress=False)
+    second, _ = train_modadd(TASK, CONFIG, progress=False)
     for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
         assert torch.equal(a, b), name
-    _, history = train(TASK, ModAddTrainConfig(d_model=32, d_hidden=32, max_epochs=30, eval_every=10,
-                                               target_accuracy=0.0, target_loss=100.0), progress=False)
+    _, history = train_modadd(
+        TASK,
+        ModAddTrainConfig(
+            d_model=32, d_hidden=32, max_epochs=30, eval_every=10, target_accuracy=0.0, target_loss=100.0
+        ),
+        progress=False,
+    )
     assert history.reached_target and history.epochs == [0]
     folder = save_model(first, tmp_path / "m", history, CONFIG)
     assert ModAddTask.from_config(load_model(folder).config) == TASK
@@ -62,12 +67,23 @@ def test_shipped_models_record_the_settings_modadd_train_uses(name, setup):
 
 
 def test_cosine_schedule_and_training_without_the_test_set_in_the_stopping_rule():
-    config = ModAddTrainConfig(d_model=32, d_hidden=32, max_epochs=40, eval_every=10, warmup_epochs=10,
-                               schedule="cosine", stop_at_target=False, target_accuracy=0.0, target_loss=100.0)
+    config = ModAddTrainConfig(
+        d_model=32,
+        d_hidden=32,
+        max_epochs=40,
+        eval_every=10,
+        warmup_epochs=10,
+        schedule="cosine",
+        stop_at_target=False,
+        target_accuracy=0.0,
+        target_loss=100.0,
+    )
     factors = [learning_rate_factor(config, e) for e in range(41)]
-    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0 * 0.5 * (1 + math.cos(math.pi * 9 / 40)))
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(
+        1.0 * 0.5 * (1 + math.cos(math.pi * 9 / 40))
+    )
     assert factors[20] == pytest.approx(0.5) and factors[40] == pytest.approx(0.0, abs=1e-12)
     assert all(a >= b for a, b in itertools.pairwise(factors[9:]))
     assert learning_rate_factor(replace(config, schedule="constant"), 30) == 1.0
-    _, history = train(TASK, config, progress=False)
+    _, history = train_modadd(TASK, config, progress=False)
     assert history.epochs == [0, 10, 20, 30, 40] and not history.reached_target  # the met target did not stop it

@@ -1,14 +1,14 @@
 """Modular addition (a + b) mod p with a one-layer bilinear transformer: train, read, compress, certify.
 
-    task.py         the task, its inputs and split, the config record     (ModAddTask, NANDA, PIZZA)
-    train.py        full-batch AdamW training, saving                      (train, ModAddTrainConfig, save_model)
-    fourier.py      the Fourier basis of Z_p, spectra, key frequencies
-    circuit.py      the logits as an exact sum of terms, from the weights
-    interval.py     rounding-safe interval arithmetic with a flop ledger
-    certify.py      the certificate: proven margin bounds, their cost      (certify, certify_exact, certificate_curve)
-    explanation.py  trig identities and the compressed explanation         (explain, read_weights)
-    report.py       the headline numbers                                   (report)
-    plots.py        pictures
+task.py         the task, its inputs and split, the config record     (ModAddTask, NANDA, PIZZA)
+train.py        full-batch AdamW training, saving                      (train, ModAddTrainConfig, save_model)
+fourier.py      the Fourier basis of Z_p, spectra, key frequencies
+circuit.py      the logits as an exact sum of terms, from the weights
+interval.py     rounding-safe interval arithmetic with a flop ledger
+certify.py      the certificate: proven margin bounds, their cost      (certify, certify_exact, certificate_curve)
+explanation.py  trig identities and the compressed explanation         (explain, weight_reading)
+report.py       the headline numbers                                   (report)
+plots.py        pictures
 """
 
 from hooked_bilinear.toy.modadd.certify import (
@@ -23,21 +23,41 @@ from hooked_bilinear.toy.modadd.explanation import (
     activation_spectra,
     explain,
     logit_table_fraction,
-    read_weights,
+    weight_reading,
 )
 from hooked_bilinear.toy.modadd.fourier import fourier_basis, key_frequencies
-from hooked_bilinear.toy.modadd.report import all_logits, margins, report
+from hooked_bilinear.toy.modadd.report import all_logits, margins, modadd_report
 from hooked_bilinear.toy.modadd.task import NANDA, PIZZA, ModAddTask
 from hooked_bilinear.toy.modadd.train import (
     SETUP_TRAINING,
     ModAddHistory,
     ModAddTrainConfig,
     save_model,
-    train,
+    train_modadd,
 )
 
-__all__ = ["NANDA", "PIZZA", "SETUP_TRAINING", "Certificate", "Explanation", "ModAddHistory", "ModAddTask", "ModAddTrainConfig",
-           "activation_spectra", "all_logits", "brute_force_flops", "certificate_curve", "certify", "certify_exact",
-           "explain",
-           "fourier_basis", "key_frequencies", "logit_table_fraction", "margins", "read_weights", "report",
-           "save_model", "train"]
+__all__ = [
+    "NANDA",
+    "PIZZA",
+    "SETUP_TRAINING",
+    "Certificate",
+    "Explanation",
+    "ModAddHistory",
+    "ModAddTask",
+    "ModAddTrainConfig",
+    "activation_spectra",
+    "all_logits",
+    "brute_force_flops",
+    "certificate_curve",
+    "certify",
+    "certify_exact",
+    "explain",
+    "fourier_basis",
+    "key_frequencies",
+    "logit_table_fraction",
+    "margins",
+    "weight_reading",
+    "modadd_report",
+    "save_model",
+    "train_modadd",
+]

@@ -91,7 +91,7 @@ class Certificate:
 
 
 @dataclass
-class Factors:
+class InteractionFactors:
     """One interaction tensor T[a, b, c] = sum_n X[a, n] Y[b, n] Z[c, n] and its (a, b) coefficient."""
 
     X: Ball  # [p, N]
@@ -100,17 +100,25 @@ class Factors:
     coef: Ball  # scalar or [p, p]
 
 
-def interaction_factors(circuit: Circuit, ledger: Ledger) -> list[Factors]:
+def interaction_factors(circuit: Circuit, ledger: Ledger) -> list[InteractionFactors]:
     """Every a-family x b-family pair as factors: X = [W_gate v_a, W_in v_a], Y = [W_in v_b, W_gate v_b], Z = [U', U']."""
     result = []
     for f, g in pairs(circuit):
         if not is_interaction(f, g):
             continue
         fa, fb = (f, g) if f.kind == "a" else (g, f)
-        cat = lambda x, y: Ball(torch.cat([x.mid, y.mid], 1),
-                                torch.cat([x.rad.expand_as(x.mid), y.rad.expand_as(y.mid)], 1))
-        result.append(Factors(cat(fa.gate, fa.linear), cat(fb.linear, fb.gate),
-                              cat(circuit.unembed_out, circuit.unembed_out), coefficient(f, g, ledger=ledger)))
+
+        def cat(x, y):
+            return Ball(torch.cat([x.mid, y.mid], 1), torch.cat([x.rad.expand_as(x.mid), y.rad.expand_as(y.mid)], 1))
+
+        result.append(
+            InteractionFactors(
+                cat(fa.gate, fa.linear),
+                cat(fb.linear, fb.gate),
+                cat(circuit.unembed_out, circuit.unembed_out),
+                coefficient(f, g, ledger=ledger),
+            )
+        )
     return result
 
 
@@ -160,8 +168,9 @@ def _product_max(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, ledger: Ledg
     return iv.round_up((A * B) @ C.T, A.shape[1] + 1)
 
 
-def compressed_interaction(factors: Factors, F_K: Ball, ledger: Ledger
-                           ) -> tuple[Ball, Float[torch.Tensor, "p p vocab"]]:
+def compressed_interaction(
+    factors: InteractionFactors, F_K: Ball, ledger: Ledger
+) -> tuple[Ball, Float[torch.Tensor, "p p vocab"]]:
     """(T_K on the (a, b, c) grid, an upper bound of |T - T_K| there) for one interaction tensor.
 
     With X = F_K X^ + R_X and Y = F_K Y^ + R_Y, T_K holds everything but the product of the two rests, computed
@@ -228,8 +237,13 @@ def residue_term(core: Ball, frequencies: list[int], p: int, ledger: Ledger) -> 
     main_rad = torch.zeros(core.mid.numel(), dtype=torch.float64)
     coefficients = []
     for pattern in SUM_PATTERNS:  # 4 entries per frequency: gathered, not an einsum over the whole core
-        index = torch.tensor([[((1 + 2 * idx + i) * m + 1 + 2 * idx + j) * m_c + 1 + 2 * idx + l for i, j, l in pattern]
-                              for idx in range(n_kept)], dtype=torch.long).reshape(n_kept, 4)
+        index = torch.tensor(
+            [
+                [((1 + 2 * idx + i) * m + 1 + 2 * idx + j) * m_c + 1 + 2 * idx + k for i, j, k in pattern]
+                for idx in range(n_kept)
+            ],
+            dtype=torch.long,
+        ).reshape(n_kept, 4)
         signs = Ball.exact(torch.tensor(list(pattern.values()), dtype=torch.float64))
         entries = flat[index.reshape(-1)].map(lambda t: t.reshape(n_kept, 4))
         coefficient = iv.mul(iv.sum_(iv.mul(entries, signs, ledger), -1, ledger), 0.25, ledger)  # exact / 4
@@ -246,8 +260,9 @@ def residue_term(core: Ball, frequencies: list[int], p: int, ledger: Ledger) -> 
     cos, sin = (iv.trig(angles, fn, ledger, rad=3 * iv.U * 2 * math.pi) for fn in ("cos", "sin"))
     g = iv.add(iv.einsum("k,ks->s", alpha, cos, ledger), iv.einsum("k,ks->s", beta, sin, ledger), ledger)
     scale = (2.0 / p) ** 1.5
-    g = iv.mul(g, Ball(torch.tensor(scale, dtype=torch.float64), torch.tensor(4 * iv.U * scale, dtype=torch.float64)),
-               ledger)
+    g = iv.mul(
+        g, Ball(torch.tensor(scale, dtype=torch.float64), torch.tensor(4 * iv.U * scale, dtype=torch.float64)), ledger
+    )
     # the float basis F = F_exact + delta, |delta| <= e: each product of three entries moves by <= 3 e (|F| + e)^2
     e = _fourier_error(p)
     weight = iv.round_up(4 * (alpha.magnitude().sum() + beta.magnitude().sum()), 2 * n_kept + 2)
@@ -263,9 +278,13 @@ def _project(M: Ball, basis: Ball, ledger: Ledger) -> tuple[Ball, Ball, Ball]:
     return hat, kept, iv.sub(M, kept, ledger)
 
 
-def residue_interaction(factors: Factors, frequencies: list[int], p: int, ledger: Ledger,
-                        output_frequencies: list[int] | None = None
-                        ) -> tuple[ResidueTerm, Ball, Float[torch.Tensor, "p p vocab"]]:
+def residue_interaction(
+    factors: InteractionFactors,
+    frequencies: list[int],
+    p: int,
+    ledger: Ledger,
+    output_frequencies: list[int] | None = None,
+) -> tuple[ResidueTerm, Ball, Float[torch.Tensor, "p p vocab"]]:
     """One interaction tensor T[a, b, c] = sum_n X[a, n] Y[b, n] Z[c, n] with a scalar coefficient, as
     (main term over residues, the structured rest on the (a, b, c) grid, an upper bound of what is left).
 
@@ -312,8 +331,9 @@ def residue_interaction(factors: Factors, frequencies: list[int], p: int, ledger
     return main, structured, iv.round_up(bound, 3)
 
 
-def residual_product_bound(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, ledger: Ledger
-                           ) -> Float[torch.Tensor, "x c"]:
+def residual_product_bound(
+    A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, ledger: Ledger
+) -> Float[torch.Tensor, "x c"]:
     """An upper bound of |sum_n A[x, n] B[y, n] C[c, n]| over every y, for entrywise magnitude bounds A, B, C of
     three factors (rows x, y, c over neurons n), per neuron: sum_n |A[x, n]| max_y |B[y, n]| |C[c, n]|. (Cauchy-
     Schwarz over neurons was tried too: on modadd-p59 it proved 0.3% more inputs for 0.028x more flops.)"""
@@ -353,8 +373,10 @@ def certify(
     for name, chosen in (("frequencies", frequencies), ("output_frequencies", output_frequencies or [])):
         bad = [k for k in chosen if not 1 <= k <= n_frequencies(p)]
         if bad or len(set(chosen)) != len(chosen):
-            raise ValueError(f"{name} {list(chosen)}: each must appear once and lie in 1..{n_frequencies(p)} "
-                             f"(p={p}); {bad or 'repeated'} do not.")
+            raise ValueError(
+                f"{name} {list(chosen)}: each must appear once and lie in 1..{n_frequencies(p)} "
+                f"(p={p}); {bad or 'repeated'} do not."
+            )
     vocab = circuit.unembed_out.shape[0]
     logits = Ball.exact(torch.zeros(p, p, vocab))
     rest = torch.zeros(p, p, vocab, dtype=torch.float64)
@@ -388,8 +410,7 @@ def certify(
     return Certificate(p, list(frequencies), margin, dict(ledger.flops), compressed)
 
 
-def certify_exact(model: BilinearForCausalLM, task: ModAddTask | None = None, *, progress: bool = False
-                  ) -> Certificate:
+def certify_exact(model: BilinearForCausalLM, task: ModAddTask | None = None, *, progress: bool = False) -> Certificate:
     """The uncompressed proof: every input's margin bounded through the exact circuit (`circuit_logits`)."""
     task = task or ModAddTask.from_config(model.config)
     ledger = Ledger()
@@ -401,15 +422,21 @@ def certify_exact(model: BilinearForCausalLM, task: ModAddTask | None = None, *,
     return Certificate(task.p, [], margin, dict(ledger.flops))
 
 
-def exact_margins(circuit: Circuit, a: Int[torch.Tensor, " s"], b: Int[torch.Tensor, " s"], ledger: Ledger,
-                  *, chunk: int = 2048, progress: bool = False) -> Float[torch.Tensor, " s"]:
+def exact_margins(
+    circuit: Circuit,
+    a: Int[torch.Tensor, " s"],
+    b: Int[torch.Tensor, " s"],
+    ledger: Ledger,
+    *,
+    chunk: int = 2048,
+    progress: bool = False,
+) -> Float[torch.Tensor, " s"]:
     """Proven margins of the inputs (a[s], b[s]) from the circuit's exact logits, `chunk` inputs at a time."""
     answer = (a + b) % circuit.task.p
     parts = []
     for start in tqdm(range(0, len(a), chunk), desc="exact circuit", disable=not progress):
         rows = slice(start, start + chunk)
-        parts.append(margin_lower_bound(circuit_logits(circuit, a[rows], b[rows], ledger), None, answer[rows],
-                                        ledger))
+        parts.append(margin_lower_bound(circuit_logits(circuit, a[rows], b[rows], ledger), None, answer[rows], ledger))
     return torch.cat(parts)
 
 

@@ -84,10 +84,18 @@ def _weights(model: BilinearForCausalLM, task: ModAddTask) -> dict[str, torch.Te
     d, h = config.d_model, config.d_hidden
     qkv = block.attn.qkv.weight.detach()
     w = block.mlp.w.weight.detach()
-    return {"W_E": model.transformer.wte.weight.detach(), "W_Q": qkv[:d], "W_K": qkv[d: 2 * d],
-            "W_V": qkv[2 * d:], "W_O": block.attn.o.weight.detach(), "W_gate": w[:h], "W_in": w[h:],
-            "W_out": getattr(block.mlp, config.mlp_down_name).weight.detach(), "W_U": model.lm_head.weight.detach(),
-            "inv_freq": model.transformer.rotary_emb.inv_freq.detach()}
+    return {
+        "W_E": model.transformer.wte.weight.detach(),
+        "W_Q": qkv[:d],
+        "W_K": qkv[d : 2 * d],
+        "W_V": qkv[2 * d :],
+        "W_O": block.attn.o.weight.detach(),
+        "W_gate": w[:h],
+        "W_in": w[h:],
+        "W_out": getattr(block.mlp, config.mlp_down_name).weight.detach(),
+        "W_U": model.lm_head.weight.detach(),
+        "inv_freq": model.transformer.rotary_emb.inv_freq.detach(),
+    }
 
 
 def _rotate(x: Ball, pos: int, inv_freq: torch.Tensor, ledger: Ledger) -> Ball:
@@ -114,7 +122,7 @@ def _token_kinds(task: ModAddTask) -> list[Kind]:
 
 def _rows(W: torch.Tensor, kind: Kind, task: ModAddTask) -> Ball:
     """Rows of an embedding-indexed matrix for a position's token: residues 0..p-1, or the '=' row."""
-    return Ball.exact(W[: task.p] if kind != "1" else W[task.p: task.p + 1])
+    return Ball.exact(W[: task.p] if kind != "1" else W[task.p : task.p + 1])
 
 
 def _attention(weights: dict[str, torch.Tensor], task: ModAddTask, n_head: int, ledger: Ledger) -> list[list[Ball]]:
@@ -122,8 +130,9 @@ def _attention(weights: dict[str, torch.Tensor], task: ModAddTask, n_head: int, 
     d = weights["W_Q"].shape[0]
     d_head = d // n_head
     kinds = _token_kinds(task)
-    scale = Ball(torch.tensor(d_head**-0.5, dtype=torch.float64),
-                 torch.tensor(d_head**-0.5 * FLOAT32_REL, dtype=torch.float64))
+    scale = Ball(
+        torch.tensor(d_head**-0.5, dtype=torch.float64), torch.tensor(d_head**-0.5 * FLOAT32_REL, dtype=torch.float64)
+    )
     pattern = []
     for head in range(n_head):
         rows = slice(head * d_head, (head + 1) * d_head)
@@ -133,8 +142,10 @@ def _attention(weights: dict[str, torch.Tensor], task: ModAddTask, n_head: int, 
             return grid(_rotate(x, pos, weights["inv_freq"], ledger), kinds[pos])
 
         q = rotated("W_Q", task.n_pos - 1)
-        scores = [iv.mul(iv.sum_(iv.mul(q, rotated("W_K", pos), ledger), -1, ledger), scale, ledger)
-                  for pos in range(task.n_pos)]
+        scores = [
+            iv.mul(iv.sum_(iv.mul(q, rotated("W_K", pos), ledger), -1, ledger), scale, ledger)
+            for pos in range(task.n_pos)
+        ]
         pattern.append([_softmax_entry(scores, j, ledger) for j in range(task.n_pos)])
     return pattern
 
@@ -155,8 +166,10 @@ def read_circuit(model: BilinearForCausalLM, task: ModAddTask, ledger: Ledger) -
     kinds = _token_kinds(task)
     uniform = not (weights["W_Q"].any() and weights["W_K"].any())  # every score exactly 0
     pattern = None if uniform else _attention(weights, task, n_head, ledger)
-    scale = Ball(torch.tensor(config.attn_residual_scale, dtype=torch.float64),
-                 torch.tensor(config.attn_residual_scale * FLOAT32_REL, dtype=torch.float64))
+    scale = Ball(
+        torch.tensor(config.attn_residual_scale, dtype=torch.float64),
+        torch.tensor(config.attn_residual_scale * FLOAT32_REL, dtype=torch.float64),
+    )
     families = [Family(kinds[-1], "W_E[last]", _rows(weights["W_E"], kinds[-1], task), Ball.exact(torch.tensor(1.0)))]
     if uniform:  # every head and position has the constant coefficient s / n_pos: merge heads before reading tokens
         W_OV = iv.einsum("oe,ed->od", Ball.exact(weights["W_O"]), Ball.exact(weights["W_V"]), ledger)
@@ -188,8 +201,9 @@ def read_circuit(model: BilinearForCausalLM, task: ModAddTask, ledger: Ledger) -
     return circuit
 
 
-def scale_slack(circuit: Circuit, weights: dict[str, torch.Tensor], moved: torch.Tensor, ledger: Ledger
-                ) -> Float[torch.Tensor, " vocab"]:
+def scale_slack(
+    circuit: Circuit, weights: dict[str, torch.Tensor], moved: torch.Tensor, ledger: Ledger
+) -> Float[torch.Tensor, " vocab"]:
     """A bound on |logit_c(x + D) - logit_c(x)| over every input, where the exact residual stream is x + D and
     ||D||_2 <= `moved` (the coefficients' radii times the vectors they scale): with g_n, h_n the rows of W_gate
     and W_in and G_n >= max |g_n . x| read off the family tables,
@@ -197,6 +211,7 @@ def scale_slack(circuit: Circuit, weights: dict[str, torch.Tensor], moved: torch
         |(g.(x+D))(h.(x+D)) - (g.x)(h.x)| <= G_n ||h_n|| m + ||g_n|| m H_n + ||g_n|| ||h_n|| m^2,
 
     summed against |U'[c, n]|, plus ||W_U[c]|| m. Costs norms and one pass over U', not a pass over the inputs."""
+
     def row_norms(W: torch.Tensor) -> torch.Tensor:  # the sum of squares rounded up, then a correctly rounded sqrt
         return iv.round_up(W.double().pow(2).sum(1), W.shape[1]).sqrt() * (1 + 2 * iv.U) + iv.TINY
 
@@ -205,8 +220,12 @@ def scale_slack(circuit: Circuit, weights: dict[str, torch.Tensor], moved: torch
     H = sum(f.linear.magnitude().amax(0) for f in circuit.families)
     per_neuron = iv.round_up(G * h_norm * moved + g_norm * moved * H + g_norm * h_norm * moved * moved, 6)
     slack = iv.round_up(circuit.unembed_out.magnitude() @ per_neuron + u_norm * moved, per_neuron.numel() + 2)
-    ledger.add(2 * sum(weights[k].numel() for k in ("W_gate", "W_in", "W_U")) + 12 * per_neuron.numel()
-               + 2 * circuit.unembed_out.mid.numel() + 3 * slack.numel())
+    ledger.add(
+        2 * sum(weights[k].numel() for k in ("W_gate", "W_in", "W_U"))
+        + 12 * per_neuron.numel()
+        + 2 * circuit.unembed_out.mid.numel()
+        + 3 * slack.numel()
+    )
     return slack
 
 
@@ -223,8 +242,9 @@ def _merge_constant_coefficients(families: list[Family], ledger: Ledger) -> tupl
             norm = iv.round_up(family.vectors.magnitude().pow(2).sum(-1), family.vectors.shape[-1]).sqrt().amax()
             moved = moved + family.coef.rad.amax() * norm * (1 + 4 * iv.U)
             ledger.add(3 * family.vectors.mid.numel() + 4)
-    merged_families = [Family(kind, f"all {kind}", vectors, Ball.exact(torch.tensor(1.0)))
-                       for kind, vectors in merged.items()]
+    merged_families = [
+        Family(kind, f"all {kind}", vectors, Ball.exact(torch.tensor(1.0))) for kind, vectors in merged.items()
+    ]
     return merged_families, iv.round_up(moved, len(families))
 
 
@@ -264,8 +284,9 @@ def exact_logits(circuit: Circuit, ledger: Ledger) -> Float[torch.Tensor, "p p v
     for f in circuit.families:
         total = iv.add(total, iv.mul(coef_grid(f.coef), f.grid(f.direct), ledger), ledger)
     for f, g in pairs(circuit):
-        term = iv.mul(coef_grid(coefficient(f, g, ledger=ledger)), pair_table(f, g, circuit.unembed_out, ledger),
-                      ledger)
+        term = iv.mul(
+            coef_grid(coefficient(f, g, ledger=ledger)), pair_table(f, g, circuit.unembed_out, ledger), ledger
+        )
         total = iv.add(total, term, ledger)
     return total.mid
 
@@ -292,16 +313,21 @@ def circuit_logits(circuit: Circuit, a: Int[torch.Tensor, " s"], b: Int[torch.Te
     U_rad = U_out.rad.expand_as(U_out.mid).amax(1)  # [vocab]
     mid = hidden @ U_out.mid.T + direct
     # sum_n |U'^ h - U' h| <= r_h |U'^|_1 + r_U' (|h^|_1 + n r_h); the matmul's rounding <= gamma_n |U'^|_1 max|h^|
-    rad = ((hidden_rad + iv.gamma(hidden.shape[1]) * hidden_max)[:, None] * U_l1
-           + U_rad * (hidden_l1 + hidden.shape[1] * hidden_rad)[:, None] + direct_rad[:, None] + iv.U * mid.abs())
+    rad = (
+        (hidden_rad + iv.gamma(hidden.shape[1]) * hidden_max)[:, None] * U_l1
+        + U_rad * (hidden_l1 + hidden.shape[1] * hidden_rad)[:, None]
+        + direct_rad[:, None]
+        + iv.U * mid.abs()
+    )
     rad = rad + circuit.slack
     n, h, vocab = len(a), hidden.shape[1], mid.shape[1]
     ledger.add(n * (h + 8 * h + 8 + 2 * h * vocab + 9 * vocab) + 3 * vocab * h)
     return Ball(mid, iv.round_up(rad, 6))
 
 
-def _mix(circuit: Circuit, table: str, a: Int[torch.Tensor, " s"], b: Int[torch.Tensor, " s"], ledger: Ledger
-         ) -> tuple[Float[torch.Tensor, "s k"], Float[torch.Tensor, " s"]]:
+def _mix(
+    circuit: Circuit, table: str, a: Int[torch.Tensor, " s"], b: Int[torch.Tensor, " s"], ledger: Ledger
+) -> tuple[Float[torch.Tensor, "s k"], Float[torch.Tensor, " s"]]:
     """sum_f coef_f(a, b) T_f[i_f] for a family table T ("gate", "linear" or "direct"): (midpoints [s, k], one
     radius per input covering every entry [s]). Per family the radius is |coef^| r_T + r_coef (|T^| + r_T) with the
     table's row maxima, and the float64 sum of the F terms is off by at most gamma_F sum_f |coef^ T^|."""

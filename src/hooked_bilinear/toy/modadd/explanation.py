@@ -63,7 +63,7 @@ class Explanation:
     def logits(self) -> Float[torch.Tensor, "p p p"]:
         """sum_k A_k cos(w_k (a + b - c) - phi_k) for every (a, b, c)."""
         r = torch.arange(self.p, dtype=torch.float64)
-        s = (r[:, None, None] + r[None, :, None] - r[None, None, :])
+        s = r[:, None, None] + r[None, :, None] - r[None, None, :]
         table = torch.zeros(self.p, self.p, self.p, dtype=torch.float64)
         for t in self.terms:
             table += t.amplitude * torch.cos(2 * math.pi * t.k * s / self.p - t.phase)
@@ -95,7 +95,7 @@ def interaction_core(model: BilinearForCausalLM, task: ModAddTask) -> Float[torc
     return core
 
 
-def read_weights(model: BilinearForCausalLM, task: ModAddTask | None = None) -> WeightReading:
+def weight_reading(model: BilinearForCausalLM, task: ModAddTask | None = None) -> WeightReading:
     """Embedding spectrum and interaction spectrum (energy of the core on diagonal blocks k = k' = k'')."""
     task = task or ModAddTask.from_config(model.config)
     core = interaction_core(model, task)
@@ -119,15 +119,21 @@ def frequency_term(core: Float[torch.Tensor, "p p p"], p: int, k: int) -> Freque
     M = block[:, :, 0] * math.sqrt(2.0 / p)  # class c = 0: cos(0) = 1, sin(0) = 0
     Q = torch.zeros(4, 4, dtype=torch.float64)
     Q[:2, 2:], Q[2:, :2] = M / 2, M.T / 2
-    return FrequencyTerm(k, (scale * torch.hypot(alpha, beta)).item(), torch.atan2(beta, alpha).item(), fraction,
-                         torch.linalg.eigvalsh(Q).tolist())
+    return FrequencyTerm(
+        k,
+        (scale * torch.hypot(alpha, beta)).item(),
+        torch.atan2(beta, alpha).item(),
+        fraction,
+        torch.linalg.eigvalsh(Q).tolist(),
+    )
 
 
-def explain(model: BilinearForCausalLM, task: ModAddTask | None = None,
-            frequencies: list[int] | None = None) -> Explanation:
+def explain(
+    model: BilinearForCausalLM, task: ModAddTask | None = None, frequencies: list[int] | None = None
+) -> Explanation:
     """The compressed explanation over `frequencies` (default: the weights' key frequencies), fitted from weights."""
     task = task or ModAddTask.from_config(model.config)
-    reading = read_weights(model, task)
+    reading = weight_reading(model, task)
     frequencies = frequencies if frequencies is not None else reading.key_frequencies
     return Explanation(task.p, [frequency_term(reading.core, task.p, k) for k in frequencies])
 
@@ -148,8 +154,8 @@ def logit_table_fraction(logits: Float[torch.Tensor, "p p vocab"], frequencies: 
     return (coefficients.pow(2).sum() / L.pow(2).sum()).item()
 
 
-def activation_spectra(hidden: Float[torch.Tensor, "p p d_hidden"], logits: Float[torch.Tensor, "p p vocab"]
-                       ) -> dict[str, Float[torch.Tensor, " k"]]:
+def activation_spectra(
+    hidden: Float[torch.Tensor, "p p d_hidden"], logits: Float[torch.Tensor, "p p vocab"]
+) -> dict[str, Float[torch.Tensor, " k"]]:
     """Spectra from activations on all p^2 inputs: the MLP's hidden units and the logits as functions of a + b."""
     return {"hidden": sum_pattern_spectrum(hidden), "logits": sum_pattern_spectrum(logits[..., : logits.shape[0]])}
-

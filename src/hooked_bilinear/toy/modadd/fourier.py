@@ -58,22 +58,6 @@ def embedding_spectrum(W_E: Float[torch.Tensor, "vocab d_model"], p: int) -> Flo
     return energy / energy.sum()
 
 
-def interaction_spectrum(T: Float[torch.Tensor, "p p vocab"]) -> Float[torch.Tensor, " k"]:
-    """Fraction of the (a, b) interaction's energy on the diagonal frequency blocks (k in a, k in b), summed over c.
-
-    `T[a, b, c]` is the part of logit c that depends on a and b jointly (the MLP's interaction matrix for output
-    class c, restricted to the a and b inputs). Off-diagonal blocks (k != k') count only toward the total.
-    """
-    p = T.shape[0]
-    F = fourier_basis(p)
-    hat = torch.einsum("ai,bj,abc->ijc", F, F, T.double()).pow(2).sum(-1)
-    freq = frequency_of_column(p)
-    diagonal = torch.zeros(n_frequencies(p) + 1, dtype=torch.float64)
-    same = freq[:, None] == freq[None, :]
-    diagonal.index_add_(0, freq[:, None].expand(p, p)[same], hat[same])
-    return diagonal / hat.sum()
-
-
 def sum_pattern_spectrum(table: Float[torch.Tensor, "p p ..."]) -> Float[torch.Tensor, " k"]:
     """Fraction of the energy of a table over (a, b) carried by cos(w_k (a+b)) and sin(w_k (a+b)), per frequency.
 

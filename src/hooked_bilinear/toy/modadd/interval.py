@@ -163,7 +163,10 @@ def einsum(spec: str, x: Ball, y: Ball, ledger: Ledger) -> Ball:
         sizes.update(zip(term, tensor.shape))
     k = math.prod(size for letter, size in sizes.items() if letter not in output)
     ax, ay = x.mid.abs(), y.mid.abs()
-    largest = lambda t: t.amax() if t.numel() else torch.zeros((), dtype=torch.float64)
+
+    def largest(t):
+        return t.amax() if t.numel() else torch.zeros((), dtype=torch.float64)
+
     rad = (gamma(k) * k) * largest(ax) * largest(ay)
     ledger.add(2 * math.prod(sizes.values()) + 2 * (ax.numel() + ay.numel()))
     if x.rad.any():

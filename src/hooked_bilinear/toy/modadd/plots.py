@@ -39,8 +39,14 @@ def plot_logit_tables(tables: dict[str, Float[torch.Tensor, "p p"]], path: PathL
     return save_figure(fig, path)
 
 
-def plot_certificate_curve(curve: list[Certificate], exact: Certificate, brute_force_flops: int,
-                           true_accuracy: float, path: PathLike, title: str = "") -> Path:
+def plot_certificate_curve(
+    curve: list[Certificate],
+    exact: Certificate,
+    brute_force_flops: int,
+    true_accuracy: float,
+    path: PathLike,
+    title: str = "",
+) -> Path:
     """Certified accuracy (normalised by the true accuracy) against proof cost / brute-force cost, one point per
     number of kept frequencies: the compressed explanation alone, and with the exact fallback; the uncompressed
     proof (`exact`) as a star."""
@@ -54,8 +60,14 @@ def plot_certificate_curve(curve: list[Certificate], exact: Certificate, brute_f
         ax.plot(x, y, style, label=label)
         for c, xi, yi in zip(curve, x, y):
             ax.annotate(str(len(c.frequencies)), (xi, yi), textcoords="offset points", xytext=(4, -10), fontsize=7)
-    ax.plot([exact.proof_flops / brute_force_flops], [exact.certified_accuracy / true_accuracy], "*", markersize=12,
-            color="black", label="exact circuit (uncompressed)")
+    ax.plot(
+        [exact.proof_flops / brute_force_flops],
+        [exact.certified_accuracy / true_accuracy],
+        "*",
+        markersize=12,
+        color="black",
+        label="exact circuit (uncompressed)",
+    )
     ax.axvline(1.0, color="grey", linestyle="--", linewidth=1, label="brute force cost")
     ax.set_xscale("log")
     ticks = [t for t in (0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10) if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
@@ -92,19 +104,23 @@ def plot_cost_scaling(rows: list[dict[str, int]], path: PathLike, title: str = "
     exact and params."""
     fig, ax = pyplot().subplots(figsize=(6.5, 4.2))
     ps = [row["p"] for row in rows]
-    for key, label, style in (("brute", "brute force (model on all p^2 inputs)", "s-"),
-                              ("exact", "exact circuit proof", "^--"),
-                              ("compressed", "compressed proof (residues + bounds)", "o-"),
-                              ("params", "model parameters (count, not flops)", "x:")):
+    for key, label, style in (
+        ("brute", "brute force (model on all p^2 inputs)", "s-"),
+        ("exact", "exact circuit proof", "^--"),
+        ("compressed", "compressed proof (residues + bounds)", "o-"),
+        ("params", "model parameters (count, not flops)", "x:"),
+    ):
         points = [(row["p"], row[key]) for row in rows if row.get(key)]
         if points:
             ax.plot(*zip(*points), style, label=label)
     for power, anchor in ((2, "brute"), (3, "brute")):
         first = rows[0]
-        ax.plot(ps, [first[anchor] * (p / first["p"]) ** power / 4 for p in ps], color="grey", linewidth=0.8,
-                linestyle=":")
-        ax.annotate(f"~p^{power}", (ps[-1], first[anchor] * (ps[-1] / first["p"]) ** power / 4), fontsize=7,
-                    color="grey")
+        ax.plot(
+            ps, [first[anchor] * (p / first["p"]) ** power / 4 for p in ps], color="grey", linewidth=0.8, linestyle=":"
+        )
+        ax.annotate(
+            f"~p^{power}", (ps[-1], first[anchor] * (ps[-1] / first["p"]) ** power / 4), fontsize=7, color="grey"
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xticks(ps, [str(p) for p in ps])

@@ -15,8 +15,9 @@ from hooked_bilinear.toy.modadd.task import ModAddTask
 from hooked_bilinear.toy.modadd.train import answer_logits
 
 
-def all_logits(model: BilinearForCausalLM, task: ModAddTask, dtype: torch.dtype = torch.float64
-               ) -> Float[torch.Tensor, "p p vocab"]:
+def all_logits(
+    model: BilinearForCausalLM, task: ModAddTask, dtype: torch.dtype = torch.float64
+) -> Float[torch.Tensor, "p p vocab"]:
     """Brute force: the model's answer logits on all p^2 inputs, computed in `dtype` (on a copy of the model)."""
     copy = BilinearForCausalLM(model.config).to(dtype)
     copy.load_state_dict(model.state_dict())
@@ -35,8 +36,9 @@ def parameter_count(model: BilinearForCausalLM) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def report(model: BilinearForCausalLM, frequencies: list[int] | None = None,
-           certificate: Certificate | None = None) -> dict[str, Any]:
+def modadd_report(
+    model: BilinearForCausalLM, frequencies: list[int] | None = None, certificate: Certificate | None = None
+) -> dict[str, Any]:
     """Accuracy (float32 model, all p^2 inputs), true and certified minimum margin (the certificates bound the
     model in exact arithmetic; the float64 brute force stands in for it), costs and compression.
 
@@ -50,8 +52,10 @@ def report(model: BilinearForCausalLM, frequencies: list[int] | None = None,
     true_margin = margins(all_logits(model, task), task)
     compressed = certificate or certify(model, task, frequencies)
     exact = certify_exact(model, task)
-    best, proof = min(((compressed, "compressed explanation + exact fallback"), (exact, "exact circuit")),
-                      key=lambda c: (-c[0].certified_accuracy, c[0].proof_flops))
+    best, proof = min(
+        ((compressed, "compressed explanation + exact fallback"), (exact, "exact circuit")),
+        key=lambda c: (-c[0].certified_accuracy, c[0].proof_flops),
+    )
     explanation = explain(model, task, compressed.frequencies)
     brute = brute_force_flops(model, task)
     accuracy = (logits32.argmax(-1) == labels).double().mean().item()

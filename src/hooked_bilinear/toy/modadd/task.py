@@ -48,13 +48,6 @@ class ModAddTask:
         return self.input_format == "a b ="
 
     @property
-    def equals_token(self) -> int:
-        """Token id of `=` (p); only for the 'a b =' format."""
-        if not self.has_equals:
-            raise ValueError("the input format 'a b' has no '=' token.")
-        return self.p
-
-    @property
     def vocab_size(self) -> int:
         return self.p + 1 if self.has_equals else self.p
 
@@ -92,8 +85,10 @@ class ModAddTask:
     @classmethod
     def from_config(cls, config: Any) -> ModAddTask:
         """The task a model's config records (a BilinearConfig, a config dict, or the record itself)."""
-        record = config if isinstance(config, Mapping) and "p" in config else (
-            config.get(CONFIG_KEY) if isinstance(config, Mapping) else getattr(config, CONFIG_KEY, None)
+        record = (
+            config
+            if isinstance(config, Mapping) and "p" in config
+            else (config.get(CONFIG_KEY) if isinstance(config, Mapping) else getattr(config, CONFIG_KEY, None))
         )
         if not isinstance(record, Mapping):
             raise CheckpointFormatError(
@@ -105,4 +100,3 @@ class ModAddTask:
 
 NANDA = ModAddTask(p=113, input_format="a b =", train_fraction=0.3, uniform_attention=False)
 PIZZA = ModAddTask(p=59, input_format="a b", train_fraction=0.8, uniform_attention=True)
-

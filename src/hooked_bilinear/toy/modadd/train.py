@@ -71,17 +71,27 @@ class ModAddHistory:
     reached_target: bool = False
 
 
-def build_model(task: ModAddTask, config: ModAddTrainConfig = ModAddTrainConfig()) -> BilinearForCausalLM:
+def build_modadd_model(task: ModAddTask, config: ModAddTrainConfig = ModAddTrainConfig()) -> BilinearForCausalLM:
     """A freshly initialised one-layer bilinear transformer for `task` (seeded by `config.seed`)."""
     torch.manual_seed(config.seed)
     model_config = BilinearConfig(
-        n_layer=1, n_head=config.n_head, d_model=config.d_model, d_hidden=config.d_hidden, n_ctx=task.n_pos,
-        vocab_size=task.vocab_size, bilinear=True, gate=None, bias=False, normalization=False,
-        checkpoint_format="current", tokenizer=None, **{CONFIG_KEY: task.to_config()},
+        n_layer=1,
+        n_head=config.n_head,
+        d_model=config.d_model,
+        d_hidden=config.d_hidden,
+        n_ctx=task.n_pos,
+        vocab_size=task.vocab_size,
+        bilinear=True,
+        gate=None,
+        bias=False,
+        normalization=False,
+        checkpoint_format="current",
+        tokenizer=None,
+        **{CONFIG_KEY: task.to_config()},
     )
     model = BilinearForCausalLM(model_config)
     with torch.no_grad():
-        for name, parameter in model.named_parameters():
+        for _name, parameter in model.named_parameters():
             parameter.normal_(0.0, config.init_std)
     if task.uniform_attention:
         hold_query_key_at_zero(model)
@@ -113,7 +123,7 @@ def answer_logits(model: torch.nn.Module, tokens: Int[torch.Tensor, "batch pos"]
     return model(tokens).logits[:, -1]
 
 
-def evaluate(
+def evaluate_modadd(
     model: torch.nn.Module, tokens: Int[torch.Tensor, "batch pos"], labels: Int[torch.Tensor, " batch"]
 ) -> tuple[float, float]:
     """(cross-entropy loss, accuracy) of the answers."""
@@ -122,7 +132,7 @@ def evaluate(
     return F.cross_entropy(logits, labels).item(), (logits.argmax(-1) == labels).double().mean().item()
 
 
-def train(
+def train_modadd(
     task: ModAddTask,
     config: ModAddTrainConfig = ModAddTrainConfig(),
     *,
@@ -136,13 +146,14 @@ def train(
     Deterministic for a given (task, config) on a given machine: the split, the init and full-batch steps are seeded.
     """
     if model is None:
-        model = build_model(task, config)
+        model = build_modadd_model(task, config)
     elif task.uniform_attention:
         hold_query_key_at_zero(model)
     tokens, labels = task.tokens(), task.labels()
     train_rows, test_rows = task.split()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                                  betas=config.betas)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=config.betas
+    )
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: learning_rate_factor(config, e))
     history = ModAddHistory()
     start = time.perf_counter()
@@ -150,17 +161,25 @@ def train(
     for epoch in bar:
         if epoch % config.eval_every == 0 or epoch == config.max_epochs:
             model.eval()
-            train_loss, train_accuracy = evaluate(model, tokens[train_rows], labels[train_rows])
-            test_loss, test_accuracy = evaluate(model, tokens[test_rows], labels[test_rows])
-            for name, value in (("epochs", epoch), ("train_loss", train_loss), ("test_loss", test_loss),
-                                ("train_accuracy", train_accuracy), ("test_accuracy", test_accuracy)):
+            train_loss, train_accuracy = evaluate_modadd(model, tokens[train_rows], labels[train_rows])
+            test_loss, test_accuracy = evaluate_modadd(model, tokens[test_rows], labels[test_rows])
+            for name, value in (
+                ("epochs", epoch),
+                ("train_loss", train_loss),
+                ("test_loss", test_loss),
+                ("train_accuracy", train_accuracy),
+                ("test_accuracy", test_accuracy),
+            ):
                 getattr(history, name).append(value)
-            bar.set_postfix(train_loss=f"{train_loss:.3g}", test_loss=f"{test_loss:.3g}",
-                            train_acc=f"{train_accuracy:.3f}", test_acc=f"{test_accuracy:.3f}")
+            bar.set_postfix(
+                train_loss=f"{train_loss:.3g}",
+                test_loss=f"{test_loss:.3g}",
+                train_acc=f"{train_accuracy:.3f}",
+                test_acc=f"{test_accuracy:.3f}",
+            )
             if on_eval is not None:
                 on_eval(epoch, model)
-            if (config.stop_at_target and test_accuracy >= config.target_accuracy
-                    and test_loss <= config.target_loss):
+            if config.stop_at_target and test_accuracy >= config.target_accuracy and test_loss <= config.target_loss:
                 history.reached_target = True
                 break
             model.train()
@@ -177,16 +196,27 @@ def train(
 
 
 def save_model(
-    model: BilinearForCausalLM, folder: str | Path, history: ModAddHistory, config: ModAddTrainConfig,
-    *, overwrite: bool = False,
+    model: BilinearForCausalLM,
+    folder: str | Path,
+    history: ModAddHistory,
+    config: ModAddTrainConfig,
+    *,
+    overwrite: bool = False,
 ) -> Path:
     """A checkpoint folder `from_pretrained` loads: config.json (with the task record), model.safetensors, the
     a model card, and TRAINING.json (the settings and the final evaluation)."""
     task = ModAddTask.from_config(model.config)
     folder = save_pretrained(model, folder, overwrite=overwrite, as_llama=False, token_ids_only=True)
-    record = {"task": task.to_config(), "config": asdict(config), "epochs": history.epochs[-1],
-              "seconds": round(history.seconds, 1), "reached_target": history.reached_target,
-              "train_loss": history.train_loss[-1], "test_loss": history.test_loss[-1],
-              "train_accuracy": history.train_accuracy[-1], "test_accuracy": history.test_accuracy[-1]}
+    record = {
+        "task": task.to_config(),
+        "config": asdict(config),
+        "epochs": history.epochs[-1],
+        "seconds": round(history.seconds, 1),
+        "reached_target": history.reached_target,
+        "train_loss": history.train_loss[-1],
+        "test_loss": history.test_loss[-1],
+        "train_accuracy": history.train_accuracy[-1],
+        "test_accuracy": history.test_accuracy[-1],
+    }
     (folder / "TRAINING.json").write_text(json.dumps(record, indent=2) + "\n")
     return folder
