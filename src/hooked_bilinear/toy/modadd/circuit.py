@@ -26,6 +26,7 @@ from typing import Literal
 import torch
 from jaxtyping import Float, Int
 
+from hooked_bilinear.modeling.configuration import split_gate_in
 from hooked_bilinear.modeling.modeling import BilinearForCausalLM
 from hooked_bilinear.toy.modadd import interval as iv
 from hooked_bilinear.toy.modadd.interval import Ball, Ledger
@@ -81,17 +82,17 @@ def _weights(model: BilinearForCausalLM, task: ModAddTask) -> dict[str, torch.Te
             f"0..p-1{' and =' if task.has_equals else ''}); pass the task the model was trained on."
         )
     block = model.transformer.h[0]
-    d, h = config.d_model, config.d_hidden
+    d = config.d_model
     qkv = block.attn.qkv.weight.detach()
-    w = block.mlp.w.weight.detach()
+    W_gate, W_in = split_gate_in(block.mlp.w.weight.detach(), dim=0)
     return {
         "W_E": model.transformer.wte.weight.detach(),
         "W_Q": qkv[:d],
         "W_K": qkv[d : 2 * d],
         "W_V": qkv[2 * d :],
         "W_O": block.attn.o.weight.detach(),
-        "W_gate": w[:h],
-        "W_in": w[h:],
+        "W_gate": W_gate,
+        "W_in": W_in,
         "W_out": getattr(block.mlp, config.mlp_down_name).weight.detach(),
         "W_U": model.lm_head.weight.detach(),
         "inv_freq": model.transformer.rotary_emb.inv_freq.detach(),
