@@ -209,6 +209,11 @@ class Transformer(nn.Module):
         self.h = nn.ModuleList([Block(config, i) for i in range(config.n_layer)])
         self.n_f = Norm(config)
 
+    @property
+    def blocks(self) -> list[Block]:
+        """The decoder blocks `h`, as Blocks (indexing the ModuleList gives a plain Module to a type checker)."""
+        return [block for block in self.h if isinstance(block, Block)]
+
 
 def causal_mask(
     attention_mask: torch.Tensor | None, q_len: int, kv_len: int, dtype: torch.dtype, device: torch.device

@@ -191,10 +191,10 @@ def compressed_interaction(
     T_K = iv.add(T_K, iv.einsum("ajc,bj->abc", M_X, F_K, ledger), ledger)
     M_Y = iv.einsum("ibn,cn->ibc", iv.einsum("in,bn->ibn", X_hat, R_Y, ledger), Z, ledger)
     T_K = iv.add(T_K, iv.einsum("ibc,ai->abc", M_Y, F_K, ledger), ledger)
-    R_X, R_Y, Z = R_X.magnitude(), R_Y.magnitude(), Z.magnitude()
-    ledger.add(2 * (R_X.numel() + R_Y.numel() + Z.numel()))
-    per_a = _product_max(R_X, R_Y.amax(0), Z, ledger)  # [a, c]
-    per_b = _product_max(R_Y, R_X.amax(0), Z, ledger)  # [b, c]
+    r_X, r_Y, z = R_X.magnitude(), R_Y.magnitude(), Z.magnitude()  # entrywise magnitude bounds
+    ledger.add(2 * (r_X.numel() + r_Y.numel() + z.numel()))
+    per_a = _product_max(r_X, r_Y.amax(0), z, ledger)  # [a, c]
+    per_b = _product_max(r_Y, r_X.amax(0), z, ledger)  # [b, c]
     ledger.add(per_a.shape[0] * per_b.numel())
     return T_K, torch.minimum(per_a[:, None, :], per_b[None, :, :])
 
@@ -319,13 +319,13 @@ def residue_interaction(
     structured = iv.einsum("ajc,bj->abc", by_a, F, ledger)
     by_b = iv.einsum("ibl,cl->ibc", first_b, F_c, ledger)
     structured = iv.add(structured, iv.einsum("ibc,ai->abc", by_b, F, ledger), ledger)
-    R_X, R_Y, R_Z, Z = R_X.magnitude(), R_Y.magnitude(), R_Z.magnitude(), factors.Z.magnitude()
-    X_K, Y_K = X_K.magnitude(), Y_K.magnitude()
-    ledger.add(2 * (R_X.numel() + R_Y.numel() + R_Z.numel() + Z.numel() + X_K.numel() + Y_K.numel()))
-    both_a = residual_product_bound(R_X, R_Y, Z, ledger)  # [a, c]
-    both_b = residual_product_bound(R_Y, R_X, Z, ledger)  # [b, c]
-    with_z_a = residual_product_bound(R_X, Y_K, R_Z, ledger)  # [a, c]
-    with_z_b = residual_product_bound(R_Y, X_K, R_Z, ledger)  # [b, c]
+    r_X, r_Y, r_Z, z = R_X.magnitude(), R_Y.magnitude(), R_Z.magnitude(), factors.Z.magnitude()  # magnitude bounds
+    x_K, y_K = X_K.magnitude(), Y_K.magnitude()
+    ledger.add(2 * (r_X.numel() + r_Y.numel() + r_Z.numel() + z.numel() + x_K.numel() + y_K.numel()))
+    both_a = residual_product_bound(r_X, r_Y, z, ledger)  # [a, c]
+    both_b = residual_product_bound(r_Y, r_X, z, ledger)  # [b, c]
+    with_z_a = residual_product_bound(r_X, y_K, r_Z, ledger)  # [a, c]
+    with_z_b = residual_product_bound(r_Y, x_K, r_Z, ledger)  # [b, c]
     bound = torch.minimum(both_a[:, None, :], both_b[None, :, :]) + with_z_a[:, None, :] + with_z_b[None, :, :]
     ledger.add(3 * bound.numel())
     return main, structured, iv.round_up(bound, 3)

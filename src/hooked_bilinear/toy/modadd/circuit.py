@@ -20,6 +20,8 @@ input from the families' projections (the uncompressed proof's arithmetic).
 
 from __future__ import annotations
 
+import functools
+import operator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -49,10 +51,18 @@ class Family:
     linear: Ball | None = None  # [n, d_hidden]  W_in v
     direct: Ball | None = None  # [n, vocab]     W_U v
 
-    def grid(self, ball: Ball) -> Ball:
+    def grid(self, ball: Ball | None) -> Ball:
         """A [n, ...] family table laid on the (a, b) grid: [p, 1, ...], [1, p, ...] or [1, 1, ...]."""
+        ball = known(ball)
         axis = {"a": 1, "b": 0, "1": 0}[self.kind]
         return ball.map(lambda t: t.unsqueeze(axis))
+
+
+def known(ball: Ball | None) -> Ball:
+    """A family's projection, which read_circuit fills in before any table is built from it."""
+    if ball is None:
+        raise ValueError("this family's gate / in / unembedding projections are not read yet (read_circuit does it).")
+    return ball
 
 
 @dataclass
@@ -81,7 +91,7 @@ def _weights(model: BilinearForCausalLM, task: ModAddTask) -> dict[str, torch.Te
             f"the model's vocabulary has {config.vocab_size} tokens but {task} needs {task.vocab_size} (the residues "
             f"0..p-1{' and =' if task.has_equals else ''}); pass the task the model was trained on."
         )
-    block = model.transformer.h[0]
+    block = model.transformer.blocks[0]
     d = config.d_model
     qkv = block.attn.qkv.weight.detach()
     W_gate, W_in = split_gate_in(block.mlp.w.weight.detach(), dim=0)
@@ -156,6 +166,8 @@ def _softmax_entry(scores: list[Ball], j: int, ledger: Ledger) -> Ball:
     total: Ball | float = 0.0
     for score in scores:
         total = iv.add(total, iv.exp(iv.sub(score, scores[j], ledger), ledger), ledger)
+    if not isinstance(total, Ball):
+        raise ValueError("a softmax needs at least one score.")
     return iv.reciprocal(total, ledger)
 
 
@@ -186,7 +198,10 @@ def read_circuit(model: BilinearForCausalLM, task: ModAddTask, ledger: Ledger) -
         W_OV = iv.einsum("oe,ed->od", Ball.exact(weights["W_O"][:, rows]), Ball.exact(weights["W_V"][rows]), ledger)
         for pos, kind in enumerate(kinds):
             vectors = iv.einsum("td,od->to", _rows(weights["W_E"], kind, task), W_OV, ledger)
-            attention = Ball.exact(torch.tensor(1.0 / task.n_pos)) if uniform else pattern[head][pos]
+            if pattern is None:  # uniform attention
+                attention = Ball.exact(torch.tensor(1.0 / task.n_pos))
+            else:
+                attention = pattern[head][pos]
             families.append(Family(kind, f"head {head} from pos {pos}", vectors, iv.mul(scale, attention, ledger)))
     if uniform:
         families, moved = _merge_constant_coefficients(families, ledger)
@@ -217,8 +232,8 @@ def scale_slack(
         return iv.round_up(W.double().pow(2).sum(1), W.shape[1]).sqrt() * (1 + 2 * iv.U) + iv.TINY
 
     g_norm, h_norm, u_norm = row_norms(weights["W_gate"]), row_norms(weights["W_in"]), row_norms(weights["W_U"])
-    G = sum(f.gate.magnitude().amax(0) for f in circuit.families)
-    H = sum(f.linear.magnitude().amax(0) for f in circuit.families)
+    G = functools.reduce(operator.add, [known(f.gate).magnitude().amax(0) for f in circuit.families])
+    H = functools.reduce(operator.add, [known(f.linear).magnitude().amax(0) for f in circuit.families])
     per_neuron = iv.round_up(G * h_norm * moved + g_norm * moved * H + g_norm * h_norm * moved * moved, 6)
     slack = iv.round_up(circuit.unembed_out.magnitude() @ per_neuron + u_norm * moved, per_neuron.numel() + 2)
     ledger.add(
@@ -234,7 +249,7 @@ def _merge_constant_coefficients(families: list[Family], ledger: Ledger) -> tupl
     """Families with scalar coefficients merged per kind at the coefficients' midpoints: sum_f coef^_f v_f, with
     coefficient 1; and a bound m on how far the exact residual stream can lie from that, ||D||_2 <=
     sum_f r_coef_f max_i ||v_f[i]||_2 over every input (`scale_slack` turns it into a logit bound)."""
-    merged: dict[str, Ball] = {}
+    merged: dict[Kind, Ball] = {}
     moved = torch.zeros((), dtype=torch.float64)
     for family in families:
         scaled = iv.mul(family.vectors, Ball.exact(family.coef.mid), ledger)

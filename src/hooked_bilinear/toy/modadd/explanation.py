@@ -112,8 +112,8 @@ def frequency_term(core: Float[torch.Tensor, "p p p"], p: int, k: int) -> Freque
     """Fit A cos(w_k (a + b - c) - phi) to the core's (k, k, k) block; eigenvalues of class 0's form on it."""
     cols = [2 * k - 1, 2 * k]
     block = core[cols][:, cols][:, :, cols]
-    alpha = sum(v * block[idx] for idx, v in COS_PATTERN.items()) / 4
-    beta = sum(v * block[idx] for idx, v in SIN_PATTERN.items()) / 4
+    alpha = torch.as_tensor(sum(v * block[idx] for idx, v in COS_PATTERN.items())) / 4
+    beta = torch.as_tensor(sum(v * block[idx] for idx, v in SIN_PATTERN.items())) / 4
     scale = (2.0 / p) ** 1.5
     fraction = (4 * (alpha**2 + beta**2) / block.pow(2).sum()).item()
     M = block[:, :, 0] * math.sqrt(2.0 / p)  # class c = 0: cos(0) = 1, sin(0) = 0

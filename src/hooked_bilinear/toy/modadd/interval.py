@@ -16,7 +16,9 @@ Every operation adds its floating-point operations, radius work included, to a `
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -79,11 +81,11 @@ class Ball:
         """A float >= |x| for every real x in the ball."""
         return round_up(self.mid.abs() + self.rad, 2)
 
-    def __getitem__(self, index: object) -> Ball:
+    def __getitem__(self, index: Any) -> Ball:
         rad = self.rad if self.rad.ndim == 0 else self.rad.expand_as(self.mid)[index]
         return Ball(self.mid[index], rad)
 
-    def map(self, fn: object) -> Ball:
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Ball:
         """Apply a pure re-indexing (reshape, permute, index, ...) to midpoint and radius."""
         rad = self.rad if self.rad.ndim == 0 else fn(self.rad.expand_as(self.mid))
         return Ball(fn(self.mid), rad)
@@ -158,24 +160,24 @@ def einsum(spec: str, x: Ball, y: Ball, ledger: Ledger) -> Ball:
     entry along it times the other operand's sum (`_radius_term`): a proof step costs one float64 einsum."""
     mid = torch.einsum(spec, x.mid, y.mid)
     inputs, output = spec.replace(" ", "").split("->")
-    sizes = {}
+    sizes: dict[str, int] = {}
     for term, tensor in zip(inputs.split(","), (x.mid, y.mid)):
         sizes.update(zip(term, tensor.shape))
     k = math.prod(size for letter, size in sizes.items() if letter not in output)
     ax, ay = x.mid.abs(), y.mid.abs()
 
-    def largest(t):
+    def largest(t: torch.Tensor) -> torch.Tensor:
         return t.amax() if t.numel() else torch.zeros((), dtype=torch.float64)
 
     rad = (gamma(k) * k) * largest(ax) * largest(ay)
     ledger.add(2 * math.prod(sizes.values()) + 2 * (ax.numel() + ay.numel()))
     if x.rad.any():
-        term, flops = _radius_term(spec, x.rad.expand_as(x.mid), ay + y.rad, swap=False)
-        rad = rad + term
+        extra, flops = _radius_term(spec, x.rad.expand_as(x.mid), ay + y.rad, swap=False)
+        rad = rad + extra
         ledger.add(flops + y.mid.numel())
     if y.rad.any():
-        term, flops = _radius_term(spec, y.rad.expand_as(y.mid), ax, swap=True)
-        rad = rad + term
+        extra, flops = _radius_term(spec, y.rad.expand_as(y.mid), ax, swap=True)
+        rad = rad + extra
         ledger.add(flops)
     return Ball(mid, round_up(rad, k + 3))
 

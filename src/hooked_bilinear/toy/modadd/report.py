@@ -19,7 +19,8 @@ def all_logits(
     model: BilinearForCausalLM, task: ModAddTask, dtype: torch.dtype = torch.float64
 ) -> Float[torch.Tensor, "p p vocab"]:
     """Brute force: the model's answer logits on all p^2 inputs, computed in `dtype` (on a copy of the model)."""
-    copy = BilinearForCausalLM(model.config).to(dtype)
+    copy = BilinearForCausalLM(model.config)
+    torch.nn.Module.to(copy, dtype)  # transformers' functools.wraps'd `to` hides its signature from mypy
     copy.load_state_dict(model.state_dict())
     with torch.no_grad():
         return answer_logits(copy.eval(), task.tokens()).reshape(task.p, task.p, -1).double()

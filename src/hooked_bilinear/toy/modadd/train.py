@@ -87,8 +87,8 @@ def build_modadd_model(task: ModAddTask, config: ModAddTrainConfig = ModAddTrain
         normalization=False,
         checkpoint_format="current",
         tokenizer=None,
-        **{CONFIG_KEY: task.to_config()},
     )
+    setattr(model_config, CONFIG_KEY, task.to_config())  # the task record travels in config.json
     model = BilinearForCausalLM(model_config)
     with torch.no_grad():
         for _name, parameter in model.named_parameters():
@@ -106,7 +106,7 @@ def hold_query_key_at_zero(model: BilinearForCausalLM) -> None:
     """
     d_model = model.config.d_model
     with torch.no_grad():
-        for block in model.transformer.h:
+        for block in model.transformer.blocks:
             block.attn.qkv.weight[: 2 * d_model] = 0.0
 
 
