@@ -18,8 +18,25 @@ class TopKSAE(SAE):
 
     architecture = "topk"
 
-    def __init__(self, d_in: int, d_sae: int, k: int = DEFAULT_K, **options: Any) -> None:
-        super().__init__(d_in, d_sae, **options)
+    def __init__(
+        self,
+        d_in: int,
+        d_sae: int,
+        k: int = DEFAULT_K,
+        *,
+        apply_b_dec_to_input: bool = True,
+        metadata: dict[str, Any] | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__(
+            d_in,
+            d_sae,
+            apply_b_dec_to_input=apply_b_dec_to_input,
+            metadata=metadata,
+            dtype=dtype,
+            device=device,
+        )
         if not 1 <= k <= d_sae:
             raise SAEError(f"TopK SAE needs 1 <= k <= d_sae={d_sae}, got k={k}.")
         self.k = int(k)
