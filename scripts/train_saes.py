@@ -24,6 +24,7 @@ from train_embedded import make_corpus
 
 import hooked_bilinear as hb
 from hooked_bilinear import analysis
+from hooked_bilinear.sae.format import save
 from hooked_bilinear.sae.splice import splice_loss
 from hooked_bilinear.sae.train import (
     SAETrainConfig,
@@ -111,7 +112,7 @@ def main() -> None:
                     "eval": entry,
                 }
             )
-            sae.save(args.out / hook, overwrite=True)
+            save(sae, args.out / hook, overwrite=True)
             saes[hook] = sae
             report["saes"][hook] = entry
             logger.info(

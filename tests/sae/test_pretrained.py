@@ -28,7 +28,7 @@ def test_shipped_saes_load_with_their_hooks() -> None:
 
 def test_hub_ids_go_through_snapshot_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     source = S.load(EXPECTED[0])
-    source.save(tmp_path / "repo" / "layer0" / "in")
+    S.save(source, tmp_path / "repo" / "layer0" / "in")
     calls = []
 
     def fake_snapshot_download(repo_id: str, revision: str | None = None, allow_patterns: list | None = None) -> str:

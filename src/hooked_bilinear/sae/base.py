@@ -111,11 +111,5 @@ class SAE(nn.Module, ABC):
         """The architecture's own cfg.json keys (e.g. TopK's k)."""
         return {}
 
-    def save(self, folder: str | Any, overwrite: bool = False) -> Any:
-        """Write the SAELens on-disk format (cfg.json + sae_weights.safetensors) to `folder`; returns its Path."""
-        from hooked_bilinear.sae.format import save
-
-        return save(self, folder, overwrite=overwrite)
-
     def extra_repr(self) -> str:
         return f"d_in={self.d_in}, d_sae={self.d_sae}, hook_name={self.hook_name!r}"
