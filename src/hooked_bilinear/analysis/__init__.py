@@ -5,7 +5,7 @@ analyses are methods of `HookedBilinearMLP`. Model-level helpers (directions, to
 """
 
 from hooked_bilinear.analysis.decompose import Decomposition, decompose
-from hooked_bilinear.analysis.eigen import Eigen, eigendecompose
+from hooked_bilinear.analysis.eigen import Eigen, EigenSolver, eigendecompose
 from hooked_bilinear.analysis.factors import BilinearFactors
 from hooked_bilinear.analysis.features import (
     EigenApproximation,
@@ -55,6 +55,7 @@ __all__ = [
     "MLPReplacement",
     "Decomposition",
     "Eigen",
+    "EigenSolver",
     "EigenApproximation",
     "Example",
     "FeatureBias",

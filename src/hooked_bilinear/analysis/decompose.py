@@ -8,7 +8,7 @@ import torch
 from beartype import beartype
 from jaxtyping import Float, jaxtyped
 
-from hooked_bilinear.analysis.eigen import Method, eigendecompose
+from hooked_bilinear.analysis.eigen import DEFAULT_SOLVER, EigenSolver
 from hooked_bilinear.analysis.factors import Layer, as_factors
 
 
@@ -30,15 +30,11 @@ def decompose(
     u: Float[torch.Tensor, "*n d_out"],
     k: int | None = None,
     *,
-    method: Method = "auto",
-    tol: float | None = None,
-    block: int = 4,
-    max_memory: int | None = None,
-    progress: bool | None = None,
+    solver: EigenSolver = DEFAULT_SOLVER,
 ) -> Decomposition:
     """Split `u . out(x)` over the eigencomponents of Q_u, for MLP inputs x [*batch, d_model] (hook_in activations)."""
     factors = as_factors(factors)
-    eigen = eigendecompose(factors, u, k, method=method, tol=tol, block=block, max_memory=max_memory, progress=progress)
+    eigen = solver(factors, u, k)
     x_aug = factors.augment(x)
     if u.ndim == 1:
         projections = x_aug @ eigen.v.mT  # [*batch, k]

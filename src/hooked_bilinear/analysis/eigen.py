@@ -17,6 +17,7 @@ largest-magnitude entry positive.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -224,3 +225,30 @@ def eigendecompose(
     if u.ndim == 1:
         return Eigen(lam[0], v[0])
     return Eigen(lam, v)
+
+
+@dataclass(frozen=True)
+class EigenSolver:
+    """How `eigendecompose` finds eigenpairs (its keyword arguments, kept together): `decompose`, `hosvd` and
+    `truncate` take one as `solver=`, e.g. `EigenSolver(method="dense")`."""
+
+    method: Method = "auto"
+    tol: float | None = None
+    block: int = 4
+    max_memory: int | None = None
+    progress: bool | None = None
+
+    def __call__(self, factors: Layer, u: Float[torch.Tensor, "*n d_out"], k: int | None = None) -> Eigen:
+        return eigendecompose(
+            factors,
+            u,
+            k,
+            method=self.method,
+            tol=self.tol,
+            block=self.block,
+            max_memory=self.max_memory,
+            progress=self.progress,
+        )
+
+
+DEFAULT_SOLVER = EigenSolver()

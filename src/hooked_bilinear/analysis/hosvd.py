@@ -14,7 +14,7 @@ import torch
 from beartype import beartype
 from jaxtyping import Float, jaxtyped
 
-from hooked_bilinear.analysis.eigen import Method, eigendecompose
+from hooked_bilinear.analysis.eigen import DEFAULT_SOLVER, EigenSolver
 from hooked_bilinear.analysis.factors import Layer, as_factors
 from hooked_bilinear.analysis.interaction import output_gram
 
@@ -35,11 +35,7 @@ def hosvd(
     r: int,
     k: int | None = None,
     *,
-    method: Method = "auto",
-    tol: float | None = None,
-    block: int = 4,
-    max_memory: int | None = None,
-    progress: bool | None = None,
+    solver: EigenSolver = DEFAULT_SOLVER,
 ) -> HOSVD:
     """The top-r output directions of B and the eigendecomposition (top-k, or all when k is None) of each."""
     factors = as_factors(factors)
@@ -51,5 +47,5 @@ def hosvd(
     order = gram_eigenvalues.argsort(descending=True)[:r]
     sigma = gram_eigenvalues[order].clamp_min(0).sqrt()
     u = gram_vectors[:, order].T.contiguous()
-    eigen = eigendecompose(factors, u, k, method=method, tol=tol, block=block, max_memory=max_memory, progress=progress)
+    eigen = solver(factors, u, k)
     return HOSVD(sigma, u, eigen.lambda_, eigen.v)

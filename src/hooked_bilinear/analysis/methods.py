@@ -12,7 +12,7 @@ from beartype import beartype
 from jaxtyping import Float, jaxtyped
 
 from hooked_bilinear.analysis.decompose import Decomposition, decompose
-from hooked_bilinear.analysis.eigen import Eigen, Method, eigendecompose
+from hooked_bilinear.analysis.eigen import DEFAULT_SOLVER, Eigen, EigenSolver, Method, eigendecompose
 from hooked_bilinear.analysis.factors import BilinearFactors
 from hooked_bilinear.analysis.features import feature_interactions
 from hooked_bilinear.analysis.hosvd import HOSVD, hosvd
@@ -78,17 +78,11 @@ class BilinearAnalysisMethods:
         k: int | None = None,
         dtype: torch.dtype | None = None,
         *,
-        method: Method = "auto",
-        tol: float | None = None,
-        block: int = 4,
-        max_memory: int | None = None,
-        progress: bool | None = None,
+        solver: EigenSolver = DEFAULT_SOLVER,
     ) -> Decomposition:
         """Contributions `lambda_k (v_k . x')^2` [*batch, k] (or [*batch, n, k]) of layer inputs x (hook_in); with
         k=None they sum to `u . out(x)`."""
-        return decompose(
-            self.factors(dtype), x, u, k, method=method, tol=tol, block=block, max_memory=max_memory, progress=progress
-        )
+        return decompose(self.factors(dtype), x, u, k, solver=solver)
 
     def hosvd(
         self,
@@ -96,16 +90,10 @@ class BilinearAnalysisMethods:
         k: int | None = None,
         dtype: torch.dtype | None = None,
         *,
-        method: Method = "auto",
-        tol: float | None = None,
-        block: int = 4,
-        max_memory: int | None = None,
-        progress: bool | None = None,
+        solver: EigenSolver = DEFAULT_SOLVER,
     ) -> HOSVD:
         """Top-r output directions of B (sigma [r], u [r, d_out]) and the top-k eigenpairs of each Q_{u_i}."""
-        return hosvd(
-            self.factors(dtype), r, k, method=method, tol=tol, block=block, max_memory=max_memory, progress=progress
-        )
+        return hosvd(self.factors(dtype), r, k, solver=solver)
 
     @jaxtyped(typechecker=beartype)
     def truncate(
@@ -114,17 +102,11 @@ class BilinearAnalysisMethods:
         k: int,
         dtype: torch.dtype | None = None,
         *,
-        method: Method = "auto",
-        tol: float | None = None,
-        block: int = 4,
-        max_memory: int | None = None,
-        progress: bool | None = None,
+        solver: EigenSolver = DEFAULT_SOLVER,
     ) -> TruncatedBilinearMLP:
         """A layer keeping the top-k eigencomponents of Q_u for each row u of `basis` (e.g. `hosvd(r).u` or the
         unembedding directions); swap it in with `hooked_bilinear.analysis.replace_mlp(model, layer, module)`."""
-        return truncate(
-            self.factors(dtype), basis, k, method=method, tol=tol, block=block, max_memory=max_memory, progress=progress
-        )
+        return truncate(self.factors(dtype), basis, k, solver=solver)
 
     @jaxtyped(typechecker=beartype)
     def feature_interactions(

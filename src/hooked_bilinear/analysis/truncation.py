@@ -17,7 +17,7 @@ from beartype import beartype
 from jaxtyping import Float, jaxtyped
 from tqdm.auto import tqdm
 
-from hooked_bilinear.analysis.eigen import Eigen, Method, eigendecompose
+from hooked_bilinear.analysis.eigen import DEFAULT_SOLVER, Eigen, EigenSolver
 from hooked_bilinear.analysis.factors import Layer, as_factors, not_bilinear
 
 
@@ -85,11 +85,7 @@ def truncate(
     basis: Float[torch.Tensor, "r d_out"],
     k: int,
     *,
-    method: Method = "auto",
-    tol: float | None = None,
-    block: int = 4,
-    max_memory: int | None = None,
-    progress: bool | None = None,
+    solver: EigenSolver = DEFAULT_SOLVER,
 ) -> TruncatedBilinearMLP:
     """Keep the top-k eigencomponents of Q_u for each row u of `basis` [r, d_out] (see module doc)."""
     factors = as_factors(factors)
@@ -99,9 +95,7 @@ def truncate(
             "the basis directions are linearly dependent: pass linearly independent rows (or an overcomplete set spanning d_out)."
         )
     readout = torch.linalg.pinv(directions).T.contiguous()
-    eigen: Eigen = eigendecompose(
-        factors, directions, k, method=method, tol=tol, block=block, max_memory=max_memory, progress=progress
-    )
+    eigen: Eigen = solver(factors, directions, k)
     return TruncatedBilinearMLP(eigen.v, eigen.lambda_, readout, factors.augmented)
 
 
