@@ -48,6 +48,10 @@ class SAE(nn.Module, ABC):
         self.b_enc = nn.Parameter(torch.zeros(d_sae, **factory))
         self.W_dec = nn.Parameter(torch.zeros(d_sae, d_in, **factory))
         self.b_dec = nn.Parameter(torch.zeros(d_in, **factory))
+        self.add_parameters()
+
+    def add_parameters(self) -> None:
+        """Parameters an architecture adds to W_enc, b_enc, W_dec, b_dec (JumpReLU's threshold); none by default."""
 
     @property
     def hook_name(self) -> str | None:
