@@ -153,3 +153,22 @@ def test_krylov_converges_on_its_own(monkeypatch, method):
     monkeypatch.undo()
     ref_lambda, _ = dense_reference(interaction_matrix(factors, u), 8)
     torch.testing.assert_close(fast.lambda_.double(), ref_lambda, atol=1e-4 * ref_lambda.abs().max().item(), rtol=1e-4)
+
+
+@pytest.mark.parametrize("entry", ["decompose", "hosvd", "truncate"])
+def test_solver_options_reach_eigendecompose(entry):
+    """decompose / hosvd / truncate run the EigenSolver they are given: a dense solve gives the same eigenpairs as
+    the default, and an unknown method is refused by eigendecompose itself."""
+    from hooked_bilinear.analysis import EigenSolver, decompose, hosvd, truncate
+
+    factors = factors_of(random_layer(6, 8, True))
+    u = torch.randn(2, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    x = torch.randn(5, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    run = {
+        "decompose": lambda solver: decompose(factors, x, u, 3, solver=solver).lambda_,
+        "hosvd": lambda solver: hosvd(factors, 2, 3, solver=solver).lambda_,
+        "truncate": lambda solver: truncate(factors, u, 3, solver=solver).lambda_,
+    }[entry]
+    torch.testing.assert_close(run(EigenSolver(method="dense")), run(EigenSolver()), atol=1e-9, rtol=0)
+    with pytest.raises(ValueError, match="'dense', 'krylov' or 'factored'"):
+        run(EigenSolver(method="lanczos"))
