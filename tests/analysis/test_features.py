@@ -117,7 +117,7 @@ def test_identity_through_llama_mlp(bias: bool) -> None:
     silu = LlamaMLP(
         LlamaConfig(hidden_size=D, intermediate_size=H, num_attention_heads=2, num_key_value_heads=2, hidden_act="silu")
     )
-    with pytest.raises(NotBilinearError, match="LlamaMLP with hidden_act 'linear'"):
+    with pytest.raises(NotBilinearError, match="a gated MLP with activation 'silu'.*LlamaMLP with hidden_act 'linear'"):
         BilinearFactors.from_mlp(silu)
 
 
