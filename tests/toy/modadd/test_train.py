@@ -87,3 +87,30 @@ def test_cosine_schedule_and_training_without_the_test_set_in_the_stopping_rule(
     assert learning_rate_factor(replace(config, schedule="constant"), 30) == 1.0
     _, history = train_modadd(TASK, config, progress=False)
     assert history.epochs == [0, 10, 20, 30, 40] and not history.reached_target  # the met target did not stop it
+
+
+def test_cosine_floor_and_gradient_clipping(monkeypatch):
+    config = ModAddTrainConfig(
+        d_model=32, d_hidden=32, max_epochs=40, eval_every=10, schedule="cosine", min_lr_fraction=0.1, grad_clip=0.5
+    )
+    assert learning_rate_factor(config, 40) == pytest.approx(0.1) and learning_rate_factor(config, 20) == pytest.approx(
+        0.1 + 0.9 * 0.5
+    )
+    clipped_to = []
+    clip = torch.nn.utils.clip_grad_norm_
+
+    def recording_clip(parameters, max_norm, *args, **kwargs):
+        clipped_to.append(max_norm)
+        return clip(parameters, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recording_clip)
+    train_modadd(TASK, config, progress=False)
+    assert clipped_to == [0.5] * 40
+    train_modadd(TASK, replace(config, grad_clip=None), progress=False)
+    assert len(clipped_to) == 40, "clipped without grad_clip"
+
+
+@pytest.mark.parametrize("field, value", [("min_lr_fraction", -0.1), ("min_lr_fraction", 1.5), ("grad_clip", 0.0)])
+def test_bad_schedule_options_are_refused(field, value):
+    with pytest.raises(ValueError, match=field):
+        ModAddTrainConfig(**{field: value})

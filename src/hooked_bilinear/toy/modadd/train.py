@@ -32,7 +32,9 @@ class ModAddTrainConfig:
 
     Training stops at the first evaluation where test accuracy >= `target_accuracy` and test loss <= `target_loss`
     (only with `stop_at_target`: otherwise the test set is only watched), or after `max_epochs`. `schedule`: the
-    learning rate after warm-up is constant, or decays to zero at `max_epochs` along a cosine. Weights start normal with std `init_std` (small: generalises before it memorises).
+    learning rate after warm-up is constant, or decays along a cosine to `min_lr_fraction` of `lr` at `max_epochs`.
+    `grad_clip`: the gradient's total norm is clipped to it before each step (None: no clipping). Weights start
+    normal with std `init_std` (small: generalises before it memorises).
     """
 
     d_model: int = 128
@@ -50,6 +52,14 @@ class ModAddTrainConfig:
     seed: int = 0
     schedule: Literal["constant", "cosine"] = "constant"
     stop_at_target: bool = True
+    min_lr_fraction: float = 0.0
+    grad_clip: float | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_lr_fraction <= 1.0:
+            raise ValueError(f"min_lr_fraction={self.min_lr_fraction}: pass a fraction of lr between 0 and 1.")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip={self.grad_clip}: pass a positive gradient norm, or None for no clipping.")
 
 
 #: The settings the shipped models were trained with (`hooked-bilinear modadd train --setup ...`): modadd-p113 is
@@ -111,11 +121,13 @@ def hold_query_key_at_zero(model: BilinearForCausalLM) -> None:
 
 
 def learning_rate_factor(config: ModAddTrainConfig, epoch: int) -> float:
-    """The learning rate at `epoch` over `config.lr`: linear warm-up, then constant or a cosine to 0 at max_epochs."""
+    """The learning rate at `epoch` over `config.lr`: linear warm-up, then constant or a cosine down to
+    `config.min_lr_fraction` at max_epochs."""
     warmup = min((epoch + 1) / max(config.warmup_epochs, 1), 1.0)
     if config.schedule == "constant":
         return warmup
-    return warmup * 0.5 * (1.0 + math.cos(math.pi * min(epoch / max(config.max_epochs, 1), 1.0)))
+    cosine = 0.5 * (1.0 + math.cos(math.pi * min(epoch / max(config.max_epochs, 1), 1.0)))
+    return warmup * (config.min_lr_fraction + (1.0 - config.min_lr_fraction) * cosine)
 
 
 def answer_logits(model: torch.nn.Module, tokens: Int[torch.Tensor, "batch pos"]) -> Float[torch.Tensor, "batch vocab"]:
@@ -188,6 +200,8 @@ def train_modadd(
         loss = F.cross_entropy(answer_logits(model, tokens[train_rows]), labels[train_rows])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         schedule.step()
     bar.close()
