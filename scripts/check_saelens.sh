@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quiet() { "$@" 2>&1 | grep -v "^WARNING: Location" || true; }
+[ -x .venv/bin/python ] || bash scripts/setup.sh
 [ -x .venv-saelens/bin/python ] || python3 -m venv .venv-saelens
 quiet .venv-saelens/bin/python -m pip install -q "torch==2.13.0"
 quiet .venv-saelens/bin/python -m pip install -q -c <(echo "torch==2.13.0") "sae-lens>=6,<7"
