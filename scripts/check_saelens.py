@@ -57,12 +57,19 @@ def write_ours(work: Path) -> None:
     torch.save(expected, work / "ours.pt")
 
 
+def expected_codes(path: Path, step: str) -> dict[str, dict[str, torch.Tensor]]:
+    """The inputs and outputs an earlier step saved; a clear error when that step has not run on this --work folder."""
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing: run `check_saelens.py {step} --work {path.parent}` first.")
+    return torch.load(path)
+
+
 def saelens_side(work: Path) -> bool:
     import sae_lens
     from sae_lens import SAE, JumpReLUSAE, JumpReLUSAEConfig, StandardSAE, StandardSAEConfig, TopKSAE, TopKSAEConfig
 
     ok = True
-    for name, expected in torch.load(work / "ours.pt").items():
+    for name, expected in expected_codes(work / "ours.pt", "write").items():
         ok &= compare(
             f"SAELens {sae_lens.__version__} read",
             work / "ours" / name,
@@ -88,7 +95,7 @@ def read_theirs(work: Path) -> bool:
     from hooked_bilinear import sae as S
 
     ok = True
-    for name, expected in torch.load(work / "theirs.pt").items():
+    for name, expected in expected_codes(work / "theirs.pt", "saelens").items():
         ok &= compare("hooked_bilinear read", work / "theirs" / name, S.load(work / "theirs" / name), expected)
     return ok
 
