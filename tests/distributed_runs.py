@@ -124,6 +124,7 @@ def worker(rank: int, world_size: int, port: int, tmp: str) -> None:
             folder / "results.pt",
         )
     dist.destroy_process_group()
+    os._exit(0)  # as the command line does under torchrun: FSDP2's leaked gloo group cannot abort the shutdown
 
 
 def free_port() -> int:

@@ -123,6 +123,23 @@ def test_modadd_certify_bad_frequencies_is_one_line_error(capsys):
     assert main(["modadd", "certify", "--model", "no-such-model"]) == 1
 
 
+def test_a_torchrun_process_ends_without_the_interpreter_shutdown():
+    """Under torchrun the command line leaves through os._exit with its code, after flushing: the gloo threads FSDP2
+    keeps alive cannot abort a finished run during finalization (atexit handlers, the proof, do not run)."""
+    import os
+
+    program = (
+        "import atexit\nfrom hooked_bilinear.cli import main\natexit.register(print, 'finalized')\n"
+        "print('flushed', end='')\nraise SystemExit(main(['push', 'no-such-folder', 'user/repo']))"
+    )
+    for world_size, finalized in (("2", False), ("1", True)):
+        env = {**os.environ, "WORLD_SIZE": world_size}
+        result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120, env=env)
+        assert result.returncode == 1, result.stderr
+        assert "error:" in result.stderr and result.stdout.startswith("flushed")
+        assert ("finalized" in result.stdout) == finalized
+
+
 def test_torchrun_two_processes_on_a_jsonl_corpus(tmp_path):
     """The documented multi-process form: torchrun -m hooked_bilinear bilinearize, a jsonl corpus with another text
     column, gloo on CPU; logging and the saved model come from rank 0 alone."""
@@ -165,7 +182,7 @@ def test_torchrun_two_processes_on_a_jsonl_corpus(tmp_path):
         "--strategy",
         "fsdp",
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}  # a crash names its stack
     result = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stderr.count("estimated training memory per rank") == 1 and "2 processes (fsdp)" in result.stderr

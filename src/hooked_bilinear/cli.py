@@ -14,6 +14,7 @@ hooked-bilinear vision report [--model digits] [--out DIR]        its eigen-imag
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from dataclasses import fields
@@ -23,8 +24,6 @@ from hooked_bilinear.errors import HookedBilinearError, command_line_errors
 
 
 def _bilinearize(args: argparse.Namespace) -> None:
-    import logging
-
     from hooked_bilinear.loading.pretrained import resolve_folder
     from hooked_bilinear.loading.tokenizer import load_folder_tokenizer
     from hooked_bilinear.making.bilinearize import bilinearize
@@ -477,5 +476,18 @@ def main(argv: list[str] | None = None) -> int:
             args.run(args)
     except HookedBilinearError as error:
         print(f"hooked-bilinear {args.command}: error: {error}", file=sys.stderr)
-        return 1
-    return 0
+        return _leave(1)
+    return _leave(0)
+
+
+def _leave(code: int) -> int:
+    """Under torchrun, end the process here rather than in the interpreter's shutdown. FSDP2's module state keeps
+    the process group alive after destroy_process_group, and a gloo thread that takes the GIL during finalization
+    aborts the process ("terminate called without an active exception", pytorch#179291): a finished run would exit
+    134. Everything is written and closed by now; only the buffers are left to flush."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return code
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -202,6 +202,8 @@ def bilinearize(
         )
         if result is not None:  # save_pretrained / push_to_hub write the tokenizer the model came with
             attach_tokenizer(result, tokenizer if tokenizer is not None else _source_tokenizer(model_or_path))
+        if initialized:  # no rank tears the group down while another still works in it
+            distributed_.barrier()
         return result
     finally:
         if initialized:
