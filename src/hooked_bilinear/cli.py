@@ -483,8 +483,8 @@ def main(argv: list[str] | None = None) -> int:
 def _leave(code: int) -> int:
     """Under torchrun, end the process here rather than in the interpreter's shutdown. FSDP2's module state keeps
     the process group alive after destroy_process_group, and a gloo thread that takes the GIL during finalization
-    aborts the process ("terminate called without an active exception", pytorch#179291): a finished run would exit
-    134. Everything is written and closed by now; only the buffers are left to flush."""
+    aborts the process with SIGABRT ("terminate called without an active exception", pytorch#179291): a finished run
+    would fail. Everything is written and closed by now; only the buffers are left to flush."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return code
     logging.shutdown()
