@@ -172,12 +172,18 @@ def _modadd_train(args: argparse.Namespace) -> None:
     if out.exists() and not args.overwrite:
         raise HookedBilinearError(f"{out} already exists; pass --overwrite to replace it, or choose another folder.")
     task = {"nanda": NANDA, "pizza": PIZZA}[args.setup]
-    config = replace(SETUP_TRAINING[args.setup], max_epochs=args.max_epochs, seed=args.seed)
+    config = SETUP_TRAINING[args.setup]
+    config = replace(config, max_epochs=args.max_epochs or config.max_epochs, seed=args.seed)
     model, history = train_modadd(task, config)
     save_model(model, out, history, config, overwrite=args.overwrite)
+    rule = (
+        f"target {'reached' if history.reached_target else 'NOT reached'}"
+        if config.stop_at_target
+        else "the last epoch is the model"
+    )
     print(
         f"{history.epochs[-1]} epochs, test accuracy {history.test_accuracy[-1]:.4f}, test loss "
-        f"{history.test_loss[-1]:.3g} (target {'reached' if history.reached_target else 'NOT reached'}) -> {out}"
+        f"{history.test_loss[-1]:.3g} ({rule}) -> {out}"
     )
 
 
@@ -408,7 +414,13 @@ def parser() -> argparse.ArgumentParser:
         help="nanda: p=113, 'a b =', 30%% train; pizza: p=59, 'a b', uniform attention, 80%% train",
     )
     tr.add_argument("out", help="output folder")
-    tr.add_argument("--max-epochs", dest="max_epochs", type=int, default=20_000)
+    tr.add_argument(
+        "--max-epochs",
+        dest="max_epochs",
+        type=int,
+        default=None,
+        help="epochs (default: the set-up's, SETUP_TRAINING: 20000 for nanda, 1500 for pizza's cosine schedule)",
+    )
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--overwrite", action="store_true")
     tr.set_defaults(run=_modadd_train)

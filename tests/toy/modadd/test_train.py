@@ -22,7 +22,13 @@ from hooked_bilinear.toy.modadd import (
 )
 from hooked_bilinear.toy.modadd.circuit import read_circuit
 from hooked_bilinear.toy.modadd.interval import Ledger
-from hooked_bilinear.toy.modadd.train import SETUP_TRAINING, learning_rate_factor
+from hooked_bilinear.toy.modadd.train import (
+    SETUP_TRAINING,
+    answer_logits,
+    build_modadd_model,
+    learning_rate_factor,
+    uniform_answer_logits,
+)
 
 TASK = ModAddTask(p=11, input_format="a b", uniform_attention=True, train_fraction=0.8)
 CONFIG = ModAddTrainConfig(d_model=32, d_hidden=32, max_epochs=30, eval_every=10, lr=3e-3)
@@ -110,7 +116,55 @@ def test_cosine_floor_and_gradient_clipping(monkeypatch):
     assert len(clipped_to) == 40, "clipped without grad_clip"
 
 
-@pytest.mark.parametrize("field, value", [("min_lr_fraction", -0.1), ("min_lr_fraction", 1.5), ("grad_clip", 0.0)])
+def test_label_smoothing_is_the_training_loss_only(monkeypatch):
+    smoothing = []
+    cross_entropy = torch.nn.functional.cross_entropy
+
+    def recording_cross_entropy(logits, labels, *args, label_smoothing=0.0, **kwargs):
+        smoothing.append(label_smoothing)
+        return cross_entropy(logits, labels, *args, label_smoothing=label_smoothing, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", recording_cross_entropy)
+    config = replace(CONFIG, max_epochs=20, stop_at_target=False, label_smoothing=0.1)
+    smoothed, history = train_modadd(TASK, config, progress=False)
+    # per evaluation (epochs 0, 10, 20): train and test losses, plain; per epoch: the smoothed training loss
+    assert smoothing.count(0.1) == 20 and smoothing.count(0.0) == 2 * len(history.epochs) == 6
+    plain, _ = train_modadd(TASK, replace(config, label_smoothing=0.0), progress=False)
+    assert not torch.equal(smoothed.lm_head.weight, plain.lm_head.weight)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("min_lr_fraction", -0.1),
+        ("min_lr_fraction", 1.5),
+        ("grad_clip", 0.0),
+        ("label_smoothing", -0.1),
+        ("label_smoothing", 1.0),
+    ],
+)
 def test_bad_schedule_options_are_refused(field, value):
     with pytest.raises(ValueError, match=field):
         ModAddTrainConfig(**{field: value})
+
+
+@pytest.mark.parametrize("input_format", ["a b", "a b ="])
+def test_uniform_answer_logits_is_the_forward_pass_and_its_gradient(input_format):
+    task = replace(TASK, input_format=input_format)
+    model = build_modadd_model(task, replace(CONFIG, init_std=0.3)).double()
+    tokens, labels = task.tokens(), task.labels()
+    fast, slow = uniform_answer_logits(model, tokens), answer_logits(model, tokens)
+    torch.testing.assert_close(fast, slow, rtol=1e-12, atol=1e-12)
+    assert slow.std() > 0.1  # weights large enough for the quadratic part to matter
+    gradients = [
+        torch.autograd.grad(torch.nn.functional.cross_entropy(f, labels), list(model.parameters()))
+        for f in (fast, slow)
+    ]
+    for fast_gradient, slow_gradient in zip(*gradients, strict=True):
+        torch.testing.assert_close(fast_gradient, slow_gradient, rtol=1e-10, atol=1e-12)
+
+
+def test_uniform_answer_logits_refuses_trained_attention():
+    model = build_modadd_model(NANDA, replace(CONFIG, d_model=16, d_hidden=16))
+    with pytest.raises(ValueError, match="not uniform: call answer_logits"):
+        uniform_answer_logits(model, NANDA.tokens()[:4])

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from tqdm.auto import tqdm
 
-from hooked_bilinear.modeling.configuration import BilinearConfig
+from hooked_bilinear.modeling.configuration import BilinearConfig, split_gate_in
 from hooked_bilinear.modeling.modeling import BilinearForCausalLM
 from hooked_bilinear.publishing.save import save_pretrained
 from hooked_bilinear.toy.modadd.task import CONFIG_KEY, ModAddTask
@@ -34,7 +34,9 @@ class ModAddTrainConfig:
     (only with `stop_at_target`: otherwise the test set is only watched), or after `max_epochs`. `schedule`: the
     learning rate after warm-up is constant, or decays along a cosine to `min_lr_fraction` of `lr` at `max_epochs`.
     `grad_clip`: the gradient's total norm is clipped to it before each step (None: no clipping). Weights start
-    normal with std `init_std` (small: generalises before it memorises).
+    normal with std `init_std` (small: generalises before it memorises). `label_smoothing`: the training loss's
+    targets put that mass evenly on every class (the cross-entropy's optimum is then a finite margin, so training
+    stops pushing the margins of the pairs it has seen; the reported losses stay plain cross-entropy).
     """
 
     d_model: int = 128
@@ -54,18 +56,33 @@ class ModAddTrainConfig:
     stop_at_target: bool = True
     min_lr_fraction: float = 0.0
     grad_clip: float | None = None
+    label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_lr_fraction <= 1.0:
             raise ValueError(f"min_lr_fraction={self.min_lr_fraction}: pass a fraction of lr between 0 and 1.")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip={self.grad_clip}: pass a positive gradient norm, or None for no clipping.")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing={self.label_smoothing}: pass a fraction in [0, 1).")
 
 
 #: The settings the shipped models were trained with (`hooked-bilinear modadd train --setup ...`): modadd-p113 is
-#: the Nanda set-up's state at epoch 4800 (init std 0.05: at 0.02 it learns slowly, with loss spikes), modadd-p59 the
-#: pizza set-up's at epoch 4000.
-SETUP_TRAINING = {"nanda": ModAddTrainConfig(init_std=0.05), "pizza": ModAddTrainConfig(init_std=0.02)}
+#: the Nanda set-up's state at epoch 4800 (init std 0.05: at 0.02 it learns slowly, with loss spikes); modadd-p59 the
+#: pizza set-up's last epoch of a fixed 1500-epoch run (issue 16: label smoothing 0.1 and weight decay 3 keep the
+#: model from memorising the pairs at its frequencies' weak spots; the cosine decay ends it there; no test set in
+#: the rule).
+SETUP_TRAINING = {
+    "nanda": ModAddTrainConfig(init_std=0.05),
+    "pizza": ModAddTrainConfig(
+        init_std=0.02,
+        weight_decay=3.0,
+        label_smoothing=0.1,
+        schedule="cosine",
+        max_epochs=1500,
+        stop_at_target=False,
+    ),
+}
 
 
 @dataclass
@@ -135,12 +152,48 @@ def answer_logits(model: torch.nn.Module, tokens: Int[torch.Tensor, "batch pos"]
     return model(tokens).logits[:, -1]
 
 
+def uniform_answer_logits(
+    model: BilinearForCausalLM, tokens: Int[torch.Tensor, "batch pos"]
+) -> Float[torch.Tensor, "batch vocab"]:
+    """`answer_logits` of a model with uniform attention, from per-token tables: the same function of the weights,
+    4 to 5 times cheaper to train with (measured on the pizza set-up).
+
+    With every score 0 the last position reads x = W_E[t_last] + (s / n_pos) sum_j W_O W_V W_E[t_j]. Everything
+    linear in x (the MLP's gate and in pre-activations, the direct logits W_U x) is a sum of per-token rows read once
+    from the vocabulary, so per input only the product (W_gate x) * (W_in x) and its map U' = W_U W_out remain.
+    """
+    config = model.config
+    block = model.transformer.blocks[0]
+    if config.n_layer != 1 or config.normalization or config.bias or not config.bilinear or config.gate is not None:
+        raise ValueError(
+            "uniform_answer_logits reads one-layer bilinear models without normalization or biases (what "
+            "train_modadd builds); call answer_logits for any other model."
+        )
+    d_model = config.d_model
+    W_QKV = block.attn.qkv.weight
+    if W_QKV[: 2 * d_model].any():
+        raise ValueError("this model's query or key weights are not zero, so its attention is not uniform: call "
+                         "answer_logits.")
+    W_E, W_U, w = model.transformer.wte.weight, model.lm_head.weight, block.mlp.w.weight
+    OV_E = W_E @ W_QKV[2 * d_model :].T @ block.attn.o.weight.T
+    unembed_out = W_U @ block.mlp.down.weight
+    rows = [torch.cat([X @ w.T, X @ W_U.T], dim=1) for X in (W_E, OV_E)]  # per token: pre-activations, direct logits
+    n_pos = tokens.shape[1]
+    table = rows[0][tokens[:, -1]] + (config.attn_residual_scale / n_pos) * rows[1][tokens].sum(dim=1)
+    pre, direct = table[:, : w.shape[0]], table[:, w.shape[0] :]
+    gate, linear = split_gate_in(pre, dim=-1)
+    return direct + (gate * linear) @ unembed_out.T
+
+
 def evaluate_modadd(
-    model: torch.nn.Module, tokens: Int[torch.Tensor, "batch pos"], labels: Int[torch.Tensor, " batch"]
+    model: BilinearForCausalLM,
+    tokens: Int[torch.Tensor, "batch pos"],
+    labels: Int[torch.Tensor, " batch"],
+    logits_of: Callable[[BilinearForCausalLM, torch.Tensor], torch.Tensor] = answer_logits,
 ) -> tuple[float, float]:
     """(cross-entropy loss, accuracy) of the answers."""
     with torch.no_grad():
-        logits = answer_logits(model, tokens).double()
+        logits = logits_of(model, tokens).double()
     return F.cross_entropy(logits, labels).item(), (logits.argmax(-1) == labels).double().mean().item()
 
 
@@ -163,6 +216,7 @@ def train_modadd(
         hold_query_key_at_zero(model)
     tokens, labels = task.tokens(), task.labels()
     train_rows, test_rows = task.split()
+    logits_of = uniform_answer_logits if task.uniform_attention else answer_logits
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=config.betas
     )
@@ -173,8 +227,8 @@ def train_modadd(
     for epoch in bar:
         if epoch % config.eval_every == 0 or epoch == config.max_epochs:
             model.eval()
-            train_loss, train_accuracy = evaluate_modadd(model, tokens[train_rows], labels[train_rows])
-            test_loss, test_accuracy = evaluate_modadd(model, tokens[test_rows], labels[test_rows])
+            train_loss, train_accuracy = evaluate_modadd(model, tokens[train_rows], labels[train_rows], logits_of)
+            test_loss, test_accuracy = evaluate_modadd(model, tokens[test_rows], labels[test_rows], logits_of)
             for name, value in (
                 ("epochs", epoch),
                 ("train_loss", train_loss),
@@ -197,7 +251,9 @@ def train_modadd(
             model.train()
         if epoch == config.max_epochs:
             break
-        loss = F.cross_entropy(answer_logits(model, tokens[train_rows]), labels[train_rows])
+        loss = F.cross_entropy(
+            logits_of(model, tokens[train_rows]), labels[train_rows], label_smoothing=config.label_smoothing
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip is not None:
