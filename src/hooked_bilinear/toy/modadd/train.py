@@ -172,8 +172,9 @@ def uniform_answer_logits(
     d_model = config.d_model
     W_QKV = block.attn.qkv.weight
     if W_QKV[: 2 * d_model].any():
-        raise ValueError("this model's query or key weights are not zero, so its attention is not uniform: call "
-                         "answer_logits.")
+        raise ValueError(
+            "this model's query or key weights are not zero, so its attention is not uniform: call answer_logits."
+        )
     W_E, W_U, w = model.transformer.wte.weight, model.lm_head.weight, block.mlp.w.weight
     OV_E = W_E @ W_QKV[2 * d_model :].T @ block.attn.o.weight.T
     unembed_out = W_U @ block.mlp.down.weight
