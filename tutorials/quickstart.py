@@ -9,7 +9,7 @@
    hook_post == hook_pre * hook_pre_linear.
 4. Activation patching with `transformer_lens.patching`: which residual-stream positions carry the story's animal?
    Saves a heatmap PNG.
-5. The modular-addition model modadd-p113: its accuracy on all 113^2 inputs, proven from its weights.
+5. The modular-addition model modadd-p59: its accuracy on all 59^2 inputs (100%), proven from its weights.
 """
 
 from __future__ import annotations
@@ -104,14 +104,14 @@ def main() -> None:
     fig.savefig(args.out / "patching_resid_pre.png", dpi=120)
     print(f"\nwrote {args.out / 'patching_resid_pre.png'}")
 
-    # 5. The modular-addition model (Nanda set-up, p = 113), read from its weights: its accuracy on all p^2 inputs
+    # 5. The modular-addition model (pizza set-up, p = 59), read from its weights: its accuracy on all p^2 inputs
     #    and a proof of it (tutorials/modular_addition.py goes further).
-    modadd = load_model("modadd-p113")
+    modadd = load_model("modadd-p59")
     task = ModAddTask.from_config(modadd.config)
     accuracy = (margins(all_logits(modadd, task, torch.float32), task) > 0).double().mean().item()
     proof = certify_exact(modadd, task)
     print(
-        f"\nmodadd-p113: accuracy on all {task.p}^2 inputs {accuracy:.5f}; proven from the weights "
+        f"\nmodadd-p59: accuracy on all {task.p}^2 inputs {accuracy:.5f}; proven from the weights "
         f"{proof.certified_accuracy:.5f} at {proof.proof_flops / brute_force_flops(modadd, task):.3f}x the cost "
         f"of brute force"
     )

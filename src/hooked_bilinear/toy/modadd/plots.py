@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -98,16 +99,17 @@ def plot_training(history: ModAddHistory, path: PathLike, title: str = "") -> Pa
     return save_figure(fig, path)
 
 
-def plot_cost_scaling(rows: list[dict[str, int]], path: PathLike, title: str = "") -> Path:
-    """Flops against p (log-log): brute force, the exact circuit (uncompressed proof) and the compressed proof, with
-    the model's parameter count for scale. `rows`: one dict per p with keys p, brute, compressed and optionally
-    exact and params."""
+def plot_cost_scaling(rows: list[dict[str, Any]], path: PathLike, title: str = "") -> Path:
+    """Flops against p (log-log): brute force, the exact circuit (uncompressed proof), the compressed proof alone and
+    with its exact fallback, with the model's parameter count for scale. `rows`: one dict per p with keys p, brute,
+    compressed and optionally exact, fallback and params (other keys are ignored)."""
     fig, ax = pyplot().subplots(figsize=(6.5, 4.2))
     ps = [row["p"] for row in rows]
     for key, label, style in (
         ("brute", "brute force (model on all p^2 inputs)", "s-"),
         ("exact", "exact circuit proof", "^--"),
-        ("compressed", "compressed proof (residues + bounds)", "o-"),
+        ("compressed", "compressed proof alone (residues + bounds)", "o-"),
+        ("fallback", "compressed proof + exact fallback", "d-."),
         ("params", "model parameters (count, not flops)", "x:"),
     ):
         points = [(row["p"], row[key]) for row in rows if row.get(key)]
