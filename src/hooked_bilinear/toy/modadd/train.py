@@ -175,13 +175,14 @@ def uniform_answer_logits(
         raise ValueError(
             "this model's query or key weights are not zero, so its attention is not uniform: call answer_logits."
         )
-    W_E, W_U, w = model.transformer.wte.weight, model.lm_head.weight, block.mlp.w.weight
+    W_E, W_U, W_gate_in = model.transformer.wte.weight, model.lm_head.weight, block.mlp.w.weight  # [W_gate; W_in]
     OV_E = W_E @ W_QKV[2 * d_model :].T @ block.attn.o.weight.T
     unembed_out = W_U @ block.mlp.down.weight
-    rows = [torch.cat([X @ w.T, X @ W_U.T], dim=1) for X in (W_E, OV_E)]  # per token: pre-activations, direct logits
+    rows = [torch.cat([X @ W_gate_in.T, X @ W_U.T], dim=1) for X in (W_E, OV_E)]  # pre-activations, direct logits
     n_pos = tokens.shape[1]
     table = rows[0][tokens[:, -1]] + (config.attn_residual_scale / n_pos) * rows[1][tokens].sum(dim=1)
-    pre, direct = table[:, : w.shape[0]], table[:, w.shape[0] :]
+    width = W_gate_in.shape[0]
+    pre, direct = table[:, :width], table[:, width:]
     gate, linear = split_gate_in(pre, dim=-1)
     return direct + (gate * linear) @ unembed_out.T
 
