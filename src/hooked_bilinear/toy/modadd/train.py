@@ -156,7 +156,7 @@ def uniform_answer_logits(
     model: BilinearForCausalLM, tokens: Int[torch.Tensor, "batch pos"]
 ) -> Float[torch.Tensor, "batch vocab"]:
     """`answer_logits` of a model with uniform attention, from per-token tables: the same function of the weights,
-    about 4 times cheaper per training step on the pizza set-up (`benchmarks/bench_modadd_train.py`).
+    3.7x faster per training step on the pizza set-up (`benchmarks/bench_modadd_train.py`).
 
     With every score 0 the last position reads x = W_E[t_last] + (s / n_pos) sum_j W_O W_V W_E[t_j]. Everything
     linear in x (the MLP's gate and in pre-activations, the direct logits W_U x) is a sum of per-token rows read once
