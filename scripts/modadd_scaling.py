@@ -79,6 +79,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("out/modadd_scaling"))
     parser.add_argument("--plot", type=Path, default=Path("docs/modadd_cost_scaling.png"))
     args = parser.parse_args()
+    if min(args.p) < 3 or len(set(args.p)) != len(args.p):
+        parser.error(f"--p {' '.join(map(str, args.p))}: pass distinct moduli of at least 3.")
     args.work.mkdir(parents=True, exist_ok=True)
     rows = [study(p, args.seed, args.work / f"p{p}") for p in tqdm(sorted(args.p), desc="moduli")]
     (args.work / "scaling.json").write_text(json.dumps(rows, indent=2) + "\n")

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 from huggingface_hub import constants
 
@@ -113,6 +114,13 @@ def test_modadd_certify_refuses_a_model_of_another_task(capsys):
 def test_modadd_train_refuses_an_existing_folder(tmp_path, capsys):
     assert main(["modadd", "train", "--setup", "pizza", str(tmp_path)]) == 1
     assert "already exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("epochs", ["0", "-5"])
+def test_modadd_train_refuses_a_non_positive_epoch_count_before_creating_anything(tmp_path, capsys, epochs):
+    out = tmp_path / "model"
+    assert main(["modadd", "train", "--setup", "pizza", str(out), "--max-epochs", epochs]) == 1
+    assert f"--max-epochs {epochs}" in capsys.readouterr().err and not out.exists()
 
 
 def test_modadd_certify_bad_frequencies_is_one_line_error(capsys):

@@ -171,6 +171,10 @@ def _modadd_train(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise HookedBilinearError(f"{out} already exists; pass --overwrite to replace it, or choose another folder.")
+    if args.max_epochs is not None and args.max_epochs < 1:
+        raise HookedBilinearError(
+            f"--max-epochs {args.max_epochs}: pass a positive number of epochs, or leave it out for the set-up's."
+        )
     task = {"nanda": NANDA, "pizza": PIZZA}[args.setup]
     config = SETUP_TRAINING[args.setup]
     config = replace(config, max_epochs=args.max_epochs or config.max_epochs, seed=args.seed)
