@@ -168,3 +168,12 @@ def test_uniform_answer_logits_refuses_trained_attention():
     model = build_modadd_model(NANDA, replace(CONFIG, d_model=16, d_hidden=16))
     with pytest.raises(ValueError, match="not uniform: call answer_logits"):
         uniform_answer_logits(model, NANDA.tokens()[:4])
+
+
+def test_other_architectures_are_refused_by_the_readers():
+    model = build_modadd_model(TASK, CONFIG)
+    model.config.normalization = True  # what a model with normalization declares; the readers go by the config
+    with pytest.raises(ValueError, match="normalization=True"):
+        uniform_answer_logits(model, TASK.tokens()[:4])
+    with pytest.raises(ValueError, match="the modular-addition circuit reads one-layer"):
+        read_circuit(model, TASK, Ledger())

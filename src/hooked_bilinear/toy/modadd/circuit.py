@@ -33,6 +33,7 @@ from hooked_bilinear.modeling.modeling import BilinearForCausalLM
 from hooked_bilinear.toy.modadd import interval as iv
 from hooked_bilinear.toy.modadd.interval import Ball, Ledger
 from hooked_bilinear.toy.modadd.task import ModAddTask
+from hooked_bilinear.toy.modadd.train import require_modadd_architecture
 
 Kind = Literal["a", "b", "1"]
 FLOAT32_REL = 2.0**-23  # covers a constant rounded to float32 by the float32 model
@@ -80,12 +81,7 @@ class Circuit:
 
 def _weights(model: BilinearForCausalLM, task: ModAddTask) -> dict[str, torch.Tensor]:
     config = model.config
-    if config.n_layer != 1 or config.normalization or config.bias or not config.bilinear or config.gate is not None:
-        raise ValueError(
-            "the modular-addition circuit reads one-layer bilinear models without normalization or biases (what "
-            f"hooked_bilinear.toy.modadd trains); this one has n_layer={config.n_layer}, normalization="
-            f"{config.normalization}, bias={config.bias}, bilinear={config.bilinear}, gate={config.gate}."
-        )
+    require_modadd_architecture(config, "the modular-addition circuit")
     if config.vocab_size != task.vocab_size:
         raise ValueError(
             f"the model's vocabulary has {config.vocab_size} tokens but {task} needs {task.vocab_size} (the residues "

@@ -147,6 +147,16 @@ def learning_rate_factor(config: ModAddTrainConfig, epoch: int) -> float:
     return warmup * (config.min_lr_fraction + (1.0 - config.min_lr_fraction) * cosine)
 
 
+def require_modadd_architecture(config: BilinearConfig, reader: str) -> None:
+    """Refuse a model that is not what build_modadd_model builds: one bilinear layer, no normalization, no biases."""
+    if config.n_layer != 1 or config.normalization or config.bias or not config.bilinear or config.gate is not None:
+        raise ValueError(
+            f"{reader} reads one-layer bilinear models without normalization or biases (what "
+            f"hooked_bilinear.toy.modadd trains); this one has n_layer={config.n_layer}, normalization="
+            f"{config.normalization}, bias={config.bias}, bilinear={config.bilinear}, gate={config.gate}."
+        )
+
+
 def answer_logits(model: torch.nn.Module, tokens: Int[torch.Tensor, "batch pos"]) -> Float[torch.Tensor, "batch vocab"]:
     """Logits at the last position, where the answer is read."""
     return model(tokens).logits[:, -1]
@@ -163,12 +173,8 @@ def uniform_answer_logits(
     from the vocabulary, so per input only the product (W_gate x) * (W_in x) and its map U' = W_U W_out remain.
     """
     config = model.config
+    require_modadd_architecture(config, "uniform_answer_logits")
     block = model.transformer.blocks[0]
-    if config.n_layer != 1 or config.normalization or config.bias or not config.bilinear or config.gate is not None:
-        raise ValueError(
-            "uniform_answer_logits reads one-layer bilinear models without normalization or biases (what "
-            "train_modadd builds); call answer_logits for any other model."
-        )
     d_model = config.d_model
     W_QKV = block.attn.qkv.weight
     if W_QKV[: 2 * d_model].any():
