@@ -164,6 +164,17 @@ def test_residual_product_bound_holds_for_every_row():
     assert (exact <= bound).all() and (bound < 3 * exact.max()).any()
 
 
+def test_residual_product_bound_folds_the_hidden_units_shared_output_column():
+    """C over H = N / 2 columns is Z = [C, C]. Non-negative factors and one repeated row of B: the bound is the exact
+    unfolded product (up to rounding), so a fold that loses either half fails."""
+    g = torch.Generator().manual_seed(0)
+    A, C = torch.rand(7, 40, generator=g, dtype=torch.float64), torch.rand(5, 20, generator=g, dtype=torch.float64)
+    B = torch.rand(1, 40, generator=g, dtype=torch.float64).expand(9, 40)
+    bound = residual_product_bound(A, B, C, Ledger())
+    exact = torch.einsum("xn,yn,cn->xyc", A, B, torch.cat([C, C], 1)).amax(1)
+    assert (exact <= bound).all() and (bound <= exact * (1 + 1e-12)).all()
+
+
 @pytest.mark.parametrize("source", ["random", "modadd-p59"])
 def test_sound_on_damaged_weights(uniform_model, source):
     """Noise on the MLP and embedding (the model no longer clean): every bound stays below the truth."""

@@ -163,9 +163,22 @@ def _split(M: Ball, basis: Ball, ledger: Ledger) -> tuple[Ball, Ball]:
 
 
 def _product_max(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, ledger: Ledger) -> torch.Tensor:
-    """An upper bound of sum_n A[x, n] B[n] C[c, n] for non-negative A, B, C: [x, c]."""
-    ledger.add(2 * A.shape[0] * A.shape[1] * C.shape[0] + A.numel())
-    return iv.round_up((A * B) @ C.T, A.shape[1] + 1)
+    """An upper bound of sum_n A[x, n] B[n] C[c, n] for non-negative A, B, C: [x, c]. When C has half of A's N = 2 H
+    columns it is the hidden units' shared output factor (Z = [U', U']): column n meets C[:, n mod H], and the two
+    halves of A B are added before the product with C."""
+    AB = A * B
+    if C.shape[1] != A.shape[1]:
+        AB = AB[:, : C.shape[1]] + AB[:, C.shape[1] :]
+        ledger.add(AB.numel())
+    ledger.add(2 * AB.shape[0] * AB.shape[1] * C.shape[0] + A.numel())
+    return iv.round_up(AB @ C.T, AB.shape[1] + 2)
+
+
+def _fold(x: Ball, ledger: Ledger) -> Ball:
+    """x[..., :H] + x[..., H:]: the two terms of each hidden unit (gate-in and in-gate), added before they meet the
+    unit's output column, which they share (Z = [U', U']): half the products."""
+    H = x.shape[-1] // 2
+    return iv.add(x[..., :H], x[..., H:], ledger)
 
 
 def compressed_interaction(
@@ -184,17 +197,17 @@ def compressed_interaction(
     """
     X_hat, R_X = _split(factors.X, F_K, ledger)
     Y_hat, R_Y = _split(factors.Y, F_K, ledger)
-    Z = factors.Z
-    core = iv.einsum("ijn,cn->ijc", iv.einsum("in,jn->ijn", X_hat, Y_hat, ledger), Z, ledger)
+    U = factors.Z[:, : factors.Z.shape[1] // 2]  # Z = [U', U']
+    core = iv.einsum("ijh,ch->ijc", _fold(iv.einsum("in,jn->ijn", X_hat, Y_hat, ledger), ledger), U, ledger)
     T_K = iv.einsum("ajc,bj->abc", iv.einsum("ijc,ai->ajc", core, F_K, ledger), F_K, ledger)
-    M_X = iv.einsum("ajn,cn->ajc", iv.einsum("an,jn->ajn", R_X, Y_hat, ledger), Z, ledger)
+    M_X = iv.einsum("ajh,ch->ajc", _fold(iv.einsum("an,jn->ajn", R_X, Y_hat, ledger), ledger), U, ledger)
     T_K = iv.add(T_K, iv.einsum("ajc,bj->abc", M_X, F_K, ledger), ledger)
-    M_Y = iv.einsum("ibn,cn->ibc", iv.einsum("in,bn->ibn", X_hat, R_Y, ledger), Z, ledger)
+    M_Y = iv.einsum("ibh,ch->ibc", _fold(iv.einsum("in,bn->ibn", X_hat, R_Y, ledger), ledger), U, ledger)
     T_K = iv.add(T_K, iv.einsum("ibc,ai->abc", M_Y, F_K, ledger), ledger)
-    r_X, r_Y, z = R_X.magnitude(), R_Y.magnitude(), Z.magnitude()  # entrywise magnitude bounds
-    ledger.add(2 * (r_X.numel() + r_Y.numel() + z.numel()))
-    per_a = _product_max(r_X, r_Y.amax(0), z, ledger)  # [a, c]
-    per_b = _product_max(r_Y, r_X.amax(0), z, ledger)  # [b, c]
+    r_X, r_Y, u = R_X.magnitude(), R_Y.magnitude(), U.magnitude()  # entrywise magnitude bounds
+    ledger.add(2 * (r_X.numel() + r_Y.numel() + u.numel()))
+    per_a = _product_max(r_X, r_Y.amax(0), u, ledger)  # [a, c]
+    per_b = _product_max(r_Y, r_X.amax(0), u, ledger)  # [b, c]
     ledger.add(per_a.shape[0] * per_b.numel())
     return T_K, torch.minimum(per_a[:, None, :], per_b[None, :, :])
 
@@ -298,34 +311,37 @@ def residue_interaction(
     - the second-order products are bounded per (a, c) and per (b, c) without enumerating inputs
       (`residual_product_bound`): sum_n R_X R_Y Z by the lesser of its (a, c) and (b, c) bounds, sum_n R_X Y_K R_Z
       per (a, c) and sum_n X_K R_Y R_Z per (b, c).
+
+    Z = [U', U'] repeats each hidden unit's output column for its two terms (gate-in, in-gate), so U' is projected
+    once and every product with it adds the two halves first (`_fold`): half the products of a sum over all N.
     """
-    vocab = factors.Z.shape[0]
-    F_np = fourier_basis(p)[:, columns_of(p, frequencies)]
-    F = Ball.exact(F_np)
+    vocab, H = factors.Z.shape[0], factors.Z.shape[1] // 2
+    F = Ball.exact(fourier_basis(p)[:, columns_of(p, frequencies)])
     extra = [k for k in (output_frequencies or []) if k not in frequencies]
     F_out = fourier_basis(p)[:, columns_of(p, frequencies) + columns_of(p, extra)[1:]]  # kept columns first
     F_c = Ball.exact(torch.cat([F_out, torch.zeros(vocab - p, F_out.shape[1], dtype=torch.float64)]))
+    U = factors.Z[:, :H]  # Z = [U', U']: each hidden unit's output column, shared by its two terms
     X_hat, X_K, R_X = _project(factors.X, F, ledger)
     Y_hat, Y_K, R_Y = _project(factors.Y, F, ledger)
-    Z_hat, _, R_Z = _project(factors.Z, F_c, ledger)
-    XY = iv.einsum("in,jn->ijn", X_hat, Y_hat, ledger)
-    core = iv.einsum("ijn,ln->ijl", XY, Z_hat, ledger)
+    U_hat, _, R_U = _project(U, F_c, ledger)
+    XY = _fold(iv.einsum("in,jn->ijn", X_hat, Y_hat, ledger), ledger)  # [m, m, H]
+    core = iv.einsum("ijh,lh->ijl", XY, U_hat, ledger)
     main, core_rest = residue_term(core, frequencies, p, ledger)
-    first_a = iv.einsum("an,jln->ajl", R_X, iv.einsum("jn,ln->jln", Y_hat, Z_hat, ledger), ledger)
-    first_b = iv.einsum("bn,iln->ibl", R_Y, iv.einsum("in,ln->iln", X_hat, Z_hat, ledger), ledger)
-    first_c = iv.einsum("cn,ijn->ijc", R_Z, XY, ledger)
+    first_a = iv.einsum("ajh,lh->ajl", _fold(iv.einsum("an,jn->ajn", R_X, Y_hat, ledger), ledger), U_hat, ledger)
+    first_b = iv.einsum("ibh,lh->ibl", _fold(iv.einsum("in,bn->ibn", X_hat, R_Y, ledger), ledger), U_hat, ledger)
+    first_c = iv.einsum("ch,ijh->ijc", R_U, XY, ledger)
     by_a = iv.add(iv.einsum("ai,ijl->ajl", F, core_rest, ledger), first_a, ledger)
     by_a = iv.add(iv.einsum("ajl,cl->ajc", by_a, F_c, ledger), iv.einsum("ai,ijc->ajc", F, first_c, ledger), ledger)
     structured = iv.einsum("ajc,bj->abc", by_a, F, ledger)
     by_b = iv.einsum("ibl,cl->ibc", first_b, F_c, ledger)
     structured = iv.add(structured, iv.einsum("ibc,ai->abc", by_b, F, ledger), ledger)
-    r_X, r_Y, r_Z, z = R_X.magnitude(), R_Y.magnitude(), R_Z.magnitude(), factors.Z.magnitude()  # magnitude bounds
+    r_X, r_Y, r_U, u = R_X.magnitude(), R_Y.magnitude(), R_U.magnitude(), U.magnitude()  # magnitude bounds
     x_K, y_K = X_K.magnitude(), Y_K.magnitude()
-    ledger.add(2 * (r_X.numel() + r_Y.numel() + r_Z.numel() + z.numel() + x_K.numel() + y_K.numel()))
-    both_a = residual_product_bound(r_X, r_Y, z, ledger)  # [a, c]
-    both_b = residual_product_bound(r_Y, r_X, z, ledger)  # [b, c]
-    with_z_a = residual_product_bound(r_X, y_K, r_Z, ledger)  # [a, c]
-    with_z_b = residual_product_bound(r_Y, x_K, r_Z, ledger)  # [b, c]
+    ledger.add(2 * (r_X.numel() + r_Y.numel() + r_U.numel() + u.numel() + x_K.numel() + y_K.numel()))
+    both_a = residual_product_bound(r_X, r_Y, u, ledger)  # [a, c]
+    both_b = residual_product_bound(r_Y, r_X, u, ledger)  # [b, c]
+    with_z_a = residual_product_bound(r_X, y_K, r_U, ledger)  # [a, c]
+    with_z_b = residual_product_bound(r_Y, x_K, r_U, ledger)  # [b, c]
     bound = torch.minimum(both_a[:, None, :], both_b[None, :, :]) + with_z_a[:, None, :] + with_z_b[None, :, :]
     ledger.add(3 * bound.numel())
     return main, structured, iv.round_up(bound, 3)
@@ -335,8 +351,9 @@ def residual_product_bound(
     A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, ledger: Ledger
 ) -> Float[torch.Tensor, "x c"]:
     """An upper bound of |sum_n A[x, n] B[y, n] C[c, n]| over every y, for entrywise magnitude bounds A, B, C of
-    three factors (rows x, y, c over neurons n), per neuron: sum_n |A[x, n]| max_y |B[y, n]| |C[c, n]|. (Cauchy-
-    Schwarz over neurons was tried too: on modadd-p59 it proved 0.3% more inputs for 0.028x more flops.)"""
+    three factors (rows x, y, c over neurons n), per neuron: sum_n |A[x, n]| max_y |B[y, n]| |C[c, n]|; C may have
+    half of A's columns, the output factor both halves share (`_product_max`). (Cauchy-Schwarz over neurons was
+    tried too: on modadd-p59 it proved 0.3% more inputs for 0.028x more flops.)"""
     return _product_max(A, B.amax(0), C, ledger)
 
 
