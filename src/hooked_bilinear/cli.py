@@ -22,6 +22,8 @@ from pathlib import Path
 
 from hooked_bilinear.errors import HookedBilinearError, command_line_errors
 
+Commands = argparse._SubParsersAction  # the root parser's sub-commands: each command adds its own parser
+
 
 def _bilinearize(args: argparse.Namespace) -> None:
     from hooked_bilinear.loading.pretrained import resolve_folder
@@ -93,6 +95,76 @@ def _bilinearize(args: argparse.Namespace) -> None:
     print(f"bilinear model written to {out} (resumable state, metrics.csv and loss_curve.png in {checkpoint_dir})")
 
 
+def _add_bilinearize(commands: Commands) -> None:
+    """`bilinearize MODEL DATA OUT [options]`."""
+    b = commands.add_parser(
+        "bilinearize",
+        help="fine-tune a SwiGLU Llama into a bilinear one",
+        description="Fine-tune a SwiGLU Llama into a bilinear one. On several processes: torchrun --nproc_per_node N "
+        "-m hooked_bilinear bilinearize ... (DDP, or --strategy fsdp).",
+    )
+    b.add_argument("model", help="folder, shipped name or Hub id of a LlamaForCausalLM with hidden_act silu")
+    b.add_argument(
+        "data",
+        metavar="DATA",
+        help="token ids (.pt LongTensor / .npy integer array); or text: a .txt / .jsonl / .json / .parquet / "
+        ".arrow file or a folder of them, or a Hub dataset name (streamed; needs the network)",
+    )
+    b.add_argument("out", help="output folder (config.json, model.safetensors, tokenizer, README.md)")
+    b.add_argument(
+        "--recipe",
+        choices=["paper", "authors-code", "cosine80"],
+        default="paper",
+        help="paper (default): linear beta 1 -> 0 over the first 30%%, learnable gate scale, lr 1e-4, "
+        "weight decay 0.1, bf16 on CUDA; authors-code: the schedule of the authors' finetuning.py "
+        "(exp decay over the whole run); cosine80: the package's first default (cosine over 80%%, "
+        "lr 3e-4)",
+    )
+    b.add_argument("--steps", type=int)
+    b.add_argument("--batch-size", dest="batch_size", type=int, help="GLOBAL batch (split across processes)")
+    b.add_argument(
+        "--micro-batch-size",
+        dest="micro_batch_size",
+        type=int,
+        help="rows per forward pass on each process (gradient accumulation; default: its whole share)",
+    )
+    b.add_argument("--seq-len", dest="seq_len", type=int)
+    b.add_argument("--lr", type=float, help="overrides the recipe's")
+    b.add_argument("--weight-decay", dest="weight_decay", type=float, help="overrides the recipe's")
+    b.add_argument("--warmup-steps", dest="warmup_steps", type=int)
+    b.add_argument("--checkpoint-every", dest="checkpoint_every", type=int)
+    b.add_argument("--seed", type=int)
+    b.add_argument("--gradient-checkpointing", dest="gradient_checkpointing", action="store_true", default=None)
+    b.add_argument("--anneal-fraction", dest="anneal_fraction", type=float, help="overrides the recipe's")
+    b.add_argument("--schedule", choices=["linear", "cosine", "exp"], help="overrides the recipe's")
+    b.add_argument("--device", help="cpu or cuda (default: cuda when available; under torchrun, GPU LOCAL_RANK)")
+    b.add_argument(
+        "--strategy",
+        choices=["auto", "ddp", "fsdp"],
+        default="auto",
+        help="under torchrun: ddp (auto) or fsdp (FSDP2, sharded)",
+    )
+    b.add_argument("--text-column", dest="text_column", help="column holding the text (default: text)")
+    b.add_argument("--split", help="Hub dataset split (default: train)")
+    b.add_argument("--dataset-config", dest="dataset_config", help="Hub dataset config name (e.g. sample-10BT)")
+    b.add_argument("--revision", help="Hub dataset revision")
+    b.add_argument("--tokenizer", help="tokenizer folder or Hub id for a text corpus (default: the model folder's)")
+    b.add_argument(
+        "--data-cache", dest="data_cache", help="where tokenized corpora are cached (default OUT.state/data)"
+    )
+    b.add_argument(
+        "--report-to",
+        dest="report_to",
+        nargs="+",
+        choices=["tensorboard", "wandb"],
+        default=[],
+        help="also log to TensorBoard / Weights & Biases (metrics.csv is always written)",
+    )
+    b.add_argument("--checkpoint-dir", dest="checkpoint_dir", help="resumable state (default OUT.state)")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing OUT folder")
+    b.set_defaults(run=_bilinearize)
+
+
 def _to_llama(args: argparse.Namespace) -> None:
     from hooked_bilinear.publishing.provenance import provenance_of
     from hooked_bilinear.publishing.save import save_pretrained
@@ -103,6 +175,16 @@ def _to_llama(args: argparse.Namespace) -> None:
     provenance = provenance_of(llama)
     difference = f"{provenance.max_abs_logit_diff:.3g}" if provenance is not None else "not recorded"
     print(f"LlamaForCausalLM written to {args.out}; max |logit difference| vs the source {difference}")
+
+
+def _add_to_llama(commands: Commands) -> None:
+    """`to-llama SOURCE OUT`."""
+    t = commands.add_parser("to-llama", help="convert a current-format tdooms checkpoint to a stock Llama folder")
+    t.add_argument("source", help="folder, shipped name or Hub id")
+    t.add_argument("out")
+    t.add_argument("--tokenizer", help="tokenizer folder or Hub id (default: the source's own)")
+    t.add_argument("--overwrite", action="store_true")
+    t.set_defaults(run=_to_llama)
 
 
 def _save(args: argparse.Namespace) -> None:
@@ -117,6 +199,43 @@ def _save(args: argparse.Namespace) -> None:
         token_ids_only=args.token_ids_only,
     )
     print(f"{args.source} written to {folder} (config.json, weights, tokenizer, README.md model card)")
+
+
+def _yes_no(value: str) -> bool:
+    if value.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"{value!r}: expected True or False")
+    return value.lower() == "true"
+
+
+def _add_save(commands: Commands) -> None:
+    """`save SOURCE OUT`."""
+    s = commands.add_parser(
+        "save",
+        help="write a checkpoint as a Hub-ready folder (stock Llama form for tdooms checkpoints)",
+        description="Write a checkpoint as a folder stock transformers loads: weights, config, its tokenizer and a "
+        "model card. tdooms-format checkpoints are written as a LlamaForCausalLM (verified) when they "
+        "have that form.",
+    )
+    s.add_argument("source", help="folder, shipped name or Hub id")
+    s.add_argument("out", help="output folder")
+    s.add_argument("--tokenizer", help="tokenizer folder or Hub id (default: the checkpoint's own)")
+    s.add_argument(
+        "--as-llama",
+        dest="as_llama",
+        type=_yes_no,
+        default=None,
+        metavar="True|False",
+        help="True: the Llama form or an error; False: keep this package's class (default: the Llama "
+        "form when the checkpoint has one)",
+    )
+    s.add_argument(
+        "--token-ids-only",
+        dest="token_ids_only",
+        action="store_true",
+        help="the model has no tokenizer: write none, without a warning",
+    )
+    s.add_argument("--overwrite", action="store_true", help="replace an existing OUT folder")
+    s.set_defaults(run=_save)
 
 
 def _push(args: argparse.Namespace) -> None:
@@ -134,10 +253,16 @@ def _push(args: argparse.Namespace) -> None:
     )
 
 
-def _yes_no(value: str) -> bool:
-    if value.lower() not in ("true", "false"):
-        raise argparse.ArgumentTypeError(f"{value!r}: expected True or False")
-    return value.lower() == "true"
+def _add_push(commands: Commands) -> None:
+    """`push FOLDER REPO_ID`."""
+    p = commands.add_parser("push", help="upload a saved folder to the Hugging Face Hub")
+    p.add_argument("folder", help="a folder written by save / to-llama / bilinearize (checked to load first)")
+    p.add_argument("repo_id", help="owner/name")
+    p.add_argument("--overwrite", action="store_true", help="commit over an existing repo")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--token")
+    p.add_argument("--endpoint", help="Hub endpoint (default HF_ENDPOINT or huggingface.co)")
+    p.set_defaults(run=_push)
 
 
 def _modadd_certify(args: argparse.Namespace) -> None:
@@ -189,6 +314,40 @@ def _modadd_train(args: argparse.Namespace) -> None:
         f"{history.epochs[-1]} epochs, test accuracy {history.test_accuracy[-1]:.4f}, test loss "
         f"{history.test_loss[-1]:.3g} ({rule}) -> {out}"
     )
+
+
+def _add_modadd(commands: Commands) -> None:
+    """`modadd certify | modadd train`."""
+    m = commands.add_parser("modadd", help="the modular-addition case study").add_subparsers(
+        dest="modadd_command", required=True
+    )
+    c = m.add_parser("certify", help="brute-force accuracy, the certificate, and the compressed explanation")
+    c.add_argument(
+        "--model",
+        default="modadd-p113",
+        help="shipped name (modadd-p113, modadd-p59) or a folder saved by modadd train",
+    )
+    c.add_argument("--frequencies", help="comma-separated frequencies to keep (default: key ones by weight)")
+    c.add_argument("--json", action="store_true", help="print one JSON object")
+    c.set_defaults(run=_modadd_certify)
+    tr = m.add_parser("train", help="train a one-layer bilinear transformer on (a + b) mod p")
+    tr.add_argument(
+        "--setup",
+        choices=["nanda", "pizza"],
+        required=True,
+        help="nanda: p=113, 'a b =', 30%% train; pizza: p=59, 'a b', uniform attention, 80%% train",
+    )
+    tr.add_argument("out", help="output folder")
+    tr.add_argument(
+        "--max-epochs",
+        dest="max_epochs",
+        type=int,
+        default=None,
+        help="epochs (default: the set-up's, SETUP_TRAINING: 20000 for nanda, 1500 for pizza's cosine schedule)",
+    )
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--overwrite", action="store_true")
+    tr.set_defaults(run=_modadd_train)
 
 
 VISION_TRAIN_FLAGS = {
@@ -283,152 +442,8 @@ def _vision_report(args: argparse.Namespace) -> None:
     )
 
 
-def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="hooked-bilinear", description="Make, convert and publish bilinear models.")
-    commands = root.add_subparsers(dest="command", required=True)
-
-    b = commands.add_parser(
-        "bilinearize",
-        help="fine-tune a SwiGLU Llama into a bilinear one",
-        description="Fine-tune a SwiGLU Llama into a bilinear one. On several processes: torchrun --nproc_per_node N "
-        "-m hooked_bilinear bilinearize ... (DDP, or --strategy fsdp).",
-    )
-    b.add_argument("model", help="folder, shipped name or Hub id of a LlamaForCausalLM with hidden_act silu")
-    b.add_argument(
-        "data",
-        metavar="DATA",
-        help="token ids (.pt LongTensor / .npy integer array); or text: a .txt / .jsonl / .json / .parquet / "
-        ".arrow file or a folder of them, or a Hub dataset name (streamed; needs the network)",
-    )
-    b.add_argument("out", help="output folder (config.json, model.safetensors, tokenizer, README.md)")
-    b.add_argument(
-        "--recipe",
-        choices=["paper", "authors-code", "cosine80"],
-        default="paper",
-        help="paper (default): linear beta 1 -> 0 over the first 30%%, learnable gate scale, lr 1e-4, "
-        "weight decay 0.1, bf16 on CUDA; authors-code: the schedule of the authors' finetuning.py "
-        "(exp decay over the whole run); cosine80: the package's first default (cosine over 80%%, "
-        "lr 3e-4)",
-    )
-    b.add_argument("--steps", type=int)
-    b.add_argument("--batch-size", dest="batch_size", type=int, help="GLOBAL batch (split across processes)")
-    b.add_argument(
-        "--micro-batch-size",
-        dest="micro_batch_size",
-        type=int,
-        help="rows per forward pass on each process (gradient accumulation; default: its whole share)",
-    )
-    b.add_argument("--seq-len", dest="seq_len", type=int)
-    b.add_argument("--lr", type=float, help="overrides the recipe's")
-    b.add_argument("--weight-decay", dest="weight_decay", type=float, help="overrides the recipe's")
-    b.add_argument("--warmup-steps", dest="warmup_steps", type=int)
-    b.add_argument("--checkpoint-every", dest="checkpoint_every", type=int)
-    b.add_argument("--seed", type=int)
-    b.add_argument("--gradient-checkpointing", dest="gradient_checkpointing", action="store_true", default=None)
-    b.add_argument("--anneal-fraction", dest="anneal_fraction", type=float, help="overrides the recipe's")
-    b.add_argument("--schedule", choices=["linear", "cosine", "exp"], help="overrides the recipe's")
-    b.add_argument("--device", help="cpu or cuda (default: cuda when available; under torchrun, GPU LOCAL_RANK)")
-    b.add_argument(
-        "--strategy",
-        choices=["auto", "ddp", "fsdp"],
-        default="auto",
-        help="under torchrun: ddp (auto) or fsdp (FSDP2, sharded)",
-    )
-    b.add_argument("--text-column", dest="text_column", help="column holding the text (default: text)")
-    b.add_argument("--split", help="Hub dataset split (default: train)")
-    b.add_argument("--dataset-config", dest="dataset_config", help="Hub dataset config name (e.g. sample-10BT)")
-    b.add_argument("--revision", help="Hub dataset revision")
-    b.add_argument("--tokenizer", help="tokenizer folder or Hub id for a text corpus (default: the model folder's)")
-    b.add_argument(
-        "--data-cache", dest="data_cache", help="where tokenized corpora are cached (default OUT.state/data)"
-    )
-    b.add_argument(
-        "--report-to",
-        dest="report_to",
-        nargs="+",
-        choices=["tensorboard", "wandb"],
-        default=[],
-        help="also log to TensorBoard / Weights & Biases (metrics.csv is always written)",
-    )
-    b.add_argument("--checkpoint-dir", dest="checkpoint_dir", help="resumable state (default OUT.state)")
-    b.add_argument("--overwrite", action="store_true", help="replace an existing OUT folder")
-    b.set_defaults(run=_bilinearize)
-
-    t = commands.add_parser("to-llama", help="convert a current-format tdooms checkpoint to a stock Llama folder")
-    t.add_argument("source", help="folder, shipped name or Hub id")
-    t.add_argument("out")
-    t.add_argument("--tokenizer", help="tokenizer folder or Hub id (default: the source's own)")
-    t.add_argument("--overwrite", action="store_true")
-    t.set_defaults(run=_to_llama)
-
-    s = commands.add_parser(
-        "save",
-        help="write a checkpoint as a Hub-ready folder (stock Llama form for tdooms checkpoints)",
-        description="Write a checkpoint as a folder stock transformers loads: weights, config, its tokenizer and a "
-        "model card. tdooms-format checkpoints are written as a LlamaForCausalLM (verified) when they "
-        "have that form.",
-    )
-    s.add_argument("source", help="folder, shipped name or Hub id")
-    s.add_argument("out", help="output folder")
-    s.add_argument("--tokenizer", help="tokenizer folder or Hub id (default: the checkpoint's own)")
-    s.add_argument(
-        "--as-llama",
-        dest="as_llama",
-        type=_yes_no,
-        default=None,
-        metavar="True|False",
-        help="True: the Llama form or an error; False: keep this package's class (default: the Llama "
-        "form when the checkpoint has one)",
-    )
-    s.add_argument(
-        "--token-ids-only",
-        dest="token_ids_only",
-        action="store_true",
-        help="the model has no tokenizer: write none, without a warning",
-    )
-    s.add_argument("--overwrite", action="store_true", help="replace an existing OUT folder")
-    s.set_defaults(run=_save)
-
-    p = commands.add_parser("push", help="upload a saved folder to the Hugging Face Hub")
-    p.add_argument("folder", help="a folder written by save / to-llama / bilinearize (checked to load first)")
-    p.add_argument("repo_id", help="owner/name")
-    p.add_argument("--overwrite", action="store_true", help="commit over an existing repo")
-    p.add_argument("--private", action="store_true")
-    p.add_argument("--token")
-    p.add_argument("--endpoint", help="Hub endpoint (default HF_ENDPOINT or huggingface.co)")
-    p.set_defaults(run=_push)
-
-    m = commands.add_parser("modadd", help="the modular-addition case study").add_subparsers(
-        dest="modadd_command", required=True
-    )
-    c = m.add_parser("certify", help="brute-force accuracy, the certificate, and the compressed explanation")
-    c.add_argument(
-        "--model",
-        default="modadd-p113",
-        help="shipped name (modadd-p113, modadd-p59) or a folder saved by modadd train",
-    )
-    c.add_argument("--frequencies", help="comma-separated frequencies to keep (default: key ones by weight)")
-    c.add_argument("--json", action="store_true", help="print one JSON object")
-    c.set_defaults(run=_modadd_certify)
-    tr = m.add_parser("train", help="train a one-layer bilinear transformer on (a + b) mod p")
-    tr.add_argument(
-        "--setup",
-        choices=["nanda", "pizza"],
-        required=True,
-        help="nanda: p=113, 'a b =', 30%% train; pizza: p=59, 'a b', uniform attention, 80%% train",
-    )
-    tr.add_argument("out", help="output folder")
-    tr.add_argument(
-        "--max-epochs",
-        dest="max_epochs",
-        type=int,
-        default=None,
-        help="epochs (default: the set-up's, SETUP_TRAINING: 20000 for nanda, 1500 for pizza's cosine schedule)",
-    )
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--overwrite", action="store_true")
-    tr.set_defaults(run=_modadd_train)
-
+def _add_vision(commands: Commands) -> None:
+    """`vision train | vision report`."""
     v = commands.add_parser("vision", help="the bilinear image-classifier case study").add_subparsers(
         dest="vision_command", required=True
     )
@@ -481,6 +496,13 @@ def parser() -> argparse.ArgumentParser:
     )
     vr.add_argument("--json", action="store_true", help="print the numbers as one JSON object")
     vr.set_defaults(run=_vision_report)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="hooked-bilinear", description="Make, convert and publish bilinear models.")
+    commands = root.add_subparsers(dest="command", required=True)
+    for add in (_add_bilinearize, _add_to_llama, _add_save, _add_push, _add_modadd, _add_vision):
+        add(commands)
     return root
 
 
