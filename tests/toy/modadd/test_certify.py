@@ -5,6 +5,7 @@ uncompressed proof; non-vacuous and cheaper than brute force on the shipped mode
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import pytest
@@ -27,7 +28,7 @@ from hooked_bilinear.toy.modadd.certify import (
 )
 from hooked_bilinear.toy.modadd.circuit import read_circuit
 from hooked_bilinear.toy.modadd.fourier import columns_of, fourier_basis, n_frequencies
-from hooked_bilinear.toy.modadd.interval import Ledger
+from hooked_bilinear.toy.modadd.interval import Ball, Ledger
 
 
 def true_margins(model, task):
@@ -154,6 +155,17 @@ def test_the_main_term_over_residues_is_the_interactions_sum_part(uniform_model)
     )
     assert (main.g.mid - expected).abs().max() < 1e-9 * expected.abs().max()
     assert ((main.g.mid - expected).abs() <= main.g.rad).all()
+
+
+def test_an_output_factor_without_equal_halves_is_refused(uniform_model):
+    """The fold adds each hidden unit's two terms before its output column: Z must be [U', U']."""
+    model, task = uniform_model
+    (factors,) = interaction_factors(read_circuit(model, task, Ledger()), Ledger())
+    Z = factors.Z.mid.clone()
+    Z[0, -1] += 1.0
+    broken = dataclasses.replace(factors, Z=Ball.exact(Z))
+    with pytest.raises(ValueError, match=r"\[U', U'\]"):
+        residue_interaction(broken, [1], task.p, Ledger())
 
 
 def test_residual_product_bound_holds_for_every_row():

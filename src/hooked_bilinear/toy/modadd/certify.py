@@ -181,6 +181,15 @@ def _fold(x: Ball, ledger: Ledger) -> Ball:
     return iv.add(x[..., :H], x[..., H:], ledger)
 
 
+def _output_columns(factors: InteractionFactors) -> Ball:
+    """U' from Z = [U', U'] (each hidden unit's output column, shared by its two terms), checked: the fold needs it."""
+    H = factors.Z.shape[1] // 2
+    U, again = factors.Z[:, :H], factors.Z[:, H:]
+    if not U.same(again):
+        raise ValueError("the interaction's output factor Z must be [U', U'] (interaction_factors builds it so).")
+    return U
+
+
 def compressed_interaction(
     factors: InteractionFactors, F_K: Ball, ledger: Ledger
 ) -> tuple[Ball, Float[torch.Tensor, "p p vocab"]]:
@@ -197,7 +206,7 @@ def compressed_interaction(
     """
     X_hat, R_X = _split(factors.X, F_K, ledger)
     Y_hat, R_Y = _split(factors.Y, F_K, ledger)
-    U = factors.Z[:, : factors.Z.shape[1] // 2]  # Z = [U', U']
+    U = _output_columns(factors)
     core = iv.einsum("ijh,ch->ijc", _fold(iv.einsum("in,jn->ijn", X_hat, Y_hat, ledger), ledger), U, ledger)
     T_K = iv.einsum("ajc,bj->abc", iv.einsum("ijc,ai->ajc", core, F_K, ledger), F_K, ledger)
     M_X = iv.einsum("ajh,ch->ajc", _fold(iv.einsum("an,jn->ajn", R_X, Y_hat, ledger), ledger), U, ledger)
@@ -315,12 +324,12 @@ def residue_interaction(
     Z = [U', U'] repeats each hidden unit's output column for its two terms (gate-in, in-gate), so U' is projected
     once and every product with it adds the two halves first (`_fold`): half the products of a sum over all N.
     """
-    vocab, H = factors.Z.shape[0], factors.Z.shape[1] // 2
+    vocab = factors.Z.shape[0]
     F = Ball.exact(fourier_basis(p)[:, columns_of(p, frequencies)])
     extra = [k for k in (output_frequencies or []) if k not in frequencies]
     F_out = fourier_basis(p)[:, columns_of(p, frequencies) + columns_of(p, extra)[1:]]  # kept columns first
     F_c = Ball.exact(torch.cat([F_out, torch.zeros(vocab - p, F_out.shape[1], dtype=torch.float64)]))
-    U = factors.Z[:, :H]  # Z = [U', U']: each hidden unit's output column, shared by its two terms
+    U = _output_columns(factors)
     X_hat, X_K, R_X = _project(factors.X, F, ledger)
     Y_hat, Y_K, R_Y = _project(factors.Y, F, ledger)
     U_hat, _, R_U = _project(U, F_c, ledger)

@@ -85,6 +85,12 @@ class Ball:
         rad = self.rad if self.rad.ndim == 0 else self.rad.expand_as(self.mid)[index]
         return Ball(self.mid[index], rad)
 
+    def same(self, other: Ball) -> bool:
+        """The same midpoints and radii: the same set of reals."""
+        return torch.equal(self.mid, other.mid) and torch.equal(
+            self.rad.expand_as(self.mid), other.rad.expand_as(other.mid)
+        )
+
     def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Ball:
         """Apply a pure re-indexing (reshape, permute, index, ...) to midpoint and radius."""
         rad = self.rad if self.rad.ndim == 0 else fn(self.rad.expand_as(self.mid))
