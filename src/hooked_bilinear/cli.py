@@ -343,7 +343,7 @@ def _add_modadd(commands: Commands) -> None:
         dest="max_epochs",
         type=int,
         default=None,
-        help="epochs (default: the set-up's, SETUP_TRAINING: 20000 for nanda, 1500 for pizza's cosine schedule)",
+        help="epochs (default: the set-up's, SETUP_TRAINING: 2000 for nanda, 1500 for pizza; the last is the model)",
     )
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--overwrite", action="store_true")

@@ -59,12 +59,21 @@ def test_weight_frequencies_agree_with_activation_frequencies(name):
     spectra = activation_spectra(hidden, logits[:, -1].reshape(task.p, task.p, -1))
     from_weights = weight_reading(model, task).key_frequencies
     assert 1 <= len(from_weights) <= 12
-    assert set(key_frequencies(spectra["logits"])) == set(from_weights)
-    assert set(key_frequencies(spectra["hidden"])) <= set(from_weights)  # p59's hidden units: 23 falls under 5%
+    from_logits, from_hidden = set(key_frequencies(spectra["logits"])), set(key_frequencies(spectra["hidden"]))
+    if task.uniform_attention:
+        assert from_logits == set(from_weights)
+        assert from_hidden <= set(from_weights)  # p59's hidden units: 23 falls under 5%
+    else:  # the softmax multiplies frequencies: the activations also carry sums and differences of the key ones
+        folded = {min(k % task.p, -k % task.p) for j in from_weights for i in from_weights for k in (i + j, i - j)}
+        assert set(from_weights) <= from_logits <= set(from_weights) | folded
+        assert from_hidden <= set(from_weights) | folded
 
     explanation = explain(model, task)
     assert [t.k for t in explanation.terms] == from_weights
-    assert all(t.identity_fraction > 0.8 for t in explanation.terms)
+    # the terms that carry the logits fit cos(w (a + b - c)); under trained attention (mean coefficient) weak ones
+    # need not: modadd-p113's frequency 30 fits at 0.21, with 1% of the amplitude^2
+    energy = sum(t.amplitude**2 for t in explanation.terms)
+    assert sum(t.amplitude**2 * t.identity_fraction for t in explanation.terms) / energy > 0.8
     labels = task.labels().reshape(task.p, task.p)
     assert (explanation.logits().argmax(-1) == labels).double().mean() > 0.99
     assert logit_table_fraction(all_logits(model, task), from_weights) > LOGIT_VARIANCE_EXPLAINED[name]

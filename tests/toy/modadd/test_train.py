@@ -62,14 +62,16 @@ def test_training_is_deterministic_and_stops_at_the_target(tmp_path):
 
 
 @pytest.mark.parametrize("name, setup", [("modadd-p113", "nanda"), ("modadd-p59", "pizza")])
-def test_shipped_models_record_the_settings_modadd_train_uses(name, setup):
-    """`hooked-bilinear modadd train --setup S --max-epochs E` (SETUP_TRAINING) re-runs what the shipped model's
-    TRAINING.json records; E is its `epochs`."""
+def test_shipped_models_are_what_modadd_train_runs(name, setup):
+    """`hooked-bilinear modadd train --setup S` (SETUP_TRAINING, its defaults) is what the shipped model's
+    TRAINING.json records: the last epoch of a fixed-length run, no test set in the rule (issue 16)."""
     record = json.loads((resolve_folder(name) / "TRAINING.json").read_text())
-    expected = asdict(replace(SETUP_TRAINING[setup], max_epochs=record["config"]["max_epochs"]))
-    assert {k: tuple(v) if isinstance(v, list) else v for k, v in record["config"].items()} == expected
+    assert {k: tuple(v) if isinstance(v, list) else v for k, v in record["config"].items()} == asdict(
+        SETUP_TRAINING[setup]
+    )
     assert record["task"] == {"nanda": NANDA, "pizza": PIZZA}[setup].to_config()
-    assert record["epochs"] <= record["config"]["max_epochs"] and record["train_accuracy"] == 1.0
+    assert not record["config"]["stop_at_target"] and record["epochs"] == record["config"]["max_epochs"]
+    assert record["train_accuracy"] == 1.0
 
 
 def test_cosine_schedule_and_training_without_the_test_set_in_the_stopping_rule():
