@@ -35,16 +35,20 @@ def uniform_model():
 @pytest.fixture(scope="session")
 def snapshots(tmp_path_factory) -> list[Path]:
     """Folders saved at epochs 0, 80, 160, 240 of p=17 runs: pizza-like (uniform attention), the same under the
-    shipped pizza recipe (label smoothing, weight decay 3, cosine), and 'a b ='."""
+    shipped pizza recipe (label smoothing, weight decay 3, cosine), and 'a b =' plain and under the shipped Nanda recipe
+    (label smoothing 0.05, weight decay 5)."""
     root = tmp_path_factory.mktemp("modadd-snapshots")
     folders: list[Path] = []
     pizza_like = ModAddTask(p=17, input_format="a b", uniform_attention=True, train_fraction=0.8)
     short_run = ModAddTrainConfig(d_model=32, d_hidden=64, max_epochs=240, eval_every=80, lr=3e-3)
     smoothed = replace(short_run, label_smoothing=0.1, weight_decay=3.0, schedule="cosine", stop_at_target=False)
+    nanda_like = ModAddTask(p=17, input_format="a b =", train_fraction=0.5)
+    nanda_recipe = replace(short_run, label_smoothing=0.05, weight_decay=5.0, stop_at_target=False)
     for name, task, config in (
         ("uniform", pizza_like, short_run),
         ("smoothed", pizza_like, smoothed),
-        ("nanda", ModAddTask(p=17, input_format="a b =", train_fraction=0.5), short_run),
+        ("nanda", nanda_like, short_run),
+        ("nanda-smoothed", nanda_like, nanda_recipe),
     ):
 
         def keep(epoch: int, model, name: str = name) -> None:

@@ -70,7 +70,7 @@ def test_the_fallback_proves_what_the_compression_leaves_open(random_model):
 
 
 def test_sound_on_part_trained_snapshots(snapshots):
-    assert len(snapshots) >= 9
+    assert len(snapshots) >= 13
     for folder in snapshots:
         model = load_model(folder)
         task = ModAddTask.from_config(model.config)
