@@ -42,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     paths: dict[str, Logits] = {"forward pass": answer_logits, "per-token tables": uniform_answer_logits}
-    models = {name: build_modadd_model(PIZZA, SETUP_TRAINING["pizza"]) for name in paths}
+    models = {name: build_modadd_model(PIZZA, SETUP_TRAINING["pizza"][0]) for name in paths}
     optimizers = {name: torch.optim.AdamW(models[name].parameters(), lr=1e-3) for name in paths}
     times: dict[str, list[float]] = {name: [] for name in paths}
     for _ in range(args.repeats):

@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hooked_bilinear.loading.pretrained import load_model
-from hooked_bilinear.toy.modadd import PIZZA, ModAddTask, all_logits, margins, save_model, train_modadd
+from hooked_bilinear.toy.modadd import PIZZA, ModAddTask, all_logits, margins, save_model, train_recipe
 from hooked_bilinear.toy.modadd.certify import brute_force_flops, certify, certify_exact
 from hooked_bilinear.toy.modadd.plots import plot_cost_scaling
 from hooked_bilinear.toy.modadd.train import SETUP_TRAINING
@@ -32,9 +32,9 @@ def model_at(p: int, seed: int, folder: Path) -> tuple[torch.nn.Module, dict[str
     if (folder / "config.json").exists():
         return load_model(str(folder)), json.loads((folder / "TRAINING.json").read_text())
     task = replace(PIZZA, p=p)
-    config = replace(SETUP_TRAINING["pizza"], seed=seed)
-    model, history = train_modadd(task, config)
-    save_model(model, folder, history, config)
+    recipe = tuple(replace(stage, seed=seed) for stage in SETUP_TRAINING["pizza"])
+    model, history = train_recipe(task, recipe)
+    save_model(model, folder, history, recipe)
     return model, json.loads((folder / "TRAINING.json").read_text())
 
 

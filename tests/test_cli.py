@@ -123,6 +123,28 @@ def test_modadd_train_refuses_a_non_positive_epoch_count_before_creating_anythin
     assert f"--max-epochs {epochs}" in capsys.readouterr().err and not out.exists()
 
 
+def test_modadd_train_runs_every_stage_of_the_setup_with_max_epochs_on_the_first(tmp_path, capsys, monkeypatch):
+    from dataclasses import replace
+
+    from hooked_bilinear.toy.modadd import train
+
+    ran = []
+    real = train.train_recipe
+
+    def tiny(task, recipe, **kwargs):  # the set-up's recipe, recorded, then run at a toy size for a step each
+        ran.append(recipe)
+        return real(task, tuple(replace(s, d_model=16, d_hidden=16, max_epochs=1) for s in recipe), progress=False)
+
+    monkeypatch.setattr(train, "train_recipe", tiny)
+    out = tmp_path / "model"
+    assert main(["modadd", "train", "--setup", "nanda", str(out), "--max-epochs", "3", "--seed", "7"]) == 0
+    (recipe,) = ran
+    assert [(s.max_epochs, s.weight_decay, s.seed) for s in recipe] == [(3, 5.0, 7), (500, 10.0, 7)]
+    stages = json.loads((out / "TRAINING.json").read_text())["stages"]
+    assert [stage["max_epochs"] for stage in stages] == [3, 500]
+    assert "the last epoch is the model" in capsys.readouterr().out
+
+
 def test_modadd_certify_bad_frequencies_is_one_line_error(capsys):
     assert main(["modadd", "certify", "--model", "modadd-p59", "--frequencies", "1,x"]) == 1
     assert "--frequencies 1,x" in capsys.readouterr().err

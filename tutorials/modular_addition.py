@@ -38,7 +38,7 @@ from hooked_bilinear.toy.modadd import (
     key_frequencies,
     modadd_report,
     save_model,
-    train_modadd,
+    train_recipe,
     weight_reading,
 )
 from hooked_bilinear.toy.modadd.plots import (
@@ -59,7 +59,7 @@ def main() -> None:
 
     # 1. the model, as a transformers model (for the weights) and as a hooked transformer (for activations)
     if args.train:
-        model, history = train_modadd(PIZZA, SETUP_TRAINING["pizza"])
+        model, history = train_recipe(PIZZA, SETUP_TRAINING["pizza"])
         plot_training(history, args.out / "training.png", "pizza set-up")
         folder = save_model(model, args.out / "model", history, SETUP_TRAINING["pizza"], overwrite=True)
     else:

@@ -291,7 +291,7 @@ def _modadd_train(args: argparse.Namespace) -> None:
     from dataclasses import replace
 
     from hooked_bilinear.toy.modadd.task import NANDA, PIZZA
-    from hooked_bilinear.toy.modadd.train import SETUP_TRAINING, save_model, train_modadd
+    from hooked_bilinear.toy.modadd.train import SETUP_TRAINING, save_model, train_recipe
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
@@ -301,13 +301,13 @@ def _modadd_train(args: argparse.Namespace) -> None:
             f"--max-epochs {args.max_epochs}: pass a positive number of epochs, or leave it out for the set-up's."
         )
     task = {"nanda": NANDA, "pizza": PIZZA}[args.setup]
-    config = SETUP_TRAINING[args.setup]
-    config = replace(config, max_epochs=args.max_epochs or config.max_epochs, seed=args.seed)
-    model, history = train_modadd(task, config)
-    save_model(model, out, history, config, overwrite=args.overwrite)
+    first, *later = (replace(stage, seed=args.seed) for stage in SETUP_TRAINING[args.setup])
+    recipe = (replace(first, max_epochs=args.max_epochs or first.max_epochs), *later)
+    model, history = train_recipe(task, recipe)
+    save_model(model, out, history, recipe, overwrite=args.overwrite)
     rule = (
         f"target {'reached' if history.reached_target else 'NOT reached'}"
-        if config.stop_at_target
+        if recipe[-1].stop_at_target
         else "the last epoch is the model"
     )
     print(
@@ -343,7 +343,8 @@ def _add_modadd(commands: Commands) -> None:
         dest="max_epochs",
         type=int,
         default=None,
-        help="epochs (default: the set-up's, SETUP_TRAINING: 2000 for nanda, 1500 for pizza; the last is the model)",
+        help="epochs of the first stage (default: the set-up's, SETUP_TRAINING: 2000 for nanda, then 500 more at "
+        "weight decay 10; 1500 for pizza; the last epoch is the model)",
     )
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--overwrite", action="store_true")

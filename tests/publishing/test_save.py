@@ -221,3 +221,24 @@ def test_read_back_check_catches_a_changed_tensor(tmp_path):
     save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
     with pytest.raises(hb.PublishError, match="lacks tensors"):
         check_saved_tensors(model, folder)
+
+
+@pytest.mark.parametrize("stock", [True, False], ids=["llama", "tdooms"])
+def test_model_card_code_is_what_ruff_format_leaves(tmp_path, stock):
+    """CI's `ruff format --check` reads the Python in markdown, the shipped checkpoints' cards included: a card is
+    written formatted (each of its snippets: imports, a blank line, code)."""
+    from hooked_bilinear.loading.pretrained import load_model
+    from hooked_bilinear.publishing.model_card import model_card
+
+    model = tiny_llama() if stock else load_model("modadd-p59")
+    card = tmp_path / "README.md"
+    card.write_text(model_card(model, "a-name", None))
+    assert card.read_text().count("```python") == (2 if stock else 1)
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", "--no-cache", str(card)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -58,12 +58,12 @@ def model_card(model: PreTrainedModel, name: str, provenance: Provenance | None)
     )
     if stock:
         load = (
-            f"```python\nfrom transformers import AutoModelForCausalLM\nmodel = AutoModelForCausalLM.from_pretrained("
+            f"```python\nfrom transformers import AutoModelForCausalLM\n\nmodel = AutoModelForCausalLM.from_pretrained("
             f'"{name}")\n\n# as a TransformerLens hooked transformer (MLPs as HookedBilinearMLP):\nimport '
-            f'hooked_bilinear as hb\nbridge = hb.from_pretrained("{name}")\n```'
+            f'hooked_bilinear as hb\n\nbridge = hb.from_pretrained("{name}")\n```'
         )
     else:
-        load = f'```python\nimport hooked_bilinear as hb\nbridge = hb.from_pretrained("{name}")\n```'
+        load = f'```python\nimport hooked_bilinear as hb\n\nbridge = hb.from_pretrained("{name}")\n```'
     if stock and bilinear:
         load += (
             "\n\n**TransformerLens users:** stock `TransformerBridge.boot_transformers` runs this model exactly in its "
@@ -71,7 +71,7 @@ def model_card(model: PreTrainedModel, name: str, provenance: Provenance | None)
             'TransformerLens\'s own gated MLP, which computes SiLU for the activation name `"linear"` it does not '
             "know: wrong logits, with no error. `hooked_bilinear.from_pretrained` loads it exactly in both modes, "
             "each MLP a `HookedBilinearMLP` (`hook_pre`, `hook_pre_linear`, `hook_post`):\n\n"
-            f'```python\nimport hooked_bilinear as hb\nbridge = hb.from_pretrained("{name}", '
+            f'```python\nimport hooked_bilinear as hb\n\nbridge = hb.from_pretrained("{name}", '
             f"compatibility_mode=True)\n```"
         )
     extra = "".join(f"- {key}: {value}\n" for key, value in (provenance.details if provenance else {}).items())

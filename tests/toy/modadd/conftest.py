@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hooked_bilinear.toy.modadd import ModAddTask, ModAddTrainConfig, train_modadd
+from hooked_bilinear.toy.modadd import ModAddTask, ModAddTrainConfig, train_recipe
 from hooked_bilinear.toy.modadd.train import build_modadd_model
 
 SMALL = ModAddTrainConfig(d_model=32, n_head=4, d_hidden=48, init_std=0.3)
@@ -36,18 +36,19 @@ def uniform_model():
 def snapshots(tmp_path_factory) -> list[Path]:
     """Folders saved at epochs 0, 80, 160, 240 of p=17 runs: pizza-like (uniform attention), the same under the
     shipped pizza recipe (label smoothing, weight decay 3, cosine), and 'a b =' plain and under the shipped Nanda recipe
-    (label smoothing 0.05, weight decay 5)."""
+    (label smoothing 0.05, weight decay 5, then a stage at weight decay 10: also epoch 320)."""
     root = tmp_path_factory.mktemp("modadd-snapshots")
     folders: list[Path] = []
     pizza_like = ModAddTask(p=17, input_format="a b", uniform_attention=True, train_fraction=0.8)
     short_run = ModAddTrainConfig(d_model=32, d_hidden=64, max_epochs=240, eval_every=80, lr=3e-3)
     smoothed = replace(short_run, label_smoothing=0.1, weight_decay=3.0, schedule="cosine", stop_at_target=False)
     nanda_like = ModAddTask(p=17, input_format="a b =", train_fraction=0.5)
-    nanda_recipe = replace(short_run, label_smoothing=0.05, weight_decay=5.0, stop_at_target=False)
-    for name, task, config in (
-        ("uniform", pizza_like, short_run),
-        ("smoothed", pizza_like, smoothed),
-        ("nanda", nanda_like, short_run),
+    nanda_stage = replace(short_run, label_smoothing=0.05, weight_decay=5.0, stop_at_target=False)
+    nanda_recipe = (nanda_stage, replace(nanda_stage, weight_decay=10.0, max_epochs=80))
+    for name, task, recipe in (
+        ("uniform", pizza_like, (short_run,)),
+        ("smoothed", pizza_like, (smoothed,)),
+        ("nanda", nanda_like, (short_run,)),
         ("nanda-smoothed", nanda_like, nanda_recipe),
     ):
 
@@ -56,5 +57,5 @@ def snapshots(tmp_path_factory) -> list[Path]:
             model.save_pretrained(folder)
             folders.append(folder)
 
-        train_modadd(task, config, on_eval=keep, progress=False)
+        train_recipe(task, recipe, on_eval=keep, progress=False)
     return folders

@@ -19,6 +19,7 @@ from hooked_bilinear.toy.modadd import (
     ModAddTrainConfig,
     save_model,
     train_modadd,
+    train_recipe,
 )
 from hooked_bilinear.toy.modadd.circuit import read_circuit
 from hooked_bilinear.toy.modadd.interval import Ledger
@@ -56,7 +57,7 @@ def test_training_is_deterministic_and_stops_at_the_target(tmp_path):
         progress=False,
     )
     assert history.reached_target and history.epochs == [0]
-    folder = save_model(first, tmp_path / "m", history, CONFIG)
+    folder = save_model(first, tmp_path / "m", history, (CONFIG,))
     assert ModAddTask.from_config(load_model(folder).config) == TASK
     assert json.loads((folder / "TRAINING.json").read_text())["task"]["p"] == 11
 
@@ -64,14 +65,36 @@ def test_training_is_deterministic_and_stops_at_the_target(tmp_path):
 @pytest.mark.parametrize("name, setup", [("modadd-p113", "nanda"), ("modadd-p59", "pizza")])
 def test_shipped_models_are_what_modadd_train_runs(name, setup):
     """`hooked-bilinear modadd train --setup S` (SETUP_TRAINING, its defaults) is what the shipped model's
-    TRAINING.json records: the last epoch of a fixed-length run, no test set in the rule (issue 16)."""
+    TRAINING.json records: the last epoch of fixed-length stages, no test set in the rule (issue 16)."""
     record = json.loads((resolve_folder(name) / "TRAINING.json").read_text())
-    assert {k: tuple(v) if isinstance(v, list) else v for k, v in record["config"].items()} == asdict(
-        SETUP_TRAINING[setup]
-    )
+    stages = [{k: tuple(v) if isinstance(v, list) else v for k, v in stage.items()} for stage in record["stages"]]
+    assert stages == [asdict(stage) for stage in SETUP_TRAINING[setup]]
     assert record["task"] == {"nanda": NANDA, "pizza": PIZZA}[setup].to_config()
-    assert not record["config"]["stop_at_target"] and record["epochs"] == record["config"]["max_epochs"]
+    assert not any(stage["stop_at_target"] for stage in stages)
+    assert record["epochs"] == sum(stage["max_epochs"] for stage in stages)
     assert record["train_accuracy"] == 1.0
+
+
+def test_a_recipe_is_its_stages_in_turn_each_later_one_with_a_fresh_optimizer():
+    first = replace(CONFIG, max_epochs=20, stop_at_target=False)
+    second = replace(first, max_epochs=10, weight_decay=5.0, lr=1e-3)
+    seen: list[int] = []
+    model, history = train_recipe(TASK, (first, second), on_eval=lambda epoch, _: seen.append(epoch), progress=False)
+    by_hand, part_one = train_modadd(TASK, first, progress=False)
+    by_hand, part_two = train_modadd(TASK, second, model=by_hand, progress=False)
+    for (name, a), b in zip(model.state_dict().items(), by_hand.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert history.epochs == seen == [0, 10, 20, 30]  # the second stage's epoch 0 is the first's 20
+    assert history.test_loss == part_one.test_loss + part_two.test_loss[1:]
+    assert part_one.then(part_two).seconds == part_one.seconds + part_two.seconds
+    assert not torch.equal(model.lm_head.weight, train_modadd(TASK, first, progress=False)[0].lm_head.weight)
+
+
+def test_a_recipe_refuses_no_stages_and_later_stages_of_another_size():
+    with pytest.raises(ValueError, match="empty recipe"):
+        train_recipe(TASK, (), progress=False)
+    with pytest.raises(ValueError, match="stage 2 has sizes .*d_model"):
+        train_recipe(TASK, (CONFIG, replace(CONFIG, d_model=16)), progress=False)
 
 
 def test_cosine_schedule_and_training_without_the_test_set_in_the_stopping_rule():

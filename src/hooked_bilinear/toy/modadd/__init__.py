@@ -1,7 +1,7 @@
 """Modular addition (a + b) mod p with a one-layer bilinear transformer: train, read, compress, certify.
 
 task.py         the task, its inputs and split, the config record     (ModAddTask, NANDA, PIZZA)
-train.py        full-batch AdamW training, saving                      (train, ModAddTrainConfig, save_model)
+train.py        full-batch AdamW training in stages, saving            (train_recipe, ModAddTrainConfig, save_model)
 fourier.py      the Fourier basis of Z_p, spectra, key frequencies
 circuit.py      the logits as an exact sum of terms, from the weights
 interval.py     rounding-safe interval arithmetic with a flop ledger
@@ -32,8 +32,10 @@ from hooked_bilinear.toy.modadd.train import (
     SETUP_TRAINING,
     ModAddHistory,
     ModAddTrainConfig,
+    Recipe,
     save_model,
     train_modadd,
+    train_recipe,
 )
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "ModAddHistory",
     "ModAddTask",
     "ModAddTrainConfig",
+    "Recipe",
     "activation_spectra",
     "all_logits",
     "brute_force_flops",
@@ -60,4 +63,5 @@ __all__ = [
     "modadd_report",
     "save_model",
     "train_modadd",
+    "train_recipe",
 ]

@@ -67,22 +67,31 @@ class ModAddTrainConfig:
             raise ValueError(f"label_smoothing={self.label_smoothing}: pass a fraction in [0, 1).")
 
 
-#: The settings the shipped models were trained with (`hooked-bilinear modadd train --setup ...`), each the last epoch
-#: of a fixed-length run (issue 16: no test set in the rule). Label smoothing gives the loss a finite optimum, so the
-#: model lifts the pairs at its frequencies' weak spots with more frequencies rather than by memorising them; weight
-#: decay keeps it there. Nanda (init std 0.05: at 0.02 it learns slowly, with loss spikes): smoothing 0.05, weight
-#: decay 5, a constant rate over 2000 epochs. Pizza: smoothing 0.1, weight decay 3, a cosine to 0 over 1500 epochs.
-SETUP_TRAINING = {
-    "nanda": ModAddTrainConfig(
-        init_std=0.05, weight_decay=5.0, label_smoothing=0.05, max_epochs=2000, stop_at_target=False
+#: A training recipe: its stages run in turn (`train_recipe`); the first builds the model, each later one continues it
+#: with a fresh AdamW of its own (rate, weight decay, epochs).
+Recipe = tuple[ModAddTrainConfig, ...]
+
+#: The recipes the shipped models were trained with (`hooked-bilinear modadd train --setup ...`), each model the last
+#: epoch of fixed-length stages (issue 16: no test set in the rule). Label smoothing gives the loss a finite optimum,
+#: so the model lifts the pairs at its frequencies' weak spots with more frequencies rather than by memorising them;
+#: weight decay keeps it there. Nanda (init std 0.05: at 0.02 it learns slowly, with loss spikes): smoothing 0.05,
+#: weight decay 5, a constant rate over 2000 epochs, then 500 more at weight decay 10, which prunes what the first
+#: stage memorised (a decaying rate does the opposite: AdamW's decay shrinks with the rate). Pizza: smoothing 0.1,
+#: weight decay 3, a cosine to 0 over 1500 epochs.
+SETUP_TRAINING: dict[str, Recipe] = {
+    "nanda": (
+        ModAddTrainConfig(init_std=0.05, weight_decay=5.0, label_smoothing=0.05, max_epochs=2000, stop_at_target=False),
+        ModAddTrainConfig(init_std=0.05, weight_decay=10.0, label_smoothing=0.05, max_epochs=500, stop_at_target=False),
     ),
-    "pizza": ModAddTrainConfig(
-        init_std=0.02,
-        weight_decay=3.0,
-        label_smoothing=0.1,
-        schedule="cosine",
-        max_epochs=1500,
-        stop_at_target=False,
+    "pizza": (
+        ModAddTrainConfig(
+            init_std=0.02,
+            weight_decay=3.0,
+            label_smoothing=0.1,
+            schedule="cosine",
+            max_epochs=1500,
+            stop_at_target=False,
+        ),
     ),
 }
 
@@ -98,6 +107,25 @@ class ModAddHistory:
     test_accuracy: list[float] = field(default_factory=list)
     seconds: float = 0.0
     reached_target: bool = False
+
+    def then(self, later: ModAddHistory) -> ModAddHistory:
+        """This history followed by a later stage's, whose epochs count on from this one's last (the later stage's
+        epoch-0 evaluation, the same model as this one's last, is not repeated)."""
+        offset = self.epochs[-1] if self.epochs else 0
+        keep = [i for i, epoch in enumerate(later.epochs) if epoch > 0 or not self.epochs]
+
+        def on(values: list[float], more: list[float]) -> list[float]:
+            return values + [more[i] for i in keep]
+
+        return ModAddHistory(
+            epochs=self.epochs + [offset + later.epochs[i] for i in keep],
+            train_loss=on(self.train_loss, later.train_loss),
+            test_loss=on(self.test_loss, later.test_loss),
+            train_accuracy=on(self.train_accuracy, later.train_accuracy),
+            test_accuracy=on(self.test_accuracy, later.test_accuracy),
+            seconds=self.seconds + later.seconds,
+            reached_target=later.reached_target,
+        )
 
 
 def build_modadd_model(task: ModAddTask, config: ModAddTrainConfig = ModAddTrainConfig()) -> BilinearForCausalLM:
@@ -275,21 +303,54 @@ def train_modadd(
     return model.eval(), history
 
 
+def train_recipe(
+    task: ModAddTask,
+    recipe: Recipe,
+    *,
+    on_eval: Callable[[int, BilinearForCausalLM], None] | None = None,
+    progress: bool = True,
+) -> tuple[BilinearForCausalLM, ModAddHistory]:
+    """Train through the recipe's stages in turn (`train_modadd` each): the first builds the model from its seed and
+    init, each later one continues it with a fresh AdamW. Epochs, in the history and for `on_eval`, count on across
+    stages. A later stage's sizes must be the first's (its init_std and seed are not used)."""
+    if not recipe:
+        raise ValueError("an empty recipe: pass at least one ModAddTrainConfig.")
+    sizes = {name: getattr(recipe[0], name) for name in ("d_model", "n_head", "d_hidden")}
+    for number, stage in enumerate(recipe[1:], start=2):
+        other = {name: getattr(stage, name) for name in sizes}
+        if other != sizes:
+            raise ValueError(
+                f"stage {number} has sizes {other} but continues the first stage's model {sizes}: give every stage "
+                "the first one's d_model, n_head and d_hidden."
+            )
+    model, history = train_modadd(task, recipe[0], on_eval=on_eval, progress=progress)
+    for stage in recipe[1:]:
+        offset = history.epochs[-1]
+
+        def shifted(epoch: int, current: BilinearForCausalLM, offset: int = offset) -> None:
+            if on_eval is not None and epoch > 0:  # a later stage's epoch 0 is the stage before's last
+                on_eval(offset + epoch, current)
+
+        model, part = train_modadd(task, stage, model=model, on_eval=shifted, progress=progress)
+        history = history.then(part)
+    return model, history
+
+
 def save_model(
     model: BilinearForCausalLM,
     folder: str | Path,
     history: ModAddHistory,
-    config: ModAddTrainConfig,
+    recipe: Recipe,
     *,
     overwrite: bool = False,
 ) -> Path:
-    """A checkpoint folder `from_pretrained` loads: config.json (with the task record), model.safetensors, the
-    a model card, and TRAINING.json (the settings and the final evaluation)."""
+    """A checkpoint folder `from_pretrained` loads: config.json (with the task record), model.safetensors, a model
+    card, and TRAINING.json (the recipe's stages, the epochs run in all and the final evaluation)."""
     task = ModAddTask.from_config(model.config)
     folder = save_pretrained(model, folder, overwrite=overwrite, as_llama=False, token_ids_only=True)
     record = {
         "task": task.to_config(),
-        "config": asdict(config),
+        "stages": [asdict(stage) for stage in recipe],
         "epochs": history.epochs[-1],
         "seconds": round(history.seconds, 1),
         "reached_target": history.reached_target,
