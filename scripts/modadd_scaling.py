@@ -5,16 +5,16 @@
 
 For each p: the pizza set-up at that modulus (`ModAddTask(p, "a b", 80% train, uniform attention)`) trained with
 `SETUP_TRAINING["pizza"]` (fixed width 128 / 512; the last epoch is the model), saved under WORK/p{p} (a folder that
-already holds a model is loaded, not retrained), then brute-force accuracy on all p^2 inputs, the exact-circuit proof
-and the compressed proof (key frequencies from the weights, exact fallback). Writes WORK/scaling.json (one record per
-p) and the plot of flops against p.
+already holds a model of that recipe is loaded, not retrained; one of another recipe is refused), then brute-force
+accuracy on all p^2 inputs, the exact-circuit proof and the compressed proof (key frequencies from the weights, exact
+fallback). Writes WORK/scaling.json (one record per p) and the plot of flops against p.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -28,11 +28,18 @@ from hooked_bilinear.toy.modadd.train import SETUP_TRAINING
 
 
 def model_at(p: int, seed: int, folder: Path) -> tuple[torch.nn.Module, dict[str, object]]:
-    """The trained pizza model at modulus p: loaded from `folder` if saved there, else trained and saved."""
-    if (folder / "config.json").exists():
-        return load_model(str(folder)), json.loads((folder / "TRAINING.json").read_text())
-    task = replace(PIZZA, p=p)
+    """The trained pizza model at modulus p: loaded from `folder` if saved there by the same recipe, else trained and
+    saved."""
     recipe = tuple(replace(stage, seed=seed) for stage in SETUP_TRAINING["pizza"])
+    if (folder / "config.json").exists():
+        training = json.loads((folder / "TRAINING.json").read_text())
+        if training.get("stages") != json.loads(json.dumps([asdict(stage) for stage in recipe])):
+            raise SystemExit(
+                f"{folder} holds a model trained by another recipe than SETUP_TRAINING['pizza'] at seed {seed}: move "
+                "it or pass another --work."
+            )
+        return load_model(str(folder)), training
+    task = replace(PIZZA, p=p)
     model, history = train_recipe(task, recipe)
     save_model(model, folder, history, recipe)
     return model, json.loads((folder / "TRAINING.json").read_text())

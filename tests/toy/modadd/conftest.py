@@ -36,18 +36,19 @@ def uniform_model():
 def snapshots(tmp_path_factory) -> list[Path]:
     """Folders saved at epochs 0, 80, 160, 240 of p=17 runs: pizza-like (uniform attention), the same under the
     shipped pizza recipe (label smoothing, weight decay 3, cosine), and 'a b =' plain and under the shipped Nanda recipe
-    (label smoothing 0.05, weight decay 5, then a stage at weight decay 10: also epoch 320)."""
+    (label smoothing 0.05, weight decay 5); both shipped recipes then run a stage at weight decay 10 (epoch 320)."""
     root = tmp_path_factory.mktemp("modadd-snapshots")
     folders: list[Path] = []
     pizza_like = ModAddTask(p=17, input_format="a b", uniform_attention=True, train_fraction=0.8)
     short_run = ModAddTrainConfig(d_model=32, d_hidden=64, max_epochs=240, eval_every=80, lr=3e-3)
     smoothed = replace(short_run, label_smoothing=0.1, weight_decay=3.0, schedule="cosine", stop_at_target=False)
+    pizza_recipe = (smoothed, replace(smoothed, weight_decay=10.0, schedule="constant", max_epochs=80))
     nanda_like = ModAddTask(p=17, input_format="a b =", train_fraction=0.5)
     nanda_stage = replace(short_run, label_smoothing=0.05, weight_decay=5.0, stop_at_target=False)
     nanda_recipe = (nanda_stage, replace(nanda_stage, weight_decay=10.0, max_epochs=80))
     for name, task, recipe in (
         ("uniform", pizza_like, (short_run,)),
-        ("smoothed", pizza_like, (smoothed,)),
+        ("smoothed", pizza_like, pizza_recipe),
         ("nanda", nanda_like, (short_run,)),
         ("nanda-smoothed", nanda_like, nanda_recipe),
     ):

@@ -70,7 +70,7 @@ def test_the_fallback_proves_what_the_compression_leaves_open(random_model):
 
 
 def test_sound_on_part_trained_snapshots(snapshots):
-    assert len(snapshots) == 17  # 4 runs at epochs 0, 80, 160, 240; the Nanda recipe's second stage also 320
+    assert len(snapshots) == 18  # 4 runs at epochs 0, 80, 160, 240; the shipped recipes' second stages also 320
     for folder in snapshots:
         model = load_model(folder)
         task = ModAddTask.from_config(model.config)
@@ -96,7 +96,7 @@ def test_a_bound_above_the_truth_is_caught(random_model):
 # cost bound (x brute force), the share the key frequencies prove alone, and the compressed proof's cost bound (pizza:
 # the residue proof; Nanda's trained attention: the factored proof, which proves nothing there, above brute force's
 # cost)
-SHIPPED = {"modadd-p59": (1.0, 0.25, 0.9759, 0.14), "modadd-p113": (1.0, 0.3, 0.0, 1.1)}
+SHIPPED = {"modadd-p59": (1.0, 0.25, 1.0, 0.14), "modadd-p113": (1.0, 0.3, 0.0, 1.1)}
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))

@@ -63,7 +63,7 @@ def test_weight_frequencies_agree_with_activation_frequencies(name):
     from_logits, from_hidden = set(key_frequencies(spectra["logits"])), set(key_frequencies(spectra["hidden"]))
     if task.uniform_attention:
         assert from_logits == set(from_weights)
-        assert from_hidden <= set(from_weights)  # p59's hidden units: 23 falls under 5%
+        assert from_hidden == set(from_weights)
     else:
         # the interaction's frequencies are the logits' strongest; the rest come from the attention, whose softmax
         # multiplies the embedding's frequencies (modadd-p113: 30, 29 = 30 - 1, 31 = 30 + 1 at 4% to 8% of the logits)
