@@ -102,13 +102,14 @@ def plot_training(history: ModAddHistory, path: PathLike, title: str = "") -> Pa
 def plot_cost_scaling(rows: list[dict[str, Any]], path: PathLike, title: str = "") -> Path:
     """Flops against p (log-log): brute force, the exact circuit (uncompressed proof), the compressed proof alone and
     with its exact fallback, with the model's parameter count for scale. `rows`: one dict per p with keys p, brute,
-    compressed and optionally exact, fallback and params (other keys are ignored)."""
+    compressed and optionally exact, compressed_multiplied, fallback and params (other keys are ignored)."""
     fig, ax = pyplot().subplots(figsize=(6.5, 4.2))
     ps = [row["p"] for row in rows]
     for key, label, style in (
         ("brute", "brute force (model on all p^2 inputs)", "s-"),
         ("exact", "exact circuit proof", "^--"),
         ("compressed", "compressed proof alone (residues + bounds)", "o-"),
+        ("compressed_multiplied", "the same, R_X Y_K Z_K multiplied out", "v-"),
         ("fallback", "compressed proof + exact fallback", "d-."),
         ("params", "model parameters (count, not flops)", "x:"),
     ):
