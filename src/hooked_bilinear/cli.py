@@ -343,8 +343,8 @@ def _add_modadd(commands: Commands) -> None:
         dest="max_epochs",
         type=int,
         default=None,
-        help="epochs of the first stage (default: the set-up's, SETUP_TRAINING: 2000 for nanda, then 500 more at "
-        "weight decay 10; 1500 for pizza; the last epoch is the model)",
+        help="epochs of the first stage (default: the set-up's, SETUP_TRAINING: 2000 for nanda, 1500 for pizza; each "
+        "then runs 500 more at weight decay 10; the last epoch is the model)",
     )
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--overwrite", action="store_true")

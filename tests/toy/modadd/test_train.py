@@ -57,9 +57,10 @@ def test_training_is_deterministic_and_stops_at_the_target(tmp_path):
         progress=False,
     )
     assert history.reached_target and history.epochs == [0]
-    folder = save_model(first, tmp_path / "m", history, (CONFIG,))
+    folder = save_model(first, tmp_path / "m", history, CONFIG)
     assert ModAddTask.from_config(load_model(folder).config) == TASK
-    assert json.loads((folder / "TRAINING.json").read_text())["task"]["p"] == 11
+    record = json.loads((folder / "TRAINING.json").read_text())
+    assert record["task"]["p"] == 11 and record["stages"] == json.loads(json.dumps([asdict(CONFIG)]))
 
 
 @pytest.mark.parametrize("name, setup", [("modadd-p113", "nanda"), ("modadd-p59", "pizza")])
@@ -88,6 +89,13 @@ def test_a_recipe_is_its_stages_in_turn_each_later_one_with_a_fresh_optimizer():
     assert history.test_loss == part_one.test_loss + part_two.test_loss[1:]
     assert part_one.then(part_two).seconds == part_one.seconds + part_two.seconds
     assert not torch.equal(model.lm_head.weight, train_modadd(TASK, first, progress=False)[0].lm_head.weight)
+
+
+def test_training_runs_under_a_callers_no_grad():
+    """The modular-addition tutorial analyses with gradients off and trains with --train: training turns them on."""
+    with torch.no_grad():
+        model, history = train_modadd(TASK, replace(CONFIG, max_epochs=10), progress=False)
+    assert history.train_loss[-1] < history.train_loss[0]
 
 
 def test_a_recipe_refuses_no_stages_and_later_stages_of_another_size():

@@ -290,9 +290,10 @@ def train_modadd(
             model.train()
         if epoch == config.max_epochs:
             break
-        loss = F.cross_entropy(
-            logits_of(model, tokens[train_rows]), labels[train_rows], label_smoothing=config.label_smoothing
-        )
+        with torch.enable_grad():  # a caller's no_grad (an analysis script) must not stop training
+            loss = F.cross_entropy(
+                logits_of(model, tokens[train_rows]), labels[train_rows], label_smoothing=config.label_smoothing
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip is not None:
@@ -313,7 +314,8 @@ def train_recipe(
 ) -> tuple[BilinearForCausalLM, ModAddHistory]:
     """Train through the recipe's stages in turn (`train_modadd` each): the first builds the model from its seed and
     init, each later one continues it with a fresh AdamW. Epochs, in the history and for `on_eval`, count on across
-    stages. A later stage's sizes must be the first's (its init_std and seed are not used)."""
+    stages. A later stage's sizes must be the first's (its init_std and seed are not used). Every stage runs: one
+    that stops at its test target ends itself, not the recipe (`reached_target` is the last stage's)."""
     if not recipe:
         raise ValueError("an empty recipe: pass at least one ModAddTrainConfig.")
     sizes = {name: getattr(recipe[0], name) for name in ("d_model", "n_head", "d_hidden")}
@@ -341,17 +343,19 @@ def save_model(
     model: BilinearForCausalLM,
     folder: str | Path,
     history: ModAddHistory,
-    recipe: Recipe,
+    recipe: Recipe | ModAddTrainConfig,
     *,
     overwrite: bool = False,
 ) -> Path:
     """A checkpoint folder `from_pretrained` loads: config.json (with the task record), model.safetensors, a model
-    card, and TRAINING.json (the recipe's stages, the epochs run in all and the final evaluation)."""
+    card, and TRAINING.json (the recipe's stages, one for a lone config, the epochs run in all and the final
+    evaluation)."""
     task = ModAddTask.from_config(model.config)
+    stages = [asdict(stage) for stage in ((recipe,) if isinstance(recipe, ModAddTrainConfig) else recipe)]
     folder = save_pretrained(model, folder, overwrite=overwrite, as_llama=False, token_ids_only=True)
     record = {
         "task": task.to_config(),
-        "stages": [asdict(stage) for stage in recipe],
+        "stages": stages,
         "epochs": history.epochs[-1],
         "seconds": round(history.seconds, 1),
         "reached_target": history.reached_target,
