@@ -177,27 +177,32 @@ def test_the_residue_interaction_plus_its_bound_contains_the_interaction(uniform
         assert ((T - explained).abs() > 1e-6 * T.abs().max()).any(), "a kept set that leaves nothing out"
 
 
-@pytest.mark.parametrize("multiplied", [False, True])
-def test_the_first_order_product_of_xs_residual_is_bounded_or_multiplied_out(uniform_model, multiplied):
-    """Y and Z moved onto the kept frequencies, so R_X Y_K Z_K is all that is left out: the bound alone covers it,
-    or, multiplied out, the structured rest holds it and nothing is left to bound."""
+@pytest.mark.parametrize(
+    "residual, multiplied", [("X", False), ("X", True), ("Y", False), ("Z", False)], ids=["X", "X-multiplied", "Y", "Z"]
+)
+def test_each_first_order_product_is_bounded_or_computed(uniform_model, residual, multiplied):
+    """Two factors moved onto the kept frequencies, so one first-order product is all that is left out. R_X Y_K Z_K
+    (by default) is covered by the bound alone; multiplied out, and X_K R_Y Z_K and X_K Y_K R_Z always, the structured
+    rest holds it exactly and nothing is left to bound."""
     model, task = uniform_model
     p, frequencies = task.p, [1, 3]
     (factors,) = interaction_factors(read_circuit(model, task, Ledger()), Ledger())
     F = fourier_basis(p)[:, columns_of(p, frequencies)]
-    H = factors.Z.shape[1] // 2
+    X, Y, H = factors.X.mid, factors.Y.mid, factors.Z.shape[1] // 2
     U = factors.Z.mid[:, :H].clone()
-    U[:p] = F @ (F.T @ U[:p])
-    kept = dataclasses.replace(factors, Y=Ball.exact(F @ (F.T @ factors.Y.mid)), Z=Ball.exact(torch.cat([U, U], 1)))
+    X, Y = (M if residual == name else F @ (F.T @ M) for name, M in (("X", X), ("Y", Y)))
+    if residual != "Z":
+        U[:p] = F @ (F.T @ U[:p])
+    kept = dataclasses.replace(factors, X=Ball.exact(X), Y=Ball.exact(Y), Z=Ball.exact(torch.cat([U, U], 1)))
     main, structured, bound = residue_interaction(kept, frequencies, p, Ledger(), multiply_x_first_order=multiplied)
     T = torch.einsum("an,bn,cn->abc", kept.X.mid, kept.Y.mid, kept.Z.mid)
     grid = residue_grid(main, p, T.shape[-1])
     left_out = (T - grid.mid - structured.mid).abs() - grid.rad - structured.rad
     assert (left_out <= bound).all()
-    if multiplied:
-        assert bound.max() < 1e-9 * T.abs().max()
-    else:
+    if residual == "X" and not multiplied:
         assert left_out.max() > 0.1 * bound.max()
+    else:
+        assert bound.max() < 1e-9 * T.abs().max()
 
 
 def test_an_output_factor_without_equal_halves_is_refused(uniform_model):
