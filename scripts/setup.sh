@@ -16,6 +16,10 @@ if [ "${1:-}" = "--latest" ]; then
   VENV=.venv-latest
   CONSTRAINTS=()
 fi
+# The page tests drive Debian's Chromium (Playwright's own browser downloads are blocked on these machines).
+if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  { apt-get update -qq && apt-get install -y -qq chromium; } >/dev/null
+fi
 quiet() { "$@" 2>&1 | grep -v "^WARNING: Location" || true; }
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 quiet "$VENV/bin/python" -m pip install -q --upgrade pip
