@@ -146,9 +146,16 @@ def bilinearize(
             `data_cache` (default: checkpoint_dir/data, else $HF_HOME/hooked_bilinear/corpus).
         config: TrainConfig (steps, global batch_size, seq_len, lr, gradient_checkpointing, autocast, ...); it
             replaces the recipe's lr / weight_decay / autocast. Or pass its fields as keyword arguments, each
-            overriding the recipe's.
-        recipe: "paper" (default: linear beta 1 -> 0 over the first 30%, learnable gate scale c, lr 1e-4, weight
-            decay 0.1, bf16 on CUDA) or "cosine80" (the first default: cosine over 80%, lr 3e-4); see making/recipe.py.
+            overriding the recipe's. Defaults: TrainConfig's (1000 steps, batch 8 x 256 tokens, 50 warmup steps).
+            A warmup longer than the run, or a seq_len beyond the model's max_position_embeddings, is an error.
+        recipe: one of `making.recipe.RECIPES` (each sets the schedule, anneal_fraction, lr, weight decay, bf16
+            and whether the gate has a learnable scale c):
+            "paper" (default): linear beta 1 -> 0 over the first 30% of the steps, learnable gate scale c, lr 1e-4,
+            weight decay 0.1, bf16 on CUDA (the paper's TinyLlama run);
+            "authors-code": the authors' finetuning.py, alpha(f) = min(f e^{1.05 (1 - f)}, 1) over the whole run
+            ("exp" schedule, beta reaches 0 at ~91%), learnable c, lr 1e-4, weight decay 0.1, bf16 on CUDA;
+            "cosine80": the package's first default, cosine over the first 80%, no learnable scale, lr 3e-4, weight
+            decay 0.1, bf16 on CUDA. Or a `Recipe` of your own.
         anneal_fraction, schedule: override the recipe's share of the steps over which beta goes 1 -> 0, and alpha(t).
         device: "cpu" or "cuda" (default: CUDA if available; under torchrun each rank its LOCAL_RANK-th GPU).
         checkpoint_dir: checkpoints (every `checkpoint_every` steps), metrics.csv and loss_curve.png; a rerun with the
@@ -173,7 +180,9 @@ def bilinearize(
         else {"lr": chosen.lr, "weight_decay": chosen.weight_decay, "autocast": None if chosen.bf16 else False}
     )
     config = TrainConfig(**{**base, **train_options})
+    config.check()
     model, name = load_swiglu_llama(model_or_path)
+    config.check(model.config.max_position_embeddings)
     device = distributed_.device_for(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)  # NCCL and FSDP2's device mesh use the current device
