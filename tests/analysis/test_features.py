@@ -222,3 +222,69 @@ def test_bad_input() -> None:
         A.output_feature_eigen(factors, random_sae(D, 10), [1, 10])
     with pytest.raises(SAEError, match="not an SAE"):
         A.feature_interactions(factors, object(), u)
+
+
+@pytest.fixture(scope="module")
+def shipped_bridge():
+    return hb.from_pretrained("ts-synthetic-2l")
+
+
+def test_an_sae_of_another_layer_or_side_is_refused_naming_both_hooks(shipped_bridge) -> None:
+    mlp0 = shipped_bridge.blocks[0].mlp
+    in0, in1 = S.load("ts-synthetic-2l/blocks.0.mlp.hook_in"), S.load("ts-synthetic-2l/blocks.1.mlp.hook_in")
+    out0 = S.load("ts-synthetic-2l/blocks.0.mlp.hook_out")
+    u = torch.randn(mlp0.factors().d_out)
+    good = A.feature_interactions(mlp0, in0, u)  # the right pairing works
+    with pytest.raises(SAEError, match=r"'blocks\.1\.mlp\.hook_in'.*layer 0's MLP.*blocks\.0\.mlp\.hook_in"):
+        A.feature_interactions(mlp0, in1, u)  # another layer
+    with pytest.raises(SAEError, match=r"'blocks\.0\.mlp\.hook_out'.*did you swap"):
+        A.feature_interactions(mlp0, out0, u)  # the output SAE as the input SAE (the same width)
+    with pytest.raises(SAEError, match="blocks.1.mlp.hook_in"):
+        mlp0.feature_interactions(in1, u)  # the component method too
+    for call in (
+        lambda: A.feature_bias_terms(mlp0, in1, u),
+        lambda: A.output_feature_eigen(mlp0, in0, [0]),  # an input SAE as the output SAE
+        lambda: A.output_feature_eigen(mlp0, S.load("ts-synthetic-2l/blocks.1.mlp.hook_out"), [0]),
+        lambda: A.rank_output_features(mlp0, out0, sae_in=in1, features=[0]),
+        lambda: A.rank_output_features(mlp0, in0, features=[0]),
+        lambda: A.eigen_approximation(mlp0, in0, torch.randn(4, u.shape[0])),
+    ):
+        with pytest.raises(SAEError, match="check_hook=False"):
+            call()
+    # the documented override, for SAEs whose hook names are wrong: the same numbers as the right SAE's weights
+    torch.testing.assert_close(
+        A.feature_interactions(mlp0, _renamed(in0, "blocks.1.mlp.hook_in"), u, check_hook=False), good
+    )
+    # an SAE that names no hook is not checked; factors (no layer) check the side only
+    assert A.feature_interactions(mlp0, _renamed(in0, None), u).shape == good.shape
+    factors = mlp0.factors()
+    assert A.feature_interactions(factors, in1, u).shape == good.shape
+    with pytest.raises(SAEError, match="did you swap"):
+        A.feature_interactions(factors, out0, u)
+
+
+def test_an_sae_at_an_accepted_hook_of_its_layer_passes(shipped_bridge) -> None:
+    mlp1 = shipped_bridge.blocks[1].mlp
+    sae_in, sae_out = S.load("ts-synthetic-2l/blocks.1.mlp.hook_in"), S.load("ts-synthetic-2l/blocks.1.mlp.hook_out")
+    u = torch.randn(mlp1.factors().d_out)
+    for name in ("blocks.1.ln2.hook_normalized", "blocks.1.ln2.hook_out"):
+        A.feature_interactions(mlp1, _renamed(sae_in, name), u)
+    A.output_feature_eigen(mlp1, _renamed(sae_out, "blocks.1.hook_mlp_out"), [0])
+    with pytest.raises(SAEError):  # the residual stream before ln2 is not the MLP's input
+        A.feature_interactions(mlp1, _renamed(sae_in, "blocks.1.hook_mlp_in"), u)
+
+
+def test_feature_activations_refuses_a_hook_name_other_than_the_saes(shipped_bridge) -> None:
+    sae_in = S.load("ts-synthetic-2l/blocks.1.mlp.hook_in")
+    tokens = torch.randint(0, 100, (2, 5))
+    with pytest.raises(SAEError, match=r"hook_name='blocks\.0\.mlp\.hook_in'.*'blocks\.1\.mlp\.hook_in'"):
+        A.feature_activations(shipped_bridge, sae_in, tokens, hook_name="blocks.0.mlp.hook_in")
+    forced = A.feature_activations(shipped_bridge, sae_in, tokens, hook_name="blocks.0.mlp.hook_in", check_hook=False)
+    assert forced.shape == (2, 5, sae_in.d_sae)
+
+
+def _renamed(sae: S.SAE, hook_name: str | None) -> S.SAE:
+    """A copy of the SAE whose metadata names another hook (or none)."""
+    copy = S.TopKSAE(sae.d_in, sae.d_sae, k=sae.k, metadata={"hook_name": hook_name} if hook_name else {})
+    copy.load_state_dict(sae.state_dict())
+    return copy

@@ -15,10 +15,19 @@ u = e_j is the direction whose interaction matrix and eigenvectors explain the f
 
 SAEs are duck-typed: anything with W_enc [d_in, d_sae], W_dec [d_sae, d_in], b_enc, b_dec (and `encode` where
 activations are computed) works, an SAELens SAE included.
+
+Pairings are checked. When an SAE names its hook (`sae.hook_name`, or SAELens's `cfg.metadata.hook_name`), every
+function here that takes an MLP and an SAE refuses an SAE of another layer or of the other side of the MLP
+(SAEError naming both hooks): an input SAE must read `blocks.{l}.mlp.hook_in` or `blocks.{l}.ln2.hook_normalized`
+(`ln2.hook_out`), an output SAE `blocks.{l}.mlp.hook_out` or `blocks.{l}.hook_mlp_out`, with l the MLP's layer (read
+from the bridge MLP's own hook names; for `BilinearFactors`, which do not know their layer, only the side is
+checked). An SAE without a hook name is not checked. `check_hook=False` skips the check, for an SAE whose hook name
+is wrong or names another model's hooks: the pairing is then yours to vouch for.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -65,6 +74,71 @@ def _check_width(sae: Any, factors: BilinearFactors, side: str) -> None:
         )
 
 
+INPUT_HOOKS = ("blocks.{l}.mlp.hook_in", "blocks.{l}.ln2.hook_normalized", "blocks.{l}.ln2.hook_out")
+OUTPUT_HOOKS = ("blocks.{l}.mlp.hook_out", "blocks.{l}.hook_mlp_out")
+SIDE_HOOKS = {"input": INPUT_HOOKS, "output": OUTPUT_HOOKS}
+
+
+def sae_hook_name(sae: Any) -> str | None:
+    """The hook an SAE says it reads: `sae.hook_name`, or SAELens's `cfg.metadata.hook_name` / `cfg.hook_name`."""
+    cfg = getattr(sae, "cfg", None)
+    for owner, name in ((sae, "hook_name"), (getattr(cfg, "metadata", None), "hook_name"), (cfg, "hook_name")):
+        value = getattr(owner, name, None) if owner is not None else None
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def mlp_layer(mlp: Any) -> int | None:
+    """The block index of a bridge's MLP, read from its `hook_in` name; None for factors or a module outside a bridge."""
+    name = getattr(getattr(mlp, "hook_in", None), "name", None)
+    match = re.fullmatch(r"blocks\.(\d+)\.mlp\.hook_in", name) if isinstance(name, str) else None
+    return int(match.group(1)) if match else None
+
+
+def _hook_layer(hook: str, side: str) -> int | None:
+    """The layer of `hook` if it is one of `side`'s hooks (any layer), else None."""
+    for pattern in SIDE_HOOKS[side]:
+        match = re.fullmatch(re.escape(pattern).replace(re.escape("{l}"), r"(\d+)"), hook)
+        if match:
+            return int(match.group(1))
+    return None
+
+
+def check_sae_hook(mlp: Any, sae: Any, side: str, check_hook: bool = True) -> None:
+    """SAEError unless the SAE's hook is one of `side`'s hooks of the MLP's layer (see the module doc).
+
+    Args:
+        mlp: a bridge's `blocks[l].mlp` (its layer is read from its hook names) or BilinearFactors (side only).
+        sae: the SAE; one without a hook name is not checked.
+        side: "input" (the SAE reads the MLP's input) or "output" (its output).
+        check_hook: False skips the check.
+
+    Raises:
+        SAEError: naming the SAE's hook and the hooks it should read.
+    """
+    hook = sae_hook_name(sae) if check_hook else None
+    if hook is None:
+        return
+    layer = mlp_layer(mlp)
+    found = _hook_layer(hook, side)
+    if found is not None and (layer is None or found == layer):
+        return
+    other = "output" if side == "input" else "input"
+    wanted = " or ".join(h.format(l=layer if layer is not None else "{l}") for h in SIDE_HOOKS[side])
+    where = f"layer {layer}'s MLP" if layer is not None else "an MLP"
+    hint = (
+        f" It reads the MLP's {other}: did you swap the input and output SAEs?"
+        if _hook_layer(hook, other) is not None
+        else ""
+    )
+    raise SAEError(
+        f"the {side} SAE reads {hook!r}, but it is used as the {side} SAE of {where}, whose {side} is {wanted}."
+        f"{hint} Pass the SAE trained on that hook; or, if the SAE's hook_name is wrong (it names another model's "
+        "hooks, say), check_hook=False, vouching for the pairing yourself."
+    )
+
+
 def feature_indices(sae: Any, features: Features) -> torch.Tensor:
     """Feature ids as a 1-d long tensor (all features for None), IndexError for any outside 0..d_sae-1."""
     d_sae = sae_tensors(sae)[0].shape[1]
@@ -93,10 +167,17 @@ def input_basis(factors: BilinearFactors, sae: Any) -> tuple[torch.Tensor, torch
 
 @jaxtyped(typechecker=beartype)
 def feature_interactions(
-    mlp: Any, sae: Any, u: Float[torch.Tensor, "*n d_out"], dtype: torch.dtype | None = None
+    mlp: Any,
+    sae: Any,
+    u: Float[torch.Tensor, "*n d_out"],
+    dtype: torch.dtype | None = None,
+    *,
+    check_hook: bool = True,
 ) -> Float[torch.Tensor, "*n d_sae d_sae"]:
     """`D Q_u D^T` [d_sae, d_sae] (or [n, d_sae, d_sae] for u [n, d_model]) for the input SAE's decoder D: entry
-    (i, j) is how much features i and j together write along u (see module doc; the bias terms are separate)."""
+    (i, j) is how much features i and j together write along u (see module doc; the bias terms are separate).
+    The SAE must read this MLP's input (`check_hook`: see the module doc)."""
+    check_sae_hook(mlp, sae, "input", check_hook)
     factors = as_factors(mlp, dtype)
     D, _ = input_basis(factors, sae)
     return D @ interaction_matrix(factors, u) @ D.T
@@ -111,9 +192,16 @@ class FeatureBias(NamedTuple):
 
 @jaxtyped(typechecker=beartype)
 def feature_bias_terms(
-    mlp: Any, sae: Any, u: Float[torch.Tensor, "*n d_out"], dtype: torch.dtype | None = None
+    mlp: Any,
+    sae: Any,
+    u: Float[torch.Tensor, "*n d_out"],
+    dtype: torch.dtype | None = None,
+    *,
+    check_hook: bool = True,
 ) -> FeatureBias:
-    """The decoder-bias cross terms: `u . mlp(x_hat) = f^T M f + f . linear + constant` (M = feature_interactions)."""
+    """The decoder-bias cross terms: `u . mlp(x_hat) = f^T M f + f . linear + constant` (M = feature_interactions).
+    The SAE must read this MLP's input (`check_hook`: see the module doc)."""
+    check_sae_hook(mlp, sae, "input", check_hook)
     factors = as_factors(mlp, dtype)
     D, b = input_basis(factors, sae)
     Qb = interaction_matrix(factors, u) @ b  # [*n, d_in]
@@ -146,9 +234,13 @@ def output_feature_eigen(
     features: Features = None,
     k: int | None = None,
     dtype: torch.dtype | None = None,
+    *,
+    check_hook: bool = True,
     **options: Any,
 ) -> Eigen:
-    """Eigenpairs of Q_{e_j} for output features j of an SAE on the MLP output (lambda_ [n, k], v [n, k, d_in])."""
+    """Eigenpairs of Q_{e_j} for output features j of an SAE on the MLP output (lambda_ [n, k], v [n, k, d_in]).
+    The SAE must read this MLP's output (`check_hook`: see the module doc)."""
+    check_sae_hook(mlp, sae, "output", check_hook)
     factors = as_factors(mlp, dtype)
     _check_width(sae, factors, "output")
     return eigendecompose(factors, output_feature_directions(sae, features).to(factors.dtype), k, **options)
@@ -182,12 +274,16 @@ def rank_output_features(
     by: str = "top_eigenvalue",
     features: Features = None,
     dtype: torch.dtype | None = None,
+    check_hook: bool = True,
 ) -> FeatureRanking:
     """Rank output features by the spectrum of Q_{e_j} (or of `D Q_{e_j} D^T` when the input SAE is given):
     by="top_eigenvalue" (largest |lambda|, each e_j scaled to unit norm so SAE scale does not decide) or
     by="outliers" (IQR outlier count; ties broken by top |lambda|)."""
     if by not in ("top_eigenvalue", "outliers"):
         raise ValueError(f"by must be 'top_eigenvalue' or 'outliers', got {by!r}.")
+    check_sae_hook(mlp, sae_out, "output", check_hook)
+    if sae_in is not None:
+        check_sae_hook(mlp, sae_in, "input", check_hook)
     factors = as_factors(mlp, dtype)
     _check_width(sae_out, factors, "output")
     ids = feature_indices(sae_out, features)
@@ -273,10 +369,13 @@ def eigen_approximation(
     activations: torch.Tensor | None = None,
     min_active: int = 10,
     dtype: torch.dtype | None = torch.float64,
+    *,
+    check_hook: bool = True,
 ) -> EigenApproximation:
     """Fig. 9 for output features (see EigenApproximation) over MLP inputs x [n, d_model] (hook_in activations).
     `activations` [n, n_features]: the SAE's activations of those features on the MLP outputs; when None they are
-    computed as `sae_out.encode(mlp(x))`."""
+    computed as `sae_out.encode(mlp(x))`. The SAE must read this MLP's output (`check_hook`: see the module doc)."""
+    check_sae_hook(mlp, sae_out, "output", check_hook)
     factors = as_factors(mlp, dtype)
     ids = feature_indices(sae_out, features)
     ks = tuple(int(k) for k in ks)
@@ -378,10 +477,18 @@ def feature_activations(
     features: Features = None,
     hook_name: str | None = None,
     batch_size: int = 32,
+    check_hook: bool = True,
 ) -> torch.Tensor:
-    """An SAE's feature activations over token sequences [n_seq, pos] -> [n_seq, pos, n_features], at the SAE's hook."""
+    """An SAE's feature activations over token sequences [n_seq, pos] -> [n_seq, pos, n_features], at the SAE's hook
+    (`hook_name` for an SAE that names none; one that differs from the SAE's own is an error unless check_hook=False)."""
     ids = feature_indices(sae, features)
-    name = hook_name or getattr(sae, "hook_name", None)
+    own = sae_hook_name(sae)
+    if check_hook and hook_name is not None and own is not None and hook_name != own:
+        raise SAEError(
+            f"hook_name={hook_name!r}, but the SAE reads {own!r}: leave hook_name out, or pass check_hook=False to "
+            "encode another hook's activations on purpose."
+        )
+    name = hook_name or own
     if name is None:
         raise SAEError("this SAE does not say which hook it reads (metadata hook_name): pass hook_name=.")
     with torch.no_grad():
