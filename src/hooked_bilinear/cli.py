@@ -34,6 +34,7 @@ def _bilinearize(args: argparse.Namespace) -> None:
     from hooked_bilinear.making.distributed import session
     from hooked_bilinear.making.report import check_reporters
     from hooked_bilinear.making.train import TrainConfig
+    from hooked_bilinear.publishing.provenance import provenance_of
     from hooked_bilinear.publishing.save import save_pretrained
 
     rank = int(os.environ.get("RANK", "0"))
@@ -94,6 +95,14 @@ def _bilinearize(args: argparse.Namespace) -> None:
         tokenizer = load_folder_tokenizer(source if source.is_dir() else resolve_folder(args.model))
     save_pretrained(model, out, tokenizer=tokenizer, overwrite=args.overwrite)
     print(f"bilinear model written to {out} (resumable state, metrics.csv and loss_curve.png in {checkpoint_dir})")
+    provenance = provenance_of(model)
+    if provenance is not None and provenance.max_abs_logit_diff is not None:
+        for key, value in provenance.details.items():
+            if "source SwiGLU model" in key:
+                print(f"{key}: {value}")
+        print(
+            f"fold / export check, max |logit difference| of {provenance.compared}: {provenance.max_abs_logit_diff:.3g}"
+        )
 
 
 def _add_bilinearize(commands: Commands) -> None:
@@ -217,7 +226,10 @@ def _to_llama(args: argparse.Namespace) -> None:
     save_pretrained(llama, args.out, tokenizer=args.tokenizer, overwrite=args.overwrite)
     provenance = provenance_of(llama)
     difference = f"{provenance.max_abs_logit_diff:.3g}" if provenance is not None else "not recorded"
-    print(f"LlamaForCausalLM written to {args.out}; max |logit difference| vs the source {difference}")
+    print(
+        f"LlamaForCausalLM written to {args.out}; max |logit difference| of the converted model against the source "
+        f"checkpoint (probe tokens, a check of the conversion): {difference}"
+    )
 
 
 def _add_to_llama(commands: Commands) -> None:

@@ -40,7 +40,7 @@ from hooked_bilinear.modeling.configuration import BILINEAR_ACT
 from hooked_bilinear.modeling.files import read_config
 from hooked_bilinear.publishing.provenance import Provenance, attach
 from hooked_bilinear.publishing.source import attach_tokenizer, tokenizer_of
-from hooked_bilinear.publishing.verify import check_equal_logits, probe_tokens
+from hooked_bilinear.publishing.verify import check_equal_logits, logits_of, probe_tokens
 
 SWIGLU_ACTS = ("silu", "swish")
 logger = logging.getLogger(__name__)
@@ -251,6 +251,9 @@ def _bilinearize(
     me = distributed_.session()
     kind = distributed_.resolve_strategy(strategy)
     torch.nn.Module.to(model, device)  # transformers' functools.wraps'd `to` hides its signature from mypy
+    probe = probe_tokens(model.config.vocab_size, config.seq_len)
+    # the source SwiGLU model's logits, for the card's distance from the source (a different figure from the fold check)
+    source_logits = logits_of(model, probe).cpu() if me.main else None
     estimate = memory_estimate(model, config, me.world_size, kind)
     if me.main:
         logger.info(
@@ -301,10 +304,10 @@ def _bilinearize(
     model = result.model
     for layer in model.model.layers:
         layer.mlp.act_fn.beta.fill_(0.0)
-    probe = probe_tokens(model.config.vocab_size, config.seq_len).to(next(model.parameters()).device)
     reference = copy.deepcopy(model)  # the annealed model at beta = 0, to verify the fold against
     fold_gate(model)
     difference = check_equal_logits(reference, model, probe, 1e-5, f"bilinearize({name}) fold")
+    from_source = (logits_of(model, probe).cpu() - source_logits).abs() if source_logits is not None else None
     seconds = max(result.seconds, 1e-9)
     scale = "c * x * sigmoid(beta x) (learnable c)" if recipe.learnable_scale else "x * sigmoid(beta x)"
     attach(
@@ -320,7 +323,15 @@ def _bilinearize(
             ),
             base_model=name if "/" in name and not os.path.exists(name) else None,
             max_abs_logit_diff=difference,
+            compared="the saved bilinear model (gate folded into gate_proj) against the fine-tuned model at beta = 0 "
+            "before the fold: a check of the fold and export, NOT the distance from the source SwiGLU model (below)",
             details={
+                "max |logit difference| of this bilinear model against the source SwiGLU model (probe tokens)": (
+                    None if from_source is None else f"{from_source.max().item():.3g}"
+                ),
+                "mean |logit difference| of this bilinear model against the source SwiGLU model (probe tokens)": (
+                    None if from_source is None else f"{from_source.mean().item():.3g}"
+                ),
                 "final_train_loss": round(result.losses[-1], 4),
                 "tokens_per_second": round(result.tokens_seen / seconds, 1),
                 "peak_cuda_memory_bytes": result.peak_cuda_bytes,
