@@ -35,6 +35,7 @@ import torch
 from beartype import beartype
 from jaxtyping import Float, jaxtyped
 
+from hooked_bilinear.analysis.checks import check_layer, check_token_ids
 from hooked_bilinear.analysis.eigen import Eigen, eigendecompose
 from hooked_bilinear.analysis.factors import BilinearFactors, as_factors
 from hooked_bilinear.analysis.interaction import interaction_matrix
@@ -316,6 +317,8 @@ class InteractionPairs(NamedTuple):
 @beartype
 def top_interactions(interactions: torch.Tensor, k: int = 10, include_self: bool = True) -> InteractionPairs:
     """The k entries (i <= j, or i < j without self interactions) of largest |value| of `D Q_u D^T` [d_sae, d_sae]."""
+    if k < 1:
+        raise ValueError(f"k={k}: pass the number of entries to return, at least 1.")
     if interactions.ndim != 2 or interactions.shape[0] != interactions.shape[1]:
         raise ValueError(f"interactions must be a square matrix [d_sae, d_sae], got {tuple(interactions.shape)}.")
     n = interactions.shape[0]
@@ -427,6 +430,10 @@ def top_examples(
 ) -> list[Example]:
     """The k (sequence, position) of largest value, with `context` tokens before and `after` tokens after.
     tokens, values: [n_seq, pos] (values: a feature's activations, an eigenvector's projection, ...)."""
+    if k < 1 or context < 0 or after < 0:
+        raise ValueError(
+            f"k must be at least 1, context and after at least 0; got k={k}, context={context}, after={after}."
+        )
     if tokens.shape != values.shape or tokens.ndim != 2:
         raise ValueError(
             f"tokens and values must both be [n_seq, pos]; got {tuple(tokens.shape)} and {tuple(values.shape)}."
@@ -459,6 +466,7 @@ def hook_activations(model: Any, tokens: torch.Tensor, hook_name: str, batch_siz
     """The activations of one hook over token sequences [n_seq, pos] -> [n_seq, pos, d], no grad."""
     if hook_name not in model.hook_dict:
         raise SAEError(f"the model has no hook {hook_name!r}.")
+    check_token_ids(model, tokens)
     out = []
     with torch.no_grad():
         for start in range(0, tokens.shape[0], batch_size):
@@ -502,8 +510,7 @@ def eigenvector_activations(
     """Projections `v . x'` of layer `layer`'s MLP inputs (hook_in) on eigenvectors v [d_in] or [k, d_in] (from
     `eigendecompose` / `output_feature_eigen`), over token sequences [n_seq, pos] -> [n_seq, pos] or [n_seq, pos, k]:
     the values whose top dataset examples show what an eigenvector reads (its contribution is lambda times the square)."""
-    if not 0 <= layer < len(model.blocks):
-        raise IndexError(f"layer {layer} does not exist: the model has layers 0..{len(model.blocks) - 1}.")
+    check_layer(model, layer)
     factors = BilinearFactors.from_mlp(model.blocks[layer].mlp, dtype=v.dtype if v.dtype.is_floating_point else None)
     if v.shape[-1] != factors.d_in or v.ndim not in (1, 2):
         raise ValueError(f"eigenvectors must be [d_in={factors.d_in}] or [k, {factors.d_in}], got {tuple(v.shape)}.")
