@@ -288,3 +288,45 @@ def _renamed(sae: S.SAE, hook_name: str | None) -> S.SAE:
     copy = S.TopKSAE(sae.d_in, sae.d_sae, k=sae.k, metadata={"hook_name": hook_name} if hook_name else {})
     copy.load_state_dict(sae.state_dict())
     return copy
+
+
+def test_top_examples_ranks_by_value_magnitude_or_contribution_as_brute_force_sorting() -> None:
+    g = torch.Generator().manual_seed(3)
+    tokens = torch.randint(0, 50, (4, 6), generator=g)
+    values = torch.randn(4, 6, generator=g, dtype=torch.float64)
+    values[2, 3] = -10.0  # the strongest context, on the negative side
+    lambda_ = -0.7
+    cells = [(s, p) for s in range(4) for p in range(6)]
+    expected = {
+        "value": sorted(cells, key=lambda c: -values[c].item())[:5],
+        "magnitude": sorted(cells, key=lambda c: -abs(values[c].item()))[:5],
+        "contribution": sorted(cells, key=lambda c: -abs(lambda_ * values[c].item() ** 2))[:5],
+    }
+    for rank_by, cells_expected in expected.items():
+        options = {"lambda_": lambda_} if rank_by == "contribution" else {}
+        examples = A.top_examples(None, tokens, values, k=5, rank_by=rank_by, **options)
+        assert [(e.sequence, e.position) for e in examples] == cells_expected, rank_by
+        for e in examples:
+            raw = values[e.sequence, e.position].item()
+            assert e.value == pytest.approx(lambda_ * raw**2 if rank_by == "contribution" else raw)
+            assert e.token == str(tokens[e.sequence, e.position].item())
+    assert (2, 3) not in expected["value"] and expected["magnitude"][0] == (2, 3)
+    with pytest.raises(ValueError, match="needs lambda_"):
+        A.top_examples(None, tokens, values, rank_by="contribution")
+    with pytest.raises(ValueError, match="take none"):
+        A.top_examples(None, tokens, values, lambda_=1.0)
+
+
+def test_eigenvector_contributions_add_up_to_the_output_direction(shipped_bridge) -> None:
+    """The identity eigenvector_activations documents: sum_i lambda_i (v_i . x')^2 = u . mlp(x), per token."""
+    layer, tokens = 1, torch.randint(0, 300, (2, 7), generator=torch.Generator().manual_seed(0))
+    mlp = shipped_bridge.blocks[layer].mlp
+    u = torch.randn(mlp.factors().d_out, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    eigen = A.eigendecompose(mlp.factors(torch.float64), u, method="dense")
+    projections = A.eigenvector_activations(shipped_bridge, layer, eigen.v, tokens)  # [n_seq, pos, d_in]
+    with torch.no_grad():
+        _, cache = shipped_bridge.run_with_cache(tokens, names_filter=f"blocks.{layer}.mlp.hook_out")
+    expected = cache[f"blocks.{layer}.mlp.hook_out"].double() @ u
+    torch.testing.assert_close(
+        (eigen.lambda_ * projections.square()).sum(-1), expected, rtol=1e-4, atol=1e-4
+    )  # float32 model

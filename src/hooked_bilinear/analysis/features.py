@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 from beartype import beartype
@@ -426,10 +426,43 @@ class Example(NamedTuple):
 
 @beartype
 def top_examples(
-    tokenizer: Any, tokens: torch.Tensor, values: torch.Tensor, k: int = 10, context: int = 8, after: int = 2
+    tokenizer: Any,
+    tokens: torch.Tensor,
+    values: torch.Tensor,
+    k: int = 10,
+    context: int = 8,
+    after: int = 2,
+    *,
+    rank_by: Literal["value", "magnitude", "contribution"] = "value",
+    lambda_: float | None = None,
 ) -> list[Example]:
-    """The k (sequence, position) of largest value, with `context` tokens before and `after` tokens after.
-    tokens, values: [n_seq, pos] (values: a feature's activations, an eigenvector's projection, ...)."""
+    """The k strongest (sequence, position) of `values`, with `context` tokens before and `after` tokens after.
+
+    Args:
+        tokenizer: a tokenizer (or a model holding one) to show tokens as text; None shows the ids.
+        tokens: token ids [n_seq, pos].
+        values: [n_seq, pos]: a feature's activations, or an eigenvector's projections `v . x'`
+            (`eigenvector_activations`).
+        k, context, after: how many examples, and the tokens shown before and after each.
+        rank_by: "value": the largest values (a feature's activations); "magnitude": the largest |value|, both
+            signs (an eigenvector's projection, whose sign is arbitrary); "contribution": the largest
+            |lambda_ * value^2|, the eigencomponent's contribution `lambda (v . x')^2` to the output direction, which
+            `Example.value` then holds (needs `lambda_`, the eigenvalue). An eigenvector is read by its contributions:
+            with values = `v . x'`, the strongest contexts are missed by rank_by="value" when they sit on the
+            negative side of v.
+        lambda_: the eigenvalue of the eigenvector whose projections `values` holds (rank_by="contribution" only).
+
+    Returns:
+        The examples, strongest first.
+
+    Raises:
+        ValueError: shapes that differ, k < 1, or lambda_ missing (or given) for the ranking.
+    """
+    if (rank_by == "contribution") != (lambda_ is not None):
+        raise ValueError(
+            f"rank_by={rank_by!r} with lambda_={lambda_}: rank_by='contribution' needs lambda_ (the eigenvalue), "
+            "and the other rankings take none."
+        )
     if k < 1 or context < 0 or after < 0:
         raise ValueError(
             f"k must be at least 1, context and after at least 0; got k={k}, context={context}, after={after}."
@@ -439,10 +472,13 @@ def top_examples(
             f"tokens and values must both be [n_seq, pos]; got {tuple(tokens.shape)} and {tuple(values.shape)}."
         )
     tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
-    flat = values.reshape(-1).float()
-    top = flat.topk(min(k, flat.numel()))
+    flat = values.reshape(-1).double()
+    if lambda_ is not None:
+        flat = lambda_ * flat.square()
+    score = flat if rank_by == "value" else flat.abs()
+    order = score.topk(min(k, flat.numel())).indices
     examples = []
-    for value, index in zip(top.values.tolist(), top.indices.tolist()):
+    for value, index in zip(flat[order].tolist(), order.tolist()):
         sequence, position = divmod(index, tokens.shape[1])
         row = tokens[sequence].tolist()
 
@@ -507,9 +543,31 @@ def feature_activations(
 def eigenvector_activations(
     model: Any, layer: int, v: torch.Tensor, tokens: torch.Tensor, batch_size: int = 32
 ) -> torch.Tensor:
-    """Projections `v . x'` of layer `layer`'s MLP inputs (hook_in) on eigenvectors v [d_in] or [k, d_in] (from
-    `eigendecompose` / `output_feature_eigen`), over token sequences [n_seq, pos] -> [n_seq, pos] or [n_seq, pos, k]:
-    the values whose top dataset examples show what an eigenvector reads (its contribution is lambda times the square)."""
+    """Projections `v . x'` of layer `layer`'s MLP inputs (hook_in) on eigenvectors: what an eigenvector reads.
+
+    With `x' = [x, 1]` for layers with biases (`x' = x` without), an eigenpair (lambda, v) of `Q_u` adds
+    `lambda (v . x')^2` to `u . mlp(x)` (all eigenpairs together: exactly `u . mlp(x)`). The contexts that drive the
+    eigenvector are the ones with the largest contribution, on either side of v:
+
+        eigen = hooked_bilinear.analysis.eigendecompose(model.blocks[layer].mlp, u, k=4)
+        values = eigenvector_activations(model, layer, eigen.v[0], tokens)          # [n_seq, pos]
+        top_examples(model, tokens, values, rank_by="contribution", lambda_=eigen.lambda_[0].item())
+
+    Args:
+        model: a TransformerBridge with bilinear MLPs.
+        layer: the block whose MLP the eigenvectors belong to.
+        v: eigenvectors [d_in] or [k, d_in] (`eigendecompose` / `output_feature_eigen`; d_in = d_model, + 1 with
+            biases).
+        tokens: token ids [n_seq, pos].
+        batch_size: sequences per forward pass.
+
+    Returns:
+        `v . x'` [n_seq, pos] (or [n_seq, pos, k] for k eigenvectors).
+
+    Raises:
+        IndexError: for a layer that does not exist; ValueError for eigenvectors of the wrong size or tokens outside
+            the vocabulary.
+    """
     check_layer(model, layer)
     factors = BilinearFactors.from_mlp(model.blocks[layer].mlp, dtype=v.dtype if v.dtype.is_floating_point else None)
     if v.shape[-1] != factors.d_in or v.ndim not in (1, 2):
