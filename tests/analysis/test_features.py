@@ -330,3 +330,34 @@ def test_eigenvector_contributions_add_up_to_the_output_direction(shipped_bridge
     torch.testing.assert_close(
         (eigen.lambda_ * projections.square()).sum(-1), expected, rtol=1e-4, atol=1e-4
     )  # float32 model
+
+
+def _old_spectra(factors: BilinearFactors, sae_out, sae_in, features: list[int]) -> torch.Tensor:
+    """The reference: eigvalsh of every n x n D Q_e D^T (the package's path before issue 27)."""
+    D, _ = A.features.input_basis(factors, sae_in)
+    u = A.output_feature_directions(sae_out, features).to(factors.dtype)
+    u = u / u.norm(dim=-1, keepdim=True)
+    return torch.linalg.eigvalsh(D @ A.interaction_matrix(factors, u) @ D.T)
+
+
+def test_rank_output_features_ranks_the_shipped_model_as_the_n_by_n_eigensolver(shipped_bridge) -> None:
+    mlp = shipped_bridge.blocks[1].mlp
+    sae_in, sae_out = S.load("ts-synthetic-2l/blocks.1.mlp.hook_in"), S.load("ts-synthetic-2l/blocks.1.mlp.hook_out")
+    features = list(range(0, 512, 8))  # 64 of the 512: the reference takes ~30 ms per feature
+    lam = _old_spectra(mlp.factors(), sae_out, sae_in, features)
+    top = torch.gather(lam, 1, lam.abs().argmax(-1, keepdim=True))[:, 0]
+    order = top.abs().argsort(descending=True, stable=True)
+    ranking = A.rank_output_features(mlp, sae_out, sae_in=sae_in, features=features, progress=False)
+    assert ranking.features.tolist() == [features[i] for i in order.tolist()]
+    torch.testing.assert_close(ranking.top_eigenvalue, top[order], rtol=1e-4, atol=1e-6)
+    # float64: the whole spectrum, and the outlier ranking of the exact spectrum (rounding noise around 0 set to 0)
+    lam64 = _old_spectra(mlp.factors(torch.float64), sae_out, sae_in, features)
+    lam64 = torch.where(lam64.abs() < 1e-9 * lam64.abs().max(), torch.zeros_like(lam64), lam64)
+    by_outliers = A.rank_output_features(
+        mlp, sae_out, sae_in=sae_in, features=features, by="outliers", dtype=torch.float64, progress=False
+    )
+    counts = A.outlier_count(lam64)
+    top64 = torch.gather(lam64, 1, lam64.abs().argmax(-1, keepdim=True))[:, 0].abs()
+    score = counts.double() + top64 / (top64.max() + 1)
+    assert by_outliers.features.tolist() == [features[i] for i in score.argsort(descending=True, stable=True).tolist()]
+    assert by_outliers.outliers.tolist() == counts[score.argsort(descending=True, stable=True)].tolist()

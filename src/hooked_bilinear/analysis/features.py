@@ -34,6 +34,7 @@ from typing import Any, Literal, NamedTuple
 import torch
 from beartype import beartype
 from jaxtyping import Float, jaxtyped
+from tqdm.auto import tqdm
 
 from hooked_bilinear.analysis.checks import check_layer, check_token_ids
 from hooked_bilinear.analysis.eigen import Eigen, eigendecompose
@@ -276,10 +277,16 @@ def rank_output_features(
     features: Features = None,
     dtype: torch.dtype | None = None,
     check_hook: bool = True,
+    progress: bool = True,
 ) -> FeatureRanking:
     """Rank output features by the spectrum of Q_{e_j} (or of `D Q_{e_j} D^T` when the input SAE is given):
     by="top_eigenvalue" (largest |lambda|, each e_j scaled to unit norm so SAE scale does not decide) or
-    by="outliers" (IQR outlier count; ties broken by top |lambda|)."""
+    by="outliers" (IQR outlier count; ties broken by top |lambda|).
+
+    With an input SAE of more features than the MLP has inputs (n > d_in), the nonzero spectrum of the n x n
+    `D Q D^T` is that of the d_in x d_in `G^(1/2) Q G^(1/2)`, G = D^T D, and the other n - d_in eigenvalues are
+    zero: that is what is computed (exact zeros, where an n x n eigensolver returns rounding noise around zero).
+    `progress`: a tqdm bar over the features."""
     if by not in ("top_eigenvalue", "outliers"):
         raise ValueError(f"by must be 'top_eigenvalue' or 'outliers', got {by!r}.")
     check_sae_hook(mlp, sae_out, "output", check_hook)
@@ -290,19 +297,32 @@ def rank_output_features(
     ids = feature_indices(sae_out, features)
     u = output_feature_directions(sae_out, ids).to(factors.dtype)
     u = u / u.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(u.dtype).tiny)
+    D = input_basis(factors, sae_in)[0] if sae_in is not None else None
+    zeros = 0
+    if D is not None and D.shape[0] > D.shape[1]:
+        # R Q_u R with R = G^(1/2) is the interaction matrix of the factors R W_gate, R W_in: fold R in once
+        R = _psd_sqrt(D.T @ D)
+        factors = BilinearFactors(R @ factors.W_gate, R @ factors.W_in, factors.W_out, factors.augmented)
+        D, zeros = None, D.shape[0] - D.shape[1]
     spectra = []
-    for start in range(0, len(ids), 64):
+    for start in tqdm(range(0, len(ids), 64), desc="output-feature spectra", disable=not progress):
         Q = interaction_matrix(factors, u[start : start + 64])
-        if sae_in is not None:
-            D, _ = input_basis(factors, sae_in)
-            Q = D @ Q @ D.T
-        spectra.append(torch.linalg.eigvalsh(Q))
+        lam = torch.linalg.eigvalsh(D @ Q @ D.T if D is not None else Q)
+        if zeros:
+            lam = torch.cat([lam, lam.new_zeros(len(lam), zeros)], dim=-1).sort(dim=-1).values
+        spectra.append(lam)
     lam = torch.cat(spectra)
     top = torch.gather(lam, 1, lam.abs().argmax(-1, keepdim=True))[:, 0]
     outliers = outlier_count(lam)
     score = top.abs() if by == "top_eigenvalue" else outliers.to(lam.dtype) + top.abs() / (top.abs().max() + 1)
     order = score.argsort(descending=True, stable=True)
     return FeatureRanking(ids[order], score[order], top[order], outliers[order])
+
+
+def _psd_sqrt(G: torch.Tensor) -> torch.Tensor:
+    """The symmetric square root of a positive semi-definite matrix (rounding's negative eigenvalues as zero)."""
+    s, U = torch.linalg.eigh(G)
+    return (U * s.clamp_min(0).sqrt()) @ U.T
 
 
 class InteractionPairs(NamedTuple):
