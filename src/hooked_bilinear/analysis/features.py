@@ -303,7 +303,8 @@ def rank_output_features(
         # R Q_u R with R = G^(1/2) is the interaction matrix of the factors R W_gate, R W_in: fold R in once
         R = _psd_sqrt(D.T @ D)
         factors = BilinearFactors(R @ factors.W_gate, R @ factors.W_in, factors.W_out, factors.augmented)
-        D, zeros = None, D.shape[0] - D.shape[1]
+        zeros = D.shape[0] - D.shape[1]
+        D = None
     spectra = []
     for start in tqdm(range(0, len(ids), 64), desc="output-feature spectra", disable=not progress):
         Q = interaction_matrix(factors, u[start : start + 64])
