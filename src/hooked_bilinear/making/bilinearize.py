@@ -324,7 +324,7 @@ def _bilinearize(
             base_model=name if "/" in name and not os.path.exists(name) else None,
             max_abs_logit_diff=difference,
             compared="the saved bilinear model (gate folded into gate_proj) against the fine-tuned model at beta = 0 "
-            "before the fold: a check of the fold and export, NOT the distance from the source SwiGLU model (below)",
+            "before the fold: a check of the fold and export, NOT the distance from the source SwiGLU model (stated separately)",
             details={
                 "max |logit difference| of this bilinear model against the source SwiGLU model (probe tokens)": (
                     None if from_source is None else f"{from_source.max().item():.3g}"
