@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from huggingface_hub import constants
 
-from hooked_bilinear.cli import main
+from hooked_bilinear.cli import _parsers, main, parser
 from tests.llama import write_llama
 
 
@@ -247,3 +249,110 @@ def test_bilinearize_data_errors_name_the_flag(tmp_path, capsys, monkeypatch):
     assert main(["bilinearize", str(folder), str(tmp_path / "c.jsonl"), out, "--tokenizer", str(tmp_path)]) == 1
     assert "--tokenizer" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def _imported_modules(*args: str) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """Run `python -X importtime -m hooked_bilinear ARGS`: the result and the top-level names of the modules imported."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "hooked_bilinear", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    names = {
+        line.split("|")[-1].strip().split(".")[0]
+        for line in result.stderr.splitlines()
+        if line.startswith("import time")
+    }
+    return result, names
+
+
+@pytest.mark.parametrize(
+    "args", [["--help"], ["bilinearize", "--help"], ["vision", "train", "--help"], ["modadd", "certify", "--help"]]
+)
+def test_help_answers_without_importing_torch(args):
+    result, names = _imported_modules(*args)
+    assert result.returncode == 0 and "usage: hooked-bilinear" in result.stdout
+    assert "argparse" in names  # the listing is read
+    assert not names & {"torch", "transformers", "transformer_lens", "numpy"}, sorted(names)
+
+
+def test_the_console_script_answers_help_without_importing_torch():
+    script = Path(sys.executable).parent / "hooked-bilinear"
+    if not script.is_file():
+        pytest.skip("the console script is not installed beside this Python")
+    program = (
+        "import runpy, sys; sys.argv = [sys.argv[1], '--help']; "
+        "exit_code = 0\ntry:\n    runpy.run_path(sys.argv[0], run_name='__main__')\nexcept SystemExit as e:\n"
+        "    exit_code = e.code\nassert exit_code == 0, exit_code\nassert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", program, str(script)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_command_after_a_lazy_start_has_the_whole_api():
+    result = subprocess.run(
+        [sys.executable, "-m", "hooked_bilinear", "modadd", "certify", "--model", "ts-synthetic-2l"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    # the command ran (the API and registrations loaded after parsing): the model loads, and is refused for its task
+    assert result.returncode == 1 and "modadd" in result.stderr, result.stderr
+
+
+def _every_parser() -> list[argparse.ArgumentParser]:
+    return _parsers(parser())
+
+
+def test_every_option_of_every_command_shows_its_default():
+    checked = 0
+    for each in _every_parser():
+        formatter = each._get_formatter()
+        for action in each._actions:
+            if not action.option_strings or isinstance(action, argparse._HelpAction):
+                continue
+            text = formatter._expand_help(action) if action.help else ""
+            assert "default" in text and "default: None" not in text, f"{each.prog} {action.option_strings}: {text!r}"
+            checked += 1
+    assert checked > 50
+
+
+def test_a_mistyped_flag_shows_the_sub_commands_usage(capsys):
+    for argv, prog in [
+        (["bilinearize", "m", "d", "o", "--stepz", "3"], "hooked-bilinear bilinearize"),
+        (["vision", "train", "out", "--lrr", "3"], "hooked-bilinear vision train"),
+        (["modadd", "certify", "--jsn", "1"], "hooked-bilinear modadd certify"),
+    ]:
+        with pytest.raises(SystemExit) as exit:
+            main(argv)
+        assert exit.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"usage: {prog} ") and f"{prog}: error: unrecognized arguments: {argv[-2]}" in err
+
+
+def test_the_recipe_flag_offers_every_recipe_with_its_schedule():
+    from hooked_bilinear.making.recipe import RECIPES
+
+    (bilinearize_parser,) = [p for p in _every_parser() if p.prog.endswith(" bilinearize")]
+    (recipe,) = [a for a in bilinearize_parser._actions if "--recipe" in a.option_strings]
+    assert list(recipe.choices) == list(RECIPES)
+    for r in RECIPES.values():
+        assert f"{r.name}: {r.schedule} schedule" in recipe.help
+
+
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--steps", "10", "--warmup-steps", "20"], "--warmup-steps 20 is longer than the run (--steps 10)"),
+        (["--steps", "10", "--warmup-steps", "2", "--seq-len", "200"], "--seq-len 200 is longer than the model's 128"),
+    ],
+)
+def test_bilinearize_refuses_a_warmup_longer_than_the_run_or_too_long_sequences(tmp_path, capsys, flags, named):
+    folder, _ = write_llama(tmp_path / "swiglu", hidden_act="silu")
+    torch.save(torch.randint(0, 330, (4000,)), tmp_path / "tokens.pt")
+    out = tmp_path / "out"
+    assert main(["bilinearize", str(folder), str(tmp_path / "tokens.pt"), str(out), "--device", "cpu", *flags]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("hooked-bilinear bilinearize: error:") and named in err, err
+    assert not out.exists() and not (tmp_path / "out.state").exists()

@@ -18,36 +18,60 @@ Public API:
     Corpus(source, text_column=...)    a text dataset for bilinearize (local files, or a Hub name streamed)
 """
 
-from hooked_bilinear import analysis, publishing, sae, vision
-from hooked_bilinear.components.hooked_bilinear_mlp import HookedBilinearMLP
-from hooked_bilinear.errors import (
-    CheckpointFormatError,
-    CheckpointNotFoundError,
-    CheckpointWeightsError,
-    ConversionError,
-    DatasetError,
-    HookedBilinearError,
-    NotBilinearError,
-    PublishError,
-    SAEError,
-)
-from hooked_bilinear.loading.adapter import (
-    BilinearArchitectureAdapter,
-    register_adapter,
-)
-from hooked_bilinear.loading.pretrained import from_pretrained, load_model, shipped_checkpoints
-from hooked_bilinear.making.bilinearize import bilinearize
-from hooked_bilinear.making.corpus import Corpus
-from hooked_bilinear.making.train import TrainConfig
-from hooked_bilinear.modeling.configuration import BilinearConfig, detect_format
-from hooked_bilinear.modeling.modeling import BilinearForCausalLM
-from hooked_bilinear.modeling.registration import register_auto_classes
-from hooked_bilinear.publishing.hub import push_to_hub
-from hooked_bilinear.publishing.save import save_pretrained
-from hooked_bilinear.publishing.to_llama import to_llama
+from __future__ import annotations
 
-register_auto_classes()
-register_adapter()
+import os
+import sys
+from typing import TYPE_CHECKING
+
+
+def _starting_command_line() -> bool:
+    """Whether this import starts the `hooked-bilinear` command (its console script, or `python -m hooked_bilinear`,
+    which torchrun runs) before the command has parsed its arguments. The command then imports the API below itself,
+    after parsing (`hooked_bilinear.cli.main`), so that `--help` and usage errors answer without importing torch."""
+    if globals().get("_arguments_parsed", False):
+        return False
+    script = os.path.basename(sys.argv[0]) if sys.argv else ""
+    if script in ("hooked-bilinear", "hooked-bilinear.exe", "hooked-bilinear-script.py"):
+        return True
+    if script != "-m" or len(sys.argv) > len(sys.orig_argv):  # while runpy imports a package for `python -m`
+        return False
+    token = sys.orig_argv[-len(sys.argv)]  # what followed -m (`-m NAME` or `-mNAME`)
+    module = token[2:] if token.startswith("-m") and token != "-m" else token
+    return module in ("hooked_bilinear", "hooked_bilinear.__main__")
+
+
+if TYPE_CHECKING or not _starting_command_line():
+    from hooked_bilinear import analysis, publishing, sae, vision
+    from hooked_bilinear.components.hooked_bilinear_mlp import HookedBilinearMLP
+    from hooked_bilinear.errors import (
+        CheckpointFormatError,
+        CheckpointNotFoundError,
+        CheckpointWeightsError,
+        ConversionError,
+        DatasetError,
+        HookedBilinearError,
+        NotBilinearError,
+        PublishError,
+        SAEError,
+    )
+    from hooked_bilinear.loading.adapter import (
+        BilinearArchitectureAdapter,
+        register_adapter,
+    )
+    from hooked_bilinear.loading.pretrained import from_pretrained, load_model, shipped_checkpoints
+    from hooked_bilinear.making.bilinearize import bilinearize
+    from hooked_bilinear.making.corpus import Corpus
+    from hooked_bilinear.making.train import TrainConfig
+    from hooked_bilinear.modeling.configuration import BilinearConfig, detect_format
+    from hooked_bilinear.modeling.modeling import BilinearForCausalLM
+    from hooked_bilinear.modeling.registration import register_auto_classes
+    from hooked_bilinear.publishing.hub import push_to_hub
+    from hooked_bilinear.publishing.save import save_pretrained
+    from hooked_bilinear.publishing.to_llama import to_llama
+
+    register_auto_classes()
+    register_adapter()
 
 __all__ = [
     "BilinearArchitectureAdapter",

@@ -14,6 +14,7 @@ hooked-bilinear vision report [--model digits] [--out DIR]        its eigen-imag
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -33,6 +34,7 @@ def _bilinearize(args: argparse.Namespace) -> None:
     from hooked_bilinear.making.distributed import session
     from hooked_bilinear.making.report import check_reporters
     from hooked_bilinear.making.train import TrainConfig
+    from hooked_bilinear.publishing.provenance import provenance_of
     from hooked_bilinear.publishing.save import save_pretrained
 
     rank = int(os.environ.get("RANK", "0"))
@@ -93,6 +95,14 @@ def _bilinearize(args: argparse.Namespace) -> None:
         tokenizer = load_folder_tokenizer(source if source.is_dir() else resolve_folder(args.model))
     save_pretrained(model, out, tokenizer=tokenizer, overwrite=args.overwrite)
     print(f"bilinear model written to {out} (resumable state, metrics.csv and loss_curve.png in {checkpoint_dir})")
+    provenance = provenance_of(model)
+    if provenance is not None and provenance.max_abs_logit_diff is not None:
+        for key, value in provenance.details.items():
+            if "source SwiGLU model" in key:
+                print(f"{key}: {value}")
+        print(
+            f"fold / export check, max |logit difference| of {provenance.compared}: {provenance.max_abs_logit_diff:.3g}"
+        )
 
 
 def _add_bilinearize(commands: Commands) -> None:
@@ -111,43 +121,85 @@ def _add_bilinearize(commands: Commands) -> None:
         ".arrow file or a folder of them, or a Hub dataset name (streamed; needs the network)",
     )
     b.add_argument("out", help="output folder (config.json, model.safetensors, tokenizer, README.md)")
+    from hooked_bilinear.making.config import TrainConfig  # both torch-free: the defaults --help shows
+    from hooked_bilinear.making.recipe import RECIPES
+
+    defaults = TrainConfig()
     b.add_argument(
         "--recipe",
-        choices=["paper", "authors-code", "cosine80"],
+        choices=list(RECIPES),
         default="paper",
-        help="paper (default): linear beta 1 -> 0 over the first 30%%, learnable gate scale, lr 1e-4, "
-        "weight decay 0.1, bf16 on CUDA; authors-code: the schedule of the authors' finetuning.py "
-        "(exp decay over the whole run); cosine80: the package's first default (cosine over 80%%, "
-        "lr 3e-4)",
+        help="; ".join(
+            f"{r.name}: {r.schedule} schedule, beta 1 -> 0 over the first {100 * r.anneal_fraction:.0f}%% of the steps, "
+            f"{'learnable' if r.learnable_scale else 'no'} gate scale, lr {r.lr:g}, weight decay {r.weight_decay:g}"
+            f"{', bf16 on CUDA' if r.bf16 else ''}"
+            for r in RECIPES.values()
+        )
+        + " (default: %(default)s)",
     )
-    b.add_argument("--steps", type=int)
-    b.add_argument("--batch-size", dest="batch_size", type=int, help="GLOBAL batch (split across processes)")
+    b.add_argument("--steps", type=int, help=f"optimiser steps (default: {defaults.steps})")
+    b.add_argument(
+        "--batch-size",
+        dest="batch_size",
+        type=int,
+        help=f"GLOBAL batch, split across processes (default: {defaults.batch_size})",
+    )
     b.add_argument(
         "--micro-batch-size",
         dest="micro_batch_size",
         type=int,
         help="rows per forward pass on each process (gradient accumulation; default: its whole share)",
     )
-    b.add_argument("--seq-len", dest="seq_len", type=int)
-    b.add_argument("--lr", type=float, help="overrides the recipe's")
-    b.add_argument("--weight-decay", dest="weight_decay", type=float, help="overrides the recipe's")
-    b.add_argument("--warmup-steps", dest="warmup_steps", type=int)
-    b.add_argument("--checkpoint-every", dest="checkpoint_every", type=int)
-    b.add_argument("--seed", type=int)
-    b.add_argument("--gradient-checkpointing", dest="gradient_checkpointing", action="store_true", default=None)
-    b.add_argument("--anneal-fraction", dest="anneal_fraction", type=float, help="overrides the recipe's")
-    b.add_argument("--schedule", choices=["linear", "cosine", "exp"], help="overrides the recipe's")
+    b.add_argument(
+        "--seq-len",
+        dest="seq_len",
+        type=int,
+        help=f"tokens per sequence, at most the model's max_position_embeddings (default: {defaults.seq_len})",
+    )
+    b.add_argument("--lr", type=float, help="peak learning rate (default: the recipe's)")
+    b.add_argument("--weight-decay", dest="weight_decay", type=float, help="(default: the recipe's)")
+    b.add_argument(
+        "--warmup-steps",
+        dest="warmup_steps",
+        type=int,
+        help=f"linear learning-rate warmup, at most --steps (default: {defaults.warmup_steps})",
+    )
+    b.add_argument(
+        "--checkpoint-every",
+        dest="checkpoint_every",
+        type=int,
+        help=f"steps between resumable checkpoints (default: {defaults.checkpoint_every})",
+    )
+    b.add_argument("--seed", type=int, help=f"data order and initialisation (default: {defaults.seed})")
+    b.add_argument(
+        "--gradient-checkpointing",
+        dest="gradient_checkpointing",
+        action="store_true",
+        default=None,
+        help="recompute activations in the backward pass (default: off)",
+    )
+    b.add_argument(
+        "--anneal-fraction",
+        dest="anneal_fraction",
+        type=float,
+        help="share of the steps over which beta goes 1 -> 0 (default: the recipe's)",
+    )
+    b.add_argument("--schedule", choices=["linear", "cosine", "exp"], help="alpha(t) (default: the recipe's)")
     b.add_argument("--device", help="cpu or cuda (default: cuda when available; under torchrun, GPU LOCAL_RANK)")
     b.add_argument(
         "--strategy",
         choices=["auto", "ddp", "fsdp"],
         default="auto",
-        help="under torchrun: ddp (auto) or fsdp (FSDP2, sharded)",
+        help="under torchrun: ddp (auto) or fsdp (FSDP2, sharded) (default: %(default)s)",
     )
     b.add_argument("--text-column", dest="text_column", help="column holding the text (default: text)")
     b.add_argument("--split", help="Hub dataset split (default: train)")
-    b.add_argument("--dataset-config", dest="dataset_config", help="Hub dataset config name (e.g. sample-10BT)")
-    b.add_argument("--revision", help="Hub dataset revision")
+    b.add_argument(
+        "--dataset-config",
+        dest="dataset_config",
+        help="Hub dataset config name, e.g. sample-10BT (default: the dataset's default config)",
+    )
+    b.add_argument("--revision", help="Hub dataset revision (default: the newest)")
     b.add_argument("--tokenizer", help="tokenizer folder or Hub id for a text corpus (default: the model folder's)")
     b.add_argument(
         "--data-cache", dest="data_cache", help="where tokenized corpora are cached (default OUT.state/data)"
@@ -174,16 +226,19 @@ def _to_llama(args: argparse.Namespace) -> None:
     save_pretrained(llama, args.out, tokenizer=args.tokenizer, overwrite=args.overwrite)
     provenance = provenance_of(llama)
     difference = f"{provenance.max_abs_logit_diff:.3g}" if provenance is not None else "not recorded"
-    print(f"LlamaForCausalLM written to {args.out}; max |logit difference| vs the source {difference}")
+    print(
+        f"LlamaForCausalLM written to {args.out}; max |logit difference| of the converted model against the source "
+        f"checkpoint (probe tokens, a check of the conversion): {difference}"
+    )
 
 
 def _add_to_llama(commands: Commands) -> None:
     """`to-llama SOURCE OUT`."""
     t = commands.add_parser("to-llama", help="convert a current-format tdooms checkpoint to a stock Llama folder")
     t.add_argument("source", help="folder, shipped name or Hub id")
-    t.add_argument("out")
+    t.add_argument("out", help="output folder")
     t.add_argument("--tokenizer", help="tokenizer folder or Hub id (default: the source's own)")
-    t.add_argument("--overwrite", action="store_true")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing OUT folder")
     t.set_defaults(run=_to_llama)
 
 
@@ -259,8 +314,8 @@ def _add_push(commands: Commands) -> None:
     p.add_argument("folder", help="a folder written by save / to-llama / bilinearize (checked to load first)")
     p.add_argument("repo_id", help="owner/name")
     p.add_argument("--overwrite", action="store_true", help="commit over an existing repo")
-    p.add_argument("--private", action="store_true")
-    p.add_argument("--token")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--token", help="Hub token (default: HF_TOKEN or the cached login)")
     p.add_argument("--endpoint", help="Hub endpoint (default HF_ENDPOINT or huggingface.co)")
     p.set_defaults(run=_push)
 
@@ -327,7 +382,7 @@ def _add_modadd(commands: Commands) -> None:
         default="modadd-p113",
         help="shipped name (modadd-p113, modadd-p59) or a folder saved by modadd train",
     )
-    c.add_argument("--frequencies", help="comma-separated frequencies to keep (default: key ones by weight)")
+    c.add_argument("--frequencies", help="comma-separated frequencies to keep (default: the key ones, by weight)")
     c.add_argument("--json", action="store_true", help="print one JSON object")
     c.set_defaults(run=_modadd_certify)
     tr = m.add_parser("train", help="train a one-layer bilinear transformer on (a + b) mod p")
@@ -335,7 +390,7 @@ def _add_modadd(commands: Commands) -> None:
         "--setup",
         choices=["nanda", "pizza"],
         required=True,
-        help="nanda: p=113, 'a b =', 30%% train; pizza: p=59, 'a b', uniform attention, 80%% train",
+        help="nanda: p=113, 'a b =', 30%% train; pizza: p=59, 'a b', uniform attention, 80%% train (no default)",
     )
     tr.add_argument("out", help="output folder")
     tr.add_argument(
@@ -346,11 +401,12 @@ def _add_modadd(commands: Commands) -> None:
         help="epochs of the first stage (default: the set-up's, SETUP_TRAINING: 2000 for nanda, 1500 for pizza; each "
         "then runs 500 more at weight decay 10; the last epoch is the model)",
     )
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--overwrite", action="store_true")
+    tr.add_argument("--seed", type=int, default=0, help="initialisation and data split")
+    tr.add_argument("--overwrite", action="store_true", help="replace an existing OUT folder")
     tr.set_defaults(run=_modadd_train)
 
 
+_PRESET = " (default: the --preset's, else VisionConfig's)"
 VISION_TRAIN_FLAGS = {
     "dataset": "--dataset",
     "d_model": "--d-model",
@@ -458,24 +514,29 @@ def _add_vision(commands: Commands) -> None:
         choices=["digits", "digits-noreg"],
         help="start from the settings of a shipped model (default: VisionConfig's defaults)",
     )
-    vt.add_argument("--dataset", choices=["digits", "mnist", "fashion-mnist"])
+    vt.add_argument("--dataset", choices=["digits", "mnist", "fashion-mnist"], help="the images" + _PRESET)
     vt.add_argument(
         "--data-root",
         dest="data_root",
-        help="folder holding MNIST/raw/ or FashionMNIST/raw/ (torchvision's layout of the IDX files)",
+        help="folder holding MNIST/raw/ or FashionMNIST/raw/ (torchvision's layout of the IDX files; default: "
+        "none, needed for mnist / fashion-mnist only)",
     )
-    vt.add_argument("--d-model", dest="d_model", type=int, help="embedding size")
-    vt.add_argument("--d-hidden", dest="d_hidden", type=int, help="bilinear layer width")
-    vt.add_argument("--bias", action="store_true", default=None, help="biases on the bilinear layer")
-    vt.add_argument("--head-bias", dest="head_bias", action="store_true", default=None)
-    vt.add_argument("--test-size", dest="test_size", help="held-out fraction, or 'official' (MNIST files' split)")
-    vt.add_argument("--seed", type=int)
-    vt.add_argument("--epochs", type=int)
-    vt.add_argument("--batch-size", dest="batch_size", type=int)
-    vt.add_argument("--lr", type=float)
-    vt.add_argument("--weight-decay", dest="weight_decay", type=float)
-    vt.add_argument("--noise-std", dest="noise_std", type=float, help="input Gaussian noise std (0: none)")
-    vt.add_argument("--overwrite", action="store_true")
+    vt.add_argument("--d-model", dest="d_model", type=int, help="embedding size" + _PRESET)
+    vt.add_argument("--d-hidden", dest="d_hidden", type=int, help="bilinear layer width" + _PRESET)
+    vt.add_argument("--bias", action="store_true", default=None, help="biases on the bilinear layer" + _PRESET)
+    vt.add_argument(
+        "--head-bias", dest="head_bias", action="store_true", default=None, help="a bias on the class head" + _PRESET
+    )
+    vt.add_argument(
+        "--test-size", dest="test_size", help="held-out fraction, or 'official' (MNIST files' split)" + _PRESET
+    )
+    vt.add_argument("--seed", type=int, help="initialisation, split and noise" + _PRESET)
+    vt.add_argument("--epochs", type=int, help="training epochs" + _PRESET)
+    vt.add_argument("--batch-size", dest="batch_size", type=int, help="images per step" + _PRESET)
+    vt.add_argument("--lr", type=float, help="learning rate" + _PRESET)
+    vt.add_argument("--weight-decay", dest="weight_decay", type=float, help="AdamW weight decay" + _PRESET)
+    vt.add_argument("--noise-std", dest="noise_std", type=float, help="input Gaussian noise std, 0: none" + _PRESET)
+    vt.add_argument("--overwrite", action="store_true", help="replace an existing OUT folder")
     vt.set_defaults(run=_vision_train)
     vr = v.add_parser("report", help="eigen-images, truncation, adversarial masks, overfitting, explanations")
     vr.add_argument("--model", default="digits", help="shipped name (digits, digits-noreg) or a trained folder")
@@ -485,31 +546,78 @@ def _add_vision(commands: Commands) -> None:
         help="the same model trained without input noise, for the overfitting comparison ('none': skip)",
     )
     vr.add_argument("--out", default="out/vision", help="folder for the PNGs and report.json")
-    vr.add_argument("--data-root", dest="data_root", help="for MNIST / Fashion-MNIST models: see vision train")
-    vr.add_argument("--sweep", help="comma-separated input-noise stds to retrain at (the noise-sweep figure)")
+    vr.add_argument(
+        "--data-root", dest="data_root", help="for MNIST / Fashion-MNIST models: see vision train (default: as there)"
+    )
+    vr.add_argument(
+        "--sweep",
+        help="comma-separated input-noise stds to retrain at (the noise-sweep figure; default: none, no sweep)",
+    )
     vr.add_argument(
         "--sweep-epochs", dest="sweep_epochs", type=int, help="epochs per sweep model (default: the model's)"
     )
-    vr.add_argument("--seeds", help="comma-separated seeds to retrain at, for eigen-image similarity across seeds")
+    vr.add_argument(
+        "--seeds", help="comma-separated seeds to retrain at, for eigen-image similarity across seeds (default: none)"
+    )
     vr.add_argument(
         "--widths",
-        help="comma-separated bilinear widths (d_hidden) to retrain at, for eigen-image similarity across hidden sizes",
+        help="comma-separated bilinear widths (d_hidden) to retrain at, for eigen-image similarity across hidden sizes "
+        "(default: none)",
     )
     vr.add_argument("--json", action="store_true", help="print the numbers as one JSON object")
     vr.set_defaults(run=_vision_report)
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default ("(default: ...)"), unless the help already states it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.help is not None and "default" in action.help:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _parsers(root: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The root parser and every sub-command's parser, nested ones included."""
+    found = [root]
+    for action in root._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):  # aliases map to the same parser
+                found += _parsers(sub)
+    return found
+
+
+def _command_parser(root: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the (nested) sub-command `args` were parsed for."""
+    for action in root._actions:
+        if isinstance(action, argparse._SubParsersAction) and getattr(args, action.dest, None) in action.choices:
+            return _command_parser(action.choices[getattr(args, action.dest)], args)
+    return root
+
+
 def parser() -> argparse.ArgumentParser:
+    """The command line: every sub-command's parser shows the defaults in its help (`_HelpFormatter`)."""
     root = argparse.ArgumentParser(prog="hooked-bilinear", description="Make, convert and publish bilinear models.")
     commands = root.add_subparsers(dest="command", required=True)
     for add in (_add_bilinearize, _add_to_llama, _add_save, _add_push, _add_modadd, _add_vision):
         add(commands)
+    for each in _parsers(root):
+        each.formatter_class = _HelpFormatter
     return root
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run a command; a HookedBilinearError prints its message and returns 1 (no traceback)."""
-    args = parser().parse_args(argv)
+    """Run a command; a HookedBilinearError prints its message and returns 1 (no traceback).
+
+    Fast by construction: this module imports nothing heavy at the top, and `hooked_bilinear` itself skips its API
+    while the command starts (see `hooked_bilinear._starting_command_line`), so `--help` and usage errors answer
+    without importing torch. Each handler imports what it needs inside itself; the API is loaded here, after parsing.
+    """
+    root = parser()
+    args, unknown = root.parse_known_args(argv)
+    if unknown:  # reported by the sub-command's parser, with its usage, not the root's
+        _command_parser(root, args).error(f"unrecognized arguments: {' '.join(unknown)}")
+    _load_package()
     try:
         with command_line_errors():
             args.run(args)
@@ -517,6 +625,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hooked-bilinear {args.command}: error: {error}", file=sys.stderr)
         return _leave(1)
     return _leave(0)
+
+
+def _load_package() -> None:
+    """Import hooked_bilinear's API (and register its Auto classes and adapters) exactly as `import hooked_bilinear`
+    does, if the command's start skipped it."""
+    package = sys.modules["hooked_bilinear"]
+    if "from_pretrained" not in vars(package):
+        vars(package)["_arguments_parsed"] = True
+        importlib.reload(package)
 
 
 def _leave(code: int) -> int:

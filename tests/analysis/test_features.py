@@ -222,3 +222,142 @@ def test_bad_input() -> None:
         A.output_feature_eigen(factors, random_sae(D, 10), [1, 10])
     with pytest.raises(SAEError, match="not an SAE"):
         A.feature_interactions(factors, object(), u)
+
+
+@pytest.fixture(scope="module")
+def shipped_bridge():
+    return hb.from_pretrained("ts-synthetic-2l")
+
+
+def test_an_sae_of_another_layer_or_side_is_refused_naming_both_hooks(shipped_bridge) -> None:
+    mlp0 = shipped_bridge.blocks[0].mlp
+    in0, in1 = S.load("ts-synthetic-2l/blocks.0.mlp.hook_in"), S.load("ts-synthetic-2l/blocks.1.mlp.hook_in")
+    out0 = S.load("ts-synthetic-2l/blocks.0.mlp.hook_out")
+    u = torch.randn(mlp0.factors().d_out)
+    good = A.feature_interactions(mlp0, in0, u)  # the right pairing works
+    with pytest.raises(SAEError, match=r"'blocks\.1\.mlp\.hook_in'.*layer 0's MLP.*blocks\.0\.mlp\.hook_in"):
+        A.feature_interactions(mlp0, in1, u)  # another layer
+    with pytest.raises(SAEError, match=r"'blocks\.0\.mlp\.hook_out'.*did you swap"):
+        A.feature_interactions(mlp0, out0, u)  # the output SAE as the input SAE (the same width)
+    with pytest.raises(SAEError, match="blocks.1.mlp.hook_in"):
+        mlp0.feature_interactions(in1, u)  # the component method too
+    for call in (
+        lambda: A.feature_bias_terms(mlp0, in1, u),
+        lambda: A.output_feature_eigen(mlp0, in0, [0]),  # an input SAE as the output SAE
+        lambda: A.output_feature_eigen(mlp0, S.load("ts-synthetic-2l/blocks.1.mlp.hook_out"), [0]),
+        lambda: A.rank_output_features(mlp0, out0, sae_in=in1, features=[0]),
+        lambda: A.rank_output_features(mlp0, in0, features=[0]),
+        lambda: A.eigen_approximation(mlp0, in0, torch.randn(4, u.shape[0])),
+    ):
+        with pytest.raises(SAEError, match="check_hook=False"):
+            call()
+    # the documented override, for SAEs whose hook names are wrong: the same numbers as the right SAE's weights
+    torch.testing.assert_close(
+        A.feature_interactions(mlp0, _renamed(in0, "blocks.1.mlp.hook_in"), u, check_hook=False), good
+    )
+    # an SAE that names no hook is not checked; factors (no layer) check the side only
+    assert A.feature_interactions(mlp0, _renamed(in0, None), u).shape == good.shape
+    factors = mlp0.factors()
+    assert A.feature_interactions(factors, in1, u).shape == good.shape
+    with pytest.raises(SAEError, match="did you swap"):
+        A.feature_interactions(factors, out0, u)
+
+
+def test_an_sae_at_an_accepted_hook_of_its_layer_passes(shipped_bridge) -> None:
+    mlp1 = shipped_bridge.blocks[1].mlp
+    sae_in, sae_out = S.load("ts-synthetic-2l/blocks.1.mlp.hook_in"), S.load("ts-synthetic-2l/blocks.1.mlp.hook_out")
+    u = torch.randn(mlp1.factors().d_out)
+    for name in ("blocks.1.ln2.hook_normalized", "blocks.1.ln2.hook_out"):
+        A.feature_interactions(mlp1, _renamed(sae_in, name), u)
+    A.output_feature_eigen(mlp1, _renamed(sae_out, "blocks.1.hook_mlp_out"), [0])
+    with pytest.raises(SAEError):  # the residual stream before ln2 is not the MLP's input
+        A.feature_interactions(mlp1, _renamed(sae_in, "blocks.1.hook_mlp_in"), u)
+
+
+def test_feature_activations_refuses_a_hook_name_other_than_the_saes(shipped_bridge) -> None:
+    sae_in = S.load("ts-synthetic-2l/blocks.1.mlp.hook_in")
+    tokens = torch.randint(0, 100, (2, 5))
+    with pytest.raises(SAEError, match=r"hook_name='blocks\.0\.mlp\.hook_in'.*'blocks\.1\.mlp\.hook_in'"):
+        A.feature_activations(shipped_bridge, sae_in, tokens, hook_name="blocks.0.mlp.hook_in")
+    forced = A.feature_activations(shipped_bridge, sae_in, tokens, hook_name="blocks.0.mlp.hook_in", check_hook=False)
+    assert forced.shape == (2, 5, sae_in.d_sae)
+
+
+def _renamed(sae: S.SAE, hook_name: str | None) -> S.SAE:
+    """A copy of the SAE whose metadata names another hook (or none)."""
+    copy = S.TopKSAE(sae.d_in, sae.d_sae, k=sae.k, metadata={"hook_name": hook_name} if hook_name else {})
+    copy.load_state_dict(sae.state_dict())
+    return copy
+
+
+def test_top_examples_ranks_by_value_magnitude_or_contribution_as_brute_force_sorting() -> None:
+    g = torch.Generator().manual_seed(3)
+    tokens = torch.randint(0, 50, (4, 6), generator=g)
+    values = torch.randn(4, 6, generator=g, dtype=torch.float64)
+    values[2, 3] = -10.0  # the strongest context, on the negative side
+    lambda_ = -0.7
+    cells = [(s, p) for s in range(4) for p in range(6)]
+    expected = {
+        "value": sorted(cells, key=lambda c: -values[c].item())[:5],
+        "magnitude": sorted(cells, key=lambda c: -abs(values[c].item()))[:5],
+        "contribution": sorted(cells, key=lambda c: -abs(lambda_ * values[c].item() ** 2))[:5],
+    }
+    for rank_by, cells_expected in expected.items():
+        options = {"lambda_": lambda_} if rank_by == "contribution" else {}
+        examples = A.top_examples(None, tokens, values, k=5, rank_by=rank_by, **options)
+        assert [(e.sequence, e.position) for e in examples] == cells_expected, rank_by
+        for e in examples:
+            raw = values[e.sequence, e.position].item()
+            assert e.value == pytest.approx(lambda_ * raw**2 if rank_by == "contribution" else raw)
+            assert e.token == str(tokens[e.sequence, e.position].item())
+    assert (2, 3) not in expected["value"] and expected["magnitude"][0] == (2, 3)
+    with pytest.raises(ValueError, match="needs lambda_"):
+        A.top_examples(None, tokens, values, rank_by="contribution")
+    with pytest.raises(ValueError, match="take none"):
+        A.top_examples(None, tokens, values, lambda_=1.0)
+
+
+def test_eigenvector_contributions_add_up_to_the_output_direction(shipped_bridge) -> None:
+    """The identity eigenvector_activations documents: sum_i lambda_i (v_i . x')^2 = u . mlp(x), per token."""
+    layer, tokens = 1, torch.randint(0, 300, (2, 7), generator=torch.Generator().manual_seed(0))
+    mlp = shipped_bridge.blocks[layer].mlp
+    u = torch.randn(mlp.factors().d_out, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    eigen = A.eigendecompose(mlp.factors(torch.float64), u, method="dense")
+    projections = A.eigenvector_activations(shipped_bridge, layer, eigen.v, tokens)  # [n_seq, pos, d_in]
+    with torch.no_grad():
+        _, cache = shipped_bridge.run_with_cache(tokens, names_filter=f"blocks.{layer}.mlp.hook_out")
+    expected = cache[f"blocks.{layer}.mlp.hook_out"].double() @ u
+    torch.testing.assert_close(
+        (eigen.lambda_ * projections.square()).sum(-1), expected, rtol=1e-4, atol=1e-4
+    )  # float32 model
+
+
+def _old_spectra(factors: BilinearFactors, sae_out, sae_in, features: list[int]) -> torch.Tensor:
+    """The reference: eigvalsh of every n x n D Q_e D^T (the package's path before issue 27)."""
+    D, _ = A.features.input_basis(factors, sae_in)
+    u = A.output_feature_directions(sae_out, features).to(factors.dtype)
+    u = u / u.norm(dim=-1, keepdim=True)
+    return torch.linalg.eigvalsh(D @ A.interaction_matrix(factors, u) @ D.T)
+
+
+def test_rank_output_features_ranks_the_shipped_model_as_the_n_by_n_eigensolver(shipped_bridge) -> None:
+    mlp = shipped_bridge.blocks[1].mlp
+    sae_in, sae_out = S.load("ts-synthetic-2l/blocks.1.mlp.hook_in"), S.load("ts-synthetic-2l/blocks.1.mlp.hook_out")
+    features = list(range(0, 512, 8))  # 64 of the 512: the reference takes ~30 ms per feature
+    lam = _old_spectra(mlp.factors(), sae_out, sae_in, features)
+    top = torch.gather(lam, 1, lam.abs().argmax(-1, keepdim=True))[:, 0]
+    order = top.abs().argsort(descending=True, stable=True)
+    ranking = A.rank_output_features(mlp, sae_out, sae_in=sae_in, features=features, progress=False)
+    assert ranking.features.tolist() == [features[i] for i in order.tolist()]
+    torch.testing.assert_close(ranking.top_eigenvalue, top[order], rtol=1e-4, atol=1e-6)
+    # float64: the whole spectrum, and the outlier ranking of the exact spectrum (rounding noise around 0 set to 0)
+    lam64 = _old_spectra(mlp.factors(torch.float64), sae_out, sae_in, features)
+    lam64 = torch.where(lam64.abs() < 1e-9 * lam64.abs().max(), torch.zeros_like(lam64), lam64)
+    by_outliers = A.rank_output_features(
+        mlp, sae_out, sae_in=sae_in, features=features, by="outliers", dtype=torch.float64, progress=False
+    )
+    counts = A.outlier_count(lam64)
+    top64 = torch.gather(lam64, 1, lam64.abs().argmax(-1, keepdim=True))[:, 0].abs()
+    score = counts.double() + top64 / (top64.max() + 1)
+    assert by_outliers.features.tolist() == [features[i] for i in score.argsort(descending=True, stable=True).tolist()]
+    assert by_outliers.outliers.tolist() == counts[score.argsort(descending=True, stable=True)].tolist()

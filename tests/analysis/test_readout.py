@@ -16,6 +16,7 @@ from hooked_bilinear.analysis import (
     top_tokens,
     unembedding_directions,
 )
+from tests.analysis.factories import factors_of, random_layer
 from tests.analysis.models import random_model
 
 
@@ -78,10 +79,12 @@ def analysis_calls(model: Any) -> dict[str, Callable[[], Any]]:
     """Every analysis entry point, aimed at layer 1's MLP of `model`."""
     mlp, u = model.blocks[1].mlp, torch.randn(2, model.cfg.d_model)
     x, tokens = torch.randn(3, model.cfg.d_model), torch.randint(0, 40, (1, 6))
+    # a truncated module of another (bilinear) layer: the entry point refuses the gated MLP before it reads this
+    truncated = analysis.truncate(factors_of(random_layer(model.cfg.d_model, 8, False)), u, 1)
     calls: dict[str, Callable[[], Any]] = {
         "mlp_factors": lambda: mlp_factors(model, 1),
         "BilinearFactors.from_mlp": lambda: BilinearFactors.from_mlp(mlp),
-        "truncation_curve": lambda: analysis.truncation_curve(model, 1, None, tokens, ks=[1], progress=False),
+        "truncation_curve": lambda: analysis.truncation_curve(model, 1, truncated, tokens, ks=[1], progress=False),
         "output_gram": lambda: analysis.output_gram(mlp),
     }
     arguments = {

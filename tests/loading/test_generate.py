@@ -55,7 +55,7 @@ def test_llama_bridge_generate_equals_greedy_decoding(tmp_path, hidden_act, comp
     )
     tokens = bridge.to_tokens(PROMPT)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # TransformerLens passes the cache as past_key_values
+        warnings.simplefilter("error", FutureWarning)  # no past_key_values deprecation at each decoding step
         out = bridge.generate(tokens, max_new_tokens=NEW_TOKENS, do_sample=False, use_past_kv_cache=True, verbose=False)
     expected = greedy(bridge, tokens)
     assert torch.equal(out, expected)

@@ -3,6 +3,7 @@ is refused with a clear error."""
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import pytest
@@ -13,6 +14,7 @@ import hooked_bilinear as hb
 from hooked_bilinear.making.bilinearize import bilinearize
 from hooked_bilinear.making.data import PackedSequences
 from hooked_bilinear.publishing.provenance import provenance_of
+from hooked_bilinear.publishing.verify import probe_tokens
 from tests.llama import tiny_llama
 from tests.roundtrip import stock_logits_in_fresh_process
 
@@ -113,3 +115,30 @@ def test_bad_datasets_are_refused(tmp_path):
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # untouched
     torch.save(periodic_tokens(), tmp_path / "tokens.pt")
     assert bilinearize(model, tmp_path / "tokens.pt", **FAST).config.hidden_act == "linear"
+
+
+def test_the_card_labels_the_fold_check_and_states_the_distance_from_the_source(tmp_path):
+    source = tiny_llama("silu", std=0.05)
+    model = bilinearize(copy.deepcopy(source), periodic_tokens(), **FAST)
+    provenance = provenance_of(model)
+    # the distance from the source SwiGLU model, recomputed here on the same probe tokens
+    probe = probe_tokens(source.config.vocab_size, FAST["seq_len"])
+    with torch.no_grad():
+        distance = (model(probe).logits.double() - source(probe).logits.double()).abs()
+    key = "max |logit difference| of this bilinear model against the source SwiGLU model (probe tokens)"
+    assert float(provenance.details[key]) == pytest.approx(distance.max().item(), rel=1e-2)
+    assert distance.max().item() > 100 * provenance.max_abs_logit_diff  # two different figures
+    card = (hb.save_pretrained(model, tmp_path / "bilinear", token_ids_only=True) / "README.md").read_text()
+    (verification,) = [line for line in card.splitlines() if line.startswith("- Verification:")]
+    assert "fold" in verification and "NOT the distance from the source SwiGLU model" in verification
+    assert f"- {key}: {provenance.details[key]}" in card
+
+
+def test_a_warmup_longer_than_the_run_or_sequences_past_the_positions_are_refused_before_training(tmp_path):
+    with pytest.raises(hb.HookedBilinearError, match=r"warmup_steps=30 is longer than the run \(steps=24\).*80% of lr"):
+        bilinearize(
+            tiny_llama("silu"), periodic_tokens(), **{**FAST, "warmup_steps": 30}, checkpoint_dir=tmp_path / "s"
+        )
+    with pytest.raises(hb.HookedBilinearError, match=r"seq_len=200 is longer than the model's 128 positions"):
+        bilinearize(tiny_llama("silu"), periodic_tokens(), **{**FAST, "seq_len": 200}, checkpoint_dir=tmp_path / "s")
+    assert not (tmp_path / "s").exists()

@@ -151,7 +151,10 @@ def test_bridge_is_published_as_stock_llama_loadable_in_a_fresh_process(tmp_path
     assert (fresh["boot"] - expected).abs().max().item() <= 1e-5
     card = (folder / "README.md").read_text()
     diff = hb.publishing.provenance.provenance_of(hb.to_llama(EMBEDDED)).max_abs_logit_diff
-    assert f"max |logit difference| against the source model on probe tokens: {diff:.3g}" in card
+    assert (
+        f"max |logit difference| of this LlamaForCausalLM against the source checkpoint it was converted from (the same "
+        f"function in another form: a check of the conversion), on probe tokens: {diff:.3g}"
+    ) in card
     assert "computes SiLU" in card and f'hb.from_pretrained("{folder.name}", compatibility_mode=True)' in card
 
 

@@ -15,17 +15,28 @@ u = e_j is the direction whose interaction matrix and eigenvectors explain the f
 
 SAEs are duck-typed: anything with W_enc [d_in, d_sae], W_dec [d_sae, d_in], b_enc, b_dec (and `encode` where
 activations are computed) works, an SAELens SAE included.
+
+Pairings are checked. When an SAE names its hook (`sae.hook_name`, or SAELens's `cfg.metadata.hook_name`), every
+function here that takes an MLP and an SAE refuses an SAE of another layer or of the other side of the MLP
+(SAEError naming both hooks): an input SAE must read `blocks.{l}.mlp.hook_in` or `blocks.{l}.ln2.hook_normalized`
+(`ln2.hook_out`), an output SAE `blocks.{l}.mlp.hook_out` or `blocks.{l}.hook_mlp_out`, with l the MLP's layer (read
+from the bridge MLP's own hook names; for `BilinearFactors`, which do not know their layer, only the side is
+checked). An SAE without a hook name is not checked. `check_hook=False` skips the check, for an SAE whose hook name
+is wrong or names another model's hooks: the pairing is then yours to vouch for.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 from beartype import beartype
 from jaxtyping import Float, jaxtyped
+from tqdm.auto import tqdm
 
+from hooked_bilinear.analysis.checks import check_layer, check_token_ids
 from hooked_bilinear.analysis.eigen import Eigen, eigendecompose
 from hooked_bilinear.analysis.factors import BilinearFactors, as_factors
 from hooked_bilinear.analysis.interaction import interaction_matrix
@@ -65,6 +76,71 @@ def _check_width(sae: Any, factors: BilinearFactors, side: str) -> None:
         )
 
 
+INPUT_HOOKS = ("blocks.{l}.mlp.hook_in", "blocks.{l}.ln2.hook_normalized", "blocks.{l}.ln2.hook_out")
+OUTPUT_HOOKS = ("blocks.{l}.mlp.hook_out", "blocks.{l}.hook_mlp_out")
+SIDE_HOOKS = {"input": INPUT_HOOKS, "output": OUTPUT_HOOKS}
+
+
+def sae_hook_name(sae: Any) -> str | None:
+    """The hook an SAE says it reads: `sae.hook_name`, or SAELens's `cfg.metadata.hook_name` / `cfg.hook_name`."""
+    cfg = getattr(sae, "cfg", None)
+    for owner, name in ((sae, "hook_name"), (getattr(cfg, "metadata", None), "hook_name"), (cfg, "hook_name")):
+        value = getattr(owner, name, None) if owner is not None else None
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def mlp_layer(mlp: Any) -> int | None:
+    """The block index of a bridge's MLP, read from its `hook_in` name; None for factors or a module outside a bridge."""
+    name = getattr(getattr(mlp, "hook_in", None), "name", None)
+    match = re.fullmatch(r"blocks\.(\d+)\.mlp\.hook_in", name) if isinstance(name, str) else None
+    return int(match.group(1)) if match else None
+
+
+def _hook_layer(hook: str, side: str) -> int | None:
+    """The layer of `hook` if it is one of `side`'s hooks (any layer), else None."""
+    for pattern in SIDE_HOOKS[side]:
+        match = re.fullmatch(re.escape(pattern).replace(re.escape("{l}"), r"(\d+)"), hook)
+        if match:
+            return int(match.group(1))
+    return None
+
+
+def check_sae_hook(mlp: Any, sae: Any, side: str, check_hook: bool = True) -> None:
+    """SAEError unless the SAE's hook is one of `side`'s hooks of the MLP's layer (see the module doc).
+
+    Args:
+        mlp: a bridge's `blocks[l].mlp` (its layer is read from its hook names) or BilinearFactors (side only).
+        sae: the SAE; one without a hook name is not checked.
+        side: "input" (the SAE reads the MLP's input) or "output" (its output).
+        check_hook: False skips the check.
+
+    Raises:
+        SAEError: naming the SAE's hook and the hooks it should read.
+    """
+    hook = sae_hook_name(sae) if check_hook else None
+    if hook is None:
+        return
+    layer = mlp_layer(mlp)
+    found = _hook_layer(hook, side)
+    if found is not None and (layer is None or found == layer):
+        return
+    other = "output" if side == "input" else "input"
+    wanted = " or ".join(h.format(l=layer if layer is not None else "{l}") for h in SIDE_HOOKS[side])
+    where = f"layer {layer}'s MLP" if layer is not None else "an MLP"
+    hint = (
+        f" It reads the MLP's {other}: did you swap the input and output SAEs?"
+        if _hook_layer(hook, other) is not None
+        else ""
+    )
+    raise SAEError(
+        f"the {side} SAE reads {hook!r}, but it is used as the {side} SAE of {where}, whose {side} is {wanted}."
+        f"{hint} Pass the SAE trained on that hook; or, if the SAE's hook_name is wrong (it names another model's "
+        "hooks, say), check_hook=False, vouching for the pairing yourself."
+    )
+
+
 def feature_indices(sae: Any, features: Features) -> torch.Tensor:
     """Feature ids as a 1-d long tensor (all features for None), IndexError for any outside 0..d_sae-1."""
     d_sae = sae_tensors(sae)[0].shape[1]
@@ -93,10 +169,17 @@ def input_basis(factors: BilinearFactors, sae: Any) -> tuple[torch.Tensor, torch
 
 @jaxtyped(typechecker=beartype)
 def feature_interactions(
-    mlp: Any, sae: Any, u: Float[torch.Tensor, "*n d_out"], dtype: torch.dtype | None = None
+    mlp: Any,
+    sae: Any,
+    u: Float[torch.Tensor, "*n d_out"],
+    dtype: torch.dtype | None = None,
+    *,
+    check_hook: bool = True,
 ) -> Float[torch.Tensor, "*n d_sae d_sae"]:
     """`D Q_u D^T` [d_sae, d_sae] (or [n, d_sae, d_sae] for u [n, d_model]) for the input SAE's decoder D: entry
-    (i, j) is how much features i and j together write along u (see module doc; the bias terms are separate)."""
+    (i, j) is how much features i and j together write along u (see module doc; the bias terms are separate).
+    The SAE must read this MLP's input (`check_hook`: see the module doc)."""
+    check_sae_hook(mlp, sae, "input", check_hook)
     factors = as_factors(mlp, dtype)
     D, _ = input_basis(factors, sae)
     return D @ interaction_matrix(factors, u) @ D.T
@@ -111,9 +194,16 @@ class FeatureBias(NamedTuple):
 
 @jaxtyped(typechecker=beartype)
 def feature_bias_terms(
-    mlp: Any, sae: Any, u: Float[torch.Tensor, "*n d_out"], dtype: torch.dtype | None = None
+    mlp: Any,
+    sae: Any,
+    u: Float[torch.Tensor, "*n d_out"],
+    dtype: torch.dtype | None = None,
+    *,
+    check_hook: bool = True,
 ) -> FeatureBias:
-    """The decoder-bias cross terms: `u . mlp(x_hat) = f^T M f + f . linear + constant` (M = feature_interactions)."""
+    """The decoder-bias cross terms: `u . mlp(x_hat) = f^T M f + f . linear + constant` (M = feature_interactions).
+    The SAE must read this MLP's input (`check_hook`: see the module doc)."""
+    check_sae_hook(mlp, sae, "input", check_hook)
     factors = as_factors(mlp, dtype)
     D, b = input_basis(factors, sae)
     Qb = interaction_matrix(factors, u) @ b  # [*n, d_in]
@@ -146,9 +236,13 @@ def output_feature_eigen(
     features: Features = None,
     k: int | None = None,
     dtype: torch.dtype | None = None,
+    *,
+    check_hook: bool = True,
     **options: Any,
 ) -> Eigen:
-    """Eigenpairs of Q_{e_j} for output features j of an SAE on the MLP output (lambda_ [n, k], v [n, k, d_in])."""
+    """Eigenpairs of Q_{e_j} for output features j of an SAE on the MLP output (lambda_ [n, k], v [n, k, d_in]).
+    The SAE must read this MLP's output (`check_hook`: see the module doc)."""
+    check_sae_hook(mlp, sae, "output", check_hook)
     factors = as_factors(mlp, dtype)
     _check_width(sae, factors, "output")
     return eigendecompose(factors, output_feature_directions(sae, features).to(factors.dtype), k, **options)
@@ -182,30 +276,54 @@ def rank_output_features(
     by: str = "top_eigenvalue",
     features: Features = None,
     dtype: torch.dtype | None = None,
+    check_hook: bool = True,
+    progress: bool = True,
 ) -> FeatureRanking:
     """Rank output features by the spectrum of Q_{e_j} (or of `D Q_{e_j} D^T` when the input SAE is given):
     by="top_eigenvalue" (largest |lambda|, each e_j scaled to unit norm so SAE scale does not decide) or
-    by="outliers" (IQR outlier count; ties broken by top |lambda|)."""
+    by="outliers" (IQR outlier count; ties broken by top |lambda|).
+
+    With an input SAE of more features than the MLP has inputs (n > d_in), the nonzero spectrum of the n x n
+    `D Q D^T` is that of the d_in x d_in `G^(1/2) Q G^(1/2)`, G = D^T D, and the other n - d_in eigenvalues are
+    zero: that is what is computed (exact zeros, where an n x n eigensolver returns rounding noise around zero).
+    `progress`: a tqdm bar over the features."""
     if by not in ("top_eigenvalue", "outliers"):
         raise ValueError(f"by must be 'top_eigenvalue' or 'outliers', got {by!r}.")
+    check_sae_hook(mlp, sae_out, "output", check_hook)
+    if sae_in is not None:
+        check_sae_hook(mlp, sae_in, "input", check_hook)
     factors = as_factors(mlp, dtype)
     _check_width(sae_out, factors, "output")
     ids = feature_indices(sae_out, features)
     u = output_feature_directions(sae_out, ids).to(factors.dtype)
     u = u / u.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(u.dtype).tiny)
+    D = input_basis(factors, sae_in)[0] if sae_in is not None else None
+    zeros = 0
+    if D is not None and D.shape[0] > D.shape[1]:
+        # R Q_u R with R = G^(1/2) is the interaction matrix of the factors R W_gate, R W_in: fold R in once
+        R = _psd_sqrt(D.T @ D)
+        factors = BilinearFactors(R @ factors.W_gate, R @ factors.W_in, factors.W_out, factors.augmented)
+        zeros = D.shape[0] - D.shape[1]
+        D = None
     spectra = []
-    for start in range(0, len(ids), 64):
+    for start in tqdm(range(0, len(ids), 64), desc="output-feature spectra", disable=not progress):
         Q = interaction_matrix(factors, u[start : start + 64])
-        if sae_in is not None:
-            D, _ = input_basis(factors, sae_in)
-            Q = D @ Q @ D.T
-        spectra.append(torch.linalg.eigvalsh(Q))
+        lam = torch.linalg.eigvalsh(D @ Q @ D.T if D is not None else Q)
+        if zeros:
+            lam = torch.cat([lam, lam.new_zeros(len(lam), zeros)], dim=-1).sort(dim=-1).values
+        spectra.append(lam)
     lam = torch.cat(spectra)
     top = torch.gather(lam, 1, lam.abs().argmax(-1, keepdim=True))[:, 0]
     outliers = outlier_count(lam)
     score = top.abs() if by == "top_eigenvalue" else outliers.to(lam.dtype) + top.abs() / (top.abs().max() + 1)
     order = score.argsort(descending=True, stable=True)
     return FeatureRanking(ids[order], score[order], top[order], outliers[order])
+
+
+def _psd_sqrt(G: torch.Tensor) -> torch.Tensor:
+    """The symmetric square root of a positive semi-definite matrix (rounding's negative eigenvalues as zero)."""
+    s, U = torch.linalg.eigh(G)
+    return (U * s.clamp_min(0).sqrt()) @ U.T
 
 
 class InteractionPairs(NamedTuple):
@@ -220,6 +338,8 @@ class InteractionPairs(NamedTuple):
 @beartype
 def top_interactions(interactions: torch.Tensor, k: int = 10, include_self: bool = True) -> InteractionPairs:
     """The k entries (i <= j, or i < j without self interactions) of largest |value| of `D Q_u D^T` [d_sae, d_sae]."""
+    if k < 1:
+        raise ValueError(f"k={k}: pass the number of entries to return, at least 1.")
     if interactions.ndim != 2 or interactions.shape[0] != interactions.shape[1]:
         raise ValueError(f"interactions must be a square matrix [d_sae, d_sae], got {tuple(interactions.shape)}.")
     n = interactions.shape[0]
@@ -273,10 +393,13 @@ def eigen_approximation(
     activations: torch.Tensor | None = None,
     min_active: int = 10,
     dtype: torch.dtype | None = torch.float64,
+    *,
+    check_hook: bool = True,
 ) -> EigenApproximation:
     """Fig. 9 for output features (see EigenApproximation) over MLP inputs x [n, d_model] (hook_in activations).
     `activations` [n, n_features]: the SAE's activations of those features on the MLP outputs; when None they are
-    computed as `sae_out.encode(mlp(x))`."""
+    computed as `sae_out.encode(mlp(x))`. The SAE must read this MLP's output (`check_hook`: see the module doc)."""
+    check_sae_hook(mlp, sae_out, "output", check_hook)
     factors = as_factors(mlp, dtype)
     ids = feature_indices(sae_out, features)
     ks = tuple(int(k) for k in ks)
@@ -324,19 +447,59 @@ class Example(NamedTuple):
 
 @beartype
 def top_examples(
-    tokenizer: Any, tokens: torch.Tensor, values: torch.Tensor, k: int = 10, context: int = 8, after: int = 2
+    tokenizer: Any,
+    tokens: torch.Tensor,
+    values: torch.Tensor,
+    k: int = 10,
+    context: int = 8,
+    after: int = 2,
+    *,
+    rank_by: Literal["value", "magnitude", "contribution"] = "value",
+    lambda_: float | None = None,
 ) -> list[Example]:
-    """The k (sequence, position) of largest value, with `context` tokens before and `after` tokens after.
-    tokens, values: [n_seq, pos] (values: a feature's activations, an eigenvector's projection, ...)."""
+    """The k strongest (sequence, position) of `values`, with `context` tokens before and `after` tokens after.
+
+    Args:
+        tokenizer: a tokenizer (or a model holding one) to show tokens as text; None shows the ids.
+        tokens: token ids [n_seq, pos].
+        values: [n_seq, pos]: a feature's activations, or an eigenvector's projections `v . x'`
+            (`eigenvector_activations`).
+        k, context, after: how many examples, and the tokens shown before and after each.
+        rank_by: "value": the largest values (a feature's activations); "magnitude": the largest |value|, both
+            signs (an eigenvector's projection, whose sign is arbitrary); "contribution": the largest
+            |lambda_ * value^2|, the eigencomponent's contribution `lambda (v . x')^2` to the output direction, which
+            `Example.value` then holds (needs `lambda_`, the eigenvalue). An eigenvector is read by its contributions:
+            with values = `v . x'`, the strongest contexts are missed by rank_by="value" when they sit on the
+            negative side of v.
+        lambda_: the eigenvalue of the eigenvector whose projections `values` holds (rank_by="contribution" only).
+
+    Returns:
+        The examples, strongest first.
+
+    Raises:
+        ValueError: shapes that differ, k < 1, or lambda_ missing (or given) for the ranking.
+    """
+    if (rank_by == "contribution") != (lambda_ is not None):
+        raise ValueError(
+            f"rank_by={rank_by!r} with lambda_={lambda_}: rank_by='contribution' needs lambda_ (the eigenvalue), "
+            "and the other rankings take none."
+        )
+    if k < 1 or context < 0 or after < 0:
+        raise ValueError(
+            f"k must be at least 1, context and after at least 0; got k={k}, context={context}, after={after}."
+        )
     if tokens.shape != values.shape or tokens.ndim != 2:
         raise ValueError(
             f"tokens and values must both be [n_seq, pos]; got {tuple(tokens.shape)} and {tuple(values.shape)}."
         )
     tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
-    flat = values.reshape(-1).float()
-    top = flat.topk(min(k, flat.numel()))
+    flat = values.reshape(-1).double()
+    if lambda_ is not None:
+        flat = lambda_ * flat.square()
+    score = flat if rank_by == "value" else flat.abs()
+    order = score.topk(min(k, flat.numel())).indices
     examples = []
-    for value, index in zip(top.values.tolist(), top.indices.tolist()):
+    for value, index in zip(flat[order].tolist(), order.tolist()):
         sequence, position = divmod(index, tokens.shape[1])
         row = tokens[sequence].tolist()
 
@@ -360,6 +523,7 @@ def hook_activations(model: Any, tokens: torch.Tensor, hook_name: str, batch_siz
     """The activations of one hook over token sequences [n_seq, pos] -> [n_seq, pos, d], no grad."""
     if hook_name not in model.hook_dict:
         raise SAEError(f"the model has no hook {hook_name!r}.")
+    check_token_ids(model, tokens)
     out = []
     with torch.no_grad():
         for start in range(0, tokens.shape[0], batch_size):
@@ -378,10 +542,18 @@ def feature_activations(
     features: Features = None,
     hook_name: str | None = None,
     batch_size: int = 32,
+    check_hook: bool = True,
 ) -> torch.Tensor:
-    """An SAE's feature activations over token sequences [n_seq, pos] -> [n_seq, pos, n_features], at the SAE's hook."""
+    """An SAE's feature activations over token sequences [n_seq, pos] -> [n_seq, pos, n_features], at the SAE's hook
+    (`hook_name` for an SAE that names none; one that differs from the SAE's own is an error unless check_hook=False)."""
     ids = feature_indices(sae, features)
-    name = hook_name or getattr(sae, "hook_name", None)
+    own = sae_hook_name(sae)
+    if check_hook and hook_name is not None and own is not None and hook_name != own:
+        raise SAEError(
+            f"hook_name={hook_name!r}, but the SAE reads {own!r}: leave hook_name out, or pass check_hook=False to "
+            "encode another hook's activations on purpose."
+        )
+    name = hook_name or own
     if name is None:
         raise SAEError("this SAE does not say which hook it reads (metadata hook_name): pass hook_name=.")
     with torch.no_grad():
@@ -392,11 +564,32 @@ def feature_activations(
 def eigenvector_activations(
     model: Any, layer: int, v: torch.Tensor, tokens: torch.Tensor, batch_size: int = 32
 ) -> torch.Tensor:
-    """Projections `v . x'` of layer `layer`'s MLP inputs (hook_in) on eigenvectors v [d_in] or [k, d_in] (from
-    `eigendecompose` / `output_feature_eigen`), over token sequences [n_seq, pos] -> [n_seq, pos] or [n_seq, pos, k]:
-    the values whose top dataset examples show what an eigenvector reads (its contribution is lambda times the square)."""
-    if not 0 <= layer < len(model.blocks):
-        raise IndexError(f"layer {layer} does not exist: the model has layers 0..{len(model.blocks) - 1}.")
+    """Projections `v . x'` of layer `layer`'s MLP inputs (hook_in) on eigenvectors: what an eigenvector reads.
+
+    With `x' = [x, 1]` for layers with biases (`x' = x` without), an eigenpair (lambda, v) of `Q_u` adds
+    `lambda (v . x')^2` to `u . mlp(x)` (all eigenpairs together: exactly `u . mlp(x)`). The contexts that drive the
+    eigenvector are the ones with the largest contribution, on either side of v:
+
+        eigen = hooked_bilinear.analysis.eigendecompose(model.blocks[layer].mlp, u, k=4)
+        values = eigenvector_activations(model, layer, eigen.v[0], tokens)          # [n_seq, pos]
+        top_examples(model, tokens, values, rank_by="contribution", lambda_=eigen.lambda_[0].item())
+
+    Args:
+        model: a TransformerBridge with bilinear MLPs.
+        layer: the block whose MLP the eigenvectors belong to.
+        v: eigenvectors [d_in] or [k, d_in] (`eigendecompose` / `output_feature_eigen`; d_in = d_model, + 1 with
+            biases).
+        tokens: token ids [n_seq, pos].
+        batch_size: sequences per forward pass.
+
+    Returns:
+        `v . x'` [n_seq, pos] (or [n_seq, pos, k] for k eigenvectors).
+
+    Raises:
+        IndexError: for a layer that does not exist; ValueError for eigenvectors of the wrong size or tokens outside
+            the vocabulary.
+    """
+    check_layer(model, layer)
     factors = BilinearFactors.from_mlp(model.blocks[layer].mlp, dtype=v.dtype if v.dtype.is_floating_point else None)
     if v.shape[-1] != factors.d_in or v.ndim not in (1, 2):
         raise ValueError(f"eigenvectors must be [d_in={factors.d_in}] or [k, {factors.d_in}], got {tuple(v.shape)}.")

@@ -63,6 +63,7 @@ def interaction_matrix(
     return Q[0] if u.ndim == 1 else Q
 
 
+@beartype
 def tensor(factors: Layer, max_bytes: int | None = TENSOR_MAX_BYTES) -> Float[torch.Tensor, "d_out d_in d_in"]:
     """The symmetric third-order tensor B [d_out, d_in, d_in], `B[o] = Q_{e_o}`.
 
@@ -80,6 +81,7 @@ def tensor(factors: Layer, max_bytes: int | None = TENSOR_MAX_BYTES) -> Float[to
     return interaction_matrices(factors, factors.W_out.T.contiguous())
 
 
+@beartype
 def output_gram(factors: Layer) -> Float[torch.Tensor, "d_out d_out"]:
     """`M[o, o'] = <B[o], B[o']>_F`, through d_hidden x d_hidden matrices instead of B.
 

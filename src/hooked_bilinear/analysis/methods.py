@@ -14,7 +14,7 @@ from jaxtyping import Float, jaxtyped
 from hooked_bilinear.analysis.decompose import Decomposition, decompose
 from hooked_bilinear.analysis.eigen import DEFAULT_SOLVER, Eigen, EigenSolver, Method, eigendecompose
 from hooked_bilinear.analysis.factors import BilinearFactors
-from hooked_bilinear.analysis.features import feature_interactions
+from hooked_bilinear.analysis.features import check_sae_hook, feature_interactions
 from hooked_bilinear.analysis.hosvd import HOSVD, hosvd
 from hooked_bilinear.analysis.interaction import (
     TENSOR_MAX_BYTES,
@@ -110,8 +110,10 @@ class BilinearAnalysisMethods:
 
     @jaxtyped(typechecker=beartype)
     def feature_interactions(
-        self, sae: Any, u: Directions, dtype: torch.dtype | None = None
+        self, sae: Any, u: Directions, dtype: torch.dtype | None = None, *, check_hook: bool = True
     ) -> Float[torch.Tensor, "*n d_sae d_sae"]:
         """`D Q_u D^T` [d_sae, d_sae] (or [n, d_sae, d_sae]) for an SAE on this layer's input (hook_in) with decoder
-        D; `hooked_bilinear.analysis.feature_bias_terms` gives the decoder-bias terms."""
-        return feature_interactions(self.factors(dtype), sae, u, dtype)
+        D; `hooked_bilinear.analysis.feature_bias_terms` gives the decoder-bias terms. An SAE of another hook is an
+        error (see `hooked_bilinear.analysis.features`; `check_hook=False` skips the check)."""
+        check_sae_hook(self, sae, "input", check_hook)
+        return feature_interactions(self.factors(dtype), sae, u, dtype, check_hook=False)

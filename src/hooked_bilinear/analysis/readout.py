@@ -13,16 +13,18 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import torch
+from beartype import beartype
 
+from hooked_bilinear.analysis.checks import check_layer
 from hooked_bilinear.analysis.factors import BilinearFactors, check_finite
 
 Tokens = int | Sequence[int] | torch.Tensor | None
 
 
+@beartype
 def mlp_factors(model: Any, layer: int, dtype: torch.dtype | None = None) -> BilinearFactors:
     """The bilinear factors of `model.blocks[layer].mlp` (NotBilinearError for a gated or plain MLP)."""
-    if not 0 <= layer < len(model.blocks):
-        raise IndexError(f"layer {layer} does not exist: the model has layers 0..{len(model.blocks) - 1}.")
+    check_layer(model, layer)
     return BilinearFactors.from_mlp(model.blocks[layer].mlp, dtype=dtype, where=f"blocks.{layer}.mlp")
 
 
@@ -40,11 +42,13 @@ def _token_ids(tokens: Tokens, vocab_size: int, device: torch.device) -> torch.T
         raise TypeError(f"tokens must be integer ids, got dtype {ids.dtype}.")
     if ids.numel() and (ids.min() < 0 or ids.max() >= vocab_size):
         raise ValueError(
-            f"token ids must lie in [0, {vocab_size}); got range [{ids.min().item()}, {ids.max().item()}]."
+            f"tokens must lie in [0, {vocab_size}) (the model's vocabulary); got ids from {ids.min().item()} to "
+            f"{ids.max().item()}."
         )
     return ids
 
 
+@beartype
 def unembedding_directions(model: Any, tokens: Tokens = None) -> torch.Tensor:
     """`u_t = w_f * W_U[:, t]` [n, d_model] for the given token ids (all of the vocabulary when None); see module doc."""
     W_U = model.W_U.detach()  # [d_model, d_vocab]
@@ -54,6 +58,7 @@ def unembedding_directions(model: Any, tokens: Tokens = None) -> torch.Tensor:
     return directions if weight is None else directions * weight.to(directions.dtype)
 
 
+@beartype
 def contrast_directions(model: Any, tokens: Tokens = None) -> torch.Tensor:
     """`u_t - mean_{t' != t} u_t'` [n, d_model]: what raises token t relative to the rest of the vocabulary."""
     every = unembedding_directions(model)
@@ -79,6 +84,7 @@ class TokenTable(NamedTuple):
         return "\n".join(lines)
 
 
+@beartype
 def top_tokens(
     model: Any, vectors: torch.Tensor, k: int = 10, through: str = "unembed", layer: int | None = None
 ) -> TokenTable:
@@ -86,6 +92,10 @@ def top_tokens(
     as tokens: through="unembed" scores `v . u_t` (the logits v would raise); through="embed" scores
     `v . (w_n * W_E[t])`, how much token t's embedding, through layer `layer`'s MLP input norm w_n, points along v
     (direct path only, rms scale ignored)."""
+    if layer is not None:
+        check_layer(model, layer)
+    if k < 1:
+        raise ValueError(f"k={k}: pass the number of tokens to list, at least 1.")
     vectors = vectors.reshape(-1, vectors.shape[-1]).detach()
     d_model = model.cfg.d_model
     if vectors.shape[-1] not in (d_model, d_model + 1):

@@ -17,6 +17,7 @@ from beartype import beartype
 from jaxtyping import Float, jaxtyped
 from tqdm.auto import tqdm
 
+from hooked_bilinear.analysis.checks import check_layer, check_token_ids
 from hooked_bilinear.analysis.eigen import DEFAULT_SOLVER, Eigen, EigenSolver
 from hooked_bilinear.analysis.factors import Layer, as_factors, not_bilinear
 
@@ -108,7 +109,7 @@ class MLPReplacement:
         if blocks is None:
             raise TypeError(f"replace_mlp needs a TransformerBridge (with .blocks), got {type(model).__name__}.")
         if not 0 <= layer < len(blocks):
-            raise IndexError(f"layer {layer} does not exist: the model has layers 0..{len(blocks) - 1}.")
+            raise IndexError(f"layer={layer} does not exist: the model has layers 0..{len(blocks) - 1}.")
         if not callable(module):
             raise TypeError(
                 f"replace_mlp needs a module mapping the MLP's input to its output, got {type(module).__name__}."
@@ -152,6 +153,7 @@ class MLPReplacement:
         self.undo()
 
 
+@beartype
 def replace_mlp(model: Any, layer: int, module: Callable[[torch.Tensor], torch.Tensor]) -> MLPReplacement:
     """`blocks.{layer}.mlp` outputs `module(x)` for its input x (hooks on its hook_in / hook_out), from now on:
 
@@ -172,6 +174,7 @@ class TruncationCurve(NamedTuple):
     baseline_loss: float
 
 
+@beartype
 def truncation_curve(
     model: Any,
     layer: int,
@@ -181,6 +184,8 @@ def truncation_curve(
     progress: bool = True,
 ) -> TruncationCurve:
     """Loss and output correlation of the model with `truncated.keep(k)` in place of layer `layer`'s MLP, per k."""
+    check_layer(model, layer)
+    check_token_ids(model, tokens)
     mlp = model.blocks[layer].mlp
     if not getattr(mlp, "is_bilinear", False):
         raise not_bilinear(mlp, f"blocks.{layer}.mlp")

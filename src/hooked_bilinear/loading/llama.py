@@ -7,6 +7,7 @@ down_proj = W_out), exact in raw and compatibility mode. A SwiGLU Llama (`"silu"
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any, cast
 
@@ -84,6 +85,7 @@ def llama_bridge(
     model: LlamaForCausalLM, tokenizer: Any, dtype: torch.dtype, device: str, model_name: str
 ) -> TransformerBridge:
     """The TransformerBridge of a Llama model; bilinear MLPs become HookedBilinearMLPs."""
+    pass_cache_by_its_new_name(model)
     return build_bridge_from_module(
         model,
         BILINEAR_LLAMA_ARCHITECTURE,
@@ -93,3 +95,19 @@ def llama_bridge(
         device=device,
         model_name=model_name,
     )
+
+
+def _renamed_cache(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    if "past_key_values" in kwargs and "cache" not in kwargs:
+        kwargs["cache"] = kwargs.pop("past_key_values")
+    return args, kwargs
+
+
+def pass_cache_by_its_new_name(model: LlamaForCausalLM) -> None:
+    """TransformerLens 4.3's `generate` hands the model its KV cache as `past_key_values`, which transformers >= 5.24
+    deprecates for `cache` with a FutureWarning at every decoding step: rename it on the way in (a forward pre-hook),
+    where the installed transformers reads `cache`. Idempotent."""
+    if "cache" not in inspect.signature(type(model).forward).parameters:
+        return
+    if not any(hook is _renamed_cache for hook in model._forward_pre_hooks.values()):
+        model.register_forward_pre_hook(_renamed_cache, with_kwargs=True)

@@ -17,6 +17,7 @@ from hooked_bilinear.loading.adapter import ARCHITECTURE, bridge_config
 from hooked_bilinear.loading.checkpoint import read_checkpoint
 from hooked_bilinear.loading.hub import hub_snapshot
 from hooked_bilinear.loading.llama import is_llama_config, llama_bridge, load_llama
+from hooked_bilinear.loading.shipped import loader_hint
 from hooked_bilinear.loading.tokenizer import resolve_tokenizer
 from hooked_bilinear.modeling.files import read_config
 from hooked_bilinear.modeling.modeling import BilinearForCausalLM
@@ -39,9 +40,10 @@ def resolve_folder(name_or_path: str | os.PathLike, revision: str | None = None)
         return path
     if "/" not in text and (CHECKPOINTS / text / "config.json").is_file():
         return CHECKPOINTS / text
-    if "/" not in text or path.is_absolute() or text.startswith("."):
+    hint = loader_hint(text, "language model")
+    if hint or "/" not in text or path.is_absolute() or text.startswith("."):
         raise CheckpointNotFoundError(
-            f"{text!r} is neither a shipped checkpoint ({', '.join(shipped_checkpoints())}), an existing folder, "
+            f"{hint}{text!r} is neither a shipped checkpoint ({', '.join(shipped_checkpoints())}), an existing folder, "
             f"nor a Hub id of the form 'owner/name'."
         )
     return hub_snapshot(text, revision)

@@ -40,7 +40,7 @@ from hooked_bilinear.modeling.configuration import BILINEAR_ACT
 from hooked_bilinear.modeling.files import read_config
 from hooked_bilinear.publishing.provenance import Provenance, attach
 from hooked_bilinear.publishing.source import attach_tokenizer, tokenizer_of
-from hooked_bilinear.publishing.verify import check_equal_logits, probe_tokens
+from hooked_bilinear.publishing.verify import check_equal_logits, logits_of, probe_tokens
 
 SWIGLU_ACTS = ("silu", "swish")
 logger = logging.getLogger(__name__)
@@ -146,9 +146,16 @@ def bilinearize(
             `data_cache` (default: checkpoint_dir/data, else $HF_HOME/hooked_bilinear/corpus).
         config: TrainConfig (steps, global batch_size, seq_len, lr, gradient_checkpointing, autocast, ...); it
             replaces the recipe's lr / weight_decay / autocast. Or pass its fields as keyword arguments, each
-            overriding the recipe's.
-        recipe: "paper" (default: linear beta 1 -> 0 over the first 30%, learnable gate scale c, lr 1e-4, weight
-            decay 0.1, bf16 on CUDA) or "cosine80" (the first default: cosine over 80%, lr 3e-4); see making/recipe.py.
+            overriding the recipe's. Defaults: TrainConfig's (1000 steps, batch 8 x 256 tokens, 50 warmup steps).
+            A warmup longer than the run, or a seq_len beyond the model's max_position_embeddings, is an error.
+        recipe: one of `making.recipe.RECIPES` (each sets the schedule, anneal_fraction, lr, weight decay, bf16
+            and whether the gate has a learnable scale c):
+            "paper" (default): linear beta 1 -> 0 over the first 30% of the steps, learnable gate scale c, lr 1e-4,
+            weight decay 0.1, bf16 on CUDA (the paper's TinyLlama run);
+            "authors-code": the authors' finetuning.py, alpha(f) = min(f e^{1.05 (1 - f)}, 1) over the whole run
+            ("exp" schedule, beta reaches 0 at ~91%), learnable c, lr 1e-4, weight decay 0.1, bf16 on CUDA;
+            "cosine80": the package's first default, cosine over the first 80%, no learnable scale, lr 3e-4, weight
+            decay 0.1, bf16 on CUDA. Or a `Recipe` of your own.
         anneal_fraction, schedule: override the recipe's share of the steps over which beta goes 1 -> 0, and alpha(t).
         device: "cpu" or "cuda" (default: CUDA if available; under torchrun each rank its LOCAL_RANK-th GPU).
         checkpoint_dir: checkpoints (every `checkpoint_every` steps), metrics.csv and loss_curve.png; a rerun with the
@@ -173,7 +180,9 @@ def bilinearize(
         else {"lr": chosen.lr, "weight_decay": chosen.weight_decay, "autocast": None if chosen.bf16 else False}
     )
     config = TrainConfig(**{**base, **train_options})
+    config.check()
     model, name = load_swiglu_llama(model_or_path)
+    config.check(model.config.max_position_embeddings)
     device = distributed_.device_for(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)  # NCCL and FSDP2's device mesh use the current device
@@ -242,6 +251,9 @@ def _bilinearize(
     me = distributed_.session()
     kind = distributed_.resolve_strategy(strategy)
     torch.nn.Module.to(model, device)  # transformers' functools.wraps'd `to` hides its signature from mypy
+    probe = probe_tokens(model.config.vocab_size, config.seq_len)
+    # the source SwiGLU model's logits, for the card's distance from the source (a different figure from the fold check)
+    source_logits = logits_of(model, probe).cpu() if me.main else None
     estimate = memory_estimate(model, config, me.world_size, kind)
     if me.main:
         logger.info(
@@ -292,10 +304,10 @@ def _bilinearize(
     model = result.model
     for layer in model.model.layers:
         layer.mlp.act_fn.beta.fill_(0.0)
-    probe = probe_tokens(model.config.vocab_size, config.seq_len).to(next(model.parameters()).device)
     reference = copy.deepcopy(model)  # the annealed model at beta = 0, to verify the fold against
     fold_gate(model)
     difference = check_equal_logits(reference, model, probe, 1e-5, f"bilinearize({name}) fold")
+    from_source = (logits_of(model, probe).cpu() - source_logits).abs() if source_logits is not None else None
     seconds = max(result.seconds, 1e-9)
     scale = "c * x * sigmoid(beta x) (learnable c)" if recipe.learnable_scale else "x * sigmoid(beta x)"
     attach(
@@ -311,7 +323,15 @@ def _bilinearize(
             ),
             base_model=name if "/" in name and not os.path.exists(name) else None,
             max_abs_logit_diff=difference,
+            compared="the saved bilinear model (gate folded into gate_proj) against the fine-tuned model at beta = 0 "
+            "before the fold: a check of the fold and export, NOT the distance from the source SwiGLU model (stated separately)",
             details={
+                "max |logit difference| of this bilinear model against the source SwiGLU model (probe tokens)": (
+                    None if from_source is None else f"{from_source.max().item():.3g}"
+                ),
+                "mean |logit difference| of this bilinear model against the source SwiGLU model (probe tokens)": (
+                    None if from_source is None else f"{from_source.mean().item():.3g}"
+                ),
                 "final_train_loss": round(result.losses[-1], 4),
                 "tokens_per_second": round(result.tokens_seen / seconds, 1),
                 "peak_cuda_memory_bytes": result.peak_cuda_bytes,

@@ -13,8 +13,10 @@ hold the optimiser settings, so lr and weight decay are the paper's.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from hooked_bilinear.making.gate import Schedule
+if TYPE_CHECKING:  # the gate module imports torch; this one stays light for the command line's --help
+    from hooked_bilinear.making.gate import Schedule
 
 
 @dataclass(frozen=True)

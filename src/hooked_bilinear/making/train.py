@@ -22,32 +22,12 @@ from transformers import LlamaForCausalLM, PreTrainedModel
 
 from hooked_bilinear.errors import HookedBilinearError
 from hooked_bilinear.making import distributed as distributed_
+from hooked_bilinear.making.config import TrainConfig
 from hooked_bilinear.making.data import PackedSequences
 from hooked_bilinear.making.distributed import Strategy
 from hooked_bilinear.making.report import RunLog
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings. `batch_size` is the GLOBAL batch (split evenly across processes); `micro_batch_size`:
-    rows per forward pass on a rank (gradient accumulation; None: the rank's whole share at once); `autocast`: bf16
-    autocast (None: on CUDA only)."""
-
-    steps: int = 1000
-    batch_size: int = 8
-    seq_len: int = 256
-    lr: float = 3e-4
-    min_lr_ratio: float = 0.1
-    warmup_steps: int = 50
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    seed: int = 0
-    checkpoint_every: int = 100
-    gradient_checkpointing: bool = False
-    autocast: bool | None = None
-    micro_batch_size: int | None = None
 
 
 @dataclass
@@ -63,6 +43,12 @@ class TrainResult:
     peak_cuda_bytes: int | None = None
     model: torch.nn.Module | None = None
     loss_curve: Path | None = None
+
+
+def _max_positions(model: torch.nn.Module) -> int | None:
+    """The model's `max_position_embeddings`, when its config has one."""
+    value = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    return value if isinstance(value, int) else None
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
@@ -120,6 +106,7 @@ def train(
     settings, on any number of processes, resumes from the newest checkpoint. `settings` are extra values that must
     match on resume. On rank 0, `result.model` is the trained model unwrapped (on CPU after FSDP); None elsewhere.
     """
+    config.check(_max_positions(model))
     me = distributed_.session()
     kind = distributed_.resolve_strategy(strategy)
     if config.batch_size % me.world_size:

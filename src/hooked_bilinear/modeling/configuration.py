@@ -163,6 +163,7 @@ def split_gate_in(w: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor
     return gate, up
 
 
+@beartype
 def detect_format(config: Mapping[str, Any]) -> Literal["current", "legacy"]:
     """Which tdooms format a config.json dict is in, from its keys alone.
 

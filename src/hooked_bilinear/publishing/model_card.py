@@ -48,7 +48,7 @@ def model_card(model: PreTrainedModel, name: str, provenance: Provenance | None)
         verification = (
             "not measured."
             if provenance.max_abs_logit_diff is None
-            else f"max |logit difference| against the source model on probe tokens: "
+            else f"max |logit difference| of {provenance.compared}, on probe tokens: "
             f"{provenance.max_abs_logit_diff:.3g}."
         )
     mlp = (

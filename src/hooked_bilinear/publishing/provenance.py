@@ -10,13 +10,16 @@ ATTRIBUTE = "hooked_bilinear_provenance"
 
 @dataclass
 class Provenance:
-    """Source, conversion and the measured max |logit difference| of its verification (None: not verified)."""
+    """Source, conversion and the measured max |logit difference| of its verification (None: not verified).
+    `compared`: which two models that figure compares (the model card states it beside the figure). `details`:
+    further figures, each key saying what it measures."""
 
     source: str
     conversion: str
     base_model: str | None = None
     max_abs_logit_diff: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    compared: str = "this model against the source model"
 
 
 def attach(model: Any, provenance: Provenance) -> None:

@@ -94,6 +94,7 @@ def publishable(
                     else ""
                 ),
                 max_abs_logit_diff=source.bridge_difference,
+                compared="the saved model against the TransformerBridge it was copied out of (a check of the copy)",
             ),
         )
     if isinstance(tokenizer, (str, os.PathLike)):

@@ -156,6 +156,8 @@ def convert(source: Source, tolerance: float = 1e-5) -> LlamaForCausalLM:
             base_model=name if "/" in name and not os.path.exists(name) else None,
             max_abs_logit_diff=difference,
             details=details,
+            compared="this LlamaForCausalLM against the source checkpoint it was converted from (the same function "
+            "in another form: a check of the conversion)",
         ),
     )
     attach_tokenizer(llama, source.tokenizer)

@@ -11,6 +11,7 @@ from beartype import beartype
 
 from hooked_bilinear.errors import CheckpointNotFoundError, SAEError
 from hooked_bilinear.loading.hub import hub_snapshot
+from hooked_bilinear.loading.shipped import loader_hint
 from hooked_bilinear.sae.base import SAE
 from hooked_bilinear.sae.format import (
     CFG_FILENAME,
@@ -38,7 +39,10 @@ def hub_folder(hub_id: str, revision: str | None) -> Path:
     try:
         root = hub_snapshot(repo_id, revision, [prefix + CFG_FILENAME, prefix + WEIGHTS_FILENAME])
     except CheckpointNotFoundError as error:
-        raise SAEError(f"SAE {hub_id!r} is no local folder, and as a Hub id: {error}") from error
+        raise SAEError(
+            f"SAE {hub_id!r} is not a shipped SAE ({', '.join(shipped()) or 'none'}), nor a local folder; as a Hub "
+            f"id: {error}"
+        ) from error
     return root / sub
 
 
@@ -53,6 +57,9 @@ def load(
         return from_object(path_or_hub_id).to(device) if device is not None else from_object(path_or_hub_id)
     text = str(path_or_hub_id)
     path = Path(path_or_hub_id)
+    hint = loader_hint(text, "SAE")
+    if hint:
+        raise SAEError(f"{hint}Shipped SAEs: {', '.join(shipped())}.")
     if text in shipped():
         return load_folder(SHIPPED / text, device=device)
     if path.exists():

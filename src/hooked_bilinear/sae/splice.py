@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, NamedTuple
 
 import torch
@@ -35,11 +35,19 @@ def splice_hook(sae: Any, use_error_term: bool = False) -> Callable[[torch.Tenso
     return hook
 
 
-@contextmanager
-def splice(model: Any, sae: Any, *, use_error_term: bool = False, hook_name: str | None = None) -> Iterator[Any]:
-    """Within the block, `model` runs with the SAE spliced in at its hook (`sae.hook_name` unless given)."""
+@beartype
+def splice(
+    model: Any, sae: Any, *, use_error_term: bool = False, hook_name: str | None = None
+) -> AbstractContextManager[Any]:
+    """Within the block, `model` runs with the SAE spliced in at its hook (`sae.hook_name` unless given). The
+    arguments are checked here, at the call, not when the block is entered."""
     name = _hook_name(model, sae, hook_name)
-    with model.hooks(fwd_hooks=[(name, splice_hook(sae, use_error_term))]):
+    return _spliced(model, name, splice_hook(sae, use_error_term))
+
+
+@contextmanager
+def _spliced(model: Any, name: str, hook: Callable[..., Any]) -> Iterator[Any]:
+    with model.hooks(fwd_hooks=[(name, hook)]):
         yield model
 
 

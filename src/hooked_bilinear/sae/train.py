@@ -17,6 +17,7 @@ import torch
 from beartype import beartype
 from tqdm.auto import tqdm
 
+from hooked_bilinear.analysis.checks import check_token_ids
 from hooked_bilinear.errors import SAEError
 from hooked_bilinear.sae.base import SAE
 from hooked_bilinear.sae.topk import DEFAULT_EXPANSION, DEFAULT_K, TopKSAE
@@ -68,6 +69,7 @@ def cache_activations(
         raise ValueError(f"tokens must be [n_seq, pos], got shape {tuple(tokens.shape)}.")
     if hook_name not in model.hook_dict:
         raise SAEError(f"the model has no hook {hook_name!r} (e.g. blocks.0.mlp.hook_in, blocks.0.mlp.hook_out).")
+    check_token_ids(model, tokens)
     chunks = []
     with torch.no_grad():
         for start in tqdm(range(0, tokens.shape[0], batch_size), desc=f"caching {hook_name}", disable=not progress):

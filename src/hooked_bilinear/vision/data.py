@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from beartype import beartype
 from jaxtyping import Float, Int
 
 from hooked_bilinear.errors import DatasetError
@@ -50,6 +51,7 @@ class Split:
     test_y: Int[torch.Tensor, " n_test"]
 
 
+@beartype
 def read_idx(path: str | Path) -> np.ndarray:
     """An IDX file (gzipped when the name ends in .gz) as a numpy array of its declared type and dimensions."""
     path = Path(path)
@@ -138,6 +140,7 @@ def load_arrays(dataset: str, root: str | Path | None = None) -> tuple[tuple[np.
     return read_idx_pair(folder, "train"), read_idx_pair(folder, "t10k")
 
 
+@beartype
 def load_split(config: VisionConfig, root: str | Path | None = None) -> Split:
     """The train / test split the config records (see the module doc)."""
     from sklearn.model_selection import train_test_split

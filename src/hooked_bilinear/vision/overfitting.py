@@ -72,6 +72,7 @@ class NoiseSweep(NamedTuple):
     stats: list[OverfittingStats]
 
 
+@beartype
 def noise_sweep(config: VisionConfig, split: Split, stds: Sequence[float], progress: bool = False) -> NoiseSweep:
     """Train `config` once per input-noise std (everything else equal) and measure each model."""
     sweep = NoiseSweep([], [], [], [])

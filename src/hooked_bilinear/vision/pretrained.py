@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from beartype import beartype
+
 from hooked_bilinear.errors import CheckpointNotFoundError
+from hooked_bilinear.loading.shipped import loader_hint
 from hooked_bilinear.vision.config import VisionConfig
 from hooked_bilinear.vision.model import BilinearClassifier
 
@@ -21,11 +24,13 @@ SHIPPED_CONFIGS: dict[str, VisionConfig] = {
 SHIPPED_CONFIGS["digits-noreg"] = replace(SHIPPED_CONFIGS["digits"], noise_std=0.0)
 
 
+@beartype
 def shipped_classifiers() -> list[str]:
     """Names `from_pretrained` loads from inside the package."""
     return sorted(name for name in SHIPPED_CONFIGS if (CHECKPOINTS / name / "config.json").is_file())
 
 
+@beartype
 def from_pretrained(name: str | Path) -> BilinearClassifier:
     """A shipped classifier by name (`digits`, `digits-noreg`) or a folder written by `BilinearClassifier.save`."""
     folder = Path(name)
@@ -33,7 +38,7 @@ def from_pretrained(name: str | Path) -> BilinearClassifier:
         folder = CHECKPOINTS / name
     elif not folder.is_dir():
         raise CheckpointNotFoundError(
-            f"{name!r} is neither a shipped classifier ({', '.join(sorted(SHIPPED_CONFIGS))}) "
+            f"{loader_hint(str(name), 'image classifier')}{name!r} is neither a shipped classifier ({', '.join(sorted(SHIPPED_CONFIGS))}) "
             "nor a folder written by BilinearClassifier.save / hooked-bilinear vision train."
         )
     return BilinearClassifier.load(folder)

@@ -36,6 +36,12 @@ def accuracy(
     model: BilinearClassifier, pixels: Float[torch.Tensor, "n n_pixels"], labels: Int[torch.Tensor, " n"]
 ) -> float:
     """Share of `pixels` whose argmax logit is the label."""
+    n_classes = model.config.n_classes
+    if labels.numel() and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError(
+            f"labels must lie in 0..{n_classes - 1} (the model's classes); got {labels.min().item()} to "
+            f"{labels.max().item()}."
+        )
     with torch.no_grad():
         return (model(pixels).argmax(-1) == labels).double().mean().item()
 
@@ -47,6 +53,7 @@ def build_classifier(config: VisionConfig) -> BilinearClassifier:
         return BilinearClassifier(config)
 
 
+@beartype
 def train_classifier(
     config: VisionConfig, split: Split | None = None, *, root: str | Path | None = None, progress: bool = True
 ) -> tuple[BilinearClassifier, TrainingHistory]:
@@ -95,6 +102,7 @@ def train_classifier(
     return model.eval(), history
 
 
+@beartype
 def save_trained(model: BilinearClassifier, folder: str | Path, history: TrainingHistory) -> Path:
     """`model.save(folder)` plus TRAINING.json: the final losses and accuracies, epochs and seconds."""
     folder = model.save(folder)
