@@ -14,11 +14,11 @@ import warnings
 from pathlib import Path
 
 from safetensors.torch import save_file
+from train_embedded import make_corpus
 
 import hooked_bilinear as hb
 from hooked_bilinear.dashboard.shipped import HELDOUT_FILE, HELDOUT_SEED, HELDOUT_STORIES
 from hooked_bilinear.sae.train import pack_texts
-from train_embedded import make_corpus
 
 
 def main() -> None:

@@ -57,9 +57,7 @@ def classifier_data(model: BilinearClassifier, *, k: int = 8, root: Any = None, 
                     "lambda": _num(lam[index], 6),
                     "share": _num(contribution[:, index].abs().sum() / total, 4),
                     "image": _nums(images[index], 4),
-                    "top_images": [
-                        [int(i), _num(contribution[i, index], 4)] for i in top.indices.tolist()
-                    ],
+                    "top_images": [[int(i), _num(contribution[i, index], 4)] for i in top.indices.tolist()],
                 }
             )
         masks = {}

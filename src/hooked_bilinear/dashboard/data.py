@@ -261,7 +261,9 @@ def _readout(model: Any, layer: int, v: torch.Tensor) -> list[dict]:
             {
                 table_name: {
                     "top": [[t, _num(s, 3)] for t, s in zip(table.top_tokens[i], table.top_scores[i].tolist())],
-                    "bottom": [[t, _num(s, 3)] for t, s in zip(table.bottom_tokens[i], table.bottom_scores[i].tolist())],
+                    "bottom": [
+                        [t, _num(s, 3)] for t, s in zip(table.bottom_tokens[i], table.bottom_scores[i].tolist())
+                    ],
                 }
                 for table_name, table in (("unembed", unembed), ("embed", embed))
             }
@@ -351,7 +353,13 @@ def direction_data(
 
 
 def interaction_data(
-    model: Any, factors: BilinearFactors, u: torch.Tensor, sae_in: Any, tokens: torch.Tensor, f: torch.Tensor, context: _Context
+    model: Any,
+    factors: BilinearFactors,
+    u: torch.Tensor,
+    sae_in: Any,
+    tokens: torch.Tensor,
+    f: torch.Tensor,
+    context: _Context,
 ) -> dict:
     """`D Q_u D^T`'s strongest entries (a heat map over the features they involve) and the top pairs with the
     contexts where their term of `u . mlp(x_hat)` is largest (rows: term, f_i, f_j)."""

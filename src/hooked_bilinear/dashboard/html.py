@@ -51,7 +51,7 @@ def read_data(page: str) -> dict:
     """The data embedded in a dashboard page (the inverse of `render`'s embedding)."""
     found = DATA_ELEMENT.search(page)
     if found is None:
-        raise DashboardError("this HTML holds no dashboard data (<script id=\"data\">): not a dashboard page.")
+        raise DashboardError('this HTML holds no dashboard data (<script id="data">): not a dashboard page.')
     return json.loads(found.group(1))
 
 
