@@ -1,4 +1,4 @@
-// hooked-bilinear dashboard: vanilla JS, no dependencies. Reads the JSON in <script id="data"> and draws the views.
+// hooked-bilinear dashboard: vanilla JS, no dependencies. Reads the JSON of the element #data and draws the views.
 "use strict";
 const DATA = JSON.parse(document.getElementById("data").textContent);
 const $ = (tag, attrs, ...children) => {
