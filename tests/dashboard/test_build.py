@@ -31,25 +31,72 @@ def refused(path: Path, error: type[Exception], match: str, model: Any, layer: i
 
 def test_bad_input_is_refused_before_anything_is_written(shipped_model: Any, tmp_path: Path) -> None:
     path = tmp_path / "out.html"
-    refused(path, DashboardError, r"layer 2 does not exist: this model has layers 0\.\.1", shipped_model, 2, directions=["the"])
-    refused(path, DashboardError, r"'zebra' is not a token of this model's vocabulary", shipped_model, 0, directions=["zebra"])
+    refused(
+        path,
+        DashboardError,
+        r"layer 2 does not exist: this model has layers 0\.\.1",
+        shipped_model,
+        2,
+        directions=["the"],
+    )
+    refused(
+        path,
+        DashboardError,
+        r"'zebra' is not a token of this model's vocabulary",
+        shipped_model,
+        0,
+        directions=["zebra"],
+    )
     refused(path, DashboardError, r"token id 330 is not in the vocabulary", shipped_model, 0, directions=[330])
     refused(path, DashboardError, "no directions to show", shipped_model, 0)
     refused(
-        tmp_path / "missing" / "out.html", DashboardError, r"output folder .*missing does not exist", shipped_model, 0,
+        tmp_path / "missing" / "out.html",
+        DashboardError,
+        r"output folder .*missing does not exist",
+        shipped_model,
+        0,
         directions=["the"],
     )
     refused(tmp_path, DashboardError, "is a folder", shipped_model, 0, directions=["the"])
-    refused(path, DatasetError, r"token ids must lie in \[0, 330\)", shipped_model, 0, directions=["the"], tokens=torch.tensor([[1, 400]]))
+    refused(
+        path,
+        DatasetError,
+        r"token ids must lie in \[0, 330\)",
+        shipped_model,
+        0,
+        directions=["the"],
+        tokens=torch.tensor([[1, 400]]),
+    )
     sae_in_0, _ = shipped_saes("ts-synthetic-2l", 0)
     refused(
-        path, SAEError, r"reads 'blocks\.0\.mlp\.hook_in'.*needs an SAE on 'blocks\.1\.mlp\.hook_in'", shipped_model, 1,
-        directions=["the"], sae_in=sae_in_0,
+        path,
+        SAEError,
+        r"reads 'blocks\.0\.mlp\.hook_in'.*needs an SAE on 'blocks\.1\.mlp\.hook_in'",
+        shipped_model,
+        1,
+        directions=["the"],
+        sae_in=sae_in_0,
     )
     narrow = TopKSAE(64, 32, k=4, metadata={"hook_name": "blocks.1.mlp.hook_out"})
-    refused(path, SAEError, r"reads vectors of size 64, but this MLP's output has size 128", shipped_model, 1, features=[0], sae_out=narrow)
+    refused(
+        path,
+        SAEError,
+        r"reads vectors of size 64, but this MLP's output has size 128",
+        shipped_model,
+        1,
+        features=[0],
+        sae_out=narrow,
+    )
     refused(path, DashboardError, "no output SAE was given", shipped_model, 1, features=[3])
-    refused(path, IndexError, "feature 999 does not exist", shipped_model, 1, features=[999], sae_out=shipped_saes("ts-synthetic-2l", 1)[1])
+    refused(
+        path,
+        IndexError,
+        "feature 999 does not exist",
+        shipped_model,
+        1,
+        features=[999],
+        sae_out=shipped_saes("ts-synthetic-2l", 1)[1],
+    )
 
 
 def test_a_gated_layer_is_not_bilinear(checkpoint: Any, tmp_path: Path) -> None:
@@ -57,7 +104,15 @@ def test_a_gated_layer_is_not_bilinear(checkpoint: Any, tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = hb.from_pretrained(folder)
-    refused(tmp_path / "out.html", NotBilinearError, "blocks.0.mlp is a gated MLP", model, 0, directions=[1], tokens=torch.tensor([[1, 2, 3]]))
+    refused(
+        tmp_path / "out.html",
+        NotBilinearError,
+        "blocks.0.mlp is a gated MLP",
+        model,
+        0,
+        directions=[1],
+        tokens=torch.tensor([[1, 2, 3]]),
+    )
 
 
 def test_written_file_is_one_self_contained_page(built: Built) -> None:

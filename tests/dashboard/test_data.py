@@ -98,7 +98,9 @@ def test_top_contexts_equal_top_examples(built: Built) -> None:
     vocab = built.data["vocab"]
 
     def same(contexts: list[dict], values: torch.Tensor, sign: float) -> None:
-        examples = top_examples(tokenizer, built.tokens, sign * values, k=CONTEXTS, context=CONTEXT_BEFORE, after=CONTEXT_AFTER)
+        examples = top_examples(
+            tokenizer, built.tokens, sign * values, k=CONTEXTS, context=CONTEXT_BEFORE, after=CONTEXT_AFTER
+        )
         assert [(c["seq"], c["pos"]) for c in contexts] == [(e.sequence, e.position) for e in examples]
         for context, example in zip(contexts, examples):
             assert abs(context["value"] - sign * example.value) <= 1e-4 * max(abs(example.value), 1.0)

@@ -66,7 +66,9 @@ def test_direction_page_draws_the_embedded_data(built: Built) -> None:
         # search: a direction's label, then a token that only its contexts and read-outs hold
         page.fill("#search", "feature")
         assert page.locator("#overview tbody tr").count() == 2
-        word = next(w for d in data["directions"] for w in sorted(keywords(d, data["vocab"])) if w not in labels_of(data))
+        word = next(
+            w for d in data["directions"] for w in sorted(keywords(d, data["vocab"])) if w not in labels_of(data)
+        )
         page.fill("#search", word)
         found = page.locator("#overview tbody tr").evaluate_all("els => els.map(e => +e.dataset.index)")
         expected = [i for i, d in enumerate(data["directions"]) if word in keywords(d, data["vocab"])]
@@ -94,7 +96,9 @@ def test_direction_page_draws_the_embedded_data(built: Built) -> None:
             for n, context in enumerate(contexts):
                 rows_ = unpack(context["c"], columns).tolist()
                 spans = lines.nth(n).locator(".tok")
-                values = spans.evaluate_all("els => els.map(e => [e.dataset.v, getComputedStyle(e).backgroundColor, e.textContent, e.classList.contains('center')])")
+                values = spans.evaluate_all(
+                    "els => els.map(e => [e.dataset.v, getComputedStyle(e).backgroundColor, e.textContent, e.classList.contains('center')])"
+                )
                 assert len(values) == len(context["ids"])
                 for i, (value, colour, text, center) in enumerate(values):
                     assert float(value) == rows_[i][slot]
@@ -136,8 +140,12 @@ def test_classifier_page(digits_page: tuple) -> None:
         # the eigen-image is drawn from the data: its strongest pixel has the strongest colour
         strongest = max(range(len(eigen[0]["image"])), key=lambda i: abs(eigen[0]["image"][i]))
         width = data["image_shape"][1]
-        pixel = cells.nth(0).locator("canvas").first.evaluate(
-            f"c => Array.from(c.getContext('2d').getImageData({strongest % width}, {strongest // width}, 1, 1).data)"
+        pixel = (
+            cells.nth(0)
+            .locator("canvas")
+            .first.evaluate(
+                f"c => Array.from(c.getContext('2d').getImageData({strongest % width}, {strongest // width}, 1, 1).data)"
+            )
         )
         assert pixel in ([255, 88, 12, 255], [37, 99, 235, 255])
         assert page.locator("#masks canvas").count() == 2

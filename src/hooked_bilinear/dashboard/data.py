@@ -70,7 +70,7 @@ class TokenPass(NamedTuple):
     f: torch.Tensor | None
 
 
-def _num(value: float, digits: int = 5) -> float | None:
+def _num(value: float | torch.Tensor, digits: int = 5) -> float | None:
     """A float rounded to `digits` significant digits for display; None (JSON null) for NaN / inf."""
     value = float(value)
     if not math.isfinite(value):
@@ -322,7 +322,7 @@ def direction_data(
             }
         )
     o = output.reshape(n_seq, n_pos)
-    data = {
+    data: dict[str, Any] = {
         "kind": direction.kind,
         "label": direction.label,
         "stats": {
