@@ -15,8 +15,7 @@ import warnings
 from pathlib import Path
 
 import hooked_bilinear as hb
-from hooked_bilinear.dashboard import write_dashboard
-from hooked_bilinear.dashboard.shipped import frequent_tokens, heldout_tokens, live_features, shipped_saes
+from hooked_bilinear.dashboard.shipped import write_shipped_dashboard
 
 
 def main() -> None:
@@ -29,23 +28,7 @@ def main() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = hb.from_pretrained("ts-synthetic-2l")
-    tokens = heldout_tokens()
-    sae_in, sae_out = shipped_saes("ts-synthetic-2l", args.layer)
-    directions = frequent_tokens(model, tokens, 84)
-    features = live_features(model, args.layer, sae_out, tokens, 16)
-    written = write_dashboard(
-        model,
-        args.layer,
-        tokens,
-        args.out,
-        directions=directions,
-        features=features,
-        sae_in=sae_in,
-        sae_out=sae_out,
-        k=8,
-        n_contexts=10,
-        token_set="held-out synthetic stories (seed 3)",
-    )
+    written = write_shipped_dashboard(model, args.layer, args.out, n_tokens=84, n_features=16, k=8, n_contexts=10)
     print(
         f"{written.n_directions} directions x 8 eigenvectors x 20 contexts: {written.size_bytes / 1e6:.2f} MB "
         f"(budget 20 MB), written in {written.seconds:.1f} s ({time.perf_counter() - started:.1f} s with loading)"

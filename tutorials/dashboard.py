@@ -27,7 +27,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 import hooked_bilinear as hb  # noqa: E402
 from hooked_bilinear.dashboard import read_data, write_classifier_dashboard, write_dashboard  # noqa: E402
-from hooked_bilinear.dashboard.shipped import frequent_tokens, heldout_tokens, live_features, shipped_saes  # noqa: E402
+from hooked_bilinear.dashboard.shipped import (  # noqa: E402
+    HELDOUT_DESCRIPTION,
+    frequent_tokens,
+    heldout_tokens,
+    live_features,
+    shipped_saes,
+)
 
 LAYER = 1
 
@@ -57,7 +63,7 @@ def main() -> None:
         features=features,
         sae_in=sae_in,
         sae_out=sae_out,
-        token_set="held-out synthetic stories (seed 3)",
+        token_set=HELDOUT_DESCRIPTION,
         progress=False,
     )
     print(f"{lm.path}: {lm.n_directions} directions, {lm.size_bytes / 1e6:.2f} MB, {lm.seconds:.1f} s")

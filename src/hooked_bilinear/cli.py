@@ -535,7 +535,7 @@ def _dashboard(args: argparse.Namespace) -> None:
                     "--tokens: give a token set (.pt / .npy / .safetensors ids [n_seq, pos], or a .txt file); only "
                     f"{shipped.SHIPPED_MODEL} has a default one."
                 )
-            tokens, described = shipped.heldout_tokens(), "held-out synthetic stories (seed 3)"
+            tokens, described = shipped.heldout_tokens(), shipped.HELDOUT_DESCRIPTION
         else:
             path = Path(args.tokens)
             if not path.is_file():

@@ -14,8 +14,7 @@ from typing import Any
 
 import torch
 
-from hooked_bilinear.analysis.spectrum import spectrum_stats
-from hooked_bilinear.dashboard.data import _num, _nums, shown_components
+from hooked_bilinear.dashboard.data import _num, _nums, shown_components, spectrum_summary
 from hooked_bilinear.vision.adversarial import METHODS, adversarial_mask, mask_curve
 from hooked_bilinear.vision.data import load_split
 from hooked_bilinear.vision.eigenimages import eigen_images, orient
@@ -37,7 +36,7 @@ def classifier_data(model: BilinearClassifier, *, k: int = 8, root: Any = None, 
     mean_image = x.mean(0).double()
     norm = 0.25 * float(x.norm(dim=-1).mean())
     shown_images: set[int] = set()
-    classes = []
+    classes: list[dict[str, Any]] = []
     for c in range(model.config.n_classes):
         lam, v = found.lambda_[c], found.v[c]
         images = orient(found.images[c], mean_image)
@@ -45,7 +44,6 @@ def classifier_data(model: BilinearClassifier, *, k: int = 8, root: Any = None, 
         contribution = lam * projection.square()
         total = contribution.abs().sum().clamp_min(torch.finfo(contribution.dtype).tiny)
         shown = shown_components(lam, k)
-        stats = spectrum_stats(lam, k=min(k, len(lam)))
         components = []
         for index in shown:
             strength = contribution[:, index] * torch.sign(lam[index])  # how much each test image drives it
@@ -74,11 +72,7 @@ def classifier_data(model: BilinearClassifier, *, k: int = 8, root: Any = None, 
             {
                 "label": str(c),
                 "stats": {
-                    "effective_rank": _num(stats.effective_rank),
-                    "top_k_share": _num(stats.top_k_mass),
-                    "balance": _num(stats.balance),
-                    "lambda_max": _num(lam.max()),
-                    "lambda_min": _num(lam.min()),
+                    **spectrum_summary(lam, k),
                     "accuracy": _num((predicted[in_class] == c).double().mean(), 4),
                 },
                 "spectrum": _nums(lam.sort(descending=True).values),

@@ -208,6 +208,19 @@ def _top_contexts(tokenizer: Any, tokens: torch.Tensor, values: torch.Tensor, n:
     return [(e.sequence, e.position, e.value) for e in top_examples(tokenizer, tokens, values, k=n, context=0, after=0)]
 
 
+def spectrum_summary(lam: torch.Tensor, k: int) -> dict[str, Any]:
+    """A whole spectrum's summary [d] for the page: `spectrum_stats` (top-k share for k = min(k, d)) and its
+    extremes."""
+    stats = spectrum_stats(lam, k=min(k, len(lam)))
+    return {
+        "effective_rank": _num(stats.effective_rank),
+        "top_k_share": _num(stats.top_k_mass),
+        "balance": _num(stats.balance),
+        "lambda_max": _num(lam.max()),
+        "lambda_min": _num(lam.min()),
+    }
+
+
 def shown_components(lambda_: torch.Tensor, k: int) -> list[int]:
     """Indices (into a spectrum sorted by |lambda| descending) of the k/2 largest positive and k/2 most negative
     eigenvalues; when one sign has fewer, the rest by |lambda|. Ordered by lambda, descending."""
@@ -302,7 +315,6 @@ def direction_data(
     rows = rows.reshape(n_seq, n_pos, -1)
     context = _Context(tokens, rows, used)
     total_abs = contribution.abs().sum().clamp_min(torch.finfo(contribution.dtype).tiny)
-    stats = spectrum_stats(lam, k=min(k, len(lam)))
     readouts = _readout(model, layer, v[shown])
     eigen_rows = []
     for slot, index in enumerate(shown):
@@ -326,11 +338,7 @@ def direction_data(
         "kind": direction.kind,
         "label": direction.label,
         "stats": {
-            "effective_rank": _num(stats.effective_rank),
-            "top_k_share": _num(stats.top_k_mass),
-            "balance": _num(stats.balance),
-            "lambda_max": _num(lam.max()),
-            "lambda_min": _num(lam.min()),
+            **spectrum_summary(lam, k),
             "shown_share": _num(contribution[:, shown].abs().sum() / total_abs, 4),
             "mean_output": _num(output.mean()),
             "max_output": _num(output.max()),

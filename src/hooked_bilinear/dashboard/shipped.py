@@ -4,6 +4,7 @@ directions of the most frequent tokens of the token set, and the live SAE output
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,13 @@ from safetensors.torch import load_file
 
 from hooked_bilinear.analysis.features import rank_output_features
 from hooked_bilinear.analysis.readout import mlp_factors
+from hooked_bilinear.dashboard.build import DashboardFile, write_dashboard
 from hooked_bilinear.errors import DashboardError
 
 SHIPPED_MODEL = "ts-synthetic-2l"
 HELDOUT_FILE = Path(__file__).resolve().parent / "ts-synthetic-2l-heldout.safetensors"
 HELDOUT_STORIES, HELDOUT_SEED = 200, 3
+HELDOUT_DESCRIPTION = "held-out synthetic stories (seed 3)"
 MIN_ACTIVE = 0.005  # a feature counts as live when active at this share of the token set's positions
 
 
@@ -59,3 +62,34 @@ def live_features(model: Any, layer: int, sae_out: Any, tokens: torch.Tensor, n:
         )
     ranking = rank_output_features(mlp_factors(model, layer), sae_out, features=live, by="top_eigenvalue")
     return ranking.features[:n].tolist()
+
+
+def write_shipped_dashboard(
+    model: Any,
+    layer: int,
+    path: str | os.PathLike,
+    *,
+    n_tokens: int = 32,
+    n_features: int = 16,
+    k: int = 8,
+    n_contexts: int = 10,
+    progress: bool = True,
+) -> DashboardFile:
+    """`write_dashboard` of the shipped model with its defaults: the held-out stories, the shipped SAEs of the
+    layer, the `n_tokens` most frequent tokens (as contrasts) and `n_features` live output features."""
+    tokens = heldout_tokens()
+    sae_in, sae_out = shipped_saes(SHIPPED_MODEL, layer)
+    return write_dashboard(
+        model,
+        layer,
+        tokens,
+        path,
+        directions=frequent_tokens(model, tokens, n_tokens),
+        features=live_features(model, layer, sae_out, tokens, n_features) if sae_out is not None else None,
+        sae_in=sae_in,
+        sae_out=sae_out,
+        k=k,
+        n_contexts=n_contexts,
+        token_set=HELDOUT_DESCRIPTION,
+        progress=progress,
+    )
