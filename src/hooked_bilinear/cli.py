@@ -575,7 +575,7 @@ def _dashboard(args: argparse.Namespace) -> None:
         directions = args.directions
         if directions is None:
             directions = shipped.frequent_tokens(model, tokens, args.n_tokens)
-        features = [int(f) for f in args.features] if args.features else None
+        features = args.features
         if features is None and sae_out is not None and args.n_features > 0:
             features = shipped.live_features(model, args.layer, sae_out, tokens, args.n_features)
         written = write_dashboard(
@@ -618,7 +618,10 @@ def _add_dashboard(commands: Commands) -> None:
     )
     d.add_argument("--raw", action="store_true", help="raw unembedding directions instead of token contrasts")
     d.add_argument(
-        "--features", nargs="+", help="output SAE feature ids to show (default: live ones of largest |lambda|)"
+        "--features",
+        nargs="+",
+        type=int,
+        help="output SAE feature ids to show (default: live ones of largest |lambda|)",
     )
     d.add_argument(
         "--sae",

@@ -172,7 +172,10 @@ def resolve_directions(
                 "SAE output features were asked for, but no output SAE was given: pass sae_out= (an SAE on "
                 "blocks.{layer}.mlp.hook_out)."
             )
-        ids_f = feature_indices(sae_out, list(features))
+        try:
+            ids_f = feature_indices(sae_out, list(features))
+        except IndexError as error:
+            raise DashboardError(f"{error} Pass features of the output SAE.") from error
         rows = output_feature_directions(sae_out, ids_f).detach()
         found += [Direction("feature", f"feature {j}", row) for j, row in zip(ids_f.tolist(), rows)]
     if not found:
