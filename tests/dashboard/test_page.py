@@ -71,8 +71,14 @@ def test_direction_page_draws_the_embedded_data(built: Built) -> None:
         )
         page.fill("#search", word)
         found = page.locator("#overview tbody tr").evaluate_all("els => els.map(e => +e.dataset.index)")
-        expected = [i for i, d in enumerate(data["directions"]) if word in keywords(d, data["vocab"])]
+        expected = [
+            i
+            for i, d in enumerate(data["directions"])
+            if word in d["label"].lower() or word in keywords(d, data["vocab"])
+        ]
         assert sorted(found) == expected and 0 < len(expected)
+        reason = page.locator("#overview tbody tr td:nth-child(3) .matched").first.inner_text()
+        assert re.search(r"(context|read-out) e\d", reason)
         page.fill("#search", "no-such-token-anywhere")
         assert page.locator("#overview tbody tr").count() == 0
         page.fill("#search", "")

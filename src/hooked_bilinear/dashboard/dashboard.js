@@ -167,12 +167,18 @@ function tokenList(pairs, cls) {
 function columnNames(d) {
   return d.eigen.map((e, i) => `e${i + 1} \u03bb=${fmt(e.lambda, 3)}`).concat(["rest", "u\u00b7mlp(x)"]);
 }
+// token -> where it appears for this direction (read-outs, the tokens its eigenvectors' contexts are about)
 function keywords(d) {
-  const words = new Set([d.label.toLowerCase()]);
-  for (const e of d.eigen) {
-    for (const table of [e.readout.unembed, e.readout.embed]) for (const [t] of table.top.concat(table.bottom)) words.add(t.toLowerCase());
-    for (const ctx of e.top.concat(e.bottom)) words.add(String(tokenName(ctx.ids[ctx.pos - ctx.start])).toLowerCase());
-  }
+  const words = new Map();
+  const add = (word, where) => {
+    const key = String(word).toLowerCase();
+    if (!words.has(key)) words.set(key, new Set());
+    words.get(key).add(where);
+  };
+  d.eigen.forEach((e, slot) => {
+    for (const table of [e.readout.unembed, e.readout.embed]) for (const [t] of table.top.concat(table.bottom)) add(t, `read-out e${slot + 1}`);
+    for (const ctx of e.top.concat(e.bottom)) add(tokenName(ctx.ids[ctx.pos - ctx.start]), `context e${slot + 1}`);
+  });
   return words;
 }
 const COLUMNS_LM = [
@@ -213,7 +219,7 @@ function overview(main) {
   const body = $("tbody");
   table.append(body);
   main.append(table);
-  const words = items.map((d) => (lm ? keywords(d) : new Set([d.label])));
+  const words = items.map((d) => (lm ? keywords(d) : new Map()));
   function draw() {
     headRow.querySelectorAll("th").forEach((th, j) => (th.className = (columns[j][2] === "text" ? "text " : "") + (j === state.sort ? (state.desc ? "sorted-desc" : "sorted-asc") : "")));
     const q = state.query.trim().toLowerCase();
@@ -233,6 +239,9 @@ function overview(main) {
         if (!get) { tr.append($("td", { class: "text" }, sparkline(d.spectrum))); return; }
         const v = get(d, i);
         const td = $("td", { class: type === "text" ? "text" + (name === "direction" ? " label" : "") : "" , text: type === "num" ? (name === "#" || name === "class" ? String(v) : fmt(v, 4)) : v });
+        if (name === "direction" && q && !d.label.toLowerCase().includes(q) && words[i].has(q)) {
+          td.append($("span", { class: "kind matched", text: "  " + [...words[i].get(q)].slice(0, 3).join(", ") }));
+        }
         tr.append(td);
       });
       body.append(tr);
