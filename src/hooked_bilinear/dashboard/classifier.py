@@ -25,7 +25,17 @@ MASK_PERMUTATIONS = 5
 
 
 def classifier_data(model: BilinearClassifier, *, k: int = 8, root: Any = None, progress: Any = None) -> dict:
-    """Everything a classifier dashboard shows (see the module doc); `progress` is a tqdm bar (one step per class)."""
+    """Everything a classifier dashboard shows (see the module doc).
+
+    Args:
+        model: the classifier.
+        k: eigen-images shown per class.
+        root: the data folder for MNIST / Fashion-MNIST (see `vision.load_split`).
+        progress: a tqdm bar, one step per class (None: none).
+
+    Returns:
+        The page's JSON-ready data.
+    """
     split = load_split(model.config, root=root)
     x, y = split.test_x, split.test_y
     found = eigen_images(model, None)

@@ -156,8 +156,21 @@ def resolve_directions(
     features: Sequence[int] | None = None,
     sae_out: Any = None,
 ) -> list[Direction]:
-    """Token directions (`contrast_directions` or `unembedding_directions` of the tokens) and SAE output features
-    (`output_feature_directions`: the encoder rows e_j), checked against the vocabulary and the SAE."""
+    """The directions to show, checked against the vocabulary and the SAE.
+
+    Args:
+        model: the bridge.
+        directions: tokens (as the tokenizer writes them, or ids).
+        contrast: `contrast_directions` of the tokens (True) or `unembedding_directions`.
+        features: output features of sae_out (their encoder rows e_j, `output_feature_directions`).
+        sae_out: the output SAE.
+
+    Returns:
+        The directions, tokens first.
+
+    Raises:
+        DashboardError: a token the vocabulary lacks, a feature the SAE lacks, features without an SAE, or nothing.
+    """
     found: list[Direction] = []
     ids = [token_id(model, token) for token in directions or []]
     if ids:
@@ -186,7 +199,19 @@ def resolve_directions(
 def token_pass(
     model: Any, layer: int, tokens: torch.Tensor, sae_in: Any = None, batch_size: int = 32, progress: bool = False
 ) -> TokenPass:
-    """One pass over tokens [n_seq, pos]: the layer's MLP input and output, and the input SAE's features."""
+    """One pass over the token set.
+
+    Args:
+        model: the bridge.
+        layer: the MLP layer.
+        tokens: token ids [n_seq, pos].
+        sae_in: an SAE on the MLP's input, whose features are kept too (None: none).
+        batch_size: sequences per forward pass.
+        progress: a tqdm bar.
+
+    Returns:
+        The MLP's inputs and outputs at every position, and the input SAE's features.
+    """
     hook_in, hook_out = f"blocks.{layer}.mlp.hook_in", f"blocks.{layer}.mlp.hook_out"
     xs, outs, fs = [], [], []
     with torch.no_grad():
@@ -301,7 +326,24 @@ def direction_data(
     sae_in: Any = None,
     offset: float | None = None,
 ) -> dict:
-    """Everything the page shows of one direction (see the module doc); `used` collects the token ids shown."""
+    """Everything the page shows of one direction (see the module doc).
+
+    Args:
+        model: the bridge.
+        layer: the MLP layer.
+        factors: its factors (float64).
+        direction: the direction.
+        tokens: token ids [n_seq, pos] of the pass.
+        cached: the pass (`token_pass`).
+        k: eigenvectors shown.
+        n_contexts: top and bottom contexts per eigenvector.
+        used: collects the token ids shown (for the page's vocabulary).
+        sae_in: the input SAE, for a feature's interactions.
+        offset: an output feature's pre-activation offset.
+
+    Returns:
+        The direction's JSON-ready record.
+    """
     tokenizer = getattr(model, "tokenizer", None)
     n_seq, n_pos = tokens.shape
     u = direction.u.to(factors.dtype)

@@ -14,6 +14,8 @@ import tempfile
 from importlib import metadata, resources
 from pathlib import Path
 
+from beartype import beartype
+
 from hooked_bilinear.errors import DashboardError
 
 DATA_ELEMENT = re.compile(r'<script id="data" type="application/json">(.*?)</script>', re.DOTALL)
@@ -47,8 +49,19 @@ def render(data: dict, title: str, meta: str) -> str:
     return page.replace("__DATA__", embed_json(data), 1)
 
 
+@beartype
 def read_data(page: str) -> dict:
-    """The data embedded in a dashboard page (the inverse of `render`'s embedding)."""
+    """The data embedded in a dashboard page (the inverse of `render`'s embedding).
+
+    Args:
+        page: the HTML text of a page written by `write_dashboard` or `write_classifier_dashboard`.
+
+    Returns:
+        The embedded data: per-token rows are base64 float32 (`hooked_bilinear.dashboard.data.unpack` reads them).
+
+    Raises:
+        DashboardError: the HTML holds no dashboard data.
+    """
     found = DATA_ELEMENT.search(page)
     if found is None:
         raise DashboardError('this HTML holds no dashboard data (<script id="data">): not a dashboard page.')

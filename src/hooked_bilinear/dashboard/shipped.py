@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from beartype import beartype
 from safetensors.torch import load_file
 
 from hooked_bilinear.analysis.features import rank_output_features
@@ -23,13 +24,27 @@ HELDOUT_DESCRIPTION = "held-out synthetic stories (seed 3)"
 MIN_ACTIVE = 0.005  # a feature counts as live when active at this share of the token set's positions
 
 
+@beartype
 def heldout_tokens() -> torch.Tensor:
-    """The shipped model's held-out token set [n_seq, 128] (long)."""
+    """The shipped model's held-out token set.
+
+    Returns:
+        Token ids [108, 128] (long): 200 synthetic stories of seed 3, packed as in training.
+    """
     return load_file(HELDOUT_FILE)["tokens"].long()
 
 
+@beartype
 def shipped_saes(model_name: str, layer: int) -> tuple[Any, Any]:
-    """(input SAE, output SAE) shipped for the model's layer, None for each that is not shipped."""
+    """The SAEs shipped for a model's layer.
+
+    Args:
+        model_name: e.g. "ts-synthetic-2l".
+        layer: the MLP layer.
+
+    Returns:
+        (input SAE on blocks.{layer}.mlp.hook_in, output SAE on hook_out), None for each that is not shipped.
+    """
     from hooked_bilinear import sae
 
     names = set(sae.shipped())
@@ -40,17 +55,41 @@ def shipped_saes(model_name: str, layer: int) -> tuple[Any, Any]:
     return found[0], found[1]
 
 
+@beartype
 def frequent_tokens(model: Any, tokens: torch.Tensor, n: int) -> list[int]:
-    """The n most frequent token ids of the token set, special tokens left out."""
+    """The most frequent tokens of a token set.
+
+    Args:
+        model: the bridge (its tokenizer's special tokens are left out).
+        tokens: token ids [n_seq, pos].
+        n: how many.
+
+    Returns:
+        Up to n token ids, most frequent first.
+    """
     special = set(getattr(getattr(model, "tokenizer", None), "all_special_ids", []) or [])
     counts = torch.bincount(tokens.reshape(-1), minlength=model.cfg.d_vocab)
     order = counts.argsort(descending=True, stable=True).tolist()
     return [i for i in order if i not in special and counts[i] > 0][:n]
 
 
+@beartype
 def live_features(model: Any, layer: int, sae_out: Any, tokens: torch.Tensor, n: int) -> list[int]:
-    """The n output features of largest |lambda| (`rank_output_features`) among those active at >= 0.5% of the
-    token set's positions."""
+    """Output features worth a look: those of largest |lambda| (`rank_output_features`) among the live ones.
+
+    Args:
+        model: the bridge.
+        layer: the MLP layer sae_out reads the output of.
+        sae_out: an SAE on blocks.{layer}.mlp.hook_out.
+        tokens: token ids [n_seq, pos].
+        n: how many.
+
+    Returns:
+        Up to n feature ids active at >= 0.5% of the token set's positions, largest top |lambda| first.
+
+    Raises:
+        DashboardError: no feature is live on the token set.
+    """
     from hooked_bilinear.analysis.features import feature_activations
 
     active = (feature_activations(model, sae_out, tokens) > 0).double().mean((0, 1))
@@ -64,6 +103,7 @@ def live_features(model: Any, layer: int, sae_out: Any, tokens: torch.Tensor, n:
     return ranking.features[:n].tolist()
 
 
+@beartype
 def write_shipped_dashboard(
     model: Any,
     layer: int,
@@ -75,8 +115,21 @@ def write_shipped_dashboard(
     n_contexts: int = 10,
     progress: bool = True,
 ) -> DashboardFile:
-    """`write_dashboard` of the shipped model with its defaults: the held-out stories, the shipped SAEs of the
-    layer, the `n_tokens` most frequent tokens (as contrasts) and `n_features` live output features."""
+    """`write_dashboard` of the shipped model with its defaults (what the CLI does with only MODEL, --layer, --out).
+
+    Args:
+        model: the shipped ts-synthetic-2l bridge.
+        layer: 0 or 1.
+        path: the HTML file to write.
+        n_tokens: the most frequent tokens of the held-out stories, shown as contrast directions.
+        n_features: live output features of the shipped output SAE, with the input SAE's interactions.
+        k: eigenvectors per direction.
+        n_contexts: top and bottom contexts per eigenvector.
+        progress: tqdm bars.
+
+    Returns:
+        The written file's path, size, generation time and number of directions.
+    """
     tokens = heldout_tokens()
     sae_in, sae_out = shipped_saes(SHIPPED_MODEL, layer)
     return write_dashboard(
