@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import hooked_bilinear as hb
-from hooked_bilinear.dashboard import read_data, write_classifier_dashboard, write_dashboard
+from hooked_bilinear.dashboard import data, read_data, write_classifier_dashboard, write_dashboard
 from hooked_bilinear.dashboard.shipped import heldout_tokens, shipped_saes
 
 LAYER = 1
@@ -42,19 +42,21 @@ def built(shipped_model: Any, tmp_path_factory: pytest.TempPathFactory) -> Built
     tokens = heldout_tokens()[:12]
     sae_in, sae_out = shipped_saes("ts-synthetic-2l", LAYER)
     path = tmp_path_factory.mktemp("dashboard") / "layer1.html"
-    write_dashboard(
-        shipped_model,
-        LAYER,
-        tokens,
-        path,
-        directions=TOKENS,
-        features=FEATURES,
-        sae_in=sae_in,
-        sae_out=sae_out,
-        k=K,
-        n_contexts=CONTEXTS,
-        progress=False,
-    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(data, "POSITION_CHUNK", 500)  # 12 x 128 positions in four uneven blocks
+        write_dashboard(
+            shipped_model,
+            LAYER,
+            tokens,
+            path,
+            directions=TOKENS,
+            features=FEATURES,
+            sae_in=sae_in,
+            sae_out=sae_out,
+            k=K,
+            n_contexts=CONTEXTS,
+            progress=False,
+        )
     return Built(shipped_model, tokens, sae_in, sae_out, path, read_data(path.read_text(encoding="utf-8")))
 
 

@@ -77,9 +77,13 @@ def test_shown_columns_are_the_eigencomponents(built: Built) -> None:
             rtol=1e-5,
         )
         columns = len(shown) + 2
+        every = lam * (factors.augment(x.reshape(-1, x.shape[-1])) @ vectors).square()  # [N, d_in], brute force
+        magnitude = every.abs().sum(0) / every.abs().sum()
         for slot, eigen in enumerate(direction["eigen"]):
             which = (lam - eigen["lambda"]).abs().argmin()
             v = vectors[:, which]
+            assert abs(eigen["share"] - magnitude[which].item()) <= 1e-3 * magnitude[which].item() + 1e-6
+            assert abs(eigen["mean"] - every[:, which].mean().item()) <= 1e-3 * abs(eigen["mean"]) + 1e-6
             for context in eigen["top"]:
                 rows = unpack(context["c"], columns).double()
                 positions = torch.arange(context["start"], context["start"] + len(context["ids"]))

@@ -51,6 +51,7 @@ PAIRS = 6  # top interacting input-feature pairs per SAE output feature
 PAIR_CONTEXTS = 4
 HEATMAP_FEATURES = 14
 HISTOGRAM_BINS = 40
+POSITION_CHUNK = 4096  # positions per block of the all-components pass
 
 
 class Direction(NamedTuple):
@@ -349,21 +350,30 @@ def direction_data(
     u = direction.u.to(factors.dtype)
     eigen = eigendecompose(factors, u, None, method="dense")  # all d_in pairs: the rest column needs each of them
     lam, v = eigen.lambda_, eigen.v
-    xa = factors.augment(cached.x.reshape(-1, cached.x.shape[-1]))
-    projection = xa @ v.T  # [N, d_in]
-    contribution = lam * projection.square()
+    x = cached.x.reshape(-1, cached.x.shape[-1])
     output = cached.out.reshape(-1, cached.out.shape[-1]).to(u.dtype) @ u  # the model's own u . mlp(x)
     shown = shown_components(lam, k)
     rest = torch.ones(len(lam), dtype=torch.bool)
     rest[shown] = False
-    rows = torch.cat([contribution[:, shown], contribution[:, rest].sum(-1, keepdim=True), output[:, None]], dim=1)
-    rows = rows.reshape(n_seq, n_pos, -1)
+    # positions in chunks, so that no [N, d_in] table is held: per position the shown contributions and the rest's
+    # sum, per component the sum of |contribution| over the token set
+    projection = torch.empty(len(x), len(shown), dtype=lam.dtype, device=lam.device)
+    rest_sum = torch.empty(len(x), dtype=lam.dtype, device=lam.device)
+    magnitude = torch.zeros_like(lam)
+    for start in range(0, len(x), POSITION_CHUNK):
+        part = factors.augment(x[start : start + POSITION_CHUNK]) @ v.T  # [chunk, d_in]
+        terms = lam * part.square()
+        projection[start : start + POSITION_CHUNK] = part[:, shown]
+        rest_sum[start : start + POSITION_CHUNK] = terms[:, rest].sum(-1)
+        magnitude += terms.abs().sum(0)
+    contribution = lam[shown] * projection.square()  # [N, k]
+    rows = torch.cat([contribution, rest_sum[:, None], output[:, None]], dim=1).reshape(n_seq, n_pos, -1)
     context = _Context(tokens, rows, used)
-    total_abs = contribution.abs().sum().clamp_min(torch.finfo(contribution.dtype).tiny)
+    share = magnitude / magnitude.sum().clamp_min(torch.finfo(magnitude.dtype).tiny)
     readouts = _readout(model, layer, v[shown])
     eigen_rows = []
     for slot, index in enumerate(shown):
-        p = projection[:, index].reshape(n_seq, n_pos)
+        p = projection[:, slot].reshape(n_seq, n_pos)
         top = [context(s, q, val) for s, q, val in _top_contexts(tokenizer, tokens, p, n_contexts)]
         bottom = [context(s, q, -val) for s, q, val in _top_contexts(tokenizer, tokens, -p, n_contexts)]
         eigen_rows.append(
@@ -371,8 +381,8 @@ def direction_data(
                 "index": index,
                 "column": slot,
                 "lambda": _num(lam[index], 6),
-                "share": _num(contribution[:, index].abs().sum() / total_abs, 4),
-                "mean": _num(contribution[:, index].mean(), 4),
+                "share": _num(share[index], 4),
+                "mean": _num(contribution[:, slot].mean(), 4),
                 "top": top,
                 "bottom": bottom,
                 "readout": readouts[slot],
@@ -384,14 +394,14 @@ def direction_data(
         "label": direction.label,
         "stats": {
             **spectrum_summary(lam, k),
-            "shown_share": _num(contribution[:, shown].abs().sum() / total_abs, 4),
+            "shown_share": _num(share[shown].sum(), 4),
             "mean_output": _num(output.mean()),
             "max_output": _num(output.max()),
             "min_output": _num(output.min()),
         },
         "spectrum": _nums(lam.sort(descending=True).values),
         "eigen": eigen_rows,
-        "rest_share": _num(contribution[:, rest].abs().sum() / total_abs, 4),
+        "rest_share": _num(share[rest].sum(), 4),
         "output": {
             "top": [context(s, q, val) for s, q, val in _top_contexts(tokenizer, tokens, o, n_contexts)],
             "bottom": [context(s, q, -val) for s, q, val in _top_contexts(tokenizer, tokens, -o, n_contexts)],
