@@ -84,6 +84,15 @@ def test_shown_columns_are_the_eigencomponents(built: Built) -> None:
             v = vectors[:, which]
             assert abs(eigen["share"] - magnitude[which].item()) <= 1e-3 * magnitude[which].item() + 1e-6
             assert abs(eigen["mean"] - every[:, which].mean().item()) <= 1e-3 * abs(eigen["mean"]) + 1e-6
+            canonical = v * torch.sign(v[v.abs().argmax()])  # eigendecompose's sign: largest entry positive
+            projection = factors.augment(x.reshape(-1, x.shape[-1])) @ canonical
+            histogram = eigen["histogram"]
+            assert abs(histogram["low"] - projection.min().item()) <= 1e-4 * projection.abs().max().item()
+            assert abs(histogram["high"] - projection.max().item()) <= 1e-4 * projection.abs().max().item()
+            bins = len(histogram["counts"])
+            counts = torch.histc(projection, bins=bins, min=histogram["low"], max=histogram["high"])
+            assert sum(histogram["counts"]) == len(projection)
+            assert (counts - torch.tensor(histogram["counts"], dtype=counts.dtype)).abs().sum() <= 4  # edges rounded
             for context in eigen["top"]:
                 rows = unpack(context["c"], columns).double()
                 positions = torch.arange(context["start"], context["start"] + len(context["ids"]))

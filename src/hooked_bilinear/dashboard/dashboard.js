@@ -303,7 +303,7 @@ function directionPage(main, index) {
     const left = $("div", {},
       $("div", { class: "sub", text: "top contexts (v\u00b7x' most positive)" }), contextList(e.top, slot, names, "v\u00b7x'", scale),
       $("div", { class: "sub", text: "bottom contexts (v\u00b7x' most negative)" }), contextList(e.bottom, slot, names, "v\u00b7x'", scale));
-    const right = $("div", { class: "readout" });
+    const right = $("div", { class: "readout" }, $("div", { class: "sub", text: "v\u00b7x' over the token set" }), histogramChart(e.histogram, 300, 80));
     for (const [key, title] of [["embed", "read-in: tokens whose embedding lies along \u00b1v"], ["unembed", "read-out: logits \u00b1v raises"]]) {
       right.append($("div", { class: "sub", text: title }));
       right.append($("div", {}, "+v ", tokenList(e.readout[key].top, "up")));

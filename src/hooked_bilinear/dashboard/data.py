@@ -385,6 +385,7 @@ def direction_data(
                 "mean": _num(contribution[:, slot].mean(), 4),
                 "top": top,
                 "bottom": bottom,
+                "histogram": _histogram(projection[:, slot]),
                 "readout": readouts[slot],
             }
         )
