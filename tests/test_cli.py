@@ -356,3 +356,39 @@ def test_bilinearize_refuses_a_warmup_longer_than_the_run_or_too_long_sequences(
     err = capsys.readouterr().err
     assert err.startswith("hooked-bilinear bilinearize: error:") and named in err, err
     assert not out.exists() and not (tmp_path / "out.state").exists()
+
+
+@pytest.mark.slow
+def test_dashboard_command_defaults(tmp_path, capsys):
+    """With only MODEL, --layer and --out: the shipped model's held-out stories, its SAEs, its frequent tokens and
+    live output features; `dashboard digits` for the shipped classifier."""
+    from hooked_bilinear.dashboard import read_data
+
+    out = tmp_path / "layer0.html"
+    assert main(["dashboard", "ts-synthetic-2l", "--layer", "0", "--out", str(out)]) == 0
+    assert "dashboard of 48 directions written to" in capsys.readouterr().out
+    data = read_data(out.read_text(encoding="utf-8"))
+    kinds = [d["kind"] for d in data["directions"]]
+    assert kinds == ["contrast"] * 32 + ["feature"] * 16
+    assert data["saes"] == {"input": "blocks.0.mlp.hook_in", "output": "blocks.0.mlp.hook_out"}
+    assert all("interactions" in d for d in data["directions"][32:])
+    assert data["token_set"]["n_tokens"] == 108 * 128
+    assert main(["dashboard", "digits", "--out", str(tmp_path / "digits.html")]) == 0
+    assert "dashboard of 10 classes" in capsys.readouterr().out
+    assert len(read_data((tmp_path / "digits.html").read_text(encoding="utf-8"))["classes"]) == 10
+
+
+def test_dashboard_command_bad_input(tmp_path, capsys):
+    out = tmp_path / "d.html"
+    cases = [
+        (["--layer", "0", "--out", str(tmp_path / "no" / "d.html")], "output folder"),
+        (["--out", str(out)], "--layer"),
+        (["--layer", "7", "--out", str(out)], "layer 7 does not exist"),
+        (["--layer", "0", "--out", str(out), "--directions", "zebra"], "'zebra' is not a token"),
+        (["--layer", "1", "--out", str(out), "--sae", "ts-synthetic-2l/blocks.0.mlp.hook_in"], "needs an SAE on"),
+        (["--layer", "0", "--out", str(out), "--tokens", str(tmp_path / "none.pt")], "no such file"),
+    ]
+    for args, message in cases:
+        assert main(["dashboard", "ts-synthetic-2l", *args]) == 1
+        assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -9,6 +9,7 @@ hooked-bilinear modadd certify [--model modadd-p113] [--json]     prove a modula
 hooked-bilinear modadd train --setup nanda|pizza OUT              train one (Nanda / pizza set-up)
 hooked-bilinear vision train OUT [--preset digits] [--noise-std 0.2] train a bilinear image classifier
 hooked-bilinear vision report [--model digits] [--out DIR]        its eigen-images, truncation, masks, ...
+hooked-bilinear dashboard MODEL --layer L --out FILE               one HTML file: eigen-features of a layer
 """
 
 from __future__ import annotations
@@ -595,11 +596,151 @@ def _command_parser(root: argparse.ArgumentParser, args: argparse.Namespace) -> 
     return root
 
 
+def _dashboard(args: argparse.Namespace) -> None:
+    import json
+    import warnings
+
+    import torch
+
+    from hooked_bilinear.dashboard import write_classifier_dashboard, write_dashboard
+    from hooked_bilinear.dashboard.html import check_output
+    from hooked_bilinear.vision.pretrained import SHIPPED_CONFIGS
+
+    check_output(args.out)  # before loading anything
+    folder = Path(args.model)
+    config = folder / "config.json"
+    if args.model in SHIPPED_CONFIGS or (config.is_file() and "dataset" in json.loads(config.read_text())):
+        from hooked_bilinear.vision.pretrained import from_pretrained as classifier
+
+        written = write_classifier_dashboard(classifier(args.model), args.out, k=args.k, root=args.data_root)
+    else:
+        from hooked_bilinear.dashboard import shipped
+        from hooked_bilinear.loading.pretrained import from_pretrained
+        from hooked_bilinear.sae import load
+        from hooked_bilinear.sae.train import pack_texts
+
+        if args.layer is None:
+            raise HookedBilinearError(f"--layer: which MLP layer of {args.model} to show (e.g. --layer 0).")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = from_pretrained(args.model)
+        name = str(args.model)
+        if args.tokens is None:
+            if name != shipped.SHIPPED_MODEL:
+                raise HookedBilinearError(
+                    "--tokens: give a token set (.pt / .npy / .safetensors ids [n_seq, pos], or a .txt file); only "
+                    f"{shipped.SHIPPED_MODEL} has a default one."
+                )
+            tokens, described = shipped.heldout_tokens(), shipped.HELDOUT_DESCRIPTION
+        else:
+            path = Path(args.tokens)
+            if not path.is_file():
+                raise HookedBilinearError(f"--tokens {path}: no such file.")
+            if path.suffix == ".txt":
+                texts = [line for line in path.read_text().splitlines() if line.strip()]
+                tokens = pack_texts(model.tokenizer, texts, model.cfg.n_ctx)
+            elif path.suffix == ".npy":
+                import numpy as np
+
+                tokens = torch.from_numpy(np.load(path))
+            elif path.suffix == ".safetensors":
+                from safetensors.torch import load_file
+
+                tokens = next(iter(load_file(path).values()))
+            else:
+                tokens = torch.load(path, weights_only=True)
+            tokens, described = tokens.long(), path.name
+        if args.sae is None:
+            sae_in, sae_out = shipped.shipped_saes(name, args.layer)
+        else:
+            sae_in = sae_out = None
+            for entry in args.sae:
+                if entry == "none":
+                    continue
+                sae = load(entry)
+                hook = sae.hook_name or ""
+                if hook.endswith("mlp.hook_in"):
+                    sae_in = sae
+                elif hook.endswith("mlp.hook_out"):
+                    sae_out = sae
+                else:
+                    raise HookedBilinearError(
+                        f"--sae {entry}: it reads {hook or 'an unnamed hook'}; the dashboard takes SAEs on "
+                        f"blocks.{args.layer}.mlp.hook_in and blocks.{args.layer}.mlp.hook_out."
+                    )
+        directions = args.directions
+        if directions is None:
+            directions = shipped.frequent_tokens(model, tokens, args.n_tokens)
+        features = args.features
+        if features is None and sae_out is not None and args.n_features > 0:
+            features = shipped.live_features(model, args.layer, sae_out, tokens, args.n_features)
+        written = write_dashboard(
+            model,
+            args.layer,
+            tokens,
+            args.out,
+            directions=directions,
+            features=features,
+            sae_in=sae_in,
+            sae_out=sae_out,
+            contrast=not args.raw,
+            k=args.k,
+            n_contexts=args.contexts,
+            token_set=described,
+        )
+    shows = "classes" if args.model in SHIPPED_CONFIGS or args.layer is None else "directions"
+    print(
+        f"dashboard of {written.n_directions} {shows} written to {written.path} "
+        f"({written.size_bytes / 1e6:.1f} MB, {written.seconds:.1f} s)"
+    )
+
+
+def _add_dashboard(commands: Commands) -> None:
+    """`dashboard MODEL --layer L --out FILE [...]`."""
+    d = commands.add_parser(
+        "dashboard",
+        help="one self-contained HTML file: a layer's output directions, eigenvectors, contexts, SAE interactions",
+        description="Write one self-contained HTML dashboard (opens offline). For a language model: the output "
+        "directions of --layer's bilinear MLP with their spectra, eigenvectors, top contexts and read-outs, and SAE "
+        "output features with their input-feature interactions. For an image classifier (digits, digits-noreg or "
+        "a trained folder): eigen-images per class and adversarial masks. With only MODEL, --layer and --out on "
+        "ts-synthetic-2l: its held-out stories, its shipped SAEs, its most frequent tokens and live features.",
+    )
+    d.add_argument("model", help="shipped name (ts-synthetic-2l, digits, ...), folder or Hub id")
+    d.add_argument("--layer", type=int, help="the MLP layer (language models)")
+    d.add_argument("--out", required=True, help="the HTML file to write (its folder must exist)")
+    d.add_argument(
+        "--directions", nargs="+", help="tokens whose output directions to show (default: the most frequent)"
+    )
+    d.add_argument("--raw", action="store_true", help="raw unembedding directions instead of token contrasts")
+    d.add_argument(
+        "--features",
+        nargs="+",
+        type=int,
+        help="output SAE feature ids to show (default: live ones of largest |lambda|)",
+    )
+    d.add_argument(
+        "--sae",
+        nargs="+",
+        help="SAEs (shipped names, folders or Hub ids) on blocks.L.mlp.hook_in and/or hook_out; 'none' for none "
+        "(default: the shipped ones of the model and layer)",
+    )
+    d.add_argument(
+        "--tokens", help="token set: ids [n_seq, pos] in .pt / .npy / .safetensors, or a .txt (a text a line)"
+    )
+    d.add_argument("--n-tokens", dest="n_tokens", type=int, default=32, help="default directions: this many tokens")
+    d.add_argument("--n-features", dest="n_features", type=int, default=16, help="default features: this many")
+    d.add_argument("--k", type=int, default=8, help="eigenvectors shown per direction")
+    d.add_argument("--contexts", type=int, default=10, help="top and bottom contexts per eigenvector")
+    d.add_argument("--data-root", dest="data_root", help="for MNIST / Fashion-MNIST classifiers: see vision train")
+    d.set_defaults(run=_dashboard)
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line: every sub-command's parser shows the defaults in its help (`_HelpFormatter`)."""
     root = argparse.ArgumentParser(prog="hooked-bilinear", description="Make, convert and publish bilinear models.")
     commands = root.add_subparsers(dest="command", required=True)
-    for add in (_add_bilinearize, _add_to_llama, _add_save, _add_push, _add_modadd, _add_vision):
+    for add in (_add_bilinearize, _add_to_llama, _add_save, _add_push, _add_modadd, _add_vision, _add_dashboard):
         add(commands)
     for each in _parsers(root):
         each.formatter_class = _HelpFormatter

@@ -63,3 +63,7 @@ def option(name: str, value: object = True) -> str:
 
 class SAEError(HookedBilinearError, ValueError):
     """A sparse autoencoder folder, config or object is malformed, or does not fit the activations it is used on."""
+
+
+class DashboardError(HookedBilinearError, ValueError):
+    """A dashboard was asked of something that is not there: a layer, a direction, an output folder."""
