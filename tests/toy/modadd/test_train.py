@@ -63,14 +63,17 @@ def test_training_is_deterministic_and_stops_at_the_target(tmp_path):
     assert record["task"]["p"] == 11 and record["stages"] == json.loads(json.dumps([asdict(CONFIG)]))
 
 
-@pytest.mark.parametrize("name, setup", [("modadd-p113", "nanda"), ("modadd-p59", "pizza")])
-def test_shipped_models_are_what_modadd_train_runs(name, setup):
+@pytest.mark.parametrize(
+    "name, setup, mlp",
+    [("modadd-p113", "nanda", "bilinear"), ("modadd-p59", "pizza", "bilinear"), ("modadd-relu-p59", "pizza", "relu")],
+)
+def test_shipped_models_are_what_modadd_train_runs(name, setup, mlp):
     """`hooked-bilinear modadd train --setup S` (SETUP_TRAINING, its defaults) is what the shipped model's
     TRAINING.json records: the last epoch of fixed-length stages, no test set in the rule (issue 16)."""
     record = json.loads((resolve_folder(name) / "TRAINING.json").read_text())
     stages = [{k: tuple(v) if isinstance(v, list) else v for k, v in stage.items()} for stage in record["stages"]]
     stages = [{"mlp": "bilinear", **stage} for stage in stages]  # recorded before `mlp` existed: bilinear
-    assert stages == [asdict(stage) for stage in SETUP_TRAINING[setup]]
+    assert stages == [asdict(replace(stage, mlp=mlp)) for stage in SETUP_TRAINING[setup]]
     assert record["task"] == {"nanda": NANDA, "pizza": PIZZA}[setup].to_config()
     assert not any(stage["stop_at_target"] for stage in stages)
     assert record["epochs"] == sum(stage["max_epochs"] for stage in stages)
