@@ -24,6 +24,14 @@ TASK = ModAddTask(p=13, input_format="a b", uniform_attention=True, train_fracti
 SMALL = ModAddTrainConfig(d_model=32, n_head=4, d_hidden=48, init_std=0.3, mlp="relu")
 
 
+def read_all(model, task, harmonics):
+    """The tables, the reading and the quadrature terms of a model, with their ledger."""
+    ledger = Ledger()
+    tables = read_tables(model, task, ledger)
+    reading = read_units(tables, task.p, None, ledger, harmonics=harmonics)
+    return tables, reading, quad.quadrature_terms(reading, task.p, ledger), ledger
+
+
 def true_margins(model, task):
     return margins(all_logits(model, task), task)
 
@@ -159,16 +167,12 @@ def test_the_quadrature_bound_holds_for_the_explanations_own_margins(random_relu
     """Terms 1 and 2 bound min_c sum_n (U~[c*] - U~[c]) ReLU(P~[a] + P~[b]) from below on every input: the
     quadrature sum (the '+ harmonic outputs' level, direct path removed) against its integral and error."""
     task, model = (TASK, random_relu) if source == "random" else trained_relu[:2]
-    p = task.p
-    ledger = Ledger()
-    tables = read_tables(model, task, ledger)
-    reading = read_units(tables, p, None, ledger, harmonics=3)
-    terms = quad.quadrature_terms(reading, p, ledger)
+    tables, reading, terms, ledger = read_all(model, task, harmonics=3)
     fitted = torch.relu(terms.P_fit.mid[:, None, :] + terms.P_fit.mid[None, :, :]) @ terms.U_fit.mid.T
     explained = margins(fitted, task).reshape(-1)
     bound, integral, by_input, _ = quad.quadrature_bound(terms, reading, task, ledger)
     assert (bound <= explained + 1e-9).all(), (bound - explained).max().item()
-    no_error = torch.maximum(bound, integral.mid.amin(1)[(task.operands()[0] - task.operands()[1]) % p])
+    no_error = torch.maximum(bound, integral.mid.amin(1)[(task.operands()[0] - task.operands()[1]) % task.p])
     assert (no_error > explained + 1e-6).any()  # the integral alone overshoots: the quadrature error is needed
 
 
@@ -188,11 +192,8 @@ def test_each_error_term_covers_its_own_part_of_the_model_minus_the_explanation(
     per_a[a] + per_b[b]: (3) sum_n (U~[c*] - U~[c]) (h_n - h~_n), (4) sum_n (R_U[c*] - R_U[c]) h_n, (5) the direct
     logits; and the three add up to the whole difference."""
     task, model = (TASK, random_relu) if source == "random" else trained_relu[:2]
+    tables, reading, terms, ledger = read_all(model, task, harmonics=2)
     p = task.p
-    ledger = Ledger()
-    tables = read_tables(model, task, ledger)
-    reading = read_units(tables, p, None, ledger, harmonics=2)
-    terms = quad.quadrature_terms(reading, p, ledger)
     _, _, parts = quad.error_bounds(tables, reading, terms, ledger)
     P, Q, U, P_fit, U_fit = tables.P.mid, tables.Q.mid, tables.U.mid, terms.P_fit.mid, terms.U_fit.mid
     hidden, fitted = torch.relu(P[:, None, :] + Q[None, :, :]), torch.relu(P_fit[:, None, :] + P_fit[None, :, :])
