@@ -232,3 +232,23 @@ def test_other_architectures_are_refused_by_the_readers():
         uniform_answer_logits(model, TASK.tokens()[:4])
     with pytest.raises(ValueError, match="the modular-addition circuit reads one-layer"):
         read_circuit(model, TASK, Ledger())
+
+
+def test_modadd_train_cli_trains_a_relu_model_with_mlp_relu(tmp_path, monkeypatch):
+    from hooked_bilinear.cli import main
+    from hooked_bilinear.toy.modadd import train
+
+    ran = []
+    real = train.train_recipe
+
+    def tiny(task, recipe, **kwargs):  # the set-up's recipe, recorded, then run at a toy size for a step each
+        ran.append(recipe)
+        return real(task, tuple(replace(s, d_model=16, d_hidden=16, max_epochs=1) for s in recipe), progress=False)
+
+    monkeypatch.setattr(train, "train_recipe", tiny)
+    out = tmp_path / "relu"
+    assert main(["modadd", "train", "--setup", "pizza", "--mlp", "relu", str(out), "--max-epochs", "2"]) == 0
+    (recipe,) = ran
+    assert [stage.mlp for stage in recipe] == ["relu", "relu"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["bilinear"] is False and config["gate"] == "relu"
