@@ -111,7 +111,16 @@ class QuadratureCertificate(Certificate):
 
 def require_pizza_relu(model: BilinearForCausalLM, task: ModAddTask, reader: str) -> None:
     """Refuse what the quadrature reading does not cover: anything but a ReLU model of the pizza set-up ('a b',
-    uniform attention with query and key weights at zero, vocabulary = the residues)."""
+    uniform attention with query and key weights at zero, vocabulary = the residues).
+
+    Args:
+        model: the model.
+        task: its task.
+        reader: the caller's name, for the message.
+
+    Raises:
+        ValueError: naming what is not covered.
+    """
     config = model.config
     require_modadd_architecture(config, reader, relu=True)
     if config.bilinear:
@@ -126,7 +135,19 @@ def require_pizza_relu(model: BilinearForCausalLM, task: ModAddTask, reader: str
 
 
 def read_tables(model: BilinearForCausalLM, task: ModAddTask, ledger: Ledger) -> ReluTables:
-    """P, Q, U' and the direct logits from the weights, as balls (O(p N d) work, and p^2 d for the direct path)."""
+    """P, Q, U' and the direct logits from the weights, as balls (O(p N d) work, and p^2 d for the direct path).
+
+    Args:
+        model: a ReLU pizza model.
+        task: its task.
+        ledger: where the flops go.
+
+    Returns:
+        The tables.
+
+    Raises:
+        ValueError: a model `require_pizza_relu` refuses.
+    """
     require_pizza_relu(model, task, "read_tables")
     config = model.config
     block = model.transformer.blocks[0]
@@ -161,7 +182,21 @@ def read_units(
     """The explanation's parameters: each unit's frequency is the key frequency (default: `key_frequencies` of the
     pre-activations' spectrum) where its pre-activations have the most energy; (alpha, phi) fit the mean of P_n and
     Q_n there, the offset and (gamma, chi) per harmonic fit U'[:, n] (least squares: the harmonics' Fourier columns
-    are orthogonal). A choice needs no proof; its flops are counted all the same."""
+    are orthogonal). A choice needs no proof; its flops are counted all the same.
+
+    Args:
+        tables: `read_tables`'s output.
+        p: the modulus.
+        frequencies: the key frequencies, or None for the spectrum's.
+        ledger: where the flops go.
+        harmonics: output harmonics m = 1..harmonics per unit.
+
+    Returns:
+        The reading.
+
+    Raises:
+        ValueError: bad frequencies or harmonics.
+    """
     P, Q, U = tables.P.mid, tables.Q.mid, tables.U.mid
     n_units = P.shape[1]
     if frequencies is None:
@@ -205,7 +240,15 @@ def _trig_ball(turns: torch.Tensor, period: int, shift: torch.Tensor | float, fn
 
 
 def relu(x: Ball, ledger: Ledger) -> Ball:
-    """ReLU of every real in x (monotone: the image of [lower, upper])."""
+    """ReLU of every real in x (monotone: the image of [lower, upper]).
+
+    Args:
+        x: a ball.
+        ledger: where the flops go.
+
+    Returns:
+        A ball containing ReLU of every real in x.
+    """
     lo, hi = x.lower().clamp_min(0.0), x.upper().clamp_min(0.0)
     ledger.add(8 * x.mid.numel())
     return Ball((lo + hi) / 2, iv.round_up((hi - lo) / 2 + iv.U * hi, 2))
@@ -227,7 +270,16 @@ class QuadratureTerms:
 
 
 def quadrature_terms(reading: UnitReading, p: int, ledger: Ledger) -> QuadratureTerms:
-    """The fitted tables and the quadrature sums at every half-angle the inputs reach (O(p N M))."""
+    """The fitted tables and the quadrature sums at every half-angle the inputs reach (O(p N M)).
+
+    Args:
+        reading: `read_units`'s output.
+        p: the modulus.
+        ledger: where the flops go.
+
+    Returns:
+        The explanation's balls.
+    """
     t = torch.arange(p)
     k_n = reading.frequency
     harmonic = torch.arange(1, reading.harmonics + 1)
@@ -372,7 +424,17 @@ def error_bounds(
 ) -> tuple[Float[torch.Tensor, " p"], Float[torch.Tensor, " p"], dict[str, tuple[torch.Tensor, torch.Tensor]]]:
     """Terms 3 to 5 as (per a, per b): for every input and every c, the model's logit difference logit_c* - logit_c
     lies within per_a[a] + per_b[b] of the explanation's sum_n (U~[c*, n] - U~[c, n]) ReLU(P~_n[a] + P~_n[b]);
-    with each term's (per a, per b) parts by name."""
+    with each term's (per a, per b) parts by name.
+
+    Args:
+        tables: `read_tables`'s output.
+        reading: `read_units`'s output.
+        terms: `quadrature_terms`'s output.
+        ledger: where the flops go.
+
+    Returns:
+        (per_a [p], per_b [p], {term name: (per a, per b)}).
+    """
     # (3) g_n = max_Delta sum_m gamma_nm |1 - e^{i m theta Delta}|, times |P - P~| per a and |Q - P~| per b
     g = iv.einsum("dnm,nm->dn", terms.chord, Ball.exact(reading.gamma), ledger).magnitude().amax(0)
     pre_a, pre_b = (iv.round_up(iv.sub(X, terms.P_fit, ledger).magnitude() @ g, len(g)) for X in (tables.P, tables.Q))
@@ -396,7 +458,17 @@ def quadrature_bound(
 ) -> tuple[Float[torch.Tensor, " p_squared"], Ball, Float[torch.Tensor, " p_squared"], dict[tuple[int, int], float]]:
     """Terms 1 and 2 for every input (row a * p + b): a lower bound of the explanation's own margin
     min_{c != c*} sum_n (U~[c*, n] - U~[c, n]) ReLU(P~_n[a] + P~_n[b]); with the (d, Delta) integral grid, the
-    quadrature error at each input's half-angle and its largest size per (k, m)."""
+    quadrature error at each input's half-angle and its largest size per (k, m).
+
+    Args:
+        terms: `quadrature_terms`'s output.
+        reading: `read_units`'s output.
+        task: the task.
+        ledger: where the flops go.
+
+    Returns:
+        (bound [p^2], the integral grid over (d, Delta), the quadrature error per input [p^2], largest delta per (k, m)).
+    """
     p = task.p
     integral, chords, scales = _pizza_grid(terms, reading, p, ledger)
     a, b = task.operands()
@@ -428,7 +500,18 @@ def _negative_cos_half(k: int, d: torch.Tensor, p: int) -> torch.Tensor:
 def exact_margins(
     tables: ReluTables, a: Int[torch.Tensor, " s"], b: Int[torch.Tensor, " s"], ledger: Ledger, chunk: int = 512
 ) -> Float[torch.Tensor, " s"]:
-    """Proven margins of the inputs (a[s], b[s]) from the exact tables: D_A[a] + D_B[b] + U' ReLU(P[a] + Q[b])."""
+    """Proven margins of the inputs (a[s], b[s]) from the exact tables: D_A[a] + D_B[b] + U' ReLU(P[a] + Q[b]).
+
+    Args:
+        tables: `read_tables`'s output.
+        a: first operands.
+        b: second operands.
+        ledger: where the flops go.
+        chunk: inputs per batch.
+
+    Returns:
+        A lower bound of each input's margin.
+    """
     p = tables.U.shape[0]
     parts = []
     for start in range(0, len(a), chunk):
