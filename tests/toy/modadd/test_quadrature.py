@@ -214,3 +214,44 @@ def test_each_error_term_covers_its_own_part_of_the_model_minus_the_explanation(
         assert (piece.abs() <= allowed + 1e-9).all(), (name, (piece.abs() - allowed).max().item())
     whole = difference(all_logits(model, task)) - difference(fitted @ U_fit.T)
     torch.testing.assert_close(sum(pieces.values()), whole, rtol=1e-4, atol=1e-4)
+
+
+def quadrature_model(task, n_units, k=1, d_model=8, alpha=2.0, gamma=0.5):
+    """A ReLU pizza model that is exactly the quadrature: E[t] = (cos, sin)(theta t) in dims 0, 1; the attention
+    copies it to dims 2, 3 (A = (s / 2) E there, B = E + A); unit n reads alpha cos(theta a + phi_n) from dims 2, 3 with
+    phi_n = 2 pi n / N evenly spaced, and writes gamma (cos, -sin)(2 phi_n) to dims 4, 5, which W_U reads as
+    (cos, sin)(theta c): U'[c, n] = gamma cos(theta c + 2 phi_n), no direct path."""
+    model = build_modadd_model(task, replace(SMALL, d_model=d_model, n_head=2, d_hidden=n_units))
+    p, theta = task.p, 2 * math.pi * k / task.p
+    t = torch.arange(p, dtype=torch.float64)
+    phi = 2 * math.pi * torch.arange(n_units, dtype=torch.float64) / n_units
+    half = model.config.attn_residual_scale / 2
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.zero_()
+        model.transformer.wte.weight[:, 0], model.transformer.wte.weight[:, 1] = (
+            torch.cos(theta * t),
+            torch.sin(theta * t),
+        )
+        qkv = model.transformer.h[0].attn.qkv.weight
+        qkv[2 * d_model + 2, 0] = qkv[2 * d_model + 3, 1] = 1.0
+        model.transformer.h[0].attn.o.weight.copy_(torch.eye(d_model))
+        w = model.transformer.h[0].mlp.w.weight
+        w[:, 2], w[:, 3] = alpha * torch.cos(phi) / half, -alpha * torch.sin(phi) / half
+        out = getattr(model.transformer.h[0].mlp, model.config.mlp_down_name).weight
+        out[4], out[5] = gamma * torch.cos(2 * phi), -gamma * torch.sin(2 * phi)
+        model.lm_head.weight[:, 4], model.lm_head.weight[:, 5] = torch.cos(theta * t), torch.sin(theta * t)
+    return model
+
+
+def test_a_model_that_is_the_quadrature_is_certified_by_the_bound_alone():
+    """Where the model is the explanation (evenly spaced phases, one frequency, no residuals) the linear-time bound is
+    not vacuous: it certifies every input by itself; with a few uneven units it is still sound."""
+    task = replace(TASK, p=13)
+    model = quadrature_model(task, n_units=48)
+    certificate, true = assert_sound(model, task, harmonics=1)
+    assert (true > 0).all()
+    assert certificate.compressed_accuracy == 1.0
+    assert certificate.errors["pre-activations (Lipschitz), per a + per b"] < 1e-3
+    coarse = quadrature_model(task, n_units=3)
+    assert_sound(coarse, task, harmonics=1)
