@@ -14,7 +14,7 @@ the parameter count on a log-log scale: the model's (at fixed width nearly const
 any cost that grows with p) and the composed circuit's (`circuit_params`, the tables the proofs read: 3 p N + 2 p^2
 for ReLU). The LAST stdout line is one JSON object
 {"relu": {"p": [...], "accuracy": [...], "certified": [...], "cost_ratio": [...], "proof_flops": [...],
-"params": [...], ...}, "bilinear": {...}, "fit": {...}}: `certified` and `cost_ratio` / `proof_flops` are the whole
+"params": [...], ..., "fit": {slopes}}, "bilinear": {...}}: `certified` and `cost_ratio` / `proof_flops` are the whole
 proof's (fallback included); `bound_certified` and `bound_flops` the compressed bound's alone.
 """
 
@@ -189,7 +189,8 @@ def main() -> None:
                 "bound_flops_vs_p_slope": slope(column["p"], column["bound_flops"]),
                 "brute_flops_vs_p_slope": slope(column["p"], column["brute_flops"]),
             }
-    (args.work / f"{tag}results.json").write_text(json.dumps({**columns, "fit": fit}, indent=2) + "\n")
+    result = {family: {**column, "fit": fit.get(family, {})} for family, column in columns.items()}
+    (args.work / f"{tag}results.json").write_text(json.dumps(result, indent=2) + "\n")
     plot(
         columns,
         args.plot,
@@ -203,7 +204,7 @@ def main() -> None:
             f"{numbers['bound_flops_vs_params_slope']:.3f} (at fixed width they barely grow with p), against p "
             f"{numbers['bound_flops_vs_p_slope']:.3f}"
         )
-    print(json.dumps({**columns, "fit": fit}))
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":
