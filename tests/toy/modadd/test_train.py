@@ -238,17 +238,18 @@ def test_modadd_train_cli_trains_a_relu_model_with_mlp_relu(tmp_path, monkeypatc
     from hooked_bilinear.cli import main
     from hooked_bilinear.toy.modadd import train
 
-    ran = []
+    recipes: list = []
+    shrink = {"d_model": 16, "d_hidden": 16, "max_epochs": 1}
     real = train.train_recipe
-
-    def tiny(task, recipe, **kwargs):  # the set-up's recipe, recorded, then run at a toy size for a step each
-        ran.append(recipe)
-        return real(task, tuple(replace(s, d_model=16, d_hidden=16, max_epochs=1) for s in recipe), progress=False)
-
-    monkeypatch.setattr(train, "train_recipe", tiny)
+    monkeypatch.setattr(  # record the recipe, then run it at a toy size
+        train,
+        "train_recipe",
+        lambda task, recipe, **_: (
+            recipes.append(recipe) or real(task, tuple(replace(s, **shrink) for s in recipe), progress=False)
+        ),
+    )
     out = tmp_path / "relu"
     assert main(["modadd", "train", "--setup", "pizza", "--mlp", "relu", str(out), "--max-epochs", "2"]) == 0
-    (recipe,) = ran
-    assert [stage.mlp for stage in recipe] == ["relu", "relu"]
+    assert [stage.mlp for stage in recipes[0]] == ["relu", "relu"]
     config = json.loads((out / "config.json").read_text())
     assert config["bilinear"] is False and config["gate"] == "relu"
