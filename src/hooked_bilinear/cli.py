@@ -357,7 +357,7 @@ def _modadd_train(args: argparse.Namespace) -> None:
             f"--max-epochs {args.max_epochs}: pass a positive number of epochs, or leave it out for the set-up's."
         )
     task = {"nanda": NANDA, "pizza": PIZZA}[args.setup]
-    first, *later = (replace(stage, seed=args.seed) for stage in SETUP_TRAINING[args.setup])
+    first, *later = (replace(stage, seed=args.seed, mlp=args.mlp) for stage in SETUP_TRAINING[args.setup])
     recipe = (replace(first, max_epochs=args.max_epochs or first.max_epochs), *later)
     model, history = train_recipe(task, recipe)
     save_model(model, out, history, recipe, overwrite=args.overwrite)
@@ -403,6 +403,9 @@ def _add_modadd(commands: Commands) -> None:
         "then runs 500 more at weight decay 10; the last epoch is the model)",
     )
     tr.add_argument("--seed", type=int, default=0, help="initialisation and data split")
+    tr.add_argument(
+        "--mlp", choices=["bilinear", "relu"], default="bilinear", help="relu: a plain ReLU MLP (modadd-relu-p59)"
+    )
     tr.add_argument("--overwrite", action="store_true", help="replace an existing OUT folder")
     tr.set_defaults(run=_modadd_train)
 

@@ -32,3 +32,28 @@ def test_cost_scaling_plot_is_written_with_each_cost_drawn_from_its_rows(tmp_pat
     for start, (x, y) in expected.items():
         (line,) = [line for label, line in lines.items() if label.startswith(start)]
         assert list(line.get_xdata()) == x and list(line.get_ydata()) == y
+
+
+def test_quadrature_points_plot_draws_each_frequencys_units(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    from hooked_bilinear.loading.pretrained import load_model
+    from hooked_bilinear.toy.modadd import PIZZA
+    from hooked_bilinear.toy.modadd.interval import Ledger
+    from hooked_bilinear.toy.modadd.quadrature import read_tables, read_units
+
+    reading = read_units(read_tables(load_model("modadd-relu-p59"), PIZZA, Ledger()), PIZZA.p, None, Ledger())
+    drawn: list[Any] = []
+    original = plots.save_figure
+
+    def keep(fig, path):
+        drawn.append(fig)
+        return original(fig, path)
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    path = plots.plot_quadrature_points(reading, tmp_path / "q.png", "units")
+    assert path.exists() and path.stat().st_size > 0
+    axes = drawn[0].axes
+    assert len(axes) == 2 * len(reading.frequencies)
+    for column, k in enumerate(reading.frequencies):
+        n_units = int((reading.frequency == k).sum())
+        assert axes[column].get_title().startswith(f"k = {k}: {n_units} units")
+        assert len(axes[len(reading.frequencies) + column].collections[0].get_offsets()) == n_units

@@ -63,13 +63,17 @@ def test_training_is_deterministic_and_stops_at_the_target(tmp_path):
     assert record["task"]["p"] == 11 and record["stages"] == json.loads(json.dumps([asdict(CONFIG)]))
 
 
-@pytest.mark.parametrize("name, setup", [("modadd-p113", "nanda"), ("modadd-p59", "pizza")])
-def test_shipped_models_are_what_modadd_train_runs(name, setup):
+@pytest.mark.parametrize(
+    "name, setup, mlp",
+    [("modadd-p113", "nanda", "bilinear"), ("modadd-p59", "pizza", "bilinear"), ("modadd-relu-p59", "pizza", "relu")],
+)
+def test_shipped_models_are_what_modadd_train_runs(name, setup, mlp):
     """`hooked-bilinear modadd train --setup S` (SETUP_TRAINING, its defaults) is what the shipped model's
     TRAINING.json records: the last epoch of fixed-length stages, no test set in the rule (issue 16)."""
     record = json.loads((resolve_folder(name) / "TRAINING.json").read_text())
     stages = [{k: tuple(v) if isinstance(v, list) else v for k, v in stage.items()} for stage in record["stages"]]
-    assert stages == [asdict(stage) for stage in SETUP_TRAINING[setup]]
+    stages = [{"mlp": "bilinear", **stage} for stage in stages]  # recorded before `mlp` existed: bilinear
+    assert stages == [asdict(replace(stage, mlp=mlp)) for stage in SETUP_TRAINING[setup]]
     assert record["task"] == {"nanda": NANDA, "pizza": PIZZA}[setup].to_config()
     assert not any(stage["stop_at_target"] for stage in stages)
     assert record["epochs"] == sum(stage["max_epochs"] for stage in stages)
@@ -103,6 +107,21 @@ def test_a_recipe_refuses_no_stages_and_later_stages_of_another_size():
         train_recipe(TASK, (), progress=False)
     with pytest.raises(ValueError, match="stage 2 has sizes .*d_model"):
         train_recipe(TASK, (CONFIG, replace(CONFIG, d_model=16)), progress=False)
+    with pytest.raises(ValueError, match="stage 2 has sizes .*mlp"):
+        train_recipe(TASK, (CONFIG, replace(CONFIG, mlp="relu")), progress=False)
+
+
+def test_a_relu_model_trains_saves_and_reloads_as_relu(tmp_path):
+    config = replace(CONFIG, mlp="relu")
+    model, history = train_modadd(TASK, config, progress=False)
+    assert history.train_loss[-1] < history.train_loss[0]
+    folder = save_model(model, tmp_path / "relu", history, config)
+    loaded = load_model(folder)
+    assert not loaded.config.bilinear and loaded.config.gate == "relu"
+    assert json.loads((folder / "TRAINING.json").read_text())["stages"][0]["mlp"] == "relu"
+    torch.testing.assert_close(answer_logits(loaded, TASK.tokens()), answer_logits(model, TASK.tokens()))
+    with pytest.raises(ValueError, match="one-layer bilinear models"):
+        read_circuit(model, TASK, Ledger())  # the bilinear circuit does not read a ReLU model
 
 
 def test_cosine_schedule_and_training_without_the_test_set_in_the_stopping_rule():
@@ -174,6 +193,7 @@ def test_label_smoothing_is_the_training_loss_only(monkeypatch):
         ("grad_clip", 0.0),
         ("label_smoothing", -0.1),
         ("label_smoothing", 1.0),
+        ("mlp", "gelu"),
     ],
 )
 def test_bad_schedule_options_are_refused(field, value):
@@ -181,10 +201,12 @@ def test_bad_schedule_options_are_refused(field, value):
         ModAddTrainConfig(**{field: value})
 
 
+@pytest.mark.parametrize("mlp", ["bilinear", "relu"])
 @pytest.mark.parametrize("input_format", ["a b", "a b ="])
-def test_uniform_answer_logits_is_the_forward_pass_and_its_gradient(input_format):
+def test_uniform_answer_logits_is_the_forward_pass_and_its_gradient(input_format, mlp):
     task = replace(TASK, input_format=input_format)
-    model = build_modadd_model(task, replace(CONFIG, init_std=0.3)).double()
+    model = build_modadd_model(task, replace(CONFIG, init_std=0.3, mlp=mlp)).double()
+    assert model.config.bilinear == (mlp == "bilinear") and model.config.gate == (None if mlp == "bilinear" else "relu")
     tokens, labels = task.tokens(), task.labels()
     fast, slow = uniform_answer_logits(model, tokens), answer_logits(model, tokens)
     torch.testing.assert_close(fast, slow, rtol=1e-12, atol=1e-12)
@@ -210,3 +232,24 @@ def test_other_architectures_are_refused_by_the_readers():
         uniform_answer_logits(model, TASK.tokens()[:4])
     with pytest.raises(ValueError, match="the modular-addition circuit reads one-layer"):
         read_circuit(model, TASK, Ledger())
+
+
+def test_modadd_train_cli_trains_a_relu_model_with_mlp_relu(tmp_path, monkeypatch):
+    from hooked_bilinear.cli import main
+    from hooked_bilinear.toy.modadd import train
+
+    recipes: list = []
+    shrink = {"d_model": 16, "d_hidden": 16, "max_epochs": 1}
+    real = train.train_recipe
+    monkeypatch.setattr(  # record the recipe, then run it at a toy size
+        train,
+        "train_recipe",
+        lambda task, recipe, **_: (
+            recipes.append(recipe) or real(task, tuple(replace(s, **shrink) for s in recipe), progress=False)
+        ),
+    )
+    out = tmp_path / "relu"
+    assert main(["modadd", "train", "--setup", "pizza", "--mlp", "relu", str(out), "--max-epochs", "2"]) == 0
+    assert [stage.mlp for stage in recipes[0]] == ["relu", "relu"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["bilinear"] is False and config["gate"] == "relu"

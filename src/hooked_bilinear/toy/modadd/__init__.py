@@ -7,6 +7,7 @@ circuit.py      the logits as an exact sum of terms, from the weights
 interval.py     rounding-safe interval arithmetic with a flop ledger
 certify.py      the certificate: proven margin bounds, their cost      (certify, certify_exact, certificate_curve)
 explanation.py  trig identities and the compressed explanation         (explain, weight_reading)
+quadrature.py   a ReLU model (mlp="relu") read as numerical integration, its linear-time bound (certify_relu)
 report.py       the headline numbers                                   (report)
 plots.py        pictures
 """
@@ -26,6 +27,7 @@ from hooked_bilinear.toy.modadd.explanation import (
     weight_reading,
 )
 from hooked_bilinear.toy.modadd.fourier import fourier_basis, key_frequencies
+from hooked_bilinear.toy.modadd.quadrature import QuadratureCertificate, certify_relu, explanation_table
 from hooked_bilinear.toy.modadd.report import all_logits, margins, modadd_report
 from hooked_bilinear.toy.modadd.task import NANDA, PIZZA, ModAddTask
 from hooked_bilinear.toy.modadd.train import (
@@ -44,6 +46,7 @@ __all__ = [
     "SETUP_TRAINING",
     "Certificate",
     "Explanation",
+    "QuadratureCertificate",
     "ModAddHistory",
     "ModAddTask",
     "ModAddTrainConfig",
@@ -53,8 +56,10 @@ __all__ = [
     "brute_force_flops",
     "certificate_curve",
     "certify",
+    "certify_relu",
     "certify_exact",
     "explain",
+    "explanation_table",
     "fourier_basis",
     "key_frequencies",
     "logit_table_fraction",

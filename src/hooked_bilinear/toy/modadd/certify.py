@@ -506,7 +506,7 @@ def brute_force_flops(model: BilinearForCausalLM, task: ModAddTask) -> int:
     c = model.config
     d, h, vocab, n = c.d_model, c.d_hidden, c.vocab_size, task.n_pos
     attention = n * 4 * d * d + 2 * d * d + 4 * n * d + 5 * n * c.n_head + 2 * d * d + 2 * d
-    mlp = 2 * d * 2 * h + h + 2 * h * d + d
+    mlp = 2 * d * (2 * h if c.bilinear else h) + h + 2 * h * d + d  # a ReLU MLP (toy.modadd mlp="relu"): one map
     return task.p**2 * (attention + mlp + 2 * d * vocab + 2 * vocab)
 
 

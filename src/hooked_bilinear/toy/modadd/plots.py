@@ -133,3 +133,51 @@ def plot_cost_scaling(rows: list[dict[str, Any]], path: PathLike, title: str = "
     ax.legend(fontsize=8)
     ax.set_title(title or "proof cost vs brute force", fontsize=10)
     return save_figure(fig, path)
+
+
+def plot_quadrature_points(reading: Any, path: PathLike, title: str = "") -> Path:
+    """A ReLU model's units as quadrature points, one column per key frequency k, at the harmonic m whose integral
+    is largest (|sum_n w_nm e^{i (chi_nm - 2 m phi_n)}| / (4 m^2 - 1), the even-spacing estimate of |J^_km|): top, each unit's input phase phi_n (the point) against its width alpha_n gamma_nm; bottom,
+    its output phase chi_nm against 2 m phi_n (the quadrature identity wants chi = 2 m phi for odd m and
+    2 m phi + pi for even m, where its integral is negative; both lines drawn, the wanted one solid).
+
+    Args:
+        reading: a `quadrature.UnitReading`.
+        path: where to save the PNG.
+        title: the figure's title.
+
+    Returns:
+        The saved path.
+    """
+    import math
+
+    frequencies = list(reading.frequencies)
+    fig, axes = pyplot().subplots(2, len(frequencies), figsize=(4.0 * len(frequencies), 6.4), squeeze=False)
+    for column, k in enumerate(frequencies):
+        units = reading.frequency == k
+        widths = reading.alpha[units, None] * reading.gamma[units]  # [n_k, M]
+        harmonic = torch.arange(1, widths.shape[1] + 1, dtype=torch.float64)
+        turn = reading.chi[units] - 2 * harmonic[None, :] * reading.phi[units, None]
+        coherent = ((widths * torch.cos(turn)).sum(0).pow(2) + (widths * torch.sin(turn)).sum(0).pow(2)).sqrt()
+        m = int((coherent / (4 * harmonic**2 - 1)).argmax()) + 1
+        phi, width = reading.phi[units], widths[:, m - 1]
+        top, bottom = axes[0, column], axes[1, column]
+        top.vlines(phi.tolist(), 0, width.tolist(), color="tab:blue", lw=0.8)
+        top.plot(phi.tolist(), width.tolist(), ".", color="tab:blue", ms=3)
+        top.set_xlim(-math.pi, math.pi)
+        top.set_xlabel("input phase phi_n (quadrature point)")
+        top.set_ylabel(f"width alpha_n gamma_n,{m}")
+        top.set_title(f"k = {k}: {int(units.sum())} units, harmonic m = {m}", fontsize=9)
+        wrap = torch.remainder(2 * m * phi + math.pi, 2 * math.pi) - math.pi
+        chi = torch.remainder(reading.chi[units, m - 1] + math.pi, 2 * math.pi) - math.pi
+        bottom.scatter(wrap.tolist(), chi.tolist(), s=(4 + 60 * width / width.max()).tolist(), alpha=0.6)
+        wanted = 0.0 if m % 2 else math.pi
+        for offset in (0.0, math.pi):
+            style = "-" if offset == wanted else ":"
+            for shift in (offset, offset - 2 * math.pi):  # y = x + offset, wrapped into [-pi, pi]
+                bottom.plot([-math.pi, math.pi], [-math.pi + shift, math.pi + shift], style, color="grey", lw=0.8)
+        bottom.set_ylim(-math.pi, math.pi)
+        bottom.set_xlabel(f"2 m phi_n (mod 2 pi), m = {m}")
+        bottom.set_ylabel("output phase chi_n,m")
+    fig.suptitle(title, fontsize=10)
+    return save_figure(fig, path)

@@ -36,7 +36,9 @@ class ModAddTrainConfig:
     `grad_clip`: the gradient's total norm is clipped to it before each step (None: no clipping). Weights start
     normal with std `init_std` (small: generalises before it memorises). `label_smoothing`: the training loss's
     targets put that mass evenly on every class (the cross-entropy's optimum is then a finite margin, so training
-    stops pushing the margins of the pairs it has seen; the reported losses stay plain cross-entropy).
+    stops pushing the margins of the pairs it has seen; the reported losses stay plain cross-entropy). `mlp`: the
+    bilinear MLP `W_out ((W_gate x) * (W_in x))`, or a plain ReLU MLP `W_out ReLU(W_in x)` of the same width (the
+    third paper's system; config.json records it as `bilinear: false, gate: "relu"`).
     """
 
     d_model: int = 128
@@ -57,8 +59,11 @@ class ModAddTrainConfig:
     min_lr_fraction: float = 0.0
     grad_clip: float | None = None
     label_smoothing: float = 0.0
+    mlp: Literal["bilinear", "relu"] = "bilinear"
 
     def __post_init__(self) -> None:
+        if self.mlp not in ("bilinear", "relu"):
+            raise ValueError(f"mlp={self.mlp!r}: pass 'bilinear' (the package's MLP) or 'relu' (a plain ReLU MLP).")
         if not 0.0 <= self.min_lr_fraction <= 1.0:
             raise ValueError(f"min_lr_fraction={self.min_lr_fraction}: pass a fraction of lr between 0 and 1.")
         if self.grad_clip is not None and not self.grad_clip > 0:
@@ -139,8 +144,8 @@ def build_modadd_model(task: ModAddTask, config: ModAddTrainConfig = ModAddTrain
         d_hidden=config.d_hidden,
         n_ctx=task.n_pos,
         vocab_size=task.vocab_size,
-        bilinear=True,
-        gate=None,
+        bilinear=config.mlp == "bilinear",
+        gate=None if config.mlp == "bilinear" else "relu",
         bias=False,
         normalization=False,
         checkpoint_format="current",
@@ -178,11 +183,19 @@ def learning_rate_factor(config: ModAddTrainConfig, epoch: int) -> float:
     return warmup * (config.min_lr_fraction + (1.0 - config.min_lr_fraction) * cosine)
 
 
-def require_modadd_architecture(config: BilinearConfig, reader: str) -> None:
-    """Refuse a model that is not what build_modadd_model builds: one bilinear layer, no normalization, no biases."""
-    if config.n_layer != 1 or config.normalization or config.bias or not config.bilinear or config.gate is not None:
+def is_relu_mlp(config: BilinearConfig) -> bool:
+    """A plain ReLU MLP (`mlp="relu"`) rather than a bilinear one."""
+    return not config.bilinear and config.gate == "relu"
+
+
+def require_modadd_architecture(config: BilinearConfig, reader: str, *, relu: bool = False) -> None:
+    """Refuse a model that is not what build_modadd_model builds: one bilinear layer (or, with `relu`, a bilinear or
+    a plain ReLU layer), no normalization, no biases."""
+    mlp_ok = (config.bilinear and config.gate is None) or (relu and is_relu_mlp(config))
+    if config.n_layer != 1 or config.normalization or config.bias or not mlp_ok:
+        kinds = "bilinear or ReLU" if relu else "bilinear"
         raise ValueError(
-            f"{reader} reads one-layer bilinear models without normalization or biases (what "
+            f"{reader} reads one-layer {kinds} models without normalization or biases (what "
             f"hooked_bilinear.toy.modadd trains); this one has n_layer={config.n_layer}, normalization="
             f"{config.normalization}, bias={config.bias}, bilinear={config.bilinear}, gate={config.gate}."
         )
@@ -201,10 +214,11 @@ def uniform_answer_logits(
 
     With every score 0 the last position reads x = W_E[t_last] + (s / n_pos) sum_j W_O W_V W_E[t_j]. Everything
     linear in x (the MLP's gate and in pre-activations, the direct logits W_U x) is a sum of per-token rows read once
-    from the vocabulary, so per input only the product (W_gate x) * (W_in x) and its map U' = W_U W_out remain.
+    from the vocabulary, so per input only the product (W_gate x) * (W_in x) (a ReLU MLP: ReLU(W_in x)) and its map
+    U' = W_U W_out remain.
     """
     config = model.config
-    require_modadd_architecture(config, "uniform_answer_logits")
+    require_modadd_architecture(config, "uniform_answer_logits", relu=True)
     block = model.transformer.blocks[0]
     d_model = config.d_model
     W_QKV = block.attn.qkv.weight
@@ -220,6 +234,8 @@ def uniform_answer_logits(
     table = rows[0][tokens[:, -1]] + (config.attn_residual_scale / n_pos) * rows[1][tokens].sum(dim=1)
     width = W_gate_in.shape[0]
     pre, direct = table[:, :width], table[:, width:]
+    if not config.bilinear:
+        return direct + torch.relu(pre) @ unembed_out.T
     gate, linear = split_gate_in(pre, dim=-1)
     return direct + (gate * linear) @ unembed_out.T
 
@@ -318,13 +334,13 @@ def train_recipe(
     that stops at its test target ends itself, not the recipe (`reached_target` is the last stage's)."""
     if not recipe:
         raise ValueError("an empty recipe: pass at least one ModAddTrainConfig.")
-    sizes = {name: getattr(recipe[0], name) for name in ("d_model", "n_head", "d_hidden")}
+    sizes = {name: getattr(recipe[0], name) for name in ("d_model", "n_head", "d_hidden", "mlp")}
     for number, stage in enumerate(recipe[1:], start=2):
         other = {name: getattr(stage, name) for name in sizes}
         if other != sizes:
             raise ValueError(
                 f"stage {number} has sizes {other} but continues the first stage's model {sizes}: give every stage "
-                "the first one's d_model, n_head and d_hidden."
+                "the first one's d_model, n_head, d_hidden and mlp."
             )
     model, history = train_modadd(task, recipe[0], on_eval=on_eval, progress=progress)
     for stage in recipe[1:]:
