@@ -203,6 +203,8 @@ def test_torchrun_two_processes_on_a_jsonl_corpus(tmp_path):
         "body",
         "--steps",
         "6",
+        "--warmup-steps",
+        "1",
         "--batch-size",
         "4",
         "--seq-len",
@@ -226,7 +228,8 @@ def test_torchrun_two_processes_on_a_jsonl_corpus(tmp_path):
 def test_bilinearize_data_errors_name_the_flag(tmp_path, capsys, monkeypatch):
     import importlib.util
 
-    folder, _ = write_llama(tmp_path / "swiglu", hidden_act="silu")
+    # positions for the default --seq-len (256): a longer sequence than the model's positions is refused first
+    folder, _ = write_llama(tmp_path / "swiglu", hidden_act="silu", max_position_embeddings=512)
     torch.save(torch.randint(0, 330, (500,)), tmp_path / "tokens.pt")
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
