@@ -149,7 +149,8 @@ def bilinearize(
             overriding the recipe's.
         recipe: "paper" (default: linear beta 1 -> 0 over the first 30%, learnable gate scale c, lr 1e-4, weight
             decay 0.1, bf16 on CUDA) or "cosine80" (the first default: cosine over 80%, lr 3e-4); see making/recipe.py.
-        anneal_fraction, schedule: override the recipe's share of the steps over which beta goes 1 -> 0, and alpha(t).
+        anneal_fraction: overrides the recipe's share of the steps over which beta goes 1 -> 0.
+        schedule: overrides the recipe's alpha(t) ("linear", "cosine" or "exp").
         device: "cpu" or "cuda" (default: CUDA if available; under torchrun each rank its LOCAL_RANK-th GPU).
         checkpoint_dir: checkpoints (every `checkpoint_every` steps), metrics.csv and loss_curve.png; a rerun with the
             same folder resumes, on any number of processes.
