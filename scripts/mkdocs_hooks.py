@@ -16,11 +16,9 @@ from nbconvert.exporters.html import HTMLExporter
 
 MARKER = "<!-- cli-reference -->"
 README_MARKER = "<!-- readme -->"
-
-# nbconvert's HTML template imports Mermaid from cdnjs when a notebook holds a diagram; the tutorials hold none, and
-# the site must never reference a remote script (tests/test_docs_site.py), so the URLs are emptied.
-HTMLExporter.mermaid_js_url.default_value = ""
-HTMLExporter.mermaid_layout_elk_js_url.default_value = ""
+# nbconvert's HTML template imports Mermaid from cdnjs when a notebook holds a diagram. The tutorials hold none, and
+# no page may reference a remote script (tests/test_docs_site.py), so the notebook pages lose the addresses.
+REMOTE_SCRIPTS = [HTMLExporter.mermaid_js_url.default_value, HTMLExporter.mermaid_layout_elk_js_url.default_value]
 
 
 def _cell(text: str) -> str:
@@ -85,8 +83,13 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     return markdown
 
 
-
 def readme_as_home(readme: str) -> str:
     """README.md as the site's home page: its links point into docs/ from the repository root; here they are
     relative to docs/ (tutorials/ is linked into docs/)."""
     return readme.replace("](docs/", "](")
+
+
+def on_post_page(output: str, page: Any, config: Any) -> str:
+    for url in REMOTE_SCRIPTS:
+        output = output.replace(url, "")
+    return output
