@@ -182,6 +182,17 @@ def eigendecompose(
 
     k=None gives all d_in pairs (then `Q_u = v^T diag(lambda) v`). Directions are processed in batches that fit in
     `max_memory` bytes (32 MiB on CPU, 2 GiB on CUDA by default), with a progress bar for long sweeps.
+
+    Examples:
+        >>> import hooked_bilinear as hb
+        >>> from hooked_bilinear.analysis import contrast_directions, eigendecompose, top_tokens
+        >>> model = hb.from_pretrained("ts-synthetic-2l")
+        >>> u = contrast_directions(model, model.to_single_token("cat"))[0]  # "cat" against the rest
+        >>> eig = eigendecompose(model.blocks[1].mlp, u, k=4)
+        >>> eig.lambda_.shape, eig.v.shape
+        (torch.Size([4]), torch.Size([4, 128]))
+        >>> top_tokens(model, eig.v[:1], k=3, through="embed", layer=1).top_tokens[0]
+        ['yellow', 'red', 'soft']
     """
     factors = as_factors(factors)
     directions = factors.directions(u)

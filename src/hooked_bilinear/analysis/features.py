@@ -96,7 +96,19 @@ def feature_interactions(
     mlp: Any, sae: Any, u: Float[torch.Tensor, "*n d_out"], dtype: torch.dtype | None = None
 ) -> Float[torch.Tensor, "*n d_sae d_sae"]:
     """`D Q_u D^T` [d_sae, d_sae] (or [n, d_sae, d_sae] for u [n, d_model]) for the input SAE's decoder D: entry
-    (i, j) is how much features i and j together write along u (see module doc; the bias terms are separate)."""
+    (i, j) is how much features i and j together write along u (see module doc; the bias terms are separate).
+
+    Examples:
+        >>> import hooked_bilinear as hb
+        >>> from hooked_bilinear import analysis as A, sae as S
+        >>> model = hb.from_pretrained("ts-synthetic-2l")
+        >>> sae_in = S.load("ts-synthetic-2l/blocks.1.mlp.hook_in")
+        >>> sae_out = S.load("ts-synthetic-2l/blocks.1.mlp.hook_out")
+        >>> e = A.output_feature_directions(sae_out, [232])[0]  # output feature 232's encoder row
+        >>> M = A.feature_interactions(model.blocks[1].mlp, sae_in, e)
+        >>> M.shape
+        torch.Size([512, 512])
+    """
     factors = as_factors(mlp, dtype)
     D, _ = input_basis(factors, sae)
     return D @ interaction_matrix(factors, u) @ D.T

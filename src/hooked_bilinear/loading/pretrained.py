@@ -82,6 +82,12 @@ def load_model(
     `LlamaForCausalLM` for a Llama folder. Every weight is checked against config.json (names, shapes, finite values).
 
     Args: as `from_pretrained`; `allow_non_finite=True` loads NaN / inf weights with a warning instead of refusing.
+
+    Examples:
+        >>> import hooked_bilinear as hb
+        >>> model = hb.load_model("modadd-p59")
+        >>> type(model).__name__, model.config.modular_addition["p"]
+        ('BilinearForCausalLM', 59)
     """
     folder = resolve_folder(name_or_path, revision)
     torch_dtype = _dtype(dtype)
@@ -132,6 +138,15 @@ def from_pretrained(
 
     Returns:
         A `TransformerBridge` whose bilinear MLPs are `HookedBilinearMLP`s (a SwiGLU Llama keeps gated MLPs).
+
+    Examples:
+        >>> import hooked_bilinear as hb
+        >>> model = hb.from_pretrained("ts-synthetic-2l")
+        >>> logits, cache = model.run_with_cache("once upon a time")
+        >>> logits.shape, cache["blocks.0.mlp.hook_post"].shape
+        (torch.Size([1, 5, 330]), torch.Size([1, 5, 256]))
+        >>> type(model.blocks[0].mlp).__name__
+        'FusedHookedBilinearMLP'
     """
     folder = resolve_folder(name_or_path, revision)
     torch_dtype = _dtype(dtype)

@@ -162,6 +162,21 @@ def bilinearize(
     already is; each rank trains on its rows of every global batch. Rank 0 returns the model, in eval mode (on CPU
     after FSDP); the other ranks return None. The run's figures and the fold's verification are recorded for the
     model card (`hooked_bilinear.save_pretrained`).
+
+    Examples:
+        A tiny random SwiGLU Llama, a few steps on random token ids (a real run takes a pretrained model and a
+        corpus; see the "Making bilinear models" page):
+
+        >>> import torch
+        >>> from transformers import LlamaConfig, LlamaForCausalLM
+        >>> import hooked_bilinear as hb
+        >>> config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+        ...                      num_attention_heads=2, num_key_value_heads=2, hidden_act="silu")
+        >>> swiglu = LlamaForCausalLM(config)
+        >>> model = hb.bilinearize(swiglu, torch.randint(0, 64, (4096,)), steps=4, batch_size=2, seq_len=16,
+        ...                        progress=False)
+        >>> type(model).__name__, model.config.hidden_act
+        ('LlamaForCausalLM', 'linear')
     """
     chosen = get_recipe(recipe)
     anneal_fraction = chosen.anneal_fraction if anneal_fraction is None else anneal_fraction

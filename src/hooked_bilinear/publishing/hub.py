@@ -167,7 +167,14 @@ def push_to_hub(
     commit URL. `model` is anything save_pretrained takes (a bridge, a transformers model, a folder / shipped name /
     Hub id), and so are `tokenizer`, `as_llama`, `processed_weights` and `token_ids_only`. Nothing remote happens
     before the folder is written and checked. An existing repo (or an existing `local_dir` you chose) is replaced
-    only with `overwrite=True`."""
+    only with `overwrite=True`.
+
+    Examples:
+        Needs the network and a Hub token (`huggingface-cli login` or `token=`), so it is not run by the tests:
+
+        >>> import hooked_bilinear as hb
+        >>> hb.push_to_hub("ts-synthetic-2l", "me/ts-synthetic-2l-llama")  # doctest: +SKIP
+    """
     check_repo_id(repo_id)
     folder = Path(local_dir) if local_dir is not None else staging_folder(repo_id)
     save_pretrained(

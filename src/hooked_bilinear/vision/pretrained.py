@@ -25,7 +25,15 @@ def shipped_classifiers() -> list[str]:
 
 
 def from_pretrained(name: str | Path) -> BilinearClassifier:
-    """A shipped classifier by name (`digits`, `digits-noreg`) or a folder written by `BilinearClassifier.save`."""
+    """A shipped classifier by name (`digits`, `digits-noreg`) or a folder written by `BilinearClassifier.save`.
+
+    Examples:
+        >>> from hooked_bilinear import vision
+        >>> model = vision.from_pretrained("digits")
+        >>> split = vision.load_split(model.config)
+        >>> round((model(split.test_x).argmax(-1) == split.test_y).float().mean().item(), 4)
+        0.9861
+    """
     folder = Path(name)
     if isinstance(name, str) and name in SHIPPED_CONFIGS:
         folder = CHECKPOINTS / name

@@ -403,7 +403,16 @@ def certify(
     (default: the key frequencies of the interactions' a factors, `factor_spectrum`). With `fallback`,
     the inputs whose compressed bound is not positive are proven again by the exact circuit (`circuit_logits`).
     `output_frequencies`: more frequencies for the output factor Z in the residue proof (uniform attention only);
-    `multiply_x_first_order`: R_X Y_K Z_K computed rather than bounded there (`residue_interaction`)."""
+    `multiply_x_first_order`: R_X Y_K Z_K computed rather than bounded there (`residue_interaction`).
+
+    Examples:
+        >>> import hooked_bilinear as hb
+        >>> from hooked_bilinear.toy.modadd import ModAddTask, certify
+        >>> model = hb.load_model("modadd-p59")
+        >>> certificate = certify(model, ModAddTask.from_config(model.config))
+        >>> certificate.certified_accuracy
+        1.0
+    """
     task = task or ModAddTask.from_config(model.config)
     ledger = Ledger()
     p = task.p
