@@ -187,8 +187,13 @@ def test_pages_in_the_browser_offline(site: Site, server: str, tmp_path: Path) -
         page.screenshot(path=str(shots / "tutorial.png"))
         # search, built locally
         page.click("label.md-search__icon, .md-search__input")
-        page.fill(".md-search__input", "eigendecompose")
-        page.wait_for_selector(".md-search-result__item", timeout=15000)
+        # the index builds in a worker; a query typed before it is ready is never run
+        page.wait_for_function(
+            "() => !document.querySelector('.md-search-result__meta').textContent.includes('Initializing')",
+            timeout=60000,
+        )
+        page.locator(".md-search__input").press_sequentially("eigendecompose")  # typed, as a reader does
+        page.wait_for_selector(".md-search-result__item", timeout=30000)
         assert page.locator(".md-search-result__item").count() > 0
         page.screenshot(path=str(shots / "search.png"))
     assert log.clean(), log.problems()
