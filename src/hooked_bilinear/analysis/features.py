@@ -98,6 +98,21 @@ def feature_interactions(
     """`D Q_u D^T` [d_sae, d_sae] (or [n, d_sae, d_sae] for u [n, d_model]) for the input SAE's decoder D: entry
     (i, j) is how much features i and j together write along u (see module doc; the bias terms are separate).
 
+    Args:
+        mlp: the bilinear layer: a bilinear MLP component, a transformers `LlamaMLP` with hidden_act "linear", the
+            tdooms MLP module, or `BilinearFactors`.
+        sae: the SAE on the MLP's input (`hook_in`): anything with W_enc, W_dec, b_enc, b_dec (this package's SAEs
+            or SAELens's).
+        u: output direction(s) [d_model] or [n, d_model], e.g. `output_feature_directions(sae_out, ids)`.
+        dtype: the dtype to compute in (default: the weights', float32 for half-precision weights).
+
+    Returns:
+        `D Q_u D^T`: [d_sae, d_sae] for one direction, [n, d_sae, d_sae] for n.
+
+    Raises:
+        SAEError: the SAE's width does not fit the MLP's input.
+        NotBilinearError: the layer is a gated (GLU / SwiGLU) or plain MLP.
+
     Examples:
         >>> import hooked_bilinear as hb
         >>> from hooked_bilinear import analysis as A, sae as S

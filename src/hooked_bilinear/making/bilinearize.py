@@ -163,6 +163,15 @@ def bilinearize(
     after FSDP); the other ranks return None. The run's figures and the fold's verification are recorded for the
     model card (`hooked_bilinear.save_pretrained`).
 
+    Returns:
+        The bilinear `LlamaForCausalLM` (`hidden_act: "linear"`, the gate scale folded into gate_proj) on rank 0;
+        None on the other ranks.
+
+    Raises:
+        ConversionError: the model is not a LlamaForCausalLM, is already bilinear, or has another activation.
+        DatasetError: token ids outside the vocabulary, or a corpus that cannot be read.
+        ValueError: an anneal_fraction outside (0, 1].
+
     Examples:
         A tiny random SwiGLU Llama, a few steps on random token ids (a real run takes a pretrained model and a
         corpus; see the "Making bilinear models" page):

@@ -27,6 +27,16 @@ def shipped_classifiers() -> list[str]:
 def from_pretrained(name: str | Path) -> BilinearClassifier:
     """A shipped classifier by name (`digits`, `digits-noreg`) or a folder written by `BilinearClassifier.save`.
 
+    Args:
+        name: a shipped name (`shipped_classifiers()`), or a folder written by `BilinearClassifier.save` /
+            `hooked-bilinear vision train`.
+
+    Returns:
+        The `BilinearClassifier` (a TransformerLens hooked module), in eval mode.
+
+    Raises:
+        CheckpointNotFoundError: `name` is neither a shipped classifier nor a folder.
+
     Examples:
         >>> from hooked_bilinear import vision
         >>> model = vision.from_pretrained("digits")
