@@ -30,17 +30,11 @@ import pytest
 
 import hooked_bilinear.cli
 from tests.browser import is_local, offline_page
+from tests.test_docstrings import PUBLIC_PACKAGES
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-PUBLIC_PACKAGES = [
-    "hooked_bilinear",
-    "hooked_bilinear.analysis",
-    "hooked_bilinear.sae",
-    "hooked_bilinear.vision",
-    "hooked_bilinear.toy.modadd",
-]
 # what a browser fetches by itself: scripts, stylesheets, images, media, frames, CSS imports and url()s
 FETCHED = re.compile(
     r"""<(?:script|img|iframe|source|audio|video|embed)\b[^>]*?\bsrc=["']([^"']+)"""

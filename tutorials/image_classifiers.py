@@ -16,26 +16,17 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
 from hooked_bilinear import vision
+from hooked_bilinear.analysis.plots import show_in_notebook
 from hooked_bilinear.vision.report import classifier_report
 
 parser = argparse.ArgumentParser(description="Bilinear image classifiers read from their weights.")
 parser.add_argument("--out", type=Path, default=Path("out/image_classifiers"))
 args, _ = parser.parse_known_args()  # in a notebook the kernel's own arguments are left alone
-
-
-def show(*paths: Path) -> None:
-    """In a notebook, display the PNGs just written; as a script, nothing (they are on disk)."""
-    if "ipykernel" in sys.modules:
-        from IPython.display import Image, display
-
-        for path in paths:
-            display(Image(filename=str(path)))
 
 
 # %% [markdown]
@@ -79,14 +70,14 @@ print(
 # Each class's top positive and top negative eigen-image, then class 0's spectrum.
 
 # %%
-show(args.out / "eigen_images.png", args.out / "spectrum_class0.png")
+show_in_notebook(args.out / "eigen_images.png", args.out / "spectrum_class0.png")
 
 # %% [markdown]
 # ## Truncation
 
 # %%
 print(f"truncation, accuracy by top-k per class: {result['truncation']}")
-show(args.out / "truncation.png")
+show_in_notebook(args.out / "truncation.png")
 
 # %% [markdown]
 # ## Adversarial masks
@@ -97,7 +88,7 @@ for method, numbers in result["adversarial"].items():
         f"{method} masks at 1/4 mean image norm: {numbers['rate'][2]:.4f} sent to the target vs "
         f"{numbers['baseline_rate'][2]:.4f} permuted ({numbers['ratio_at_quarter_norm']:.1f}x)"
     )
-show(args.out / "adversarial_curves.png")
+show_in_notebook(args.out / "adversarial_curves.png")
 
 # %% [markdown]
 # ## Overfitting
@@ -112,7 +103,7 @@ print(
     f"{[round(a, 4) for a in result['noise_sweep']['test_accuracy']]}, outlier energy "
     f"{[round(s['outlier_energy'], 4) for s in result['noise_sweep']['stats']]}"
 )
-show(args.out / "eigen_images_noreg.png", args.out / "noise_sweep.png")
+show_in_notebook(args.out / "eigen_images_noreg.png", args.out / "noise_sweep.png")
 
 # %% [markdown]
 # ## One input explained; similarity across seeds
@@ -120,4 +111,4 @@ show(args.out / "eigen_images_noreg.png", args.out / "noise_sweep.png")
 # %%
 print(f"eigen-image similarity with seed 1 (top-4, best |cos|): {result['seed_similarity_top4']['1']}")
 print(f"figures in {args.out}: {sorted(p.name for p in args.out.glob('*.png'))}")
-show(args.out / "explanation.png")
+show_in_notebook(args.out / "explanation.png")

@@ -22,13 +22,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import warnings
 from pathlib import Path
 
 import torch
 
 import hooked_bilinear as hb
+from hooked_bilinear.analysis.plots import show_in_notebook
 from hooked_bilinear.loading.pretrained import load_model, resolve_folder
 from hooked_bilinear.toy.modadd import (
     PIZZA,
@@ -60,15 +60,6 @@ parser.add_argument("--out", type=Path, default=Path("out/modular_addition"))
 args, _ = parser.parse_known_args()  # in a notebook the kernel's own arguments are left alone
 args.out.mkdir(parents=True, exist_ok=True)
 torch.set_grad_enabled(False)
-
-
-def show(*paths: Path) -> None:
-    """In a notebook, display the PNGs just written; as a script, nothing (they are on disk)."""
-    if "ipykernel" in sys.modules:
-        from IPython.display import Image, display
-
-        for path in paths:
-            display(Image(filename=str(path)))
 
 
 # %% [markdown]
@@ -115,7 +106,7 @@ plot_spectra(
     args.out / "fourier_spectra.png",
     f"p = {task.p}: share of energy per frequency",
 )
-show(args.out / "fourier_spectra.png")
+show_in_notebook(args.out / "fourier_spectra.png")
 
 # %% [markdown]
 # ## 3. Trig identities and the compressed explanation
@@ -137,7 +128,7 @@ plot_logit_tables(
     args.out / "logit_tables.png",
     "logit of one answer over (a, b)",
 )
-show(args.out / "logit_tables.png")
+show_in_notebook(args.out / "logit_tables.png")
 
 # %% [markdown]
 # ## 4. The certificate, and how its cost buys tightness
@@ -180,4 +171,4 @@ for certificate in curve:
         f"{certificate.proof_flops / brute:.3f} x"
     )
 print(f"pictures in {args.out}")
-show(args.out / "certificate_curve.png")
+show_in_notebook(args.out / "certificate_curve.png")

@@ -36,6 +36,7 @@ from hooked_bilinear.analysis.plots import (
     plot_eigen_approximation,
     plot_feature_interactions,
     plot_self_cross,
+    show_in_notebook,
 )
 from hooked_bilinear.sae.splice import splice_loss
 from hooked_bilinear.sae.train import evaluate_sae, pack_texts
@@ -53,15 +54,6 @@ parser.add_argument("--layers", default="0,1", help="comma-separated layers to a
 parser.add_argument("--stories", type=int, default=200)
 args, _ = parser.parse_known_args()  # in a notebook the kernel's own arguments are left alone
 args.out.mkdir(parents=True, exist_ok=True)
-
-
-def show(*paths: Path) -> None:
-    """In a notebook, display the PNGs just written; as a script, nothing (they are on disk)."""
-    if "ipykernel" in sys.modules:
-        from IPython.display import Image, display
-
-        for path in paths:
-            display(Image(filename=str(path)))
 
 
 # %% [markdown]
@@ -205,7 +197,7 @@ for layer in layers:
 
 # %%
 for layer in layers:
-    show(
+    show_in_notebook(
         *(
             args.out / f"{name}_layer{layer}.png"
             for name in ("eigen_approximation", "circuit_interactions", "self_cross")

@@ -43,6 +43,7 @@ from hooked_bilinear.analysis.plots import (
     plot_spectrum,
     plot_token_table,
     plot_truncation_curve,
+    show_in_notebook,
 )
 
 # the repository's scripts/: beside this file's folder as a script; under the working directory as a notebook
@@ -71,15 +72,6 @@ parser = argparse.ArgumentParser(description="Reading a bilinear MLP from its we
 parser.add_argument("--out", type=Path, default=Path("out/weight_analysis"))
 args, _ = parser.parse_known_args()  # in a notebook the kernel's own arguments are left alone
 args.out.mkdir(parents=True, exist_ok=True)
-
-
-def show(*paths: Path) -> None:
-    """In a notebook, display the PNGs just written; as a script, nothing (they are on disk)."""
-    if "ipykernel" in sys.modules:
-        from IPython.display import Image, display
-
-        for path in paths:
-            display(Image(filename=str(path)))
 
 
 # %% [markdown]
@@ -126,7 +118,7 @@ print(
     f"top-8 share of ||Q||_F^2 {stats.top_k_mass:.2f}, balance {stats.balance:+.2f}"
 )
 plot_spectrum(eigen.lambda_, args.out / "spectrum.png", title=f"Q_u for '{word}' vs rest, layer {layer}")
-show(args.out / "spectrum.png")
+show_in_notebook(args.out / "spectrum.png")
 
 # %% [markdown]
 # ## 4. The top eigenvectors read as tokens
@@ -138,7 +130,7 @@ table = top_tokens(model, top4, k=6, through="embed", layer=layer)
 labels = [f"v{i} (lambda {lam:+.2f})" for i, lam in enumerate(eigen.lambda_[:4].tolist())]
 print("top eigenvectors read through the embedding:\n" + str(table))
 plot_token_table(table, args.out / "top_eigenvectors.png", labels=labels, title=f"'{word}' vs rest, layer {layer}")
-show(args.out / "top_eigenvectors.png")
+show_in_notebook(args.out / "top_eigenvectors.png")
 
 # the same direction in layer 0: are its top eigenvectors similar?
 other = model.blocks[0].mlp.eigendecompose(u_contrast, k=4)
@@ -195,4 +187,4 @@ plot_truncation_curve(
     title=f"layer {layer}, HOSVD basis, {tokens.numel()} held-out tokens",
 )
 print(f"pictures in {args.out}/")
-show(args.out / "truncation.png")
+show_in_notebook(args.out / "truncation.png")
