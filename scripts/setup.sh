@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create a virtual environment with the package and its test dependencies, on the CPU build of torch.
+# Create a virtual environment with the package, its test and docs dependencies, on the CPU build of torch.
 #
 #   bash scripts/setup.sh            .venv, every package at the exact version in constraints.txt (what the suite
 #                                    passed on; what CI tests)
@@ -25,9 +25,9 @@ quiet() { "$@" 2>&1 | grep -v "^WARNING: Location" || true; }
 quiet "$VENV/bin/python" -m pip install -q --upgrade pip
 quiet "$VENV/bin/python" -m pip install -q "torch==2.13.0"
 if [ "$VENV" = .venv-latest ]; then
-  quiet "$VENV/bin/python" -m pip install -q --upgrade --upgrade-strategy eager -e ".[test]" "torch==2.13.0"
+  quiet "$VENV/bin/python" -m pip install -q --upgrade --upgrade-strategy eager -e ".[test,docs]" "torch==2.13.0"
 else
-  quiet "$VENV/bin/python" -m pip install -q "${CONSTRAINTS[@]}" -e ".[test]"
+  quiet "$VENV/bin/python" -m pip install -q "${CONSTRAINTS[@]}" -e ".[test,docs]"
 fi
 "$VENV/bin/python" -m pip check
 "$VENV/bin/python" -c "import hooked_bilinear; from importlib.metadata import version as v; print('hooked_bilinear ready in $VENV:', ', '.join(f'{p} {v(p)}' for p in ('torch', 'transformers', 'transformer-lens')))"

@@ -1,20 +1,24 @@
-"""SAE features through a bilinear MLP (the papers' section 5) on the shipped `ts-synthetic-2l` and its shipped SAEs.
+# %% [markdown]
+# # SAE features through a bilinear MLP
+#
+# The papers' section 5, on the shipped `ts-synthetic-2l` and its shipped SAEs. Run as a script with
+# `python tutorials/sae_features.py [--out out/sae_features] [--layers 0,1]`, or open it as a notebook (jupytext).
+#
+# No download; a minute or two on CPU.
+#
+# 1. The model and its shipped TopK SAEs (k 30, 4x; MLP input `hook_in` and output `hook_out` of each layer), on
+#    held-out synthetic stories: FVU, L0 and the loss added by splicing each SAE in.
+# 2. The identity `u . mlp(x_hat) = f^T (D Q_u D^T) f + f . linear + constant` on cached activations, x_hat the input
+#    SAE's reconstruction.
+# 3. Fig. 9: how well the top-k eigenvectors of Q_e (e = an output feature's encoder row) predict the feature (PNG).
+# 4. A circuit from the weights alone: the output feature whose interaction matrix `D Q_e D^T` has the strongest
+#    single cross pair of input features relative to the whole matrix; its heat map and Fig. 27's panels (PNGs).
+# 5. The check against activations: the output feature when both input features, one, or neither is active; top
+#    dataset examples of all three.
+#
+# Steps 1 and 3-5 run for each layer asked for (both by default); pictures are named by layer.
 
-    python tutorials/sae_features.py [--out out/sae_features] [--layers 0,1]
-
-No download; a minute or two on CPU.
-1. The model and its shipped TopK SAEs (k 30, 4x; MLP input `hook_in` and output `hook_out` of each layer), on
-   held-out synthetic stories: FVU, L0 and the loss added by splicing each SAE in.
-2. The identity `u . mlp(x_hat) = f^T (D Q_u D^T) f + f . linear + constant` on cached activations, x_hat the input
-   SAE's reconstruction.
-3. Fig. 9: how well the top-k eigenvectors of Q_e (e = an output feature's encoder row) predict the feature (PNG).
-4. A circuit from the weights alone: the output feature whose interaction matrix `D Q_e D^T` has the strongest
-   single cross pair of input features relative to the whole matrix; its heat map and Fig. 27's panels (PNGs).
-5. The check against activations: the output feature when both input features, one, or neither is active; top
-   dataset examples of all three.
-Steps 1 and 3-5 run for each layer asked for (both by default); pictures are named by layer.
-"""
-
+# %%
 from __future__ import annotations
 
 import argparse
@@ -32,37 +36,45 @@ from hooked_bilinear.analysis.plots import (
     plot_eigen_approximation,
     plot_feature_interactions,
     plot_self_cross,
+    show_in_notebook,
 )
 from hooked_bilinear.sae.splice import splice_loss
 from hooked_bilinear.sae.train import evaluate_sae, pack_texts
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from train_embedded import make_corpus
+# the repository's scripts/: beside this file's folder as a script; under the working directory as a notebook
+ROOT = Path(__file__).resolve().parent.parent if "__file__" in globals() else Path.cwd()
+sys.path.insert(0, str(ROOT / "scripts"))
+from train_embedded import make_corpus  # noqa: E402  the generator of the checkpoint's training corpus
 
 EVAL_SEED = 3  # the model saw seed 0, the SAEs seeds 1 (training) and 2 (evaluation)
 
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("out/sae_features"))
-    parser.add_argument("--layers", default="0,1", help="comma-separated layers to analyse")
-    parser.add_argument("--stories", type=int, default=200)
-    args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = hb.from_pretrained("ts-synthetic-2l")
-    tokens = pack_texts(model.tokenizer, make_corpus(args.stories, EVAL_SEED), model.cfg.n_ctx)
-    print(f"held-out synthetic stories: {tokens.shape[0]} x {tokens.shape[1]} tokens")
-    print("shipped SAEs:", ", ".join(S.shipped()))
-    for layer in (int(text) for text in args.layers.split(",")):
-        print(f"\n=== layer {layer} ===")
-        analyse_layer(model, tokens, layer, args.out)
+parser = argparse.ArgumentParser(description="SAE features through a bilinear MLP.")
+parser.add_argument("--out", type=Path, default=Path("out/sae_features"))
+parser.add_argument("--layers", default="0,1", help="comma-separated layers to analyse")
+parser.add_argument("--stories", type=int, default=200)
+args, _ = parser.parse_known_args()  # in a notebook the kernel's own arguments are left alone
+args.out.mkdir(parents=True, exist_ok=True)
 
 
+# %% [markdown]
+# ## The model, held-out stories and the shipped SAEs
+
+# %%
+torch.manual_seed(0)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    model = hb.from_pretrained("ts-synthetic-2l")
+tokens = pack_texts(model.tokenizer, make_corpus(args.stories, EVAL_SEED), model.cfg.n_ctx)
+print(f"held-out synthetic stories: {tokens.shape[0]} x {tokens.shape[1]} tokens")
+print("shipped SAEs:", ", ".join(S.shipped()))
+
+# %% [markdown]
+# ## Steps 1 to 5, for one layer
+
+
+# %%
 def analyse_layer(model: Any, tokens: torch.Tensor, layer: int, out: Path) -> None:
-
+    """Steps 1 to 5 for one layer; pictures named by layer."""
     # 1. the shipped SAEs
     hook_in, hook_out = f"blocks.{layer}.mlp.hook_in", f"blocks.{layer}.mlp.hook_out"
     sae_in, sae_out = S.load(f"ts-synthetic-2l/{hook_in}"), S.load(f"ts-synthetic-2l/{hook_out}")
@@ -171,5 +183,23 @@ def analyse_layer(model: Any, tokens: torch.Tensor, layer: int, out: Path) -> No
             print("   ", example)
 
 
-if __name__ == "__main__":
-    main()
+# %% [markdown]
+# ## Every layer
+
+# %%
+layers = [int(text) for text in args.layers.split(",")]
+for layer in layers:
+    print(f"\n=== layer {layer} ===")
+    analyse_layer(model, tokens, layer, args.out)
+
+# %% [markdown]
+# ## Figures: Fig. 9, the circuit's interaction matrix, Fig. 27's panels
+
+# %%
+for layer in layers:
+    show_in_notebook(
+        *(
+            args.out / f"{name}_layer{layer}.png"
+            for name in ("eigen_approximation", "circuit_interactions", "self_cross")
+        )
+    )

@@ -182,6 +182,37 @@ def eigendecompose(
 
     k=None gives all d_in pairs (then `Q_u = v^T diag(lambda) v`). Directions are processed in batches that fit in
     `max_memory` bytes (32 MiB on CPU, 2 GiB on CUDA by default), with a progress bar for long sweeps.
+
+    Args:
+        factors: the layer: `BilinearFactors`, or a bilinear MLP component (`model.blocks[l].mlp`).
+        u: output direction(s) in the residual stream, [d_out] or [n, d_out] (e.g. `contrast_directions(...)`).
+        k: how many eigenpairs, largest |lambda| first; None for all d_in.
+        method: "dense" (`torch.linalg.eigh` of each Q_u), "krylov" (block Lanczos on each Q_u, residual-checked,
+            dense for any direction that does not converge), "factored" (the same, matrix-free through the
+            factors) or "auto" (krylov when k is small against d_in, else dense).
+        tol: the Krylov residual tolerance (default: set by the dtype).
+        block: the Krylov block size.
+        max_memory: bytes per batch of directions (default 32 MiB on CPU, 2 GiB on CUDA).
+        progress: a progress bar (default: for long sweeps only).
+
+    Returns:
+        `Eigen(lambda_, v)`: eigenvalues [k] and eigenvectors [k, d_in] (rows) for one direction; [n, k] and
+        [n, k, d_in] for n.
+
+    Raises:
+        ValueError: k outside 1..d_in, an unknown method, or block < 1.
+        NotBilinearError: the layer is a gated (GLU / SwiGLU) or plain MLP.
+
+    Examples:
+        >>> import hooked_bilinear as hb
+        >>> from hooked_bilinear.analysis import contrast_directions, eigendecompose, top_tokens
+        >>> model = hb.from_pretrained("ts-synthetic-2l")
+        >>> u = contrast_directions(model, model.to_single_token("cat"))[0]  # "cat" against the rest
+        >>> eig = eigendecompose(model.blocks[1].mlp, u, k=4)
+        >>> eig.lambda_.shape, eig.v.shape
+        (torch.Size([4]), torch.Size([4, 128]))
+        >>> top_tokens(model, eig.v[:1], k=3, through="embed", layer=1).top_tokens[0]
+        ['yellow', 'red', 'soft']
     """
     factors = as_factors(factors)
     directions = factors.directions(u)

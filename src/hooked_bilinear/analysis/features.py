@@ -178,7 +178,35 @@ def feature_interactions(
 ) -> Float[torch.Tensor, "*n d_sae d_sae"]:
     """`D Q_u D^T` [d_sae, d_sae] (or [n, d_sae, d_sae] for u [n, d_model]) for the input SAE's decoder D: entry
     (i, j) is how much features i and j together write along u (see module doc; the bias terms are separate).
-    The SAE must read this MLP's input (`check_hook`: see the module doc)."""
+
+    Args:
+        mlp: the bilinear layer: a bilinear MLP component, a transformers `LlamaMLP` with hidden_act "linear", the
+            tdooms MLP module, or `BilinearFactors`.
+        sae: the SAE on the MLP's input (`hook_in`): anything with W_enc, W_dec, b_enc, b_dec (this package's SAEs
+            or SAELens's).
+        u: output direction(s) [d_model] or [n, d_model], e.g. `output_feature_directions(sae_out, ids)`.
+        check_hook: check that the SAE reads this MLP's input (see the module doc); False for SAEs whose hook
+            names are wrong.
+        dtype: the dtype to compute in (default: the weights', float32 for half-precision weights).
+
+    Returns:
+        `D Q_u D^T`: [d_sae, d_sae] for one direction, [n, d_sae, d_sae] for n.
+
+    Raises:
+        SAEError: the SAE's width does not fit the MLP's input, or it reads another layer's or side's hook.
+        NotBilinearError: the layer is a gated (GLU / SwiGLU) or plain MLP.
+
+    Examples:
+        >>> import hooked_bilinear as hb
+        >>> from hooked_bilinear import analysis as A, sae as S
+        >>> model = hb.from_pretrained("ts-synthetic-2l")
+        >>> sae_in = S.load("ts-synthetic-2l/blocks.1.mlp.hook_in")
+        >>> sae_out = S.load("ts-synthetic-2l/blocks.1.mlp.hook_out")
+        >>> e = A.output_feature_directions(sae_out, [232])[0]  # output feature 232's encoder row
+        >>> M = A.feature_interactions(model.blocks[1].mlp, sae_in, e)
+        >>> M.shape
+        torch.Size([512, 512])
+    """
     check_sae_hook(mlp, sae, "input", check_hook)
     factors = as_factors(mlp, dtype)
     D, _ = input_basis(factors, sae)

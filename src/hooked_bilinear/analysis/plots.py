@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,6 +32,21 @@ def save_figure(fig, path: PathLike) -> Path:  # type: ignore[no-untyped-def]
     fig.savefig(path, dpi=120)
     pyplot().close(fig)
     return path
+
+
+def show_in_notebook(*paths: PathLike) -> None:
+    """Display PNGs inline when running in a Jupyter kernel (the tutorials, executed as notebooks on the docs site);
+    anywhere else, nothing (the files are on disk).
+
+    Args:
+        *paths: PNG files, e.g. what the plot functions return.
+    """
+    if "ipykernel" not in sys.modules:
+        return
+    from IPython.display import Image, display
+
+    for path in paths:
+        display(Image(filename=str(path)))
 
 
 def plot_spectrum(lambda_: torch.Tensor, path: PathLike, title: str = "eigenvalues of Q_u") -> Path:

@@ -50,7 +50,15 @@ def _token_ids(tokens: Tokens, vocab_size: int, device: torch.device) -> torch.T
 
 @beartype
 def unembedding_directions(model: Any, tokens: Tokens = None) -> torch.Tensor:
-    """`u_t = w_f * W_U[:, t]` [n, d_model] for the given token ids (all of the vocabulary when None); see module doc."""
+    """`u_t = w_f * W_U[:, t]` [n, d_model] for the given token ids (all of the vocabulary when None); see module doc.
+
+    Args:
+        model: a bridge from `from_pretrained` (its final norm's weight and unembedding are read).
+        tokens: token id(s): an int, a sequence, a tensor, or None for the whole vocabulary.
+
+    Returns:
+        One direction per token, [n, d_model].
+    """
     W_U = model.W_U.detach()  # [d_model, d_vocab]
     ids = _token_ids(tokens, W_U.shape[1], W_U.device)
     directions = W_U[:, ids].T
@@ -60,7 +68,15 @@ def unembedding_directions(model: Any, tokens: Tokens = None) -> torch.Tensor:
 
 @beartype
 def contrast_directions(model: Any, tokens: Tokens = None) -> torch.Tensor:
-    """`u_t - mean_{t' != t} u_t'` [n, d_model]: what raises token t relative to the rest of the vocabulary."""
+    """`u_t - mean_{t' != t} u_t'` [n, d_model]: what raises token t relative to the rest of the vocabulary.
+
+    Args:
+        model: a bridge from `from_pretrained` (its final norm's weight and unembedding are read).
+        tokens: token id(s): an int, a sequence, a tensor, or None for the whole vocabulary.
+
+    Returns:
+        One direction per token, [n, d_model] (n = 1 for a single id).
+    """
     every = unembedding_directions(model)
     ids = _token_ids(tokens, every.shape[0], every.device)
     vocab = every.shape[0]
@@ -91,7 +107,21 @@ def top_tokens(
     """Read vectors [d] or [n, d] (d = d_model, or d_model + 1 for augmented eigenvectors: the constant is dropped)
     as tokens: through="unembed" scores `v . u_t` (the logits v would raise); through="embed" scores
     `v . (w_n * W_E[t])`, how much token t's embedding, through layer `layer`'s MLP input norm w_n, points along v
-    (direct path only, rms scale ignored)."""
+    (direct path only, rms scale ignored).
+
+    Args:
+        model: a bridge from `from_pretrained`.
+        vectors: [d] or [n, d], e.g. eigenvectors `eig.v`.
+        k: how many tokens at each end.
+        through: "unembed" (the logits a vector raises) or "embed" (the tokens whose embedding points along it).
+        layer: for through="embed", the layer whose MLP input norm the embedding passes.
+
+    Returns:
+        A `TokenTable`: per vector the k highest- and lowest-scoring tokens with their scores; `str()` prints it.
+
+    Raises:
+        ValueError: k < 1, or vectors of a size other than d_model (or d_model + 1).
+    """
     if layer is not None:
         check_layer(model, layer)
     if k < 1:

@@ -28,7 +28,11 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 @beartype
 def shipped_checkpoints() -> list[str]:
-    """Short names of the checkpoints shipped inside the package (loadable by `from_pretrained(name)`)."""
+    """Short names of the checkpoints shipped inside the package (loadable by `from_pretrained(name)`).
+
+    Returns:
+        The names, sorted (e.g. "modadd-p113", "modadd-p59", "ts-synthetic-2l").
+    """
     return sorted(p.name for p in CHECKPOINTS.iterdir() if (p / "config.json").is_file())
 
 
@@ -83,7 +87,27 @@ def load_model(
     """The plain transformers model of a checkpoint (eval mode): `BilinearForCausalLM` for the tdooms formats,
     `LlamaForCausalLM` for a Llama folder. Every weight is checked against config.json (names, shapes, finite values).
 
-    Args: as `from_pretrained`; `allow_non_finite=True` loads NaN / inf weights with a warning instead of refusing.
+    Args:
+        name_or_path: a shipped short name, a local folder or a Hub id, as in `from_pretrained`.
+        device: e.g. "cpu", "cuda"; default CPU.
+        dtype: float32 (default), bfloat16, float16 (torch dtype or its name).
+        revision: Hub revision (branch, tag or commit).
+        checkpoint_format: force "current" or "legacy" instead of detecting it from config.json.
+        allow_non_finite: load NaN / inf weights with a warning instead of refusing them (for debugging).
+
+    Returns:
+        The model in eval mode: a `BilinearForCausalLM` (tdooms formats) or a `LlamaForCausalLM`.
+
+    Raises:
+        CheckpointNotFoundError: no such shipped name or folder, or a Hub id that cannot be fetched.
+        CheckpointFormatError: config.json is not one of the supported formats (its message names the key).
+        CheckpointWeightsError: a weight is missing, misshapen, not floating point or not finite.
+
+    Examples:
+        >>> import hooked_bilinear as hb
+        >>> model = hb.load_model("modadd-p59")
+        >>> type(model).__name__, model.config.modular_addition["p"]
+        ('BilinearForCausalLM', 59)
     """
     folder = resolve_folder(name_or_path, revision)
     torch_dtype = _dtype(dtype)
@@ -134,6 +158,15 @@ def from_pretrained(
 
     Returns:
         A `TransformerBridge` whose bilinear MLPs are `HookedBilinearMLP`s (a SwiGLU Llama keeps gated MLPs).
+
+    Examples:
+        >>> import hooked_bilinear as hb
+        >>> model = hb.from_pretrained("ts-synthetic-2l")
+        >>> logits, cache = model.run_with_cache("once upon a time")
+        >>> logits.shape, cache["blocks.0.mlp.hook_post"].shape
+        (torch.Size([1, 5, 330]), torch.Size([1, 5, 256]))
+        >>> type(model.blocks[0].mlp).__name__
+        'FusedHookedBilinearMLP'
     """
     folder = resolve_folder(name_or_path, revision)
     torch_dtype = _dtype(dtype)

@@ -156,7 +156,8 @@ def bilinearize(
             ("exp" schedule, beta reaches 0 at ~91%), learnable c, lr 1e-4, weight decay 0.1, bf16 on CUDA;
             "cosine80": the package's first default, cosine over the first 80%, no learnable scale, lr 3e-4, weight
             decay 0.1, bf16 on CUDA. Or a `Recipe` of your own.
-        anneal_fraction, schedule: override the recipe's share of the steps over which beta goes 1 -> 0, and alpha(t).
+        anneal_fraction: overrides the recipe's share of the steps over which beta goes 1 -> 0.
+        schedule: overrides the recipe's alpha(t) ("linear", "cosine" or "exp").
         device: "cpu" or "cuda" (default: CUDA if available; under torchrun each rank its LOCAL_RANK-th GPU).
         checkpoint_dir: checkpoints (every `checkpoint_every` steps), metrics.csv and loss_curve.png; a rerun with the
             same folder resumes, on any number of processes.
@@ -168,6 +169,30 @@ def bilinearize(
     already is; each rank trains on its rows of every global batch. Rank 0 returns the model, in eval mode (on CPU
     after FSDP); the other ranks return None. The run's figures and the fold's verification are recorded for the
     model card (`hooked_bilinear.save_pretrained`).
+
+    Returns:
+        The bilinear `LlamaForCausalLM` (`hidden_act: "linear"`, the gate scale folded into gate_proj) on rank 0;
+        None on the other ranks.
+
+    Raises:
+        ConversionError: the model is not a LlamaForCausalLM, is already bilinear, or has another activation.
+        DatasetError: token ids outside the vocabulary, or a corpus that cannot be read.
+        ValueError: an anneal_fraction outside (0, 1].
+
+    Examples:
+        A tiny random SwiGLU Llama, a few steps on random token ids (a real run takes a pretrained model and a
+        corpus; see the "Making bilinear models" page):
+
+        >>> import torch
+        >>> from transformers import LlamaConfig, LlamaForCausalLM
+        >>> import hooked_bilinear as hb
+        >>> config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+        ...                      num_attention_heads=2, num_key_value_heads=2, hidden_act="silu")
+        >>> swiglu = LlamaForCausalLM(config)
+        >>> model = hb.bilinearize(swiglu, torch.randint(0, 64, (4096,)), steps=4, batch_size=2, seq_len=16,
+        ...                        progress=False)
+        >>> type(model).__name__, model.config.hidden_act
+        ('LlamaForCausalLM', 'linear')
     """
     chosen = get_recipe(recipe)
     anneal_fraction = chosen.anneal_fraction if anneal_fraction is None else anneal_fraction

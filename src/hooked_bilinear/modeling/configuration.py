@@ -167,7 +167,14 @@ def split_gate_in(w: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor
 def detect_format(config: Mapping[str, Any]) -> Literal["current", "legacy"]:
     """Which tdooms format a config.json dict is in, from its keys alone.
 
-    Raises CheckpointFormatError naming the missing keys when it is neither.
+    Args:
+        config: the parsed config.json.
+
+    Returns:
+        "current" or "legacy".
+
+    Raises:
+        CheckpointFormatError: it is neither (the message names the missing keys).
     """
     if config.get("model_type") == MODEL_TYPE:
         return config.get("checkpoint_format", "current")

@@ -167,7 +167,38 @@ def push_to_hub(
     commit URL. `model` is anything save_pretrained takes (a bridge, a transformers model, a folder / shipped name /
     Hub id), and so are `tokenizer`, `as_llama`, `processed_weights` and `token_ids_only`. Nothing remote happens
     before the folder is written and checked. An existing repo (or an existing `local_dir` you chose) is replaced
-    only with `overwrite=True`."""
+    only with `overwrite=True`.
+
+    Args:
+        model: a bridge from `from_pretrained`, a transformers model, or a folder / shipped name / Hub id.
+        repo_id: the Hub repo, `owner/name`.
+        tokenizer: a tokenizer object or folder / Hub id (default: the one the model was loaded with).
+        provenance: what the model card states about the model's origin (default: worked out from `model`).
+        local_dir: where the Hub-ready folder is written first (default `$HF_HOME/hooked_bilinear/push/owner--name`).
+        overwrite: replace an existing repo (and an existing `local_dir` you chose).
+        private: create the repo private.
+        token: a Hub token (default: huggingface_hub's login).
+        endpoint: a Hub endpoint (default `HF_ENDPOINT` or huggingface.co).
+        commit_message: the upload's commit message.
+        timeout: seconds to wait for the upload.
+        as_llama: write a tdooms model in stock Llama form (None: when it has one), as in `save_pretrained`.
+        processed_weights: allow a bridge after TransformerLens's weight processing (the card says so).
+        token_ids_only: allow a model without a tokenizer (models that take token ids).
+
+    Returns:
+        The URL of the upload's commit.
+
+    Raises:
+        PublishError: the repo id has no owner; the folder does not load; the repo exists (without `overwrite`);
+            the credentials are refused; the endpoint is unreachable or does not answer within `timeout`.
+        ConversionError: as in `save_pretrained` (a processed bridge, `as_llama=True` without a Llama form).
+
+    Examples:
+        Needs the network and a Hub token (`huggingface-cli login` or `token=`), so it is not run by the tests:
+
+        >>> import hooked_bilinear as hb
+        >>> hb.push_to_hub("ts-synthetic-2l", "me/ts-synthetic-2l-llama")  # doctest: +SKIP
+    """
     check_repo_id(repo_id)
     folder = Path(local_dir) if local_dir is not None else staging_folder(repo_id)
     save_pretrained(

@@ -149,7 +149,28 @@ def save_pretrained(
     the tokenizer's files, and a model card README.md (Hub YAML metadata, source, conversion, the verification's
     measured max logit difference: from `provenance`, else what `to_llama` / `bilinearize` recorded on the model).
     Every tensor is read back and compared bit for bit before the folder appears. An existing folder is replaced
-    only with `overwrite=True`, and only once the new one is complete. Returns the folder.
+    only with `overwrite=True`, and only once the new one is complete.
+
+    Returns:
+        The folder written.
+
+    Raises:
+        ConversionError: a processed bridge without `processed_weights=True`; `as_llama=True` for a model without a
+            Llama form.
+        PublishError: the folder exists and `overwrite` is false; it cannot be written; a given tokenizer folder
+            holds no tokenizer files; the written tensors do not read back equal.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import hooked_bilinear as hb
+        >>> folder = Path(tempfile.mkdtemp()) / "ts-llama"
+        >>> saved = hb.save_pretrained(hb.from_pretrained("ts-synthetic-2l"), folder)
+        >>> sorted(path.name for path in saved.iterdir())  # doctest: +NORMALIZE_WHITESPACE
+        ['README.md', 'config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json',
+         'tokenizer_config.json']
+        >>> hb.load_model(saved).config.hidden_act  # a stock LlamaForCausalLM folder
+        'linear'
     """
     folder = Path(folder).absolute()
     if folder.exists() and not overwrite:

@@ -105,6 +105,13 @@ def to_llama(model_or_path: Any, *, tolerance: float = 1e-5, processed_weights: 
             (`enable_compatibility_mode()`); without it such a bridge is refused.
 
     The measured difference and the source's tokenizer are recorded for `hooked_bilinear.save_pretrained`.
+
+    Returns:
+        The `LlamaForCausalLM` (gate_proj = W_gate, up_proj = W_in, `hidden_act` "linear" for a bilinear source).
+
+    Raises:
+        ConversionError: the legacy format, `normalization: false`, plain MLPs, a processed bridge without
+            `processed_weights=True`, or logits that differ by more than `tolerance`.
     """
     held = model_or_path.original_model if isinstance(model_or_path, TransformerBridge) else model_or_path
     if isinstance(held, LlamaForCausalLM):

@@ -25,7 +25,11 @@ SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints" / "saes"
 
 @beartype
 def shipped() -> list[str]:
-    """Names of the SAEs shipped inside the package, `<model>/<hook_name>` (e.g. "ts-synthetic-2l/blocks.0.mlp.hook_in")."""
+    """Names of the SAEs shipped inside the package, `<model>/<hook_name>` (e.g. "ts-synthetic-2l/blocks.0.mlp.hook_in").
+
+    Returns:
+        The names, sorted; `load(name)` loads each.
+    """
     if not SHIPPED.is_dir():
         return []
     return sorted(str(p.parent.relative_to(SHIPPED)) for p in SHIPPED.glob(f"*/*/{CFG_FILENAME}"))
@@ -52,7 +56,21 @@ def load(
 ) -> SAE:
     """An SAE from a shipped name (`shipped()`), a local SAELens-format folder, a Hub id (`owner/name`, or
     `owner/name/<folder in the repo>`, through huggingface_hub's cache), or an object with W_enc/W_dec/b_enc/b_dec
-    (an SAELens SAE: converted)."""
+    (an SAELens SAE: converted).
+
+    Args:
+        path_or_hub_id: a shipped name, a folder (cfg.json + sae_weights.safetensors), a Hub id, or an SAE object.
+        device: where to put the weights (default: as stored, CPU).
+        revision: Hub revision (branch, tag or commit), for a Hub id.
+
+    Returns:
+        The SAE (`TopKSAE`, `ReLUSAE` or `JumpReLUSAE`), with `hook_name` and `metadata` from its cfg.json.
+
+    Raises:
+        SAEError: neither a shipped name, a folder nor a Hub id; the folder is not an SAE; its architecture or
+            cfg.json is unsupported; its weights are missing, misshapen or not finite.
+        CheckpointNotFoundError: a Hub id that cannot be fetched.
+    """
     if not isinstance(path_or_hub_id, (str, os.PathLike)):
         return from_object(path_or_hub_id).to(device) if device is not None else from_object(path_or_hub_id)
     text = str(path_or_hub_id)

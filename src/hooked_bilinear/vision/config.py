@@ -12,6 +12,7 @@ from hooked_bilinear.errors import CheckpointFormatError
 #: Datasets and their image shapes: scikit-learn's 8x8 digits (shipped inside scikit-learn), and MNIST /
 #: Fashion-MNIST from local IDX files (see `data.py`).
 DATASETS: dict[str, tuple[int, int]] = {"digits": (8, 8), "mnist": (28, 28), "fashion-mnist": (28, 28)}
+"""The datasets a classifier trains on, each with its image size (height, width)."""
 
 
 @dataclass(frozen=True)

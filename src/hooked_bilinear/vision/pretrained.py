@@ -15,13 +15,11 @@ from hooked_bilinear.vision.model import BilinearClassifier
 #: Inside the package, apart from the language models (`hooked_bilinear.shipped_checkpoints()` lists those only).
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints" / "vision"
 
-#: The settings of the shipped models: 64 pixels -> 64 -> bilinear 128 -> 10, 300 epochs of AdamW at lr 3e-3
-#: (1e-3 reaches 96.7% here), weight decay 0.5, batch 64, 20% of the 1797 digits held out; `digits` with input
-#: noise of std 0.2, `digits-noreg` without.
-SHIPPED_CONFIGS: dict[str, VisionConfig] = {
-    "digits": VisionConfig(dataset="digits", d_model=64, d_hidden=128, epochs=300, lr=3e-3, noise_std=0.2),
-}
-SHIPPED_CONFIGS["digits-noreg"] = replace(SHIPPED_CONFIGS["digits"], noise_std=0.0)
+_DIGITS = VisionConfig(dataset="digits", d_model=64, d_hidden=128, epochs=300, lr=3e-3, noise_std=0.2)
+SHIPPED_CONFIGS: dict[str, VisionConfig] = {"digits": _DIGITS, "digits-noreg": replace(_DIGITS, noise_std=0.0)}
+"""The settings of the shipped models (scripts/train_vision.py trains them): 64 pixels -> 64 -> bilinear 128 -> 10,
+300 epochs of AdamW at lr 3e-3 (1e-3 reaches 96.7% here), weight decay 0.5, batch 64, 20% of the 1797 digits held
+out; `digits` with input noise of std 0.2, `digits-noreg` without."""
 
 
 @beartype
@@ -32,7 +30,25 @@ def shipped_classifiers() -> list[str]:
 
 @beartype
 def from_pretrained(name: str | Path) -> BilinearClassifier:
-    """A shipped classifier by name (`digits`, `digits-noreg`) or a folder written by `BilinearClassifier.save`."""
+    """A shipped classifier by name (`digits`, `digits-noreg`) or a folder written by `BilinearClassifier.save`.
+
+    Args:
+        name: a shipped name (`shipped_classifiers()`), or a folder written by `BilinearClassifier.save` /
+            `hooked-bilinear vision train`.
+
+    Returns:
+        The `BilinearClassifier` (a TransformerLens hooked module), in eval mode.
+
+    Raises:
+        CheckpointNotFoundError: `name` is neither a shipped classifier nor a folder.
+
+    Examples:
+        >>> from hooked_bilinear import vision
+        >>> model = vision.from_pretrained("digits")
+        >>> split = vision.load_split(model.config)
+        >>> round((model(split.test_x).argmax(-1) == split.test_y).float().mean().item(), 4)
+        0.9861
+    """
     folder = Path(name)
     if isinstance(name, str) and name in SHIPPED_CONFIGS:
         folder = CHECKPOINTS / name

@@ -93,7 +93,7 @@ def test_a_bound_above_the_truth_is_caught(random_model):
     assert not (certificate.margin + 1e-2 * true.abs().max() <= true).all()
 
 
-# per shipped model, as measured (README): accuracy on all p^2 inputs (issue 16: both 100%), the uncompressed proof's
+# per shipped model, as measured (docs/modadd.md): accuracy on all p^2 inputs (issue 16: both 100%), the uncompressed proof's
 # cost bound (x brute force), the share the key frequencies prove alone, and the compressed proof's cost bound (pizza:
 # the residue proof; Nanda's trained attention: the factored proof, which proves nothing there, above brute force's
 # cost)

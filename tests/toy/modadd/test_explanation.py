@@ -42,7 +42,7 @@ def test_explanation_logits_follow_the_formula():
     assert explanation.parameter_count == 3
 
 
-# the share of the logit table's variance the key frequencies explain, as measured (README)
+# the share of the logit table's variance the key frequencies explain, as measured (docs/modadd.md)
 LOGIT_VARIANCE_EXPLAINED = {"modadd-p59": 0.6, "modadd-p113": 0.5}
 
 

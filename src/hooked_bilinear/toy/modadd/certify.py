@@ -403,7 +403,32 @@ def certify(
     (default: the key frequencies of the interactions' a factors, `factor_spectrum`). With `fallback`,
     the inputs whose compressed bound is not positive are proven again by the exact circuit (`circuit_logits`).
     `output_frequencies`: more frequencies for the output factor Z in the residue proof (uniform attention only);
-    `multiply_x_first_order`: R_X Y_K Z_K computed rather than bounded there (`residue_interaction`)."""
+    `multiply_x_first_order`: R_X Y_K Z_K computed rather than bounded there (`residue_interaction`).
+
+    Args:
+        model: a one-layer modular-addition model (`load_model("modadd-p59")`, or one `train_recipe` made).
+        task: its task (default: read from its config, `ModAddTask.from_config`).
+        frequencies: the kept frequencies (default: the key frequencies of the a factors' spectrum).
+        fallback: prove the inputs the compression leaves unproven by the exact circuit.
+        progress: a progress bar.
+        output_frequencies: more frequencies for the output factor Z (residue proof, uniform attention only).
+        multiply_x_first_order: compute R_X Y_K Z_K instead of bounding it (tighter, dearer).
+
+    Returns:
+        A `Certificate`: the proven margin bound of every (a, b), the compressed proof's own bounds, and every
+        step's flops (`certified_accuracy`, `compressed_accuracy`, `proof_flops`).
+
+    Raises:
+        CheckpointFormatError: the model's config has no modular-addition record and no `task` is given.
+
+    Examples:
+        >>> import hooked_bilinear as hb
+        >>> from hooked_bilinear.toy.modadd import ModAddTask, certify
+        >>> model = hb.load_model("modadd-p59")
+        >>> certificate = certify(model, ModAddTask.from_config(model.config))
+        >>> certificate.certified_accuracy
+        1.0
+    """
     task = task or ModAddTask.from_config(model.config)
     ledger = Ledger()
     p = task.p

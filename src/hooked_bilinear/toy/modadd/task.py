@@ -99,4 +99,6 @@ class ModAddTask:
 
 
 NANDA = ModAddTask(p=113, input_format="a b =", train_fraction=0.3, uniform_attention=False)
+"""Nanda et al.'s set-up: p = 113, inputs "a b =", trained attention, 30% of the pairs in training (modadd-p113)."""
 PIZZA = ModAddTask(p=59, input_format="a b", train_fraction=0.8, uniform_attention=True)
+"""The pizza set-up: p = 59, inputs "a b", uniform attention, 80% of the pairs in training (modadd-p59)."""

@@ -72,17 +72,10 @@ class ModAddTrainConfig:
             raise ValueError(f"label_smoothing={self.label_smoothing}: pass a fraction in [0, 1).")
 
 
-#: A training recipe: its stages run in turn (`train_recipe`); the first builds the model, each later one continues it
-#: with a fresh AdamW of its own (rate, weight decay, epochs).
 Recipe = tuple[ModAddTrainConfig, ...]
+"""A training recipe: its stages run in turn (`train_recipe`); the first builds the model, each later one continues it
+with a fresh AdamW of its own (rate, weight decay, epochs)."""
 
-#: The recipes the shipped models were trained with (`hooked-bilinear modadd train --setup ...`), each model the last
-#: epoch of fixed-length stages (issue 16: no test set in the rule). Label smoothing gives the loss a finite optimum,
-#: so the model lifts the pairs at its frequencies' weak spots with more frequencies rather than by memorising them;
-#: weight decay keeps it there. Nanda (init std 0.05: at 0.02 it learns slowly, with loss spikes): smoothing 0.05,
-#: weight decay 5, a constant rate over 2000 epochs. Pizza: smoothing 0.1, weight decay 3, a cosine to 0 over 1500
-#: epochs. Both then run 500 epochs at weight decay 10 and a constant rate, which prunes what the first stage
-#: memorised and what the key frequencies leave out (a decaying rate does the opposite: AdamW's decay shrinks with it).
 SETUP_TRAINING: dict[str, Recipe] = {
     "nanda": (
         ModAddTrainConfig(init_std=0.05, weight_decay=5.0, label_smoothing=0.05, max_epochs=2000, stop_at_target=False),
@@ -100,6 +93,13 @@ SETUP_TRAINING: dict[str, Recipe] = {
         ModAddTrainConfig(init_std=0.02, weight_decay=10.0, label_smoothing=0.1, max_epochs=500, stop_at_target=False),
     ),
 }
+"""The recipes the shipped models were trained with (`hooked-bilinear modadd train --setup ...`), each model the last
+epoch of fixed-length stages (issue 16: no test set in the rule). Label smoothing gives the loss a finite optimum,
+so the model lifts the pairs at its frequencies' weak spots with more frequencies rather than by memorising them;
+weight decay keeps it there. Nanda (init std 0.05: at 0.02 it learns slowly, with loss spikes): smoothing 0.05,
+weight decay 5, a constant rate over 2000 epochs. Pizza: smoothing 0.1, weight decay 3, a cosine to 0 over 1500
+epochs. Both then run 500 epochs at weight decay 10 and a constant rate, which prunes what the first stage
+memorised and what the key frequencies leave out (a decaying rate does the opposite: AdamW's decay shrinks with it)."""
 
 
 @dataclass
