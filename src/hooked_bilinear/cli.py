@@ -710,8 +710,8 @@ def _add_dashboard(commands: Commands) -> None:
         "ts-synthetic-2l: its held-out stories, its shipped SAEs, its most frequent tokens and live features.",
     )
     d.add_argument("model", help="shipped name (ts-synthetic-2l, digits, ...), folder or Hub id")
-    d.add_argument("--layer", type=int, help="the MLP layer (language models)")
-    d.add_argument("--out", required=True, help="the HTML file to write (its folder must exist)")
+    d.add_argument("--layer", type=int, help="the MLP layer (language models; no default: required for them)")
+    d.add_argument("--out", required=True, help="the HTML file to write (its folder must exist; no default)")
     d.add_argument(
         "--directions", nargs="+", help="tokens whose output directions to show (default: the most frequent)"
     )
@@ -729,13 +729,18 @@ def _add_dashboard(commands: Commands) -> None:
         "(default: the shipped ones of the model and layer)",
     )
     d.add_argument(
-        "--tokens", help="token set: ids [n_seq, pos] in .pt / .npy / .safetensors, or a .txt (a text a line)"
+        "--tokens",
+        help="token set: ids [n_seq, pos] in .pt / .npy / .safetensors, or a .txt (a text a line) (default: the shipped held-out stories for ts-synthetic-2l; required for other models)",
     )
     d.add_argument("--n-tokens", dest="n_tokens", type=int, default=32, help="default directions: this many tokens")
     d.add_argument("--n-features", dest="n_features", type=int, default=16, help="default features: this many")
     d.add_argument("--k", type=int, default=8, help="eigenvectors shown per direction")
     d.add_argument("--contexts", type=int, default=10, help="top and bottom contexts per eigenvector")
-    d.add_argument("--data-root", dest="data_root", help="for MNIST / Fashion-MNIST classifiers: see vision train")
+    d.add_argument(
+        "--data-root",
+        dest="data_root",
+        help="for MNIST / Fashion-MNIST classifiers: see vision train (default: torchvision's cache)",
+    )
     d.set_defaults(run=_dashboard)
 
 
