@@ -4,11 +4,16 @@ corners and midpoints of its operand balls, including radii and ill-conditioned 
 from __future__ import annotations
 
 import itertools
+import math
+import random
 from decimal import Decimal, getcontext
 from fractions import Fraction
 
+import mpmath
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hooked_bilinear.toy.modadd import interval as iv
 from hooked_bilinear.toy.modadd.interval import Ball, Ledger
@@ -78,3 +83,155 @@ def test_sum_contains_the_exact_sum():
     for i in range(7):
         corners = [[_points(x, i * 50 + j)[end] for j in range(50)] for end in range(3)]
         assert _contains(out, [sum(row) for row in corners], i)
+
+
+# Property tests: for random operand balls (zero, rounding-sized and large radii, up to several times the midpoint),
+# random reals sampled inside the operands (corners included) give exact results inside the output ball.
+
+RADII = st.sampled_from([0.0, 1e-12, 1e-3, 0.5, 3.0, 100.0])
+
+
+def _ball_of(values: list[tuple[float, float]], shape: tuple[int, ...]) -> Ball:
+    mid = torch.tensor([m for m, _ in values], dtype=torch.float64).reshape(shape)
+    rad = torch.tensor([r for _, r in values], dtype=torch.float64).reshape(shape)
+    return Ball(mid, rad)
+
+
+@st.composite
+def balls(draw, shape: tuple[int, ...]) -> Ball:
+    """A ball of `shape` with midpoints of any size and sign; radius zero, rounding-sized or large, per element or
+    one scalar for all (as `Ball.exact` makes)."""
+    n = math.prod(shape)
+    mids = draw(st.lists(st.floats(-1e3, 1e3, allow_nan=False, allow_subnormal=False), min_size=n, max_size=n))
+    if draw(st.booleans()):
+        return Ball(
+            torch.tensor(mids, dtype=torch.float64).reshape(shape), torch.tensor(draw(RADII), dtype=torch.float64)
+        )
+    scale = draw(RADII)
+    fractions = draw(st.lists(st.floats(0, 1), min_size=n, max_size=n))
+    return _ball_of([(m, scale * f * (1 + abs(m))) for m, f in zip(mids, fractions)], shape)
+
+
+def _sample(ball: Ball, rng: random.Random) -> list[Fraction]:
+    """One real per element inside the ball (exact rationals): a corner or a uniform point, chosen at random."""
+    mids, rads = ball.mid.flatten().tolist(), ball.rad.expand_as(ball.mid).flatten().tolist()
+    out = []
+    for m, r in zip(mids, rads):
+        t = rng.choice([Fraction(-1), Fraction(1), Fraction(0), Fraction(rng.random() * 2 - 1)])
+        out.append(Fraction(m) + t * Fraction(r))
+    return out
+
+
+def _within(ball: Ball, values: list[Fraction]) -> bool:
+    lo, hi = ball.lower().flatten().tolist(), ball.upper().flatten().tolist()
+    return all(Fraction(low) <= v <= Fraction(high) for low, v, high in zip(lo, values, hi))
+
+
+SAMPLES = 6  # points drawn inside the operands per example
+
+
+@settings(max_examples=40, deadline=None)
+@given(x=balls((5,)), y=balls((5,)), seed=st.integers(0, 2**32 - 1))
+def test_add_sub_mul_lower_upper_magnitude_are_sound_for_points_inside(x, y, seed):
+    rng, ledger = random.Random(seed), Ledger()
+    out = {name: op(x, y, ledger) for name, op in (("add", iv.add), ("sub", iv.sub), ("mul", iv.mul))}
+    magnitude = x.magnitude().tolist()
+    for _ in range(SAMPLES):
+        a, b = _sample(x, rng), _sample(y, rng)
+        assert _within(x, a), "lower() / upper() miss a point of the ball"
+        assert all(abs(v) <= Fraction(m) for v, m in zip(a, magnitude)), "magnitude() below |x|"
+        assert _within(out["add"], [u + v for u, v in zip(a, b)])
+        assert _within(out["sub"], [u - v for u, v in zip(a, b)])
+        assert _within(out["mul"], [u * v for u, v in zip(a, b)])
+
+
+def _exact_einsum(spec: str, a: list[Fraction], a_shape, b: list[Fraction], b_shape) -> list[Fraction]:
+    """einsum over exact rationals, by enumerating every index (row-major output)."""
+    inputs, output = spec.split("->")
+    ta, tb = inputs.split(",")
+    sizes = dict(zip(ta, a_shape)) | dict(zip(tb, b_shape))
+    letters = sorted(sizes)
+    result: dict[tuple[int, ...], Fraction] = {}
+    for values in itertools.product(*(range(sizes[letter]) for letter in letters)):
+        at = dict(zip(letters, values))
+        ia = sum(at[letter] * math.prod(a_shape[k + 1 :]) for k, letter in enumerate(ta))
+        ib = sum(at[letter] * math.prod(b_shape[k + 1 :]) for k, letter in enumerate(tb))
+        key = tuple(at[letter] for letter in output)
+        result[key] = result.get(key, Fraction(0)) + a[ia] * b[ib]
+    return [result[key] for key in itertools.product(*(range(sizes[letter]) for letter in output))]
+
+
+# the contractions the certificate uses, on small shapes
+EINSUMS = [
+    ("i,i->", (3,), (3,)),
+    ("ik,kj->ij", (2, 3), (3, 2)),
+    ("ai,an->in", (3, 2), (3, 2)),
+    ("in,jn->ijn", (2, 2), (2, 2)),
+    ("ijh,ch->ijc", (2, 1, 3), (2, 3)),
+    ("ajc,bj->abc", (2, 2, 2), (2, 2)),
+    ("ibc,ai->abc", (2, 2, 2), (2, 2)),
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), which=st.integers(0, len(EINSUMS) - 1), seed=st.integers(0, 2**32 - 1))
+def test_einsum_is_sound_for_points_inside_both_operands(data, which, seed):
+    spec, x_shape, y_shape = EINSUMS[which]
+    x, y = data.draw(balls(x_shape)), data.draw(balls(y_shape))
+    out, rng = iv.einsum(spec, x, y, Ledger()), random.Random(seed)
+    for _ in range(SAMPLES):
+        exact = _exact_einsum(spec, _sample(x, rng), x_shape, _sample(y, rng), y_shape)
+        assert _within(out, exact), spec
+
+
+def test_einsum_of_two_inexact_operands_covers_the_product_of_their_radii():
+    """x = [1, 1, 1] +- 0.5: x . x reaches 3 * 1.5^2 = 6.75 (the r_x r_y term of the radius)."""
+    x = Ball(torch.ones(3, dtype=torch.float64), torch.tensor(0.5, dtype=torch.float64))
+    out = iv.einsum("i,i->", x, x, Ledger())
+    assert out.upper().item() >= 6.75 and out.lower().item() <= 0.75
+
+
+@settings(max_examples=40, deadline=None)
+@given(x=balls((3, 4)), seed=st.integers(0, 2**32 - 1))
+def test_sum_is_sound_for_points_inside(x, seed):
+    rng = random.Random(seed)
+    for dim in (0, 1):
+        out = iv.sum_(x, dim, Ledger())
+        for _ in range(SAMPLES):
+            values = _sample(x, rng)
+            rows = [[values[i * 4 + j] for j in range(4)] for i in range(3)]
+            exact = [sum(r[j] for r in rows) for j in range(4)] if dim == 0 else [sum(r) for r in rows]
+            assert _within(out, exact)
+
+
+@settings(max_examples=40, deadline=None)
+@given(mids=st.lists(st.floats(-30, 30), min_size=4, max_size=4), radius=RADII, seed=st.integers(0, 2**32 - 1))
+def test_exp_and_reciprocal_are_sound_for_points_inside(mids, radius, seed):
+    mpmath.mp.dps = 60
+    rng, ledger = random.Random(seed), Ledger()
+    x = Ball(torch.tensor(mids, dtype=torch.float64), torch.tensor(min(radius, 5.0), dtype=torch.float64))
+    e = iv.exp(x, ledger)
+    for _ in range(SAMPLES):
+        point = _sample(x, rng)
+        lo, hi = e.lower().tolist(), e.upper().tolist()
+        for v, low, high in zip(point, lo, hi):
+            value = mpmath.exp(mpmath.mpf(v.numerator) / v.denominator)
+            assert mpmath.mpf(low) <= value <= mpmath.mpf(high)
+    positive = Ball(x.mid.abs() + 2 * x.rad + 1e-3, x.rad)
+    r = iv.reciprocal(positive, ledger)
+    for _ in range(SAMPLES):
+        assert _within(r, [1 / v for v in _sample(positive, rng)])
+
+
+@settings(max_examples=30, deadline=None)
+@given(angles=st.lists(st.floats(-50, 50), min_size=5, max_size=5), widen=RADII)
+def test_trig_is_sound(angles, widen):
+    mpmath.mp.dps = 60
+    t = torch.tensor(angles, dtype=torch.float64)
+    for fn in ("cos", "sin"):
+        out = iv.trig(t, fn, Ledger(), rad=widen)
+        for angle, low, high in zip(angles, out.lower().tolist(), out.upper().tolist()):
+            value = getattr(mpmath, fn)(mpmath.mpf(angle))
+            assert mpmath.mpf(low) <= value <= mpmath.mpf(high)
+            # with no widening the ball is rounding-sized (it bounds the float's error, not more)
+            assert widen > 0 or high - low < 1e-14
