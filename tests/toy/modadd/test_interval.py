@@ -235,3 +235,90 @@ def test_trig_is_sound(angles, widen):
             assert mpmath.mpf(low) <= value <= mpmath.mpf(high)
             # with no widening the ball is rounding-sized (it bounds the float's error, not more)
             assert widen > 0 or high - low < 1e-14
+
+
+def test_each_operation_charges_its_flops_to_the_current_step():
+    """The ledger is the proof's cost: each operation's count (radius work included), by hand for chosen shapes."""
+    x = Ball(torch.ones(2, 3, dtype=torch.float64), torch.full((2, 3), 0.1, dtype=torch.float64))
+    y = Ball.exact(torch.full((3, 4), 2.0, dtype=torch.float64))
+    cases = [
+        (lambda ledger: iv.add(x, x, ledger), 4 * 6),
+        (lambda ledger: iv.sub(x, 1.0, ledger), 4 * 6),
+        (lambda ledger: iv.mul(x, x, ledger), 9 * 6),
+        (lambda ledger: iv.sum_(x, 1, ledger), 3 * 6),
+        (lambda ledger: iv.exp(x, ledger), 8 * 6),
+        (lambda ledger: iv.reciprocal(x, ledger), 12 * 6),
+        (lambda ledger: iv.trig(torch.zeros(5), "cos", ledger), 5),
+        # 2 (i k j products) + 2 (|x| and |y|) + the radius term of x: max over k, sum over k of |y|, einsum
+        (lambda ledger: iv.einsum("ik,kj->ij", x, y, ledger), 2 * 24 + 2 * 18 + (6 + 12 + 2 * 8) + 12),
+        (
+            lambda ledger: iv.einsum("ik,kj->ij", y.map(lambda t: t.T), x.map(lambda t: t.T), ledger),
+            2 * 24 + 2 * 18 + (6 + 12 + 2 * 8),
+        ),
+    ]
+    for op, flops in cases:
+        ledger = Ledger()
+        ledger.step = "here"
+        op(ledger)
+        assert ledger.flops == {"here": flops} and ledger.total == flops
+
+
+@pytest.mark.parametrize("radius", [0.0, 0.25])
+def test_bounds_are_tight(radius):
+    """Sound is not enough for a proof that must prove something: exact operands give rounding-sized radii, and
+    radii add as the exact worst case does (up to rounding) for add, mul, sum, and einsum with one exact operand."""
+    g = torch.Generator().manual_seed(5)
+    mid = torch.rand(3, 4, generator=g, dtype=torch.float64) + 0.5
+    x, y = Ball(mid, torch.full_like(mid, radius)), Ball.exact(mid.flip(0))
+    ledger, tiny = Ledger(), 1e-12
+    worst = {  # the exact half-widths of the results' ranges
+        "add": iv.add(x, y, ledger).rad - torch.full_like(mid, radius),
+        "mul": iv.mul(x, y, ledger).rad - radius * mid.flip(0),
+        "sum": iv.sum_(x, 1, ledger).rad - 4 * radius,
+        "einsum": iv.einsum("ik,jk->ij", x, y, ledger).rad - radius * mid.flip(0).sum(1)[None, :],
+        "exp": iv.exp(x, ledger).rad - torch.exp(mid) * (math.exp(radius) - 1),
+    }
+    for name, excess in worst.items():
+        assert (excess >= -tiny).all() and (excess <= 1e-9).all(), name
+    for name, ball in (("lower", x.lower()), ("upper", x.upper())):
+        assert ((ball - mid).abs() - radius).abs().max() <= tiny, name
+    assert (x.magnitude() - mid - radius).abs().max() <= tiny
+    r = iv.reciprocal(x if radius < 0.5 else y, ledger)
+    assert (r.rad - (1 / (mid - radius) - 1 / mid)).abs().max() <= 1e-9
+    t = iv.trig(torch.tensor([0.3], dtype=torch.float64), "sin", ledger, rad=radius)
+    assert abs(t.rad.item() - radius) <= tiny and t.mid.item() == math.sin(0.3) and t.rad.item() > 0
+
+
+def test_einsum_reads_spaced_specs_and_distinct_sizes():
+    """Spaces in the spec are ignored; every index has its own size, so swapped roles or sizes cannot pass."""
+    g = torch.Generator().manual_seed(6)
+    x = Ball(torch.randn(2, 3, generator=g, dtype=torch.float64), torch.rand(2, 3, generator=g, dtype=torch.float64))
+    y = Ball(torch.randn(3, 5, generator=g, dtype=torch.float64), torch.rand(3, 5, generator=g, dtype=torch.float64))
+    spaced, plain = iv.einsum("i k , k j -> i j", x, y, Ledger()), iv.einsum("ik,kj->ij", x, y, Ledger())
+    assert spaced.same(plain)
+    # the radius term: r_x (|y| + r_y) + |x| r_y, each summed index bounded by max times sum (here exact for k)
+    rx, ry, ax, ay = x.rad, y.rad, x.mid.abs(), y.mid.abs()
+    naive = rx.amax(1, keepdim=True) * (ay + ry).sum(0, keepdim=True) + ax.sum(1, keepdim=True) * ry.amax(
+        0, keepdim=True
+    )
+    assert (plain.rad >= naive * (1 - 1e-12)).all() and (plain.rad <= naive * (1 + 1e-9) + 1e-12).all()
+
+
+def test_ball_helpers():
+    mid = torch.arange(6, dtype=torch.float64).reshape(2, 3)
+    x = Ball(mid, torch.arange(6, dtype=torch.float64).reshape(2, 3) / 10)
+    assert x.shape == (2, 3)
+    assert torch.equal(x[1].mid, mid[1]) and torch.equal(x[1].rad, x.rad[1])
+    scalar = Ball(mid, torch.tensor(0.5, dtype=torch.float64))
+    assert scalar[0, 1].rad.item() == 0.5 and scalar[0, 1].mid.item() == 1.0
+    moved = x.map(lambda t: t.T)
+    assert torch.equal(moved.mid, mid.T) and torch.equal(moved.rad, x.rad.T)
+    assert scalar.map(lambda t: t.T).rad.ndim == 0
+    assert x.same(Ball(mid.clone(), x.rad.clone())) and not x.same(Ball(mid, x.rad + 1e-9))
+    assert not x.same(Ball(mid + 1, x.rad)) and scalar.same(Ball(mid, torch.full((2, 3), 0.5, dtype=torch.float64)))
+    exact = Ball.exact(torch.tensor([1.5], dtype=torch.float32))
+    assert exact.mid.dtype == torch.float64 and exact.rad.item() == 0.0 and exact.rad.dtype == torch.float64
+    three = iv.add(1, 2.0, Ledger())
+    assert three.mid.item() == 3.0 and three.rad.item() < 1e-15 and three.mid.dtype == torch.float64
+    assert iv.gamma(10) == pytest.approx(10 * 2.0**-53, rel=1e-12) and iv.gamma(10) > 10 * 2.0**-53
+    assert iv.round_up(torch.tensor(1.0, dtype=torch.float64), 0).item() > 1.0
