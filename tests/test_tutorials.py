@@ -28,7 +28,57 @@ def check_weight_analysis(out: str) -> None:
     assert spread < 0.02
 
 
-CHECKS = {"weight_analysis": check_weight_analysis}
+def _number(pattern: str, out: str) -> float:
+    found = re.search(pattern, out)
+    assert found, f"the tutorial no longer prints {pattern!r}"
+    return float(found.group(1))
+
+
+def check_quickstart(out: str) -> None:
+    """The hooks multiply out, patching the embedding at the changed position restores the clean logit difference
+    exactly (and nowhere else), and the shipped modular-addition model is proven correct below brute force's cost."""
+    assert "hook_post == hook_pre * hook_pre_linear: True" in out
+    clean = _number(r"logit\(cat\) - logit\(dog\): clean ([+-][\d.]+)", out)
+    corrupted = _number(r"logit\(cat\) - logit\(dog\): clean [+-][\d.]+, corrupted ([+-][\d.]+)", out)
+    assert clean > 5 and corrupted < -5
+    assert _number(r"largest recovery ([+-][\d.]+) at layer 0", out) == clean
+    assert _number(r"layer 0: pos \d+ ([+-][\d.]+)", out) == clean
+    assert _number(r"layer 0: pos \d+ [+-][\d.]+ +last ([+-][\d.]+)", out) == corrupted
+    assert _number(r"modadd-p59: accuracy on all 59\^2 inputs ([\d.]+)", out) == 1.0
+    assert _number(r"proven from the weights ([\d.]+)", out) == 1.0
+    assert _number(r"at ([\d.]+)x the cost of brute force", out) < 0.2
+
+
+def check_modular_addition(out: str) -> None:
+    """The shipped p = 59 model: correct everywhere; the same key frequencies from the weights, the activations and
+    the logits; the cos(w(a + b - c)) identity per frequency; a sound, positive certificate proving every input at
+    about a tenth of brute force's cost, the compression alone from the key frequencies on."""
+    assert _number(r"accuracy on all 59\^2 inputs \(hooked model\): ([\d.]+)", out) == 1.0
+    sources = dict(re.findall(r"from the ([\w' ]+?)(?: \(a \+ b\))?: +\[([\d, ]+)\]", out))
+    weights, activations, logits = (
+        {int(k) for k in sources[name].split(",")} for name in ("MLP's weights", "hidden units' activations", "logits")
+    )
+    assert len(weights) == 11 and weights == logits == activations
+    shares = [float(x) for x in re.findall(r"identity holds for ([\d.]+)% of the block", out)]
+    assert len(shares) == 11 and min(shares) >= 99.0
+    true_min = _number(r"true_min_margin: ([\d.]+)", out)
+    certified = _number(r"certified_min_margin: ([\d.]+)", out)
+    assert abs(true_min - 2.74) < 0.01 and 0 < certified <= true_min
+    assert _number(r" certified_accuracy: ([\d.]+)", out) == 1.0
+    assert _number(r" cost_ratio: ([\d.]+)", out) < 0.15
+    assert _number(r"logit_variance_explained: ([\d.]+)", out) > 0.9
+    curve = re.findall(r"(\d+) frequencies: the compression alone proves ([\d.]+) at ([\d.]+) x", out)
+    alone = {int(n): float(share) for n, share, _ in curve}
+    assert alone[11] == 1.0 and alone[10] == 0.0 and alone[max(alone)] == 1.0
+    costs = [float(cost) for _, _, cost in curve]
+    assert costs == sorted(costs) and costs[-1] < 1.0
+
+
+CHECKS = {
+    "weight_analysis": check_weight_analysis,
+    "quickstart": check_quickstart,
+    "modular_addition": check_modular_addition,
+}
 
 
 @pytest.mark.parametrize("script", TUTORIALS, ids=[s.stem for s in TUTORIALS])
