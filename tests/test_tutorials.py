@@ -74,7 +74,27 @@ def check_modular_addition(out: str) -> None:
     assert costs == sorted(costs) and costs[-1] < 1.0
 
 
+def check_sae_features(out: str) -> None:
+    """Each shipped SAE reconstructs its hook (low FVU, L0 = k, few dead latents) and splicing it in costs almost
+    nothing against zero-ablation; the feature-basis identity holds to rounding; Fig. 9's correlation grows with k."""
+    rows = re.findall(
+        r"(blocks\.\d\.mlp\.hook_\w+): FVU ([\d.]+), L0 ([\d.]+), dead ([\d.]+)%; loss ([\d.]+) -> ([\d.]+) spliced"
+        r" \(\+([\d.]+); zero-ablated ([\d.]+)\)",
+        out,
+    )
+    assert [row[0] for row in rows] == [f"blocks.{i}.mlp.hook_{s}" for i in (0, 1) for s in ("in", "out")]
+    for _, fvu, l0, dead, loss, spliced, cost, ablated in rows:
+        assert float(fvu) < 0.05 and float(l0) == 30.0 and float(dead) < 5.0
+        assert float(spliced) - float(loss) == pytest.approx(float(cost), abs=2e-4) and float(cost) < 0.01
+        assert float(ablated) > float(loss) + 0.2
+    errors = [float(e) for e in re.findall(r"f\^T \(D Q_u D\^T\) f \+ bias terms: max relative error ([\d.e+-]+)", out)]
+    assert len(errors) == 2 and max(errors) < 1e-10
+    for k1, k2, k4, k8 in re.findall(r"mean correlation k=1 ([\d.]+), k=2 ([\d.]+), k=4 ([\d.]+), k=8 ([\d.]+)", out):
+        assert float(k1) < float(k2) < float(k4) < float(k8) and float(k8) > 0.9
+
+
 CHECKS = {
+    "sae_features": check_sae_features,
     "weight_analysis": check_weight_analysis,
     "quickstart": check_quickstart,
     "modular_addition": check_modular_addition,
