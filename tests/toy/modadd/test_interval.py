@@ -73,7 +73,7 @@ def test_exp_and_reciprocal_contain_the_exact_values():
     r = iv.reciprocal(positive, ledger)
     for i in range(30):
         assert _contains(r, [1 / v for v in _points(positive, i)], i)
-    with pytest.raises(ArithmeticError, match="contains 0"):
+    with pytest.raises(ArithmeticError, match=r"^reciprocal of an interval that contains 0 or negative values\.$"):
         iv.reciprocal(Ball(torch.tensor([1.0, 0.5], dtype=torch.float64), torch.tensor(0.7)), ledger)
 
 
@@ -322,3 +322,18 @@ def test_ball_helpers():
     assert three.mid.item() == 3.0 and three.rad.item() < 1e-15 and three.mid.dtype == torch.float64
     assert iv.gamma(10) == pytest.approx(10 * 2.0**-53, rel=1e-12) and iv.gamma(10) > 10 * 2.0**-53
     assert iv.round_up(torch.tensor(1.0, dtype=torch.float64), 0).item() > 1.0
+
+
+def test_constants_angles_and_one_dimensional_balls_keep_float64():
+    """Plain numbers enter as float64 exact balls (0.1 is not rounded to float32 first); trig computes float32 angles
+    in float64 with a float64 radius; indexing a 1-d ball indexes its radius too."""
+    total = iv.add(0.1, 0.2, Ledger())
+    assert total.mid.item() == 0.1 + 0.2 and total.mid.dtype == torch.float64
+    product = iv.mul(Ball.exact(torch.tensor([3.0], dtype=torch.float64)), 0.1, Ledger())
+    assert product.mid.item() == 3.0 * 0.1
+    angles = torch.tensor([0.3, 1.1], dtype=torch.float32)
+    t = iv.trig(angles, "cos", Ledger(), rad=1e-9)
+    assert t.mid.dtype == torch.float64 and t.rad.dtype == torch.float64
+    assert torch.equal(t.mid, torch.cos(angles.double())) and t.rad.item() > 1e-9
+    x = Ball(torch.arange(4, dtype=torch.float64), torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64))
+    assert torch.equal(x[1:3].rad, torch.tensor([0.2, 0.3], dtype=torch.float64))
