@@ -29,6 +29,7 @@ from hooked_bilinear.toy.modadd.certify import (
     EXACT_STEP,
     InteractionFactors,
     compressed_interaction,
+    factor_spectrum,
     interaction_factors,
     margin_lower_bound,
     residual_product_bound,
@@ -50,6 +51,9 @@ def test_sound_on_random_models(random_model, keep):
     true = true_margins(model, task)
     if keep == "uncompressed":
         certificate = certify_exact(model, task)
+        assert certificate.p == task.p and certificate.frequencies == [] and certificate.compressed is None
+        assert set(certificate.flops) == {"circuit", EXACT_STEP} and min(certificate.flops.values()) > 0
+        assert certify_exact(model).margin.equal(certificate.margin)  # the task read from the model's config
     else:
         frequencies = {"none": [], "two": [1, 2], "all": list(range(1, n_frequencies(task.p) + 1)), "default": None}[
             keep
@@ -418,3 +422,36 @@ def test_two_residuals_on_the_uniform_model_are_bounded(uniform_model, residuals
         left_out = (T - grid.mid - structured.mid).abs() - grid.rad - structured.rad - rounding
         assert (left_out <= bound).all()
         assert left_out.max() > 1e-3 * bound.max(), "the case must leave something for the bound to hold"
+
+
+def test_factor_spectrum_is_the_fourier_energy_of_the_a_factors(uniform_model):
+    """Energy per frequency of every interaction's X (brute force: squared Fourier coefficients summed per frequency
+    over the cos and sin columns and all neurons), its flops counted."""
+    model, task = uniform_model
+    p, ledger = task.p, Ledger()
+    circuit = read_circuit(model, task, Ledger())
+    energy = factor_spectrum(circuit, ledger)
+    expected = torch.zeros(n_frequencies(p) + 1, dtype=torch.float64)
+    for factors in interaction_factors(circuit, Ledger()):
+        hat = fourier_basis(p).T @ factors.X.mid
+        for column in range(p):
+            expected[(column + 1) // 2] += hat[column].pow(2).sum()
+    torch.testing.assert_close(energy, expected, rtol=1e-12, atol=0)
+    n = sum(f.X.mid.numel() for f in interaction_factors(circuit, Ledger()))
+    assert ledger.total == 2 * p * n + 2 * n + Ledger().total + _factor_flops(circuit)
+
+
+def _factor_flops(circuit) -> int:
+    ledger = Ledger()
+    interaction_factors(circuit, ledger)
+    return ledger.total
+
+
+def test_residue_grid_is_zero_outside_the_residue_classes(uniform_model):
+    model, task = uniform_model
+    (factors,) = interaction_factors(read_circuit(model, task, Ledger()), Ledger())
+    main, _, _ = residue_interaction(factors, [1, 3], task.p, Ledger())
+    grid = residue_grid(main, task.p, task.p + 2)  # classes c >= p: tokens that are no residue ('=')
+    assert (grid.mid[..., task.p :] == 0).all() and (grid.rad[..., task.p :] == 0).all()
+    s = (torch.arange(task.p)[:, None] + torch.arange(task.p)[None, :]) % task.p  # c = 0: the residue a + b
+    assert torch.equal(grid.mid[..., 0], main.g.mid[s])
