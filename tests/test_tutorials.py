@@ -93,7 +93,29 @@ def check_sae_features(out: str) -> None:
         assert float(k1) < float(k2) < float(k4) < float(k8) and float(k8) > 0.9
 
 
+def check_image_classifiers(out: str) -> None:
+    """Logits are e^T Q_c e; the shipped digits classifier is accurate, the identity holds to rounding; truncation
+    recovers the model with its top components; eigen masks beat permuted ones; noise shrinks the outlier energy."""
+    logits, quadratic = (
+        [float(v) for v in re.search(rf"{name}: +\[([^\]]+)\]", out).group(1).split(",")]
+        for name in ("logits", r"e\^T Q_c e")
+    )
+    assert len(logits) == 4 and max(abs(a - b) for a, b in zip(logits, quadratic)) < 1e-5
+    accuracy = _number(r"test accuracy ([\d.]+)", out)
+    assert accuracy > 0.95 and _number(r"\(digits-noreg ([\d.]+)\)", out) > 0.9
+    assert _number(r"identity max relative error ([\d.e+-]+)", out) < 1e-10
+    curve = [
+        float(v)
+        for v in re.findall(r"'\d+': ([\d.]+)", re.search(r"accuracy by top-k per class: (\{.*\})", out).group(1))
+    ]
+    assert curve == sorted(curve) and curve[0] < 0.2 and curve[-1] == pytest.approx(accuracy, abs=1e-4)
+    assert _number(r"eigen masks at 1/4 mean image norm: .* permuted \(([\d.]+)x\)", out) > 3
+    energy = _number(r"outlier energy of the top-4 eigen-images: digits ([\d.]+)", out)
+    assert energy < _number(r"digits-noreg ([\d.]+)\n", out)
+
+
 CHECKS = {
+    "image_classifiers": check_image_classifiers,
     "sae_features": check_sae_features,
     "weight_analysis": check_weight_analysis,
     "quickstart": check_quickstart,
