@@ -170,6 +170,8 @@ EINSUMS = [
     ("ijh,ch->ijc", (2, 1, 3), (2, 3)),
     ("ajc,bj->abc", (2, 2, 2), (2, 2)),
     ("ibc,ai->abc", (2, 2, 2), (2, 2)),
+    ("ij,j->", (2, 3), (3,)),  # an index summed in one operand only (i): the radius term counts its size
+    ("ijk,k->", (2, 2, 3), (3,)),
 ]
 
 
@@ -337,3 +339,10 @@ def test_constants_angles_and_one_dimensional_balls_keep_float64():
     assert torch.equal(t.mid, torch.cos(angles.double())) and t.rad.item() > 1e-9
     x = Ball(torch.arange(4, dtype=torch.float64), torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64))
     assert torch.equal(x[1:3].rad, torch.tensor([0.2, 0.3], dtype=torch.float64))
+
+
+def test_einsum_of_empty_operands_is_an_exact_zero():
+    x, y = Ball.exact(torch.zeros(2, 0, dtype=torch.float64)), Ball.exact(torch.zeros(0, 3, dtype=torch.float64))
+    out = iv.einsum("ik,kj->ij", x, y, Ledger())
+    assert torch.equal(out.mid, torch.zeros(2, 3, dtype=torch.float64)) and out.rad.dtype == torch.float64
+    assert (out.rad <= iv.TINY * 2).all()
