@@ -28,7 +28,99 @@ def check_weight_analysis(out: str) -> None:
     assert spread < 0.02
 
 
-CHECKS = {"weight_analysis": check_weight_analysis}
+def _number(pattern: str, out: str) -> float:
+    found = re.search(pattern, out)
+    assert found, f"the tutorial no longer prints {pattern!r}"
+    return float(found.group(1))
+
+
+def check_quickstart(out: str) -> None:
+    """The hooks multiply out, patching the embedding at the changed position restores the clean logit difference
+    exactly (and nowhere else), and the shipped modular-addition model is proven correct below brute force's cost."""
+    assert "hook_post == hook_pre * hook_pre_linear: True" in out
+    clean = _number(r"logit\(cat\) - logit\(dog\): clean ([+-][\d.]+)", out)
+    corrupted = _number(r"logit\(cat\) - logit\(dog\): clean [+-][\d.]+, corrupted ([+-][\d.]+)", out)
+    assert clean > 5 and corrupted < -5
+    assert _number(r"largest recovery ([+-][\d.]+) at layer 0", out) == clean
+    assert _number(r"layer 0: pos \d+ ([+-][\d.]+)", out) == clean
+    assert _number(r"layer 0: pos \d+ [+-][\d.]+ +last ([+-][\d.]+)", out) == corrupted
+    assert _number(r"modadd-p59: accuracy on all 59\^2 inputs ([\d.]+)", out) == 1.0
+    assert _number(r"proven from the weights ([\d.]+)", out) == 1.0
+    assert _number(r"at ([\d.]+)x the cost of brute force", out) < 0.2
+
+
+def check_modular_addition(out: str) -> None:
+    """The shipped p = 59 model: correct everywhere; the same key frequencies from the weights, the activations and
+    the logits; the cos(w(a + b - c)) identity per frequency; a sound, positive certificate proving every input at
+    about a tenth of brute force's cost, the compression alone from the key frequencies on."""
+    assert _number(r"accuracy on all 59\^2 inputs \(hooked model\): ([\d.]+)", out) == 1.0
+    sources = dict(re.findall(r"from the ([\w' ]+?)(?: \(a \+ b\))?: +\[([\d, ]+)\]", out))
+    weights, activations, logits = (
+        {int(k) for k in sources[name].split(",")} for name in ("MLP's weights", "hidden units' activations", "logits")
+    )
+    assert len(weights) == 11 and weights == logits == activations
+    shares = [float(x) for x in re.findall(r"identity holds for ([\d.]+)% of the block", out)]
+    assert len(shares) == 11 and min(shares) >= 99.0
+    true_min = _number(r"true_min_margin: ([\d.]+)", out)
+    certified = _number(r"certified_min_margin: ([\d.]+)", out)
+    assert abs(true_min - 2.74) < 0.01 and 0 < certified <= true_min
+    assert _number(r" certified_accuracy: ([\d.]+)", out) == 1.0
+    assert _number(r" cost_ratio: ([\d.]+)", out) < 0.15
+    assert _number(r"logit_variance_explained: ([\d.]+)", out) > 0.9
+    curve = re.findall(r"(\d+) frequencies: the compression alone proves ([\d.]+) at ([\d.]+) x", out)
+    alone = {int(n): float(share) for n, share, _ in curve}
+    assert alone[11] == 1.0 and alone[10] == 0.0 and alone[max(alone)] == 1.0
+    costs = [float(cost) for _, _, cost in curve]
+    assert costs == sorted(costs) and costs[-1] < 1.0
+
+
+def check_sae_features(out: str) -> None:
+    """Each shipped SAE reconstructs its hook (low FVU, L0 = k, few dead latents) and splicing it in costs almost
+    nothing against zero-ablation; the feature-basis identity holds to rounding; Fig. 9's correlation grows with k."""
+    rows = re.findall(
+        r"(blocks\.\d\.mlp\.hook_\w+): FVU ([\d.]+), L0 ([\d.]+), dead ([\d.]+)%; loss ([\d.]+) -> ([\d.]+) spliced"
+        r" \(\+([\d.]+); zero-ablated ([\d.]+)\)",
+        out,
+    )
+    assert [row[0] for row in rows] == [f"blocks.{i}.mlp.hook_{s}" for i in (0, 1) for s in ("in", "out")]
+    for _, fvu, l0, dead, loss, spliced, cost, ablated in rows:
+        assert float(fvu) < 0.05 and float(l0) == 30.0 and float(dead) < 5.0
+        assert float(spliced) - float(loss) == pytest.approx(float(cost), abs=2e-4) and float(cost) < 0.01
+        assert float(ablated) > float(loss) + 0.2
+    errors = [float(e) for e in re.findall(r"f\^T \(D Q_u D\^T\) f \+ bias terms: max relative error ([\d.e+-]+)", out)]
+    assert len(errors) == 2 and max(errors) < 1e-10
+    for k1, k2, k4, k8 in re.findall(r"mean correlation k=1 ([\d.]+), k=2 ([\d.]+), k=4 ([\d.]+), k=8 ([\d.]+)", out):
+        assert float(k1) < float(k2) < float(k4) < float(k8) and float(k8) > 0.9
+
+
+def check_image_classifiers(out: str) -> None:
+    """Logits are e^T Q_c e; the shipped digits classifier is accurate, the identity holds to rounding; truncation
+    recovers the model with its top components; eigen masks beat permuted ones; noise shrinks the outlier energy."""
+    logits, quadratic = (
+        [float(v) for v in re.search(rf"{name}: +\[([^\]]+)\]", out).group(1).split(",")]
+        for name in ("logits", r"e\^T Q_c e")
+    )
+    assert len(logits) == 4 and max(abs(a - b) for a, b in zip(logits, quadratic)) < 1e-5
+    accuracy = _number(r"test accuracy ([\d.]+)", out)
+    assert accuracy > 0.95 and _number(r"\(digits-noreg ([\d.]+)\)", out) > 0.9
+    assert _number(r"identity max relative error ([\d.e+-]+)", out) < 1e-10
+    curve = [
+        float(v)
+        for v in re.findall(r"'\d+': ([\d.]+)", re.search(r"accuracy by top-k per class: (\{.*\})", out).group(1))
+    ]
+    assert curve == sorted(curve) and curve[0] < 0.2 and curve[-1] == pytest.approx(accuracy, abs=1e-4)
+    assert _number(r"eigen masks at 1/4 mean image norm: .* permuted \(([\d.]+)x\)", out) > 3
+    energy = _number(r"outlier energy of the top-4 eigen-images: digits ([\d.]+)", out)
+    assert energy < _number(r"digits-noreg ([\d.]+)\n", out)
+
+
+CHECKS = {
+    "image_classifiers": check_image_classifiers,
+    "sae_features": check_sae_features,
+    "weight_analysis": check_weight_analysis,
+    "quickstart": check_quickstart,
+    "modular_addition": check_modular_addition,
+}
 
 
 @pytest.mark.parametrize("script", TUTORIALS, ids=[s.stem for s in TUTORIALS])

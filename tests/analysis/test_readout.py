@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -126,8 +127,41 @@ def test_gated_or_plain_mlp_is_not_analysed(mlp, kind):
         mlp_factors(model, 2)
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Equal results: tensors entrywise, dataclasses field by field, modules by their state."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.shape == b.shape and torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+    if isinstance(a, torch.nn.Module):
+        one, two = a.state_dict(), b.state_dict()
+        return one.keys() == two.keys() and all(_same(one[k], two[k]) for k in one)
+    if dataclasses.is_dataclass(a):
+        return type(a) is type(b) and all(_same(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return bool(a == b)
+
+
 def test_every_entry_point_runs_on_a_bilinear_mlp():
+    """Every entry point runs on the bilinear MLP and analyses that MLP: the component's method and the analysis
+    function agree, the factors are the MLP's weights, and B and Q_u are those of out(x) = ((x W_gate) * (x W_in)) W_out
+    (brute force through the MLP's factors)."""
     model, _, _ = random_model()
-    for entry, call in analysis_calls(model).items():
-        if entry != "truncation_curve":  # needs a truncated module: tests/analysis/test_truncation.py
-            call()
+    calls = analysis_calls(model)
+    results = {entry: call() for entry, call in calls.items() if entry != "truncation_curve"}  # needs a truncated
+    assert len(results) == 16  # module: tests/analysis/test_truncation.py
+    for entry, result in results.items():
+        if entry.startswith("mlp.") and f"analysis.{entry[4:]}" in results:
+            assert _same(result, results[f"analysis.{entry[4:]}"]), entry
+    factors = results["mlp.factors"]
+    assert _same(factors, results["mlp_factors"]) and _same(factors, results["BilinearFactors.from_mlp"])
+    mlp = model.blocks[1].mlp
+    x = torch.randn(5, factors.d_in)
+    out = ((x @ factors.W_gate) * (x @ factors.W_in)) @ factors.W_out
+    B = results["mlp.tensor"]
+    torch.testing.assert_close(torch.einsum("oij,bi,bj->bo", B, x, x), out, rtol=1e-4, atol=1e-5)
+    assert torch.allclose(B, B.transpose(1, 2))
+    u = torch.randn(2, factors.d_out)
+    Q = analysis.interaction_matrix(mlp, u)
+    torch.testing.assert_close(Q, torch.einsum("ko,oij->kij", u, B), rtol=1e-4, atol=1e-5)
+    gram = torch.einsum("oij,pij->op", B, B)  # <B[o], B[o']>_F
+    torch.testing.assert_close(results["output_gram"], gram, rtol=1e-4, atol=1e-4 * gram.abs().max().item())

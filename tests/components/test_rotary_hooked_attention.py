@@ -42,3 +42,26 @@ def test_rotated_queries_and_keys_are_the_rotary_embedding_of_q_and_k():
             x = cache[f"blocks.{layer}.attn.hook_{name}"].double()  # [batch, pos, head, d_head]
             rotated = x * cos + torch.cat([-x[..., d_head // 2 :], x[..., : d_head // 2]], -1) * sin
             assert (cache[f"blocks.{layer}.attn.hook_rot_{name}"].double() - rotated).abs().max() <= 1e-5
+
+
+def test_interventions_on_the_rotary_hooks_change_the_scores_as_they_should():
+    """hook_rot_q's and hook_rot_k's return values are what the scores use: doubling the rotated queries doubles every
+    unmasked score; zero rotated keys make every score 0 (uniform attention over the causal prefix)."""
+    bridge = hb.from_pretrained(EMBEDDED)
+    tokens = bridge.to_tokens("lily and tom went to the park")
+    n = tokens.shape[1]
+    _, clean = bridge.run_with_cache(tokens)
+    causal = torch.tril(torch.ones(n, n, dtype=torch.bool))
+
+    def run(name: str, fn):
+        with bridge.hooks(fwd_hooks=[(name, fn)]):
+            return bridge.run_with_cache(tokens)[1]
+
+    for layer in range(bridge.cfg.n_layers):
+        name = f"blocks.{layer}.attn."
+        doubled = run(name + "hook_rot_q", lambda x, hook: 2 * x)
+        scores, before = doubled[name + "hook_attn_scores"], clean[name + "hook_attn_scores"]
+        torch.testing.assert_close(scores[..., causal], 2 * before[..., causal], rtol=1e-5, atol=1e-5)
+        flat = run(name + "hook_rot_k", lambda x, hook: torch.zeros_like(x))
+        uniform = causal / causal.sum(-1, keepdim=True)
+        torch.testing.assert_close(flat[name + "hook_pattern"], uniform.expand_as(flat[name + "hook_pattern"]))

@@ -53,6 +53,9 @@ def test_bilinear_llama_is_exact(tmp_path, tokenizer, compatibility_mode, overri
 
         expected = linear("down_proj", linear("gate_proj", x) * linear("up_proj", x))
         assert (cache[f"blocks.{layer}.hook_mlp_out"].double() - expected).abs().max().item() <= 1e-5
+        # the gate is gate_proj and the linear side up_proj (their product commutes; the hooks do not)
+        assert (cache[f"blocks.{layer}.mlp.hook_pre"].double() - linear("gate_proj", x)).abs().max().item() <= 1e-5
+        assert (cache[f"blocks.{layer}.mlp.hook_pre_linear"].double() - linear("up_proj", x)).abs().max() <= 1e-5
         torch.testing.assert_close(
             cache[f"blocks.{layer}.mlp.hook_post"],
             cache[f"blocks.{layer}.mlp.hook_pre"] * cache[f"blocks.{layer}.mlp.hook_pre_linear"],

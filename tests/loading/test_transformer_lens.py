@@ -7,6 +7,7 @@ import torch
 from transformer_lens import patching
 
 import hooked_bilinear as hb
+from tests.llama import write_llama
 from tests.reference import EMBEDDED, reference_logits
 from tests.transformer_lens_checks import assert_transformer_lens_benchmarks_pass
 
@@ -101,3 +102,37 @@ def test_generate_and_token_round_trip():
     for _ in range(6):
         manual = torch.cat([manual, bridge(manual)[:, -1].argmax(-1, keepdim=True)], dim=1)
     assert torch.equal(generated, manual)
+
+
+# the rotary embedding's input: hidden states it reads the dtype and device of only (positions come separately)
+OFF_THE_PATH = ("rotary_emb.hook_in",)
+
+
+@pytest.mark.parametrize("source", ["tdooms", "llama"])
+def test_an_intervention_on_every_hook_reaches_the_output(tmp_path, tokenizer, source):
+    """Every hook's return value is what the model goes on with: returning a copy changes nothing, returning it
+    perturbed changes the logits (the rotary hooks included), and a residual-stream hook patched with another
+    input's activations gives that input's logits."""
+    folder = EMBEDDED if source == "tdooms" else write_llama(tmp_path)[0]
+    bridge = hb.from_pretrained(folder, tokenizer=tokenizer)
+    tokens = bridge.to_tokens("one day , lily found a red ball in the park .")
+    other = bridge.to_tokens("one day , lily found a red kite in the park .")
+    assert tokens.shape == other.shape
+    logits, cache = bridge.run_with_cache(tokens)
+    other_logits, other_cache = bridge.run_with_cache(other)
+    names = [name for name in cache.keys() if cache[name].is_floating_point()]
+    assert {"blocks.0.attn.hook_rot_q", "blocks.1.attn.hook_rot_k", "blocks.1.mlp.hook_pre"} <= set(names)
+    g = torch.Generator().manual_seed(0)
+    failures = []
+    for name in names:
+        same = bridge.run_with_hooks(tokens, fwd_hooks=[(name, lambda x, hook: x.clone())])
+        assert (same - logits).abs().max() <= 1e-5, name
+        noise = 0.2 * (cache[name].std() + 1e-3) * torch.randn(cache[name].shape, generator=g)
+        moved = bridge.run_with_hooks(tokens, fwd_hooks=[(name, lambda x, hook, noise=noise: x + noise.to(x.dtype))])
+        if (moved - logits).abs().max() <= 1e-3:
+            failures.append(name)
+    assert failures == list(OFF_THE_PATH), "an intervention there does not reach the output"
+    for layer in range(bridge.cfg.n_layers):
+        for name in (f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.hook_resid_post"):
+            patched = bridge.run_with_hooks(tokens, fwd_hooks=[(name, lambda x, hook: other_cache[hook.name])])
+            assert (patched - other_logits).abs().max() <= 1e-4, name

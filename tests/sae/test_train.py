@@ -73,3 +73,13 @@ def test_pack_texts() -> None:
         [1, 13, 2, 1],
         [11, 12, 13, 2],
     ]  # [BOS] ids [EOS] concatenated, cut into windows
+
+
+def test_training_starts_from_the_papers_initialisation() -> None:
+    """Before any step: b_dec at the activations' mean, W_enc = W_dec^T (tied), unit decoder rows, b_enc = 0."""
+    x = planted()
+    sae = train_sae(x, SAETrainConfig(k=4, expansion=4, steps=0, seed=2), progress=False).sae
+    torch.testing.assert_close(sae.b_dec, x.double().mean(0).to(sae.b_dec.dtype), rtol=0, atol=1e-6)
+    assert sae.b_dec.abs().min() > 0.1  # the planted data's offset: a zero b_dec would fail above
+    assert torch.equal(sae.W_enc, sae.W_dec.T) and torch.equal(sae.b_enc, torch.zeros(64))
+    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(64))

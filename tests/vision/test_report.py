@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from hooked_bilinear.vision import VisionConfig, train_classifier
+from hooked_bilinear.vision.data import load_split
+from hooked_bilinear.vision.overfitting import overfitting_stats
 from hooked_bilinear.vision.report import classifier_report, identity_error
 from tests.vision.vision_models import random_model
 
@@ -23,8 +27,10 @@ def test_identity_error_sees_a_wrong_Q(monkeypatch):
 
 
 def test_report_numbers_and_figures(tmp_path):
-    model, _ = train_classifier(VisionConfig(d_model=8, d_hidden=8, epochs=2, lr=1e-2), progress=False)
-    result = classifier_report(model, tmp_path, noreg=model)
+    config = VisionConfig(d_model=8, d_hidden=8, epochs=2, lr=1e-2)
+    model, _ = train_classifier(config, progress=False)
+    noreg, _ = train_classifier(replace(config, noise_std=0.0), progress=False)
+    result = classifier_report(model, tmp_path, noreg=noreg)
     assert set(result) >= {
         "test_accuracy",
         "identity_max_relative_error",
@@ -35,7 +41,17 @@ def test_report_numbers_and_figures(tmp_path):
     }
     assert list(result["truncation"]) == ["0", "1", "2", "3", "4", "6", "8"]
     assert result["truncation"]["8"] == result["test_accuracy"]  # all 8 components: the model itself
-    assert result["overfitting"]["model"] == result["overfitting"]["noreg"]
+    # the noreg numbers are the noreg model's (computed here directly), not the model's
+    split = load_split(config)
+    with torch.no_grad():
+        for name, m, x, y in (
+            ("test_accuracy", model, split.test_x, split.test_y),
+            ("noreg_test_accuracy", noreg, split.test_x, split.test_y),
+        ):
+            assert result[name] == pytest.approx((m(x).argmax(-1) == y).double().mean().item(), abs=1e-12)
+    assert result["overfitting"]["noreg"] == overfitting_stats(noreg, split.train_x)._asdict()
+    assert result["overfitting"]["model"] == overfitting_stats(model, split.train_x)._asdict()
+    assert result["overfitting"]["model"] != result["overfitting"]["noreg"]
     assert {p.name for p in tmp_path.glob("*.png")} == {
         "eigen_images.png",
         "eigen_images_noreg.png",

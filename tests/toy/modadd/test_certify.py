@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import math
+from fractions import Fraction
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hooked_bilinear.loading.pretrained import load_model
 from hooked_bilinear.toy.modadd import (
@@ -20,9 +24,14 @@ from hooked_bilinear.toy.modadd import (
     certify_exact,
     margins,
 )
+from hooked_bilinear.toy.modadd import interval as iv
 from hooked_bilinear.toy.modadd.certify import (
     EXACT_STEP,
+    InteractionFactors,
+    compressed_interaction,
+    factor_spectrum,
     interaction_factors,
+    margin_lower_bound,
     residual_product_bound,
     residue_grid,
     residue_interaction,
@@ -42,6 +51,9 @@ def test_sound_on_random_models(random_model, keep):
     true = true_margins(model, task)
     if keep == "uncompressed":
         certificate = certify_exact(model, task)
+        assert certificate.p == task.p and certificate.frequencies == [] and certificate.compressed is None
+        assert set(certificate.flops) == {"circuit", EXACT_STEP} and min(certificate.flops.values()) > 0
+        assert certify_exact(model).margin.equal(certificate.margin)  # the task read from the model's config
     else:
         frequencies = {"none": [], "two": [1, 2], "all": list(range(1, n_frequencies(task.p) + 1)), "default": None}[
             keep
@@ -118,7 +130,10 @@ def test_shipped_model_is_correct_and_its_certificates_sound_and_cheaper_than_br
     for certificate in (exact, default):
         assert (certificate.margin <= true).all() and (default.compressed <= true).all()
         assert certificate.certified_accuracy == accuracy
-    assert exact.certified_min_margin == pytest.approx(true.min().item(), abs=0.2)
+    # the exact proof is the true margin up to rounding and float32 constants, as on the random models
+    tolerance = 5e-4 * true.abs().max().item()
+    assert exact.certified_min_margin == pytest.approx(true.min().item(), abs=tolerance)
+    assert torch.allclose(exact.margin, true, atol=tolerance, rtol=0)
     assert default.certified_min_margin <= true.min().item()
     assert exact.proof_flops < exact_cost * brute
     assert default.compressed_accuracy == pytest.approx(compressed_share, abs=5e-4)
@@ -261,3 +276,182 @@ def test_output_frequencies_keep_the_residue_proof_sound_and_exact_when_complete
     assert torch.allclose(certificate.margin, true, atol=5e-4 * true.abs().max().item(), rtol=0)
     with pytest.raises(ValueError, match="output_frequencies"):
         certify(model, task, [1], output_frequencies=[0])
+
+
+# Property tests of each bound of the proof on random factors: every subset of the factors projected onto the kept
+# frequencies (so its residual is zero: the cases where one bounded term carries everything left out), factors of
+# very different sizes, with and without R_X Y_K Z_K multiplied out, extra output frequencies and non-residue rows.
+
+SUBSETS = [frozenset(s) for n in range(4) for s in itertools.combinations("XYZ", n)]
+
+
+def _random_factors(p: int, seed: int, frequencies: list[int], projected: frozenset[str], scales, vocab: int, H: int):
+    g = torch.Generator().manual_seed(seed)
+    F = fourier_basis(p)[:, columns_of(p, frequencies)]
+    X, Y = (scale * torch.randn(p, 2 * H, generator=g, dtype=torch.float64) for scale in scales[:2])
+    U = scales[2] * torch.randn(vocab, H, generator=g, dtype=torch.float64)
+    X, Y = (F @ (F.T @ M) if name in projected else M for name, M in (("X", X), ("Y", Y)))
+    if "Z" in projected:
+        U = torch.cat([F @ (F.T @ U[:p]), torch.zeros(vocab - p, H, dtype=torch.float64)])
+    one = Ball.exact(torch.tensor(1.0))
+    return InteractionFactors(Ball.exact(X), Ball.exact(Y), Ball.exact(torch.cat([U, U], 1)), one)
+
+
+def _interaction(factors: InteractionFactors) -> tuple[torch.Tensor, torch.Tensor]:
+    """T = sum_n X Y Z in float64 and a bound on its own rounding error (gamma-sized)."""
+    X, Y, Z = factors.X.mid, factors.Y.mid, factors.Z.mid
+    T = torch.einsum("an,bn,cn->abc", X, Y, Z)
+    size = torch.einsum("an,bn,cn->abc", X.abs(), Y.abs(), Z.abs())
+    return T, 4 * (X.shape[1] + 3) * iv.U * size
+
+
+SCALES = st.tuples(*(st.sampled_from([1e-3, 1.0, 1e3]) for _ in range(3)))
+
+
+@pytest.mark.parametrize("projected", SUBSETS, ids=lambda s: "".join(sorted(s)) or "none")
+@settings(max_examples=6, deadline=None)
+@given(
+    seed=st.integers(0, 2**31),
+    scales=SCALES,
+    kept=st.sampled_from([[1], [2], [1, 3], [3, 2]]),
+    output=st.sampled_from([None, [2], [1, 2, 3]]),
+    multiplied=st.booleans(),
+    vocab=st.sampled_from([7, 9]),
+)
+def test_residue_interaction_bounds_everything_left_out(projected, seed, scales, kept, output, multiplied, vocab):
+    """|T - (g(a + b - c) + structured rest)| <= the bound + their radii on the whole grid, for every subset of the
+    residuals R_X, R_Y, R_Z zero (e.g. R_X = 0: only X_K R_Y R_Z and the first-order terms are left)."""
+    p = 7
+    factors = _random_factors(p, seed, kept, projected, scales, vocab, H=3)
+    main, structured, bound = residue_interaction(factors, kept, p, Ledger(), output, multiplied)
+    T, rounding = _interaction(factors)
+    grid = residue_grid(main, p, vocab)
+    assert ((T - grid.mid - structured.mid).abs() <= bound + grid.rad + structured.rad + rounding).all()
+
+
+@pytest.mark.parametrize("projected", SUBSETS, ids=lambda s: "".join(sorted(s)) or "none")
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 2**31), scales=SCALES, kept=st.sampled_from([[], [1], [1, 3], [3, 2]]))
+def test_compressed_interaction_bounds_the_product_of_the_rests(projected, seed, scales, kept):
+    p = 7
+    factors = _random_factors(p, seed, kept, projected, scales, vocab=9, H=3)
+    T_K, bound = compressed_interaction(factors, Ball.exact(fourier_basis(p)[:, columns_of(p, kept)]), Ledger())
+    T, rounding = _interaction(factors)
+    assert ((T - T_K.mid).abs() <= bound + T_K.rad + rounding).all()
+    if {"X", "Y"} & projected:  # one rest is zero: the product of the rests is too, up to rounding
+        assert (bound <= 1e-9 * T.abs().max() + 1e-300).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**31),
+    zero=st.sampled_from(["", "A", "B", "C"]),
+    scale=st.sampled_from([1e-6, 1.0, 1e6]),
+    fold=st.booleans(),
+)
+def test_residual_product_bound_holds_for_every_point_of_the_residual_sets(seed, zero, scale, fold):
+    """|sum_n A[x, n] B[y, n] C[c, n]| <= the bound for every y and factors sampled anywhere within the magnitude
+    bounds (corners and inside; one factor possibly zero)."""
+    g = torch.Generator().manual_seed(seed)
+    N = 8
+    a, b = (
+        scale * torch.rand(5, N, generator=g, dtype=torch.float64),
+        torch.rand(4, N, generator=g, dtype=torch.float64),
+    )
+    c = torch.rand(3, N // 2 if fold else N, generator=g, dtype=torch.float64)
+    a, b, c = (torch.zeros_like(t) if zero == name else t for name, t in (("A", a), ("B", b), ("C", c)))
+    bound = residual_product_bound(a, b, c, Ledger())
+    for _ in range(4):
+        A, B, C = (t * (2 * torch.rand(t.shape, generator=g, dtype=torch.float64) - 1).sign() for t in (a, b, c))
+        A = A * torch.rand(A.shape, generator=g, dtype=torch.float64).sqrt()  # inside, not only at the corners
+        Z = torch.cat([C, C], 1) if fold else C
+        exact = torch.einsum("xn,yn,cn->xyc", A, B, Z).abs()
+        assert (exact <= bound[:, None, :] * (1 + 1e-12)).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31), radius=st.sampled_from([0.0, 1e-3, 1.0]), rest=st.sampled_from([0.0, 0.1, 2.0]))
+def test_margin_lower_bound_is_below_every_margin_the_balls_and_rest_allow(seed, radius, rest):
+    """logits anywhere in their balls, each moved by up to `rest`: the true margin never falls below the bound."""
+    g = torch.Generator().manual_seed(seed)
+    logits = Ball(
+        torch.randn(6, 5, generator=g, dtype=torch.float64), radius * torch.rand(6, 5, generator=g, dtype=torch.float64)
+    )
+    rests = rest * torch.rand(6, 5, generator=g, dtype=torch.float64)
+    answer = torch.randint(0, 5, (6,), generator=g)
+    bound = margin_lower_bound(logits, rests, answer, Ledger())
+    for _ in range(8):
+        t = 2 * torch.rand(6, 5, generator=g, dtype=torch.float64) - 1
+        t = torch.where(torch.rand(6, 5, generator=g) < 0.5, t.sign(), t)  # half the entries at a corner
+        s = 2 * torch.rand(6, 5, generator=g, dtype=torch.float64) - 1
+        for row in range(6):  # exact rationals: the sampled logits, not their float rounding
+            value = [
+                Fraction(m) + Fraction(a) * Fraction(r) + Fraction(b) * Fraction(e)
+                for m, a, r, b, e in zip(
+                    logits.mid[row].tolist(),
+                    t[row].tolist(),
+                    logits.rad[row].tolist(),
+                    s[row].tolist(),
+                    rests[row].tolist(),
+                )
+            ]
+            c = int(answer[row])
+            margin = value[c] - max(v for i, v in enumerate(value) if i != c)
+            assert Fraction(bound[row].item()) <= margin
+
+
+@pytest.mark.parametrize("residuals", ["XY", "XZ", "YZ", "XYZ"])
+def test_two_residuals_on_the_uniform_model_are_bounded(uniform_model, residuals):
+    """The trained-shape factors of a uniform-attention model with the others projected onto kept frequencies (so
+    e.g. R_X = 0 leaves X_K R_Y R_Z, which only its own term bounds): T lies within the explanation and its bound."""
+    model, task = uniform_model
+    p, frequencies = task.p, [1, 3]
+    (factors,) = interaction_factors(read_circuit(model, task, Ledger()), Ledger())
+    F = fourier_basis(p)[:, columns_of(p, frequencies)]
+    H = factors.Z.shape[1] // 2
+    X, Y = (M.mid if name in residuals else F @ (F.T @ M.mid) for name, M in (("X", factors.X), ("Y", factors.Y)))
+    U = factors.Z.mid[:, :H].clone()
+    if "Z" not in residuals:
+        U[:p] = F @ (F.T @ U[:p])
+        U[p:] = 0
+    kept = dataclasses.replace(factors, X=Ball.exact(X), Y=Ball.exact(Y), Z=Ball.exact(torch.cat([U, U], 1)))
+    for multiplied in (False, True):
+        main, structured, bound = residue_interaction(kept, frequencies, p, Ledger(), multiply_x_first_order=multiplied)
+        T, rounding = _interaction(kept)
+        grid = residue_grid(main, p, T.shape[-1])
+        left_out = (T - grid.mid - structured.mid).abs() - grid.rad - structured.rad - rounding
+        assert (left_out <= bound).all()
+        assert left_out.max() > 1e-3 * bound.max(), "the case must leave something for the bound to hold"
+
+
+def test_factor_spectrum_is_the_fourier_energy_of_the_a_factors(uniform_model):
+    """Energy per frequency of every interaction's X (brute force: squared Fourier coefficients summed per frequency
+    over the cos and sin columns and all neurons), its flops counted."""
+    model, task = uniform_model
+    p, ledger = task.p, Ledger()
+    circuit = read_circuit(model, task, Ledger())
+    energy = factor_spectrum(circuit, ledger)
+    expected = torch.zeros(n_frequencies(p) + 1, dtype=torch.float64)
+    for factors in interaction_factors(circuit, Ledger()):
+        hat = fourier_basis(p).T @ factors.X.mid
+        for column in range(p):
+            expected[(column + 1) // 2] += hat[column].pow(2).sum()
+    torch.testing.assert_close(energy, expected, rtol=1e-12, atol=0)
+    n = sum(f.X.mid.numel() for f in interaction_factors(circuit, Ledger()))
+    assert ledger.total == 2 * p * n + 2 * n + Ledger().total + _factor_flops(circuit)
+
+
+def _factor_flops(circuit) -> int:
+    ledger = Ledger()
+    interaction_factors(circuit, ledger)
+    return ledger.total
+
+
+def test_residue_grid_is_zero_outside_the_residue_classes(uniform_model):
+    model, task = uniform_model
+    (factors,) = interaction_factors(read_circuit(model, task, Ledger()), Ledger())
+    main, _, _ = residue_interaction(factors, [1, 3], task.p, Ledger())
+    grid = residue_grid(main, task.p, task.p + 2)  # classes c >= p: tokens that are no residue ('=')
+    assert (grid.mid[..., task.p :] == 0).all() and (grid.rad[..., task.p :] == 0).all()
+    s = (torch.arange(task.p)[:, None] + torch.arange(task.p)[None, :]) % task.p  # c = 0: the residue a + b
+    assert torch.equal(grid.mid[..., 0], main.g.mid[s])

@@ -4,11 +4,16 @@ corners and midpoints of its operand balls, including radii and ill-conditioned 
 from __future__ import annotations
 
 import itertools
+import math
+import random
 from decimal import Decimal, getcontext
 from fractions import Fraction
 
+import mpmath
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hooked_bilinear.toy.modadd import interval as iv
 from hooked_bilinear.toy.modadd.interval import Ball, Ledger
@@ -68,7 +73,7 @@ def test_exp_and_reciprocal_contain_the_exact_values():
     r = iv.reciprocal(positive, ledger)
     for i in range(30):
         assert _contains(r, [1 / v for v in _points(positive, i)], i)
-    with pytest.raises(ArithmeticError, match="contains 0"):
+    with pytest.raises(ArithmeticError, match=r"^reciprocal of an interval that contains 0 or negative values\.$"):
         iv.reciprocal(Ball(torch.tensor([1.0, 0.5], dtype=torch.float64), torch.tensor(0.7)), ledger)
 
 
@@ -78,3 +83,266 @@ def test_sum_contains_the_exact_sum():
     for i in range(7):
         corners = [[_points(x, i * 50 + j)[end] for j in range(50)] for end in range(3)]
         assert _contains(out, [sum(row) for row in corners], i)
+
+
+# Property tests: for random operand balls (zero, rounding-sized and large radii, up to several times the midpoint),
+# random reals sampled inside the operands (corners included) give exact results inside the output ball.
+
+RADII = st.sampled_from([0.0, 1e-12, 1e-3, 0.5, 3.0, 100.0])
+
+
+def _ball_of(values: list[tuple[float, float]], shape: tuple[int, ...]) -> Ball:
+    mid = torch.tensor([m for m, _ in values], dtype=torch.float64).reshape(shape)
+    rad = torch.tensor([r for _, r in values], dtype=torch.float64).reshape(shape)
+    return Ball(mid, rad)
+
+
+@st.composite
+def balls(draw, shape: tuple[int, ...]) -> Ball:
+    """A ball of `shape` with midpoints of any size and sign; radius zero, rounding-sized or large, per element or
+    one scalar for all (as `Ball.exact` makes)."""
+    n = math.prod(shape)
+    mids = draw(st.lists(st.floats(-1e3, 1e3, allow_nan=False, allow_subnormal=False), min_size=n, max_size=n))
+    if draw(st.booleans()):
+        return Ball(
+            torch.tensor(mids, dtype=torch.float64).reshape(shape), torch.tensor(draw(RADII), dtype=torch.float64)
+        )
+    scale = draw(RADII)
+    fractions = draw(st.lists(st.floats(0, 1), min_size=n, max_size=n))
+    return _ball_of([(m, scale * f * (1 + abs(m))) for m, f in zip(mids, fractions)], shape)
+
+
+def _sample(ball: Ball, rng: random.Random) -> list[Fraction]:
+    """One real per element inside the ball (exact rationals): a corner or a uniform point, chosen at random."""
+    mids, rads = ball.mid.flatten().tolist(), ball.rad.expand_as(ball.mid).flatten().tolist()
+    out = []
+    for m, r in zip(mids, rads):
+        t = rng.choice([Fraction(-1), Fraction(1), Fraction(0), Fraction(rng.random() * 2 - 1)])
+        out.append(Fraction(m) + t * Fraction(r))
+    return out
+
+
+def _within(ball: Ball, values: list[Fraction]) -> bool:
+    lo, hi = ball.lower().flatten().tolist(), ball.upper().flatten().tolist()
+    return all(Fraction(low) <= v <= Fraction(high) for low, v, high in zip(lo, values, hi))
+
+
+SAMPLES = 6  # points drawn inside the operands per example
+
+
+@settings(max_examples=40, deadline=None)
+@given(x=balls((5,)), y=balls((5,)), seed=st.integers(0, 2**32 - 1))
+def test_add_sub_mul_lower_upper_magnitude_are_sound_for_points_inside(x, y, seed):
+    rng, ledger = random.Random(seed), Ledger()
+    out = {name: op(x, y, ledger) for name, op in (("add", iv.add), ("sub", iv.sub), ("mul", iv.mul))}
+    magnitude = x.magnitude().tolist()
+    for _ in range(SAMPLES):
+        a, b = _sample(x, rng), _sample(y, rng)
+        assert _within(x, a), "lower() / upper() miss a point of the ball"
+        assert all(abs(v) <= Fraction(m) for v, m in zip(a, magnitude)), "magnitude() below |x|"
+        assert _within(out["add"], [u + v for u, v in zip(a, b)])
+        assert _within(out["sub"], [u - v for u, v in zip(a, b)])
+        assert _within(out["mul"], [u * v for u, v in zip(a, b)])
+
+
+def _exact_einsum(spec: str, a: list[Fraction], a_shape, b: list[Fraction], b_shape) -> list[Fraction]:
+    """einsum over exact rationals, by enumerating every index (row-major output)."""
+    inputs, output = spec.split("->")
+    ta, tb = inputs.split(",")
+    sizes = dict(zip(ta, a_shape)) | dict(zip(tb, b_shape))
+    letters = sorted(sizes)
+    result: dict[tuple[int, ...], Fraction] = {}
+    for values in itertools.product(*(range(sizes[letter]) for letter in letters)):
+        at = dict(zip(letters, values))
+        ia = sum(at[letter] * math.prod(a_shape[k + 1 :]) for k, letter in enumerate(ta))
+        ib = sum(at[letter] * math.prod(b_shape[k + 1 :]) for k, letter in enumerate(tb))
+        key = tuple(at[letter] for letter in output)
+        result[key] = result.get(key, Fraction(0)) + a[ia] * b[ib]
+    return [result[key] for key in itertools.product(*(range(sizes[letter]) for letter in output))]
+
+
+# the contractions the certificate uses, on small shapes
+EINSUMS = [
+    ("i,i->", (3,), (3,)),
+    ("ik,kj->ij", (2, 3), (3, 2)),
+    ("ai,an->in", (3, 2), (3, 2)),
+    ("in,jn->ijn", (2, 2), (2, 2)),
+    ("ijh,ch->ijc", (2, 1, 3), (2, 3)),
+    ("ajc,bj->abc", (2, 2, 2), (2, 2)),
+    ("ibc,ai->abc", (2, 2, 2), (2, 2)),
+    ("ij,j->", (2, 3), (3,)),  # an index summed in one operand only (i): the radius term counts its size
+    ("ijk,k->", (2, 2, 3), (3,)),
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), which=st.integers(0, len(EINSUMS) - 1), seed=st.integers(0, 2**32 - 1))
+def test_einsum_is_sound_for_points_inside_both_operands(data, which, seed):
+    spec, x_shape, y_shape = EINSUMS[which]
+    x, y = data.draw(balls(x_shape)), data.draw(balls(y_shape))
+    out, rng = iv.einsum(spec, x, y, Ledger()), random.Random(seed)
+    for _ in range(SAMPLES):
+        exact = _exact_einsum(spec, _sample(x, rng), x_shape, _sample(y, rng), y_shape)
+        assert _within(out, exact), spec
+
+
+def test_einsum_of_two_inexact_operands_covers_the_product_of_their_radii():
+    """x = [1, 1, 1] +- 0.5: x . x reaches 3 * 1.5^2 = 6.75 (the r_x r_y term of the radius)."""
+    x = Ball(torch.ones(3, dtype=torch.float64), torch.tensor(0.5, dtype=torch.float64))
+    out = iv.einsum("i,i->", x, x, Ledger())
+    assert out.upper().item() >= 6.75 and out.lower().item() <= 0.75
+
+
+@settings(max_examples=40, deadline=None)
+@given(x=balls((3, 4)), seed=st.integers(0, 2**32 - 1))
+def test_sum_is_sound_for_points_inside(x, seed):
+    rng = random.Random(seed)
+    for dim in (0, 1):
+        out = iv.sum_(x, dim, Ledger())
+        for _ in range(SAMPLES):
+            values = _sample(x, rng)
+            rows = [[values[i * 4 + j] for j in range(4)] for i in range(3)]
+            exact = [sum(r[j] for r in rows) for j in range(4)] if dim == 0 else [sum(r) for r in rows]
+            assert _within(out, exact)
+
+
+@settings(max_examples=40, deadline=None)
+@given(mids=st.lists(st.floats(-30, 30), min_size=4, max_size=4), radius=RADII, seed=st.integers(0, 2**32 - 1))
+def test_exp_and_reciprocal_are_sound_for_points_inside(mids, radius, seed):
+    mpmath.mp.dps = 60
+    rng, ledger = random.Random(seed), Ledger()
+    x = Ball(torch.tensor(mids, dtype=torch.float64), torch.tensor(min(radius, 5.0), dtype=torch.float64))
+    e = iv.exp(x, ledger)
+    for _ in range(SAMPLES):
+        point = _sample(x, rng)
+        lo, hi = e.lower().tolist(), e.upper().tolist()
+        for v, low, high in zip(point, lo, hi):
+            value = mpmath.exp(mpmath.mpf(v.numerator) / v.denominator)
+            assert mpmath.mpf(low) <= value <= mpmath.mpf(high)
+    positive = Ball(x.mid.abs() + 2 * x.rad + 1e-3, x.rad)
+    r = iv.reciprocal(positive, ledger)
+    for _ in range(SAMPLES):
+        assert _within(r, [1 / v for v in _sample(positive, rng)])
+
+
+@settings(max_examples=30, deadline=None)
+@given(angles=st.lists(st.floats(-50, 50), min_size=5, max_size=5), widen=RADII)
+def test_trig_is_sound(angles, widen):
+    mpmath.mp.dps = 60
+    t = torch.tensor(angles, dtype=torch.float64)
+    for fn in ("cos", "sin"):
+        out = iv.trig(t, fn, Ledger(), rad=widen)
+        for angle, low, high in zip(angles, out.lower().tolist(), out.upper().tolist()):
+            value = getattr(mpmath, fn)(mpmath.mpf(angle))
+            assert mpmath.mpf(low) <= value <= mpmath.mpf(high)
+            # with no widening the ball is rounding-sized (it bounds the float's error, not more)
+            assert widen > 0 or high - low < 1e-14
+
+
+def test_each_operation_charges_its_flops_to_the_current_step():
+    """The ledger is the proof's cost: each operation's count (radius work included), by hand for chosen shapes."""
+    x = Ball(torch.ones(2, 3, dtype=torch.float64), torch.full((2, 3), 0.1, dtype=torch.float64))
+    y = Ball.exact(torch.full((3, 4), 2.0, dtype=torch.float64))
+    cases = [
+        (lambda ledger: iv.add(x, x, ledger), 4 * 6),
+        (lambda ledger: iv.sub(x, 1.0, ledger), 4 * 6),
+        (lambda ledger: iv.mul(x, x, ledger), 9 * 6),
+        (lambda ledger: iv.sum_(x, 1, ledger), 3 * 6),
+        (lambda ledger: iv.exp(x, ledger), 8 * 6),
+        (lambda ledger: iv.reciprocal(x, ledger), 12 * 6),
+        (lambda ledger: iv.trig(torch.zeros(5), "cos", ledger), 5),
+        # 2 (i k j products) + 2 (|x| and |y|) + the radius term of x: max over k, sum over k of |y|, einsum
+        (lambda ledger: iv.einsum("ik,kj->ij", x, y, ledger), 2 * 24 + 2 * 18 + (6 + 12 + 2 * 8) + 12),
+        (
+            lambda ledger: iv.einsum("ik,kj->ij", y.map(lambda t: t.T), x.map(lambda t: t.T), ledger),
+            2 * 24 + 2 * 18 + (6 + 12 + 2 * 8),
+        ),
+    ]
+    for op, flops in cases:
+        ledger = Ledger()
+        ledger.step = "here"
+        op(ledger)
+        assert ledger.flops == {"here": flops} and ledger.total == flops
+
+
+@pytest.mark.parametrize("radius", [0.0, 0.25])
+def test_bounds_are_tight(radius):
+    """Sound is not enough for a proof that must prove something: exact operands give rounding-sized radii, and
+    radii add as the exact worst case does (up to rounding) for add, mul, sum, and einsum with one exact operand."""
+    g = torch.Generator().manual_seed(5)
+    mid = torch.rand(3, 4, generator=g, dtype=torch.float64) + 0.5
+    x, y = Ball(mid, torch.full_like(mid, radius)), Ball.exact(mid.flip(0))
+    ledger, tiny = Ledger(), 1e-12
+    worst = {  # the exact half-widths of the results' ranges
+        "add": iv.add(x, y, ledger).rad - torch.full_like(mid, radius),
+        "mul": iv.mul(x, y, ledger).rad - radius * mid.flip(0),
+        "sum": iv.sum_(x, 1, ledger).rad - 4 * radius,
+        "einsum": iv.einsum("ik,jk->ij", x, y, ledger).rad - radius * mid.flip(0).sum(1)[None, :],
+        "exp": iv.exp(x, ledger).rad - torch.exp(mid) * (math.exp(radius) - 1),
+    }
+    for name, excess in worst.items():
+        assert (excess >= -tiny).all() and (excess <= 1e-9).all(), name
+    for name, ball in (("lower", x.lower()), ("upper", x.upper())):
+        assert ((ball - mid).abs() - radius).abs().max() <= tiny, name
+    assert (x.magnitude() - mid - radius).abs().max() <= tiny
+    r = iv.reciprocal(x if radius < 0.5 else y, ledger)
+    assert (r.rad - (1 / (mid - radius) - 1 / mid)).abs().max() <= 1e-9
+    t = iv.trig(torch.tensor([0.3], dtype=torch.float64), "sin", ledger, rad=radius)
+    assert abs(t.rad.item() - radius) <= tiny and t.mid.item() == math.sin(0.3) and t.rad.item() > 0
+
+
+def test_einsum_reads_spaced_specs_and_distinct_sizes():
+    """Spaces in the spec are ignored; every index has its own size, so swapped roles or sizes cannot pass."""
+    g = torch.Generator().manual_seed(6)
+    x = Ball(torch.randn(2, 3, generator=g, dtype=torch.float64), torch.rand(2, 3, generator=g, dtype=torch.float64))
+    y = Ball(torch.randn(3, 5, generator=g, dtype=torch.float64), torch.rand(3, 5, generator=g, dtype=torch.float64))
+    spaced, plain = iv.einsum("i k , k j -> i j", x, y, Ledger()), iv.einsum("ik,kj->ij", x, y, Ledger())
+    assert spaced.same(plain)
+    # the radius term: r_x (|y| + r_y) + |x| r_y, each summed index bounded by max times sum (here exact for k)
+    rx, ry, ax, ay = x.rad, y.rad, x.mid.abs(), y.mid.abs()
+    naive = rx.amax(1, keepdim=True) * (ay + ry).sum(0, keepdim=True) + ax.sum(1, keepdim=True) * ry.amax(
+        0, keepdim=True
+    )
+    assert (plain.rad >= naive * (1 - 1e-12)).all() and (plain.rad <= naive * (1 + 1e-9) + 1e-12).all()
+
+
+def test_ball_helpers():
+    mid = torch.arange(6, dtype=torch.float64).reshape(2, 3)
+    x = Ball(mid, torch.arange(6, dtype=torch.float64).reshape(2, 3) / 10)
+    assert x.shape == (2, 3)
+    assert torch.equal(x[1].mid, mid[1]) and torch.equal(x[1].rad, x.rad[1])
+    scalar = Ball(mid, torch.tensor(0.5, dtype=torch.float64))
+    assert scalar[0, 1].rad.item() == 0.5 and scalar[0, 1].mid.item() == 1.0
+    moved = x.map(lambda t: t.T)
+    assert torch.equal(moved.mid, mid.T) and torch.equal(moved.rad, x.rad.T)
+    assert scalar.map(lambda t: t.T).rad.ndim == 0
+    assert x.same(Ball(mid.clone(), x.rad.clone())) and not x.same(Ball(mid, x.rad + 1e-9))
+    assert not x.same(Ball(mid + 1, x.rad)) and scalar.same(Ball(mid, torch.full((2, 3), 0.5, dtype=torch.float64)))
+    exact = Ball.exact(torch.tensor([1.5], dtype=torch.float32))
+    assert exact.mid.dtype == torch.float64 and exact.rad.item() == 0.0 and exact.rad.dtype == torch.float64
+    three = iv.add(1, 2.0, Ledger())
+    assert three.mid.item() == 3.0 and three.rad.item() < 1e-15 and three.mid.dtype == torch.float64
+    assert iv.gamma(10) == pytest.approx(10 * 2.0**-53, rel=1e-12) and iv.gamma(10) > 10 * 2.0**-53
+    assert iv.round_up(torch.tensor(1.0, dtype=torch.float64), 0).item() > 1.0
+
+
+def test_constants_angles_and_one_dimensional_balls_keep_float64():
+    """Plain numbers enter as float64 exact balls (0.1 is not rounded to float32 first); trig computes float32 angles
+    in float64 with a float64 radius; indexing a 1-d ball indexes its radius too."""
+    total = iv.add(0.1, 0.2, Ledger())
+    assert total.mid.item() == 0.1 + 0.2 and total.mid.dtype == torch.float64
+    product = iv.mul(Ball.exact(torch.tensor([3.0], dtype=torch.float64)), 0.1, Ledger())
+    assert product.mid.item() == 3.0 * 0.1
+    angles = torch.tensor([0.3, 1.1], dtype=torch.float32)
+    t = iv.trig(angles, "cos", Ledger(), rad=1e-9)
+    assert t.mid.dtype == torch.float64 and t.rad.dtype == torch.float64
+    assert torch.equal(t.mid, torch.cos(angles.double())) and t.rad.item() > 1e-9
+    x = Ball(torch.arange(4, dtype=torch.float64), torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64))
+    assert torch.equal(x[1:3].rad, torch.tensor([0.2, 0.3], dtype=torch.float64))
+
+
+def test_einsum_of_empty_operands_is_an_exact_zero():
+    x, y = Ball.exact(torch.zeros(2, 0, dtype=torch.float64)), Ball.exact(torch.zeros(0, 3, dtype=torch.float64))
+    out = iv.einsum("ik,kj->ij", x, y, Ledger())
+    assert torch.equal(out.mid, torch.zeros(2, 3, dtype=torch.float64)) and out.rad.dtype == torch.float64
+    assert (out.rad <= iv.TINY * 2).all()
