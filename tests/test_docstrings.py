@@ -19,6 +19,7 @@ PUBLIC_PACKAGES = [
     "hooked_bilinear.sae",
     "hooked_bilinear.vision",
     "hooked_bilinear.toy.modadd",
+    "hooked_bilinear.dashboard",
 ]
 KNOWN_GAPS = {
     "analysis.decompose",

@@ -1,19 +1,20 @@
-"""See the weights: self-contained HTML dashboards of the shipped `ts-synthetic-2l` and `digits` (docs/dashboard.md).
+# %% [markdown]
+# # See the weights: self-contained HTML dashboards of the shipped `ts-synthetic-2l` and `digits` (docs/dashboard.md).
+#
+#     python tutorials/dashboard.py [--out out/dashboard]
+#
+# No download; well under a minute on CPU. Writes, into --out:
+# 1. ts-synthetic-2l_layer1.html: layer 1's bilinear MLP read from its weights plus one pass over held-out stories:
+#    16 token contrast directions and 8 live output features of the shipped SAE (with the input SAE's interactions
+#    D Q_u D^T). Each direction: its eigenvalue spectrum, 8 eigenvectors with their share of the output, top and bottom
+#    contexts highlighted by lambda (v . x')^2, and token read-outs.
+# 2. digits.html: the shipped classifier's eigen-images per class with their eigenvalues, and the adversarial masks.
+# 3. spectra.png: the spectra of two of the directions, the shown eigenvalues marked (what the pages draw).
+# Open the HTML files in any browser, offline. The same from the command line:
+#     hooked-bilinear dashboard ts-synthetic-2l --layer 1 --out layer1.html
+#     hooked-bilinear dashboard digits --out digits.html
 
-    python tutorials/dashboard.py [--out out/dashboard]
-
-No download; well under a minute on CPU. Writes, into --out:
-1. ts-synthetic-2l_layer1.html: layer 1's bilinear MLP read from its weights plus one pass over held-out stories:
-   16 token contrast directions and 8 live output features of the shipped SAE (with the input SAE's interactions
-   D Q_u D^T). Each direction: its eigenvalue spectrum, 8 eigenvectors with their share of the output, top and bottom
-   contexts highlighted by lambda (v . x')^2, and token read-outs.
-2. digits.html: the shipped classifier's eigen-images per class with their eigenvalues, and the adversarial masks.
-3. spectra.png: the spectra of two of the directions, the shown eigenvalues marked (what the pages draw).
-Open the HTML files in any browser, offline. The same from the command line:
-    hooked-bilinear dashboard ts-synthetic-2l --layer 1 --out layer1.html
-    hooked-bilinear dashboard digits --out digits.html
-"""
-
+# %%
 from __future__ import annotations
 
 import argparse
@@ -39,9 +40,9 @@ LAYER = 1
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description="Self-contained HTML dashboards of ts-synthetic-2l and digits.")
     parser.add_argument("--out", type=Path, default=Path("out/dashboard"))
-    args = parser.parse_args()
+    args, _ = parser.parse_known_args()  # in a notebook the kernel's own arguments are left alone
     args.out.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
