@@ -24,7 +24,6 @@ PUBLIC_PACKAGES = [
 KNOWN_GAPS = {
     "analysis.decompose",
     "analysis.eigen_approximation",
-    "analysis.eigenvector_activations",
     "analysis.eigenvector_similarity",
     "analysis.feature_activations",
     "analysis.feature_bias_terms",
@@ -40,7 +39,6 @@ KNOWN_GAPS = {
     "analysis.replace_mlp",
     "analysis.spectrum_stats",
     "analysis.tensor",
-    "analysis.top_examples",
     "analysis.top_interactions",
     "analysis.truncate",
     "analysis.truncation_curve",
