@@ -63,3 +63,8 @@ def option(name: str, value: object = True) -> str:
 
 class SAEError(HookedBilinearError, ValueError):
     """A sparse autoencoder folder, config or object is malformed, or does not fit the activations it is used on."""
+
+
+class WriteError(HookedBilinearError, OSError):
+    """Writing an artifact failed (disk full, file too large, read-only, locked by another process); the message
+    names the path, and the previous artifact is intact (see hooked_bilinear.atomic)."""
