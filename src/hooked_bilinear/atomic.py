@@ -30,6 +30,7 @@ from hooked_bilinear.errors import WriteError
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # what a full disk (or a file size limit) raises
+_SHORT_WRITE = ("requested and", "unexpected pos")
 _REASONS = {
     errno.ENOSPC: "the disk is full",
     errno.EDQUOT: "the disk quota is exhausted",
@@ -63,9 +64,12 @@ def write_error(target: Path, error: BaseException) -> WriteError:
     artifact, if any, is intact."""
     cause = os_error_in(error) or error
     code = getattr(cause, "errno", None)
-    reason = _REASONS.get(code, f"{type(cause).__name__}: {cause}") if code is not None else str(cause)
-    if code is None and "written" in reason:  # numpy's short write: a full disk, without an errno
-        reason = f"a short write ({reason}): the disk is probably full"
+    if code is not None:
+        reason = _REASONS.get(code, f"{type(cause).__name__}: {cause}")
+    else:  # the last line: DCP's CheckpointException carries each rank's whole traceback
+        reason = ([line.strip() for line in str(cause).splitlines() if line.strip()] or [type(cause).__name__])[-1]
+        if any(sign in reason for sign in _SHORT_WRITE):  # numpy's and torch.save's report of a full disk
+            reason = f"a short write ({reason}): the disk is probably full"
     advice = (
         f"cannot write to {target.parent}: choose a writable folder"
         if code in (errno.EACCES, errno.EPERM, errno.EROFS)
@@ -73,7 +77,7 @@ def write_error(target: Path, error: BaseException) -> WriteError:
     )
     return WriteError(
         f"writing {target} failed: {reason}; nothing was left behind (no partial file), and the previous "
-        f"{target.name}, if there was one, is intact. {advice[0].upper()}{advice[1:]}."
+        f"{target.name}, if there was one, is intact; {advice}."
     )
 
 

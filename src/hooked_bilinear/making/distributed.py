@@ -171,7 +171,7 @@ def save_checkpoint(
         with warnings.catch_warnings():  # one process without a process group: DCP warns that it saves alone, as meant
             warnings.filterwarnings("ignore", message="torch.distributed is disabled")
             dcp.save({"model": model_state, "optimizer": optim_state}, checkpoint_id=str(partial))
-    except Exception as error:  # DCP gathers every rank's failure and raises on all of them
+    except BaseException as error:  # DCP gathers every rank's failure into a CheckpointException (a BaseException)
         failure = error
     if failure is None:
         barrier()
@@ -196,9 +196,9 @@ def save_checkpoint(
     if failure is None and main_failed:
         raise WriteError(f"rank 0 could not write the checkpoint {final} (its error says why).")
     if failure is not None:
-        if atomic.os_error_in(failure) is None or isinstance(failure, WriteError):
+        if isinstance(failure, (WriteError, KeyboardInterrupt, SystemExit)):
             raise failure
-        raise atomic.write_error(final, failure) from failure
+        raise atomic.write_error(final, failure) from failure  # torch.save's short write carries no errno
     barrier()
 
 
