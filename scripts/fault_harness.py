@@ -69,7 +69,7 @@ def main() -> None:
     for case in args.cases:
         started = time.perf_counter()
         if case == "restart":
-            reference = fault_runs.torchrun(root / "restart" / "reference", None, 0)
+            reference = fault_runs.torchrun(root / "restart" / "reference")
             if "error" in reference:
                 raise SystemExit(f"the uninterrupted torchrun run failed: {reference['error']}")
             for trial in range(args.trials):

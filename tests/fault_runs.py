@@ -36,6 +36,7 @@ TRAIN = dict(
     steps=STEPS, batch_size=4, seq_len=16, warmup_steps=2, checkpoint_every=2, lr=1e-3, progress=False, device="cpu"
 )
 N_DOCUMENTS = 3000
+RESUMED: list[int] = []  # the steps the restart trials resumed from
 
 
 @dataclass
@@ -500,9 +501,10 @@ def concurrent_trial(kind: Kind, work: Path, rng: random.Random) -> list[str]:
 # torchrun --max-restarts: a worker SIGKILLed mid-run, the group restarted, bilinearize resuming by itself.
 
 
-def elastic_worker(out: Path, kill_after: float | None, kill_rank: int) -> None:
+def elastic_worker(out: Path, kill_step: int | None, kill_delay: float, kill_rank: int) -> None:
     """Under torchrun: bilinearize the tiny model on 2 gloo processes with checkpoints in out/checkpoints; on the first
-    attempt, rank `kill_rank` SIGKILLs itself `kill_after` seconds into training. Rank 0 writes result.pt."""
+    attempt, rank `kill_rank` SIGKILLs itself `kill_delay` seconds after step `kill_step` began (at the latest when
+    training ends: the kill always lands). Rank 0 writes result.pt."""
     from hooked_bilinear.making import data as data_module
     from hooked_bilinear.making.bilinearize import bilinearize
     from tests.llama import tiny_llama
@@ -512,12 +514,13 @@ def elastic_worker(out: Path, kill_after: float | None, kill_rank: int) -> None:
     rank = int(os.environ.get("RANK", "0"))
     real = data_module.PackedSequences.batch
     began: list[float] = []
+    kill = threading.Timer(kill_delay, os.kill, (os.getpid(), signal.SIGKILL))
+    armed = kill_step is not None and attempt == 0 and rank == kill_rank
 
     def batch(self: Any, step: int, *args: Any, **kwargs: Any) -> Any:
-        if not began:
-            began.append(time.perf_counter())
-            if kill_after is not None and attempt == 0 and rank == kill_rank:
-                threading.Timer(kill_after, os.kill, (os.getpid(), signal.SIGKILL)).start()
+        began.append(time.perf_counter()) if not began else None
+        if armed and step == kill_step:
+            kill.start()
         return real(self, step, *args, **kwargs)
 
     data_module.PackedSequences.batch = batch  # type: ignore[method-assign]
@@ -532,15 +535,19 @@ def elastic_worker(out: Path, kill_after: float | None, kill_rank: int) -> None:
     logging.getLogger("hooked_bilinear.making.train").setLevel(logging.INFO)
     logging.getLogger("hooked_bilinear.making.train").addHandler(Resumed())
     model = bilinearize(tiny_llama("silu", std=0.05), tokens, checkpoint_dir=out / "checkpoints", **TRAIN)
+    seconds = time.perf_counter() - began[0]
+    if armed:
+        kill.join()  # the process dies here at the latest
     if model is not None:
-        seconds = time.perf_counter() - began[0]
         record = {"state": model.state_dict(), "attempt": attempt, "resumed_from": resumed[0] if resumed else 0}
         torch.save({**record, "train_seconds": seconds}, out / "result.pt")
     sys.stdout.flush()
     os._exit(0)  # as the command line does under torchrun
 
 
-def torchrun(out: Path, kill_after: float | None, kill_rank: int, timeout: float = 600) -> dict[str, Any]:
+def torchrun(
+    out: Path, kill_step: int | None = None, kill_delay: float = 0.0, kill_rank: int = 0, timeout: float = 600
+) -> dict[str, Any]:
     """One torchrun --standalone --nproc-per-node 2 --max-restarts 1 run of `elastic_worker` (from the repository
     root); its result.pt, or an "error" entry."""
     out.mkdir(parents=True, exist_ok=True)
@@ -556,7 +563,8 @@ def torchrun(out: Path, kill_after: float | None, kill_rank: int, timeout: float
         "-m",
         "tests.fault_runs",
         str(out),
-        "none" if kill_after is None else str(kill_after),
+        "none" if kill_step is None else str(kill_step),
+        str(kill_delay),
         str(kill_rank),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
@@ -572,10 +580,14 @@ def restart_trial(reference: dict[str, Any], work: Path, rng: random.Random) -> 
     """A worker SIGKILLed at a random moment of training: torchrun restarts the group, which resumes from the last
     complete checkpoint and ends with the uninterrupted 2-process run's weights, bit for bit."""
     shutil.rmtree(work, ignore_errors=True)
-    got = torchrun(work, rng.uniform(0.0, reference["train_seconds"]), rng.randrange(2))
+    step_seconds = reference["train_seconds"] / STEPS
+    got = torchrun(work, rng.randrange(STEPS), rng.uniform(0.0, 2 * step_seconds), rng.randrange(2))
     if "error" in got:
         return [got["error"]]
     problems = []
+    if got["resumed_from"] % TRAIN["checkpoint_every"]:
+        problems.append(f"resumed from step {got['resumed_from']}, which is no checkpoint")
+    RESUMED.append(got["resumed_from"])
     if got["attempt"] != 1:
         problems.append(f"finished on attempt {got['attempt']}, not on the restart")
     different = [k for k, v in reference["state"].items() if not torch.equal(v, got["state"][k])]
@@ -585,5 +597,9 @@ def restart_trial(reference: dict[str, Any], work: Path, rng: random.Random) -> 
     return problems
 
 
-if __name__ == "__main__":  # the torchrun worker: python -m tests.fault_runs OUT KILL_AFTER|none KILL_RANK
-    elastic_worker(Path(sys.argv[1]), None if sys.argv[2] == "none" else float(sys.argv[2]), int(sys.argv[3]))
+if __name__ == "__main__":  # the torchrun worker: python -m tests.fault_runs OUT KILL_STEP|none KILL_DELAY KILL_RANK
+    import faulthandler
+
+    faulthandler.register(signal.SIGUSR1)  # kill -USR1 PID prints where a worker is
+    out, step, delay, rank = sys.argv[1:5]
+    elastic_worker(Path(out), None if step == "none" else int(step), float(delay), int(rank))

@@ -71,8 +71,28 @@ def init_from_env(device_type: str, timeout_minutes: float = 120.0) -> bool:
     NCCL for CUDA, gloo for CPU. The long timeout covers rank 0 tokenizing a streamed corpus while the others wait."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or (dist.is_available() and dist.is_initialized()):
         return False
+    backend, timeout = "nccl" if device_type == "cuda" else "gloo", datetime.timedelta(minutes=timeout_minutes)
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    if attempt == "0":
+        dist.init_process_group(backend, timeout=timeout)
+        return True
+    # A group torchrun restarted (--max-restarts) meets in the same agent store as the attempt before: without a
+    # prefix per attempt, ranks read the dead workers' addresses and fail to connect ("Connection refused").
+    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        world_size,
+        is_master=rank == 0 and not agent_store,
+        timeout=timeout,
+    )
     dist.init_process_group(
-        "nccl" if device_type == "cuda" else "gloo", timeout=datetime.timedelta(minutes=timeout_minutes)
+        backend,
+        store=dist.PrefixStore(f"hooked_bilinear/attempt-{attempt}", store),
+        rank=rank,
+        world_size=world_size,
+        timeout=timeout,
     )
     return True
 
