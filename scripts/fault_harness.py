@@ -34,7 +34,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests.fault_runs
 
 import torch  # noqa: E402
-
 from tests import fault_runs  # noqa: E402
 
 CASES = ("restart", "train_kill", "save_kill", "corpus_kill", "sae_kill", "full_disk", "concurrent")

@@ -567,7 +567,12 @@ def torchrun(
         str(kill_delay),
         str(kill_rank),
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
+    }
     done = subprocess.run(
         command, cwd=Path(__file__).parents[1], env=env, capture_output=True, text=True, timeout=timeout
     )
