@@ -47,6 +47,7 @@ class Outcome:
     killed: bool
     error: str | None = None
     clear: bool = False
+    seconds: float = 0.0  # how long the work took, measured in the child
 
 
 def _child(conn: Any, work: Callable[..., None], args: tuple[Any, ...], limit: int | None) -> None:
@@ -55,12 +56,13 @@ def _child(conn: Any, work: Callable[..., None], args: tuple[Any, ...], limit: i
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     try:
+        began = time.perf_counter()
         work(*args)
-        conn.send((None, False))
+        conn.send((None, False, time.perf_counter() - began))
     except BaseException as error:  # reported to the parent, which judges it
         from hooked_bilinear.errors import HookedBilinearError
 
-        conn.send((f"{type(error).__name__}: {error}", isinstance(error, HookedBilinearError)))
+        conn.send((f"{type(error).__name__}: {error}", isinstance(error, HookedBilinearError), 0.0))
     finally:
         conn.close()
         os._exit(0)
@@ -92,7 +94,7 @@ def finish(process: Any, receive: Any, kill_after: float | None = None, timeout:
         message = None
     if message is None:
         return Outcome(killed=True)
-    return Outcome(killed=False, error=message[0], clear=message[1])
+    return Outcome(killed=False, error=message[0], clear=message[1], seconds=message[2])
 
 
 def run_child(
@@ -397,10 +399,9 @@ def prepare(root: Path, names: tuple[str, ...] = tuple(KINDS)) -> dict[str, Kind
         kind.prepare(root / name / "reference")
         work = root / name / "timing"
         kind.reset(work)
-        began = time.perf_counter()
         outcome = run_child(kind.write, work)
         assert outcome.error is None, outcome.error
-        kind.seconds = time.perf_counter() - began  # type: ignore[attr-defined]
+        kind.seconds = outcome.seconds  # type: ignore[attr-defined]  # the write alone: kills land within it
         kinds[name] = kind
     return kinds
 
