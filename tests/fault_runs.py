@@ -417,16 +417,21 @@ def kill_trial(kind: Kind, work: Path, rng: random.Random) -> list[str]:
     if state not in ("old", "new"):
         problems.append(f"after the kill the target is {state}")
     expected_resume = kind.latest(work) if isinstance(kind, TrainKind) and not problems else None
-    rerun = run_child(kind.write, work)
-    if rerun.error:
-        return [*problems, f"the rerun failed: {rerun.error}"]
-    if isinstance(kind, TrainKind):
-        problems += kind.judge_rerun(work, expected_resume)
-    elif kind.state(work) != "new":
-        problems.append(f"after the rerun the target is {kind.state(work)}")
+    problems += rerun(kind, work, expected_resume)
     if kind.clean(work):
         problems.append(f"leftovers after the rerun: {kind.clean(work)}")
     return problems
+
+
+def rerun(kind: Kind, work: Path, expected_resume: int | None) -> list[str]:
+    """Run the write again, uninterrupted: it must end with the new artifact (training: the reference weights,
+    resumed from `expected_resume`)."""
+    outcome = run_child(kind.write, work)
+    if outcome.error:
+        return [f"the rerun failed: {outcome.error}"]
+    if isinstance(kind, TrainKind):
+        return kind.judge_rerun(work, expected_resume)
+    return [] if kind.state(work) == "new" else [f"after the rerun the target is {kind.state(work)}"]
 
 
 def full_disk_trial(kind: Kind, work: Path, rng: random.Random) -> list[str]:
@@ -463,14 +468,7 @@ def full_disk_trial(kind: Kind, work: Path, rng: random.Random) -> list[str]:
         if kind.clean(work):
             problems.append(f"partial files left: {kind.clean(work)}")
         expected_resume = None
-    rerun = run_child(kind.write, work)
-    if rerun.error:
-        return [*problems, f"the rerun failed: {rerun.error}"]
-    if isinstance(kind, TrainKind):
-        problems += kind.judge_rerun(work, expected_resume)
-    elif kind.state(work) != "new":
-        problems.append(f"after the rerun the target is {kind.state(work)}")
-    return problems
+    return problems + rerun(kind, work, expected_resume)
 
 
 def concurrent_trial(kind: Kind, work: Path, rng: random.Random) -> list[str]:
