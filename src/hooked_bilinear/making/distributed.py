@@ -183,6 +183,7 @@ def save_checkpoint(
     if me.main:
         for stale in folder.glob("step-*.partial"):  # of a save that was killed: never loaded, removed here
             shutil.rmtree(stale, ignore_errors=True)
+        atomic.remove_leftovers(folder / LATEST)
         partial.mkdir(parents=True)
     barrier()
     model_state, optim_state = get_state_dict(model, optimizer)

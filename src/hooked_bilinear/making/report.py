@@ -143,6 +143,7 @@ def plot_loss_curve(rows: list[dict[str, float]], path: Path, title: str) -> Pat
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     try:
+        atomic.remove_leftovers(path)  # of a run killed while drawing (the caller holds the run's lock)
         atomic.write_file(path, lambda temporary: fig.savefig(temporary, dpi=120, format="png"))
     finally:
         plt.close(fig)
