@@ -501,24 +501,27 @@ def concurrent_trial(kind: Kind, work: Path, rng: random.Random) -> list[str]:
 
 
 def elastic_worker(out: Path, kill_step: int | None, kill_delay: float, kill_rank: int) -> None:
-    """Under torchrun: bilinearize the tiny model on 2 gloo processes with checkpoints in out/checkpoints; on the first
-    attempt, rank `kill_rank` SIGKILLs itself `kill_delay` seconds after step `kill_step` began (at the latest when
-    training ends: the kill always lands). Rank 0 writes result.pt."""
+    """Under torchrun: bilinearize the tiny model on 2 gloo processes, first uninterrupted (out/reference.pt, once),
+    then with checkpoints in out/checkpoints; on the first attempt, rank `kill_rank` SIGKILLs itself `kill_delay`
+    seconds after step `kill_step` of the second run began (at the latest when it ends: the kill always lands).
+    Rank 0 writes result.pt."""
     from hooked_bilinear.making import data as data_module
+    from hooked_bilinear.making import distributed as distributed_
     from hooked_bilinear.making.bilinearize import bilinearize
     from tests.llama import tiny_llama
 
     torch.set_num_threads(1)
     attempt = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
     rank = int(os.environ.get("RANK", "0"))
+    distributed_.init_from_env("cpu")  # the package's: a restarted group meets under its own store prefix
     real = data_module.PackedSequences.batch
     began: list[float] = []
     kill = threading.Timer(kill_delay, os.kill, (os.getpid(), signal.SIGKILL))
-    armed = kill_step is not None and attempt == 0 and rank == kill_rank
+    armed = [False]
 
     def batch(self: Any, step: int, *args: Any, **kwargs: Any) -> Any:
         began.append(time.perf_counter()) if not began else None
-        if armed and step == kill_step:
+        if armed[0] and step == kill_step:
             kill.start()
         return real(self, step, *args, **kwargs)
 
@@ -533,13 +536,19 @@ def elastic_worker(out: Path, kill_step: int | None, kill_delay: float, kill_ran
 
     logging.getLogger("hooked_bilinear.making.train").setLevel(logging.INFO)
     logging.getLogger("hooked_bilinear.making.train").addHandler(Resumed())
+    if not (out / "reference.pt").is_file():  # the uninterrupted run on the same 2 processes
+        model = bilinearize(tiny_llama("silu", std=0.05), tokens, checkpoint_dir=out / "uninterrupted", **TRAIN)
+        if model is not None:
+            seconds = time.perf_counter() - began[0]
+            torch.save({"state": model.state_dict(), "train_seconds": seconds}, out / "reference.pt")
+        distributed_.barrier()
+    armed[0] = kill_step is not None and attempt == 0 and rank == kill_rank
     model = bilinearize(tiny_llama("silu", std=0.05), tokens, checkpoint_dir=out / "checkpoints", **TRAIN)
-    seconds = time.perf_counter() - began[0]
-    if armed:
+    if armed[0] and kill_step is not None:
         kill.join()  # the process dies here at the latest
     if model is not None:
         record = {"state": model.state_dict(), "attempt": attempt, "resumed_from": resumed[0] if resumed else 0}
-        torch.save({**record, "train_seconds": seconds}, out / "result.pt")
+        torch.save(record, out / "result.pt")
     sys.stdout.flush()
     os._exit(0)  # as the command line does under torchrun
 
@@ -577,14 +586,14 @@ def torchrun(
     )
     if done.returncode != 0 or not (out / "result.pt").is_file():
         return {"error": f"torchrun exited {done.returncode}: {done.stderr[-2000:]}"}
-    return torch.load(out / "result.pt")
+    return {**torch.load(out / "result.pt"), "reference": torch.load(out / "reference.pt")}
 
 
-def restart_trial(reference: dict[str, Any], work: Path, rng: random.Random) -> list[str]:
-    """A worker SIGKILLed at a random moment of training: torchrun restarts the group, which resumes from the last
-    complete checkpoint and ends with the uninterrupted 2-process run's weights, bit for bit."""
+def restart_trial(work: Path, rng: random.Random, step_seconds: float = 0.5) -> list[str]:
+    """A worker SIGKILLed at a random moment of training (a random step, plus up to two steps' time): torchrun
+    restarts the group, which resumes from the last complete checkpoint and ends with the weights of the uninterrupted
+    run on the same 2 processes (run first, in the same torchrun), bit for bit."""
     shutil.rmtree(work, ignore_errors=True)
-    step_seconds = reference["train_seconds"] / STEPS
     got = torchrun(work, rng.randrange(STEPS), rng.uniform(0.0, 2 * step_seconds), rng.randrange(2))
     if "error" in got:
         return [got["error"]]
@@ -594,9 +603,10 @@ def restart_trial(reference: dict[str, Any], work: Path, rng: random.Random) -> 
     RESUMED.append(got["resumed_from"])
     if got["attempt"] != 1:
         problems.append(f"finished on attempt {got['attempt']}, not on the restart")
-    different = [k for k, v in reference["state"].items() if not torch.equal(v, got["state"][k])]
+    reference = got["reference"]["state"]
+    different = [k for k, v in reference.items() if not torch.equal(v, got["state"][k])]
     if different:
-        worst = max((reference["state"][k] - got["state"][k]).abs().max().item() for k in different)
+        worst = max((reference[k] - got["state"][k]).abs().max().item() for k in different)
         problems.append(f"weights differ from the uninterrupted run's (max {worst:.3g}) in {different[:3]}")
     return problems
 

@@ -157,15 +157,12 @@ def test_each_rank_gets_its_own_gpu_and_memory_share(monkeypatch):
 @pytest.mark.slow
 def test_torchrun_restarts_a_killed_worker_and_the_run_resumes(tmp_path):
     """torchrun --max-restarts 1 on 2 processes, rank 1 SIGKILLed as step 7 begins: torchrun restarts the group and
-    bilinearize resumes from the last complete checkpoint (step 6) by itself, ending with the weights of one
-    uninterrupted process (bit-identical to 2 uninterrupted processes: scripts/fault_harness.py's restart case)."""
-    from hooked_bilinear.making.bilinearize import bilinearize
+    bilinearize resumes from the last complete checkpoint (step 6) by itself, ending bit-identical to an uninterrupted
+    run on the same 2 processes (run first in the same torchrun)."""
     from tests import fault_runs
-    from tests.llama import tiny_llama
 
     got = fault_runs.torchrun(tmp_path / "restarted", kill_step=7, kill_rank=1)
     assert "error" not in got, got.get("error")
     assert got["attempt"] == 1 and got["resumed_from"] == 6
-    tokens = torch.randint(0, 330, (4000,), generator=torch.Generator().manual_seed(0))
-    single = bilinearize(tiny_llama("silu", std=0.05), tokens, checkpoint_dir=tmp_path / "single", **fault_runs.TRAIN)
-    assert max_difference(single.state_dict(), got["state"]) <= ATOL
+    reference = got["reference"]["state"]
+    assert all(torch.equal(reference[k], got["state"][k]) for k in reference)
