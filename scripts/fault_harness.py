@@ -70,6 +70,7 @@ def main() -> None:
         if case == "restart":
             for trial in range(args.trials):
                 record(case, f"trial {trial}", fault_runs.restart_trial(root / "restart" / "trial", rng))
+                print(f"restart: {counts[case][0]} / {counts[case][1]} survived so far", flush=True)
             print(f"restart: resumed from steps {fault_runs.RESUMED}")
         elif case in needed:
             kind = kinds[needed[case]]
