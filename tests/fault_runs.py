@@ -441,11 +441,15 @@ def full_disk_trial(kind: Kind, work: Path, rng: random.Random) -> list[str]:
         kind.reset_prior(work)
         before = digest(work / "checkpoints" / "step-00000004")
         biggest = max(p.stat().st_size for p in (kind.root / "reference" / "checkpoints").rglob("*.distcp"))
+    elif isinstance(kind, CorpusKind):  # datasets' arrow cache in place, so that the cap hits the token file
+        kind.reset(work)
+        shutil.copytree(kind.root / "reference" / "cache" / "hf", work / "cache" / "hf")
+        before_state = kind.state(work)
+        biggest = kind.cache_file.stat().st_size
     else:
         kind.reset(work)
         before_state = kind.state(work)
-        reference = kind.root / ("new" if isinstance(kind, FolderKind) else "reference")
-        biggest = max(p.stat().st_size for p in reference.rglob("*") if p.is_file() and ".lock" not in p.name)
+        biggest = max(p.stat().st_size for p in (kind.root / "new").rglob("*") if p.is_file() and ".lock" not in p.name)
     limit = rng.randint(1, biggest - 1)
     outcome = run_child(kind.write, work, limit=limit)
     problems = []
