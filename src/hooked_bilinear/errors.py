@@ -67,3 +67,8 @@ class SAEError(HookedBilinearError, ValueError):
 
 class DashboardError(HookedBilinearError, ValueError):
     """A dashboard was asked of something that is not there: a layer, a direction, an output folder."""
+
+
+class WriteError(HookedBilinearError, OSError):
+    """Writing an artifact failed (disk full, file too large, read-only, locked by another process); the message
+    names the path, and the previous artifact is intact (see hooked_bilinear.atomic)."""

@@ -152,3 +152,17 @@ def test_each_rank_gets_its_own_gpu_and_memory_share(monkeypatch):
     one, ddp, fsdp = (memory_estimate(model, config, n, s) for n, s in ((1, "none"), (4, "ddp"), (4, "fsdp")))
     assert ddp["optimizer"] == one["optimizer"] == 4 * fsdp["optimizer"]
     assert ddp["activations"] == one["activations"] / 4 == fsdp["activations"]  # a quarter of the batch each
+
+
+@pytest.mark.slow
+def test_torchrun_restarts_a_killed_worker_and_the_run_resumes(tmp_path):
+    """torchrun --max-restarts 1 on 2 processes, rank 1 SIGKILLed as step 7 begins: torchrun restarts the group and
+    bilinearize resumes from the last complete checkpoint (step 6) by itself, ending bit-identical to an uninterrupted
+    run on the same 2 processes (run first in the same torchrun)."""
+    from tests import fault_runs
+
+    got = fault_runs.torchrun(tmp_path / "restarted", kill_step=7, kill_rank=1)
+    assert "error" not in got, got.get("error")
+    assert got["attempt"] == 1 and got["resumed_from"] == 6
+    reference = got["reference"]["state"]
+    assert all(torch.equal(reference[k], got["state"][k]) for k in reference)

@@ -74,7 +74,7 @@ def test_existing_folder_is_not_overwritten_without_flag(tmp_path):
     assert [p.name for p in target.iterdir()] == ["precious.txt"]
     hb.save_pretrained(tiny_llama(), target, overwrite=True)
     assert (target / "model.safetensors").is_file() and not (target / "precious.txt").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no partial or backup folders left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".model.lock", "model"]  # no partial or backup folders
 
 
 def test_failure_mid_write_leaves_nothing(tmp_path):
@@ -84,7 +84,7 @@ def test_failure_mid_write_leaves_nothing(tmp_path):
 
     with pytest.raises(hb.PublishError, match="disk full.*nothing was left"):
         hb.save_pretrained(tiny_llama(), tmp_path / "model", tokenizer=BrokenTokenizer())
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [".model.lock"]  # the lock file only
 
 
 def test_failure_while_overwriting_keeps_old_folder(tmp_path):
@@ -98,7 +98,7 @@ def test_failure_while_overwriting_keeps_old_folder(tmp_path):
     with pytest.raises(hb.PublishError):
         hb.save_pretrained(tiny_llama(seed=2), target, overwrite=True, tokenizer=BrokenTokenizer())
     assert (target / "model.safetensors").read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".model.lock", "model"]
 
 
 def test_read_only_target_is_a_clear_error(read_only_dir):

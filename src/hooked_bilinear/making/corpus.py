@@ -9,6 +9,7 @@ for any number of processes. A streamed corpus is read by rank 0 alone while the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -21,6 +22,7 @@ import numpy as np
 from beartype import beartype
 from jaxtyping import Int
 
+from hooked_bilinear import atomic
 from hooked_bilinear.errors import DatasetError
 from hooked_bilinear.making import distributed as distributed_
 
@@ -110,6 +112,9 @@ def _load_local(corpus: Corpus, cache: Path) -> Any:
             builder, data_files=[str(p) for p in files], split="train", cache_dir=str(cache / "hf")
         )
     except Exception as error:  # datasets raises many kinds for unreadable files; name the files
+        written = atomic.os_error_in(error)
+        if written is not None and written.errno in atomic.FULL:  # writing its arrow cache failed
+            raise atomic.write_error(cache / "hf", error) from error
         raise DatasetError(
             f"could not read {corpus.source} as {builder} files ({type(error).__name__}: {error})."
         ) from error
@@ -133,11 +138,15 @@ def _local_tokens(corpus: Corpus, tokenizer: Any, cache: Path, final: Path) -> N
     ids: list[int] = []
     for start in range(0, len(share), 1000):
         ids.extend(_tokenize(list(share[start : start + 1000][corpus.text_column]), tokenizer))
-    part = final.with_name(f"{final.stem}.part{me.rank}-of-{me.world_size}.npy")
-    np.save(part, np.asarray(ids, dtype=np.int32))
+    part = _part(final, me.rank, me.world_size)
+    try:
+        np.save(part, np.asarray(ids, dtype=np.int32))
+    except OSError as failure:
+        part.unlink(missing_ok=True)
+        raise atomic.write_error(final, failure) from failure
     distributed_.barrier()
     if me.main:
-        parts = [final.with_name(f"{final.stem}.part{r}-of-{me.world_size}.npy") for r in range(me.world_size)]
+        parts = [_part(final, r, me.world_size) for r in range(me.world_size)]
         _save_atomic(final, np.concatenate([np.load(p) for p in parts]))
         for p in parts:
             p.unlink()
@@ -182,9 +191,17 @@ def _streamed_tokens(corpus: Corpus, tokenizer: Any, max_tokens: int, final: Pat
 
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:
-    partial = path.with_name(path.stem + ".partial.npy")
-    np.save(partial, array)
-    os.replace(partial, path)
+    def write(temporary: Path) -> None:
+        with temporary.open("wb") as file:  # a file object: np.save would add .npy to the temporary's name
+            np.save(file, array)
+
+    atomic.write_file(path, write)
+
+
+def _part(final: Path, rank: int, world_size: int) -> Path:
+    """Where a rank's share of the tokens waits to be concatenated: a hidden temporary that
+    `atomic.remove_leftovers(final)` deletes if its build was killed."""
+    return final.with_name(f".{final.name}.tmp-part{rank}-of-{world_size}.npy")
 
 
 @beartype
@@ -203,22 +220,25 @@ def load_corpus(
     if not local and is_corpus_path(corpus.source):
         raise DatasetError(f"corpus file {corpus.source} does not exist.")
     final = cache / f"tokens-{_fingerprint(corpus, tokenizer, None if local else max_tokens)}.npy"
-    if distributed_.session().main:
-        cache.mkdir(parents=True, exist_ok=True)
-    distributed_.barrier()
-    if not final.is_file():
-        logger.info("tokenizing %s into %s", corpus.source, final)
-        if local:
-            _local_tokens(corpus, tokenizer, cache, final)
-        else:
-            error = None
-            if distributed_.session().main:
-                try:
-                    _streamed_tokens(corpus, tokenizer, max_tokens or 10**9, final)
-                except DatasetError as caught:
-                    error = str(caught)
-            error = distributed_.broadcast_object(error)  # every rank raises, none waits forever
-            if error is not None:
-                raise DatasetError(error)
-    distributed_.barrier()
+    with contextlib.ExitStack() as stack:
+        if distributed_.session().main:  # another run building the same cache waits, then reads this one's
+            cache.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(atomic.locked(final))
+            atomic.remove_leftovers(final)  # of a build that was killed
+        distributed_.barrier()
+        if not final.is_file():
+            logger.info("tokenizing %s into %s", corpus.source, final)
+            if local:
+                _local_tokens(corpus, tokenizer, cache, final)
+            else:
+                error = None
+                if distributed_.session().main:
+                    try:
+                        _streamed_tokens(corpus, tokenizer, max_tokens or 10**9, final)
+                    except DatasetError as caught:
+                        error = str(caught)
+                error = distributed_.broadcast_object(error)  # every rank raises, none waits forever
+                if error is not None:
+                    raise DatasetError(error)
+        distributed_.barrier()
     return np.load(final, mmap_mode="r")

@@ -5,7 +5,7 @@ Checkpoints are torch.distributed.checkpoint (DCP) folders: each rank writes its
 optimizer in parallel (no rank ever holds the whole state, which is what a model too big for one GPU needs), and DCP
 reshards on load, so a run saved by N processes resumes on M. A small progress.json (step, history, settings) sits
 beside it. A checkpoint is written as `step-N.partial` and renamed when every rank has finished; `latest` names the
-newest complete one.
+newest complete one (replaced atomically, fsynced: see docs/fault-tolerance.md).
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 
-from hooked_bilinear.errors import HookedBilinearError
+from hooked_bilinear import atomic
+from hooked_bilinear.errors import HookedBilinearError, WriteError
 
 Strategy = Literal["auto", "ddp", "fsdp"]
 STRATEGIES = ("auto", "ddp", "fsdp")
@@ -70,8 +71,28 @@ def init_from_env(device_type: str, timeout_minutes: float = 120.0) -> bool:
     NCCL for CUDA, gloo for CPU. The long timeout covers rank 0 tokenizing a streamed corpus while the others wait."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or (dist.is_available() and dist.is_initialized()):
         return False
+    backend, timeout = "nccl" if device_type == "cuda" else "gloo", datetime.timedelta(minutes=timeout_minutes)
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    if attempt == "0":
+        dist.init_process_group(backend, timeout=timeout)
+        return True
+    # A group torchrun restarted (--max-restarts) meets in the same agent store as the attempt before: without a
+    # prefix per attempt, ranks read the dead workers' addresses and fail to connect ("Connection refused").
+    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        world_size,
+        is_master=rank == 0 and not agent_store,
+        timeout=timeout,
+    )
     dist.init_process_group(
-        "nccl" if device_type == "cuda" else "gloo", timeout=datetime.timedelta(minutes=timeout_minutes)
+        backend,
+        store=dist.PrefixStore(f"hooked_bilinear/attempt-{attempt}", store),
+        rank=rank,
+        world_size=world_size,
+        timeout=timeout,
     )
     return True
 
@@ -152,29 +173,53 @@ def gradient_sync(model: nn.Module, strategy: str, enabled: bool) -> Iterator[No
 def save_checkpoint(
     folder: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, progress: dict[str, Any], keep: int = 1
 ) -> None:
-    """Every rank writes its shard of `step-N`; rank 0 adds progress.json, publishes it as `latest` (atomically) and
-    deletes older checkpoints beyond `keep`."""
+    """Every rank writes its shard of `step-N.partial` (DCP fsyncs each file); rank 0 adds progress.json, renames the
+    folder to `step-N`, points `latest` at it (an atomic replace, fsynced) and only then deletes older checkpoints
+    beyond `keep`, and leftovers of a killed save. A kill at any moment leaves `latest` naming a complete checkpoint
+    (or no `latest` before the first one); a failed write (disk full) raises one WriteError on every rank and keeps
+    the previous checkpoint."""
     me = session()
     partial, final = folder / f"step-{step:08d}.partial", folder / f"step-{step:08d}"
     if me.main:
-        shutil.rmtree(partial, ignore_errors=True)
+        for stale in folder.glob("step-*.partial"):  # of a save that was killed: never loaded, removed here
+            shutil.rmtree(stale, ignore_errors=True)
+        atomic.remove_leftovers(folder / LATEST)
         partial.mkdir(parents=True)
     barrier()
     model_state, optim_state = get_state_dict(model, optimizer)
-    with warnings.catch_warnings():  # one process without a process group: DCP warns that it saves alone, as meant
-        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-        dcp.save({"model": model_state, "optimizer": optim_state}, checkpoint_id=str(partial))
-    barrier()
+    failure: BaseException | None = None
+    try:
+        with warnings.catch_warnings():  # one process without a process group: DCP warns that it saves alone, as meant
+            warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+            dcp.save({"model": model_state, "optimizer": optim_state}, checkpoint_id=str(partial))
+    except BaseException as error:  # DCP gathers every rank's failure into a CheckpointException (a BaseException)
+        failure = error
+    if failure is None:
+        barrier()
     if me.main:
-        (partial / PROGRESS).write_text(json.dumps({**progress, "step": step}))
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(partial, final)
-        pointer = folder / (LATEST + ".partial")
-        pointer.write_text(final.name)
-        os.replace(pointer, folder / LATEST)
-        for old in sorted(folder.glob("step-*"))[:-keep]:
-            if old != final and not old.name.endswith(".partial"):
-                shutil.rmtree(old, ignore_errors=True)
+        try:
+            if failure is not None:
+                raise failure
+            (partial / PROGRESS).write_text(json.dumps({**progress, "step": step}))
+            atomic.fsync_tree(partial)
+            shutil.rmtree(final, ignore_errors=True)  # a complete one `latest` never named (killed before the pointer)
+            os.replace(partial, final)
+            atomic.fsync_dir(folder)
+            atomic.write_text(folder / LATEST, final.name)
+        except BaseException as error:
+            shutil.rmtree(partial, ignore_errors=True)
+            failure = error
+        else:
+            for old in sorted(folder.glob("step-*"))[:-keep]:
+                if old != final and not old.name.endswith(".partial"):
+                    shutil.rmtree(old, ignore_errors=True)
+    main_failed = broadcast_object(failure is not None)  # every rank raises, none waits for the others forever
+    if failure is None and main_failed:
+        raise WriteError(f"rank 0 could not write the checkpoint {final} (its error says why).")
+    if failure is not None:
+        if isinstance(failure, (WriteError, KeyboardInterrupt, SystemExit)):
+            raise failure
+        raise atomic.write_error(final, failure) from failure  # torch.save's short write carries no errno
     barrier()
 
 
@@ -183,7 +228,13 @@ def latest_progress(folder: Path) -> dict[str, Any] | None:
     pointer = folder / LATEST
     if not pointer.is_file():
         return None
-    return json.loads((folder / pointer.read_text().strip() / PROGRESS).read_text())
+    path = folder / pointer.read_text().strip() / PROGRESS
+    if not path.is_file():
+        raise HookedBilinearError(
+            f"{pointer} names {path.parent.name}, which holds no {PROGRESS}: the checkpoint folder was changed by "
+            f"hand. Delete {folder} to start afresh, or pass another checkpoint_dir."
+        )
+    return json.loads(path.read_text())
 
 
 def load_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:

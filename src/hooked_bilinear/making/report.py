@@ -3,12 +3,15 @@ Biases (`report_to`), and a loss-curve PNG at the end. Only rank 0 reports."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.util
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from hooked_bilinear import atomic
 from hooked_bilinear.errors import HookedBilinearError
 
 REPORTERS = ("tensorboard", "wandb")
@@ -49,12 +52,13 @@ class RunLog:
         check_reporters(report_to)
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
-            self._file = open(folder / CSV_FILE, "w", newline="")
-            if self.rows:
-                self._csv_header(self.rows[0])
-                for row in self.rows:
-                    self._csv.writerow(row)
-                self._file.flush()
+            with self._writing():
+                self._file = open(folder / CSV_FILE, "w", newline="")
+                if self.rows:
+                    self._csv_header(self.rows[0])
+                    for row in self.rows:
+                        self._csv.writerow(row)
+                    self._file.flush()
         if "tensorboard" in report_to:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -73,6 +77,14 @@ class RunLog:
                 )
             )
 
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """metrics.csv is a log, rewritten from the checkpoint on resume; a full disk still gives one clear error."""
+        try:
+            yield
+        except OSError as error:
+            raise atomic.write_error(Path(self.folder or ".") / CSV_FILE, error) from error
+
     def _csv_header(self, row: dict[str, float]) -> None:
         self._csv = csv.DictWriter(self._file, fieldnames=list(row))
         self._csv.writeheader()
@@ -82,10 +94,11 @@ class RunLog:
         if not self.enabled:
             return
         if self._file is not None:
-            if len(self.rows) == 1:
-                self._csv_header(row)
-            self._csv.writerow(row)
-            self._file.flush()
+            with self._writing():
+                if len(self.rows) == 1:
+                    self._csv_header(row)
+                self._csv.writerow(row)
+                self._file.flush()
         step = int(row["step"])
         for kind, writer in self._writers:
             if kind == "tensorboard":
@@ -129,6 +142,9 @@ def plot_loss_curve(rows: list[dict[str, float]], path: Path, title: str) -> Pat
         twin.set_ylim(-0.05, 1.05)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        atomic.remove_leftovers(path)  # of a run killed while drawing (the caller holds the run's lock)
+        atomic.write_file(path, lambda temporary: fig.savefig(temporary, dpi=120, format="png"))
+    finally:
+        plt.close(fig)
     return path

@@ -5,6 +5,8 @@ on any number of processes."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import math
 import os
@@ -12,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -20,6 +22,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import LlamaForCausalLM, PreTrainedModel
 
+from hooked_bilinear import atomic
 from hooked_bilinear.errors import HookedBilinearError
 from hooked_bilinear.making import distributed as distributed_
 from hooked_bilinear.making.config import TrainConfig
@@ -115,7 +118,6 @@ def train(
             f"of processes, {me.world_size}."
         )
     local = config.batch_size // me.world_size
-    rows = range(me.rank * local, (me.rank + 1) * local)
     micro = config.micro_batch_size or local
     if local % micro:
         raise HookedBilinearError(
@@ -123,15 +125,63 @@ def train(
             f"{config.batch_size} / {me.world_size} = {local}."
         )
     data = tokens if isinstance(tokens, PackedSequences) else PackedSequences(tokens, config.seq_len, config.seed)
-    device = next(model.parameters()).device
-    use_autocast = config.autocast if config.autocast is not None else device.type == "cuda"
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
     run_settings = {"tag": tag, **asdict(config), "dataset_tokens": len(data.tokens), **(settings or {})}
+    with contextlib.ExitStack() as stack:
+        if folder is not None and me.main:  # one run per checkpoint folder; the kernel frees it if this one dies
+            folder.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(atomic.locked(folder / "run", wait=False, what="training with checkpoints in"))
+        if folder is not None:  # what identifies the run: a folder of another model or data is refused
+            run_settings["fingerprint"] = {"model": state_hash(model), "data": data_hash(data.tokens)}
+        return _train(model, data, config, folder, run_settings, before_step, tag, progress, kind, report_to)
+
+
+def state_hash(model: torch.nn.Module) -> str:
+    """blake2b of a model's state (names, dtypes, shapes, bytes): its starting point, for the run fingerprint."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name, tensor in model.state_dict().items():
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)};".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def data_hash(array: np.ndarray) -> str:
+    """blake2b of a token stream, read in chunks (a memory-mapped corpus is not loaded whole)."""
+    digest = hashlib.blake2b(f"{array.dtype}:{array.shape};".encode(), digest_size=16)
+    flat = array.reshape(-1)
+    for start in range(0, len(flat), 1 << 24):
+        digest.update(np.ascontiguousarray(flat[start : start + (1 << 24)]).tobytes())
+    return digest.hexdigest()
+
+
+def _train(
+    model: PreTrainedModel,
+    data: PackedSequences,
+    config: TrainConfig,
+    folder: Path | None,
+    run_settings: dict[str, Any],
+    before_step: Callable[[int], dict[str, float]] | None,
+    tag: str,
+    progress: bool,
+    kind: Literal["none", "ddp", "fsdp"],
+    report_to: tuple[str, ...],
+) -> TrainResult:
+    me = distributed_.session()
+    local = config.batch_size // me.world_size
+    rows = range(me.rank * local, (me.rank + 1) * local)
+    micro = config.micro_batch_size or local
+    device = next(model.parameters()).device
+    use_autocast = config.autocast if config.autocast is not None else device.type == "cuda"
     saved = distributed_.latest_progress(folder) if folder is not None else None
     if saved is not None and saved["settings"] != run_settings:
+        differ = sorted(
+            k for k in {*saved["settings"], *run_settings} if saved["settings"].get(k) != run_settings.get(k)
+        )
         raise HookedBilinearError(
-            f"the checkpoint in {folder} was written by a run with other settings ({saved['settings']}); delete the "
-            f"folder to start afresh, or pass another checkpoint_dir."
+            f"the checkpoint in {folder} was written by another run (different {', '.join(differ)}: there "
+            f"{ {k: saved['settings'].get(k) for k in differ} }, here { {k: run_settings.get(k) for k in differ} }); "
+            f"delete the folder to start afresh, or pass another checkpoint_dir."
         )
 
     skeleton = distributed_.meta_skeleton(model) if kind == "fsdp" and me.main else None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,8 @@ import torch
 from beartype import beartype
 from transformers import PreTrainedModel
 
-from hooked_bilinear.errors import PublishError, option
+from hooked_bilinear import atomic
+from hooked_bilinear.errors import PublishError, WriteError, option
 from hooked_bilinear.loading.hub import hub_snapshot
 from hooked_bilinear.loading.tokenizer import TOKENIZER_FILES, load_folder_tokenizer
 from hooked_bilinear.modeling.files import read_weights
@@ -44,19 +44,11 @@ def check_saved_tensors(model: PreTrainedModel, folder: Path) -> None:
             raise PublishError(f"tensor {key} read back from the written folder differs from the model's.")
 
 
-def _replace(partial: Path, folder: Path) -> None:
-    """Rename the complete `partial` folder to `folder`; an existing `folder` is kept until the rename succeeded."""
-    if not folder.exists():
-        os.rename(partial, folder)
-        return
-    backup = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old-"))
-    os.rename(folder, backup / folder.name)
-    try:
-        os.rename(partial, folder)
-    except OSError:
-        os.rename(backup / folder.name, folder)
-        raise
-    shutil.rmtree(backup)
+def _exists(folder: Path) -> PublishError:
+    return PublishError(
+        f"{folder} already exists; pass {option('overwrite')} to replace it (the old folder is "
+        f"kept until the new one is complete), or choose another folder."
+    )
 
 
 def publishable(
@@ -174,27 +166,29 @@ def save_pretrained(
     """
     folder = Path(folder).absolute()
     if folder.exists() and not overwrite:
-        raise PublishError(
-            f"{folder} already exists; pass {option('overwrite')} to replace it (the old folder is "
-            f"kept until the new one is complete), or choose another folder."
-        )
+        raise _exists(folder)
     model, tokenizer = publishable(model, tokenizer, as_llama, processed_weights, token_ids_only)
     try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        partial = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.partial-"))
-    except OSError as error:
-        raise PublishError(f"cannot write to {folder.parent} ({error}); choose a writable folder.") from error
-    try:
-        model.save_pretrained(partial, max_shard_size=max_shard_size)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(partial)
-        card = model_card(model, name or folder.name, provenance or provenance_of(model))
-        (partial / "README.md").write_text(card)
-        check_saved_tensors(model, partial)
-        _replace(partial, folder)
-    except BaseException as error:
-        shutil.rmtree(partial, ignore_errors=True)
-        if isinstance(error, OSError):
-            raise PublishError(f"writing {folder} failed ({error}); nothing was left behind.") from error
-        raise
+        with atomic.locked(folder):  # a concurrent save to the same folder waits, then replaces this one whole
+            if folder.exists() and not overwrite:
+                raise _exists(folder)
+            atomic.remove_leftovers(folder)  # of a writer that was killed
+            partial = atomic.temporary_folder(folder)
+            try:
+                model.save_pretrained(partial, max_shard_size=max_shard_size)
+                if tokenizer is not None:
+                    tokenizer.save_pretrained(partial)
+                card = model_card(model, name or folder.name, provenance or provenance_of(model))
+                (partial / "README.md").write_text(card)
+                check_saved_tensors(model, partial)
+                atomic.replace_folder(partial, folder)
+            except BaseException:
+                shutil.rmtree(partial, ignore_errors=True)
+                raise
+    except Exception as error:
+        if isinstance(error, PublishError) or atomic.os_error_in(error) is None:
+            raise
+        raise PublishError(
+            str(error if isinstance(error, WriteError) else atomic.write_error(folder, error))
+        ) from error
     return folder

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ from beartype import beartype
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from hooked_bilinear.errors import SAEError
+from hooked_bilinear import atomic
+from hooked_bilinear.errors import SAEError, WriteError
 from hooked_bilinear.sae.base import SAE
 from hooked_bilinear.sae.jumprelu import JumpReLUSAE
 from hooked_bilinear.sae.relu import ReLUSAE
@@ -94,16 +96,36 @@ def cfg_dict(sae: SAE) -> dict[str, Any]:
 
 @beartype
 def save(sae: SAE, folder: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Write `cfg.json` and `sae_weights.safetensors` (the parameters as they are: reloads bit-identically)."""
-    folder = Path(folder)
-    targets = [folder / CFG_FILENAME, folder / WEIGHTS_FILENAME]
-    if not overwrite and any(t.exists() for t in targets):
-        raise SAEError(f"{folder} already holds an SAE; pass overwrite=True to replace it.")
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write `cfg.json` and `sae_weights.safetensors` (the parameters as they are: reloads bit-identically).
+
+    Atomically: the new folder is built in a hidden sibling (with any other files the old folder held) and exchanged
+    with the old one in one step, so a reader, or a process killed mid-write, sees the old SAE or the new one, never
+    weights of one with the cfg.json of the other. Writers of the same folder take turns (a lock file). A failed
+    write (disk full) raises WriteError and keeps the old folder."""
+    given, folder = Path(folder), Path(folder).absolute()
     state = {name: p.detach().cpu().contiguous() for name, p in sae.named_parameters()}
-    save_file(state, str(folder / WEIGHTS_FILENAME))
-    (folder / CFG_FILENAME).write_text(json.dumps(cfg_dict(sae), indent=2) + "\n")
-    return folder
+    cfg = json.dumps(cfg_dict(sae), indent=2) + "\n"
+    with atomic.locked(folder):
+        targets = [folder / CFG_FILENAME, folder / WEIGHTS_FILENAME]
+        if not overwrite and any(t.exists() for t in targets):
+            raise SAEError(f"{folder} already holds an SAE; pass overwrite=True to replace it.")
+        atomic.remove_leftovers(folder)  # of a writer that was killed
+        partial = atomic.temporary_folder(folder)
+        try:
+            if folder.is_dir():  # keep what else the folder holds
+                for other in folder.iterdir():
+                    if other.name not in (CFG_FILENAME, WEIGHTS_FILENAME):
+                        copy = shutil.copytree if other.is_dir() else shutil.copy2
+                        copy(other, partial / other.name)
+            save_file(state, str(partial / WEIGHTS_FILENAME))
+            (partial / CFG_FILENAME).write_text(cfg)
+            atomic.replace_folder(partial, folder)
+        except BaseException as error:
+            shutil.rmtree(partial, ignore_errors=True)
+            if not isinstance(error, WriteError) and atomic.os_error_in(error) is not None:
+                raise atomic.write_error(folder, error) from error
+            raise
+    return given
 
 
 def normalise_cfg(raw: dict[str, Any], where: str) -> dict[str, Any]:
