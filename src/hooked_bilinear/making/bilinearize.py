@@ -189,8 +189,8 @@ def bilinearize(
         >>> config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
         ...                      num_attention_heads=2, num_key_value_heads=2, hidden_act="silu")
         >>> swiglu = LlamaForCausalLM(config)
-        >>> model = hb.bilinearize(swiglu, torch.randint(0, 64, (4096,)), steps=4, batch_size=2, seq_len=16,
-        ...                        progress=False)
+        >>> model = hb.bilinearize(swiglu, torch.randint(0, 64, (4096,)), steps=4, warmup_steps=1, batch_size=2,
+        ...                        seq_len=16, progress=False)
         >>> type(model).__name__, model.config.hidden_act
         ('LlamaForCausalLM', 'linear')
     """
