@@ -8,7 +8,6 @@ after the last one, a seeded shuffle buffer), a sharded on-disk cache, and one-p
         x = batch.activations["blocks.0.mlp.hook_in"]     # [4096, d_model], shuffled across sequences
 """
 
-from hooked_bilinear.activations.store import ActivationBatch, ActivationStore, ActivationStream
 from hooked_bilinear.activations.stats import (
     ColumnStats,
     Correlation,
@@ -22,6 +21,7 @@ from hooked_bilinear.activations.stats import (
     examples,
     sae_columns,
 )
+from hooked_bilinear.activations.store import ActivationBatch, ActivationStore, ActivationStream
 
 __all__ = [
     "ActivationBatch",

@@ -318,6 +318,29 @@ def _size(batch: ActivationBatch | None) -> int:
     return 0 if batch is None else len(batch.index)
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available now (Linux: /proc/meminfo's MemAvailable; None where unknown)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _check_buffer_memory(chunk: ActivationBatch, buffer_size: int) -> None:
+    """DatasetError when the shuffle buffer (and its shuffled copy) cannot fit in the memory available."""
+    row = sum(a.shape[-1] * a.element_size() for a in chunk.activations.values()) + 8
+    needed = 2 * buffer_size * row
+    available = available_memory()
+    if available is not None and needed > available:
+        raise DatasetError(
+            f"a shuffle buffer of {buffer_size} activations needs about {needed / 2**30:.1f} GiB (with its shuffled "
+            f"copy), more than the {available / 2**30:.1f} GiB of memory available: pass a smaller buffer_size."
+        )
+
+
 class ChunkSource(Protocol):
     """What an ActivationStream reads: `n_chunks` chunks of activations (an ActivationStore: one forward batch of
     sequences each; an ActivationCache: one shard each), a shuffle buffer size, a seed, and whether the chunk order
@@ -397,6 +420,8 @@ class ActivationStream:
                 disable=not getattr(self.source, "progress", False),
             )
         chunk = self.source.chunk(int(self.order[self.next_chunk]))
+        if self.next_chunk == 0:
+            _check_buffer_memory(chunk, self.source.buffer_size if self.shuffle else 0)
         self.bar.update(_size(chunk))
         self.buffer = chunk if self.buffer is None else _cat([self.buffer, chunk])
         self.next_chunk += 1
