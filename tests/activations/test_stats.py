@@ -60,7 +60,10 @@ def test_sae_feature_statistics_in_one_pass(model, rows) -> None:
     store = ActivationStore(model, rows, [HOOK_IN, HOOK_OUT], model_batch_size=5)
     edges = torch.tensor([0.0, 0.5, 1.0, 2.0])
     stats = column_statistics(
-        store, {"in": (HOOK_IN, sae_columns(sae_in)), "out": (HOOK_OUT, sae_columns(sae_out))}, k=5, edges=edges,
+        store,
+        {"in": (HOOK_IN, sae_columns(sae_in)), "out": (HOOK_OUT, sae_columns(sae_out))},
+        k=5,
+        edges=edges,
         batch_size=1000,
     )
     for name, sae, hook in (("in", sae_in, HOOK_IN), ("out", sae_out, HOOK_OUT)):
@@ -69,7 +72,12 @@ def test_sae_feature_statistics_in_one_pass(model, rows) -> None:
         flat = f.reshape(-1, f.shape[-1])
         assert stats[name].rows == rows.numel()
         assert torch.equal(stats[name].density, (flat > 0).double().mean(0))
-        brute = torch.stack([(flat < edges[0]).sum(0)] + [((flat >= a) & (flat < b)).sum(0) for a, b in zip(edges[:-1], edges[1:])] + [(flat >= edges[-1]).sum(0)], 1)
+        brute = torch.stack(
+            [(flat < edges[0]).sum(0)]
+            + [((flat >= a) & (flat < b)).sum(0) for a, b in zip(edges[:-1], edges[1:])]
+            + [(flat >= edges[-1]).sum(0)],
+            1,
+        )
         assert torch.equal(stats[name].histogram, brute)
         live = ((flat > 0).sum(0) >= 5).nonzero()[:, 0]  # ties at 0 are broken arbitrarily in both
         assert len(live) > 20
