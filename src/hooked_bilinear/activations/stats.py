@@ -18,6 +18,7 @@ disjoint shares of the data (other processes, other files) combine with `merge`,
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
@@ -48,7 +49,8 @@ def _check_batch(values: torch.Tensor, index: torch.Tensor, n_columns: int) -> N
         )
 
 
-class TopKResult(NamedTuple):
+@dataclass(frozen=True)
+class TopKResult:
     """The k best values of each column, best first: values [n_columns, k] and index [n_columns, k] (sequence *
     seq_len + position); k is the number of rows seen when fewer."""
 

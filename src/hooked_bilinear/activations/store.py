@@ -19,8 +19,9 @@ import hashlib
 import logging
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -35,7 +36,8 @@ logger = logging.getLogger(__name__)
 Source = torch.Tensor | np.ndarray | str | os.PathLike | Corpus
 
 
-class ActivationBatch(NamedTuple):
+@dataclass(frozen=True)
+class ActivationBatch:
     """Activations of each hook [n, d_hook] and where each row came from: index [n] = sequence * seq_len + position."""
 
     activations: dict[str, torch.Tensor]
