@@ -25,6 +25,7 @@ import torch
 from beartype import beartype
 from jaxtyping import Float, Int, jaxtyped
 
+from hooked_bilinear.activations.cache import ActivationCache
 from hooked_bilinear.activations.store import ActivationStore
 from hooked_bilinear.analysis.eigen import Eigen
 from hooked_bilinear.analysis.factors import as_factors
@@ -280,7 +281,7 @@ class _Accumulators:
 
 @beartype
 def column_statistics(
-    store: ActivationStore,
+    store: ActivationStore | ActivationCache,
     columns: dict[str, tuple[str, Columns]],
     *,
     k: int = 10,
@@ -293,7 +294,7 @@ def column_statistics(
     top-k (and bottom-k) values with their index, the density (value > threshold) and histograms over `edges`.
 
     Args:
-        store: the activation store; every hook named must be one of its hook_names.
+        store: the activation store or cache; every hook named must be one of its hook_names.
         columns: name -> (hook name, a function activations [n, d] -> values [n, n_columns]) (`sae_columns`,
             `eigen_columns`).
         k: how many top and bottom values to keep per column.
@@ -353,7 +354,7 @@ def examples(store: ActivationStore, top: TopKResult, column: int, context: int 
 def eigen_approximation_stream(
     mlp: Any,
     sae_out: Any,
-    store: ActivationStore,
+    store: ActivationStore | ActivationCache,
     hook_in: str,
     features: Features = None,
     ks: Sequence[int] = (1, 2, 4, 8),
