@@ -407,12 +407,12 @@ class ActivationStream:
     def __iter__(self) -> ActivationStream:
         return self
 
-    def _read(self) -> bool:
-        """Read one chunk into the buffer; False at the end of the source."""
+    def _read(self) -> ActivationBatch | None:
+        """The next chunk; None at the end of the source."""
         if self.next_chunk >= len(self.order):
             if self.bar is not None:
                 self.bar.close()
-            return False
+            return None
         if self.bar is None:  # tokens/s: tqdm's rate with unit "tok"
             self.bar = tqdm(
                 total=getattr(self.source, "n_tokens", None),
@@ -425,30 +425,30 @@ class ActivationStream:
         if self.next_chunk == 0:
             _check_buffer_memory(chunk, self.source.buffer_size if self.shuffle else 0)
         self.bar.update(_size(chunk))
-        self.buffer = chunk if self.buffer is None else _cat([self.buffer, chunk])
         self.next_chunk += 1
-        return True
+        return chunk
 
     def _refill(self) -> None:
         """Move rows from the buffer to `ready` (shuffled when asked) until `ready` holds a batch or all is read."""
         mixing = self.shuffle and self.source.buffer_size > 0
+        target = self.source.buffer_size if mixing else 1
         while _size(self.ready) < self.batch_size:
-            if not mixing:
-                if _size(self.buffer) == 0 and not self._read():
-                    return
-            else:
-                while _size(self.buffer) < self.source.buffer_size and self._read():
-                    pass
-                if _size(self.buffer) == 0:
-                    return
-            assert self.buffer is not None
-            n = _size(self.buffer)
+            parts = [self.buffer] if self.buffer is not None and _size(self.buffer) else []
+            size = _size(self.buffer)
+            while size < target:  # read whole chunks, concatenated once
+                chunk = self._read()
+                if chunk is None:
+                    break
+                parts.append(chunk)
+                size += _size(chunk)
+            if size == 0:
+                return
+            self.buffer = _cat(parts)
             exhausted = self.next_chunk >= len(self.order)
             keep = 0 if (exhausted or not mixing) else self.source.buffer_size // 2
-            mixed = _take(self.buffer, torch.randperm(n, generator=self.generator)) if mixing else self.buffer
-            out, rest = _take(mixed, slice(0, n - keep)), _take(mixed, slice(n - keep, n))
-            self.ready = out if self.ready is None else _cat([self.ready, out])
-            self.buffer = rest
+            mixed = _take(self.buffer, torch.randperm(size, generator=self.generator)) if mixing else self.buffer
+            out, self.buffer = _take(mixed, slice(0, size - keep)), _take(mixed, slice(size - keep, size))
+            self.ready = out if self.ready is None or _size(self.ready) == 0 else _cat([self.ready, out])
 
     def __next__(self) -> ActivationBatch:
         self._refill()
@@ -469,7 +469,9 @@ class ActivationStream:
         yet handed out, and the generator (O(buffer_size) memory)."""
 
         def plain(batch: ActivationBatch | None) -> Any:
-            return None if batch is None else {"activations": dict(batch.activations), "index": batch.index}
+            if batch is None:
+                return None
+            return {"activations": {k: v.clone() for k, v in batch.activations.items()}, "index": batch.index.clone()}
 
         return {
             "order": self.order,
