@@ -4,13 +4,14 @@ nothing is overwritten."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
 import torch
 
 from hooked_bilinear.activations import cache as cache_module
-from hooked_bilinear.activations.cache import ActivationCache, write_cache
+from hooked_bilinear.activations.cache import ActivationCache, finish_cache, write_cache
 from hooked_bilinear.activations.store import ActivationStore
 from hooked_bilinear.errors import SAEError
 
@@ -95,3 +96,17 @@ def test_a_cache_of_another_model_or_hook_is_refused_and_kept(model, rows, tmp_p
     with pytest.raises(SAEError, match="multiple of the store's model_batch_size"):
         write_cache(store, tmp_path / "d", shard_sequences=33)
     assert not (tmp_path / "d").exists()
+
+
+def test_shards_written_per_rank_merge_to_the_one_process_cache(model, rows, tmp_path) -> None:
+    store = ActivationStore(model, rows, HOOKS, model_batch_size=2)
+    write_cache(store, tmp_path / "one", shard_sequences=2)
+    for rank in (1, 0):  # each rank its own shards (i = rank mod 2) and manifest part, in any order
+        write_cache(store, tmp_path / "two", shard_sequences=2, rank=rank, world_size=2)
+    with pytest.raises(SAEError, match="no finished activation cache"):
+        ActivationCache(tmp_path / "two")
+    finish_cache(tmp_path / "two", world_size=2)
+    one, two = files(tmp_path / "one"), files(tmp_path / "two")
+    assert one.keys() == two.keys()
+    assert json.loads(one.pop("manifest.json")) == json.loads(two.pop("manifest.json"))
+    assert one == two

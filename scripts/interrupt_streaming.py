@@ -1,0 +1,121 @@
+"""Kill activation caching and SAE training at seeded random moments (SIGKILL of a child process), resume, and check
+that the final cache files and SAE weights equal an uninterrupted run's.
+
+    python scripts/interrupt_streaming.py [--trials 10] [--seed 0]
+
+Each trial starts a child that writes the cache (then trains two SAEs from it with checkpoints every 3 steps) in a
+fresh folder, kills it after a random delay (seeded), runs it again to the end, and compares with the reference
+run's shard files, manifest and weights, byte for byte. tests/activations/test_cache.py and tests/sae/test_train.py
+run a few in-process interruptions in CI; this script kills real processes, many times.
+Prints one line per trial and, last, a JSON summary; exit status 1 if any trial differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+HOOKS = ["blocks.0.mlp.hook_in", "blocks.0.mlp.hook_out"]
+
+
+def child(folder: Path) -> None:
+    import numpy as np
+    import torch
+
+    import hooked_bilinear as hb
+    from hooked_bilinear.activations import ActivationStore
+    from hooked_bilinear.activations.cache import ActivationCache, write_cache
+    from hooked_bilinear.sae.train import SAETrainConfig, train_saes
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = hb.from_pretrained("ts-synthetic-2l")
+    tokens = np.random.default_rng(0).integers(5, 330, size=96 * 128, dtype=np.int32)
+    store = ActivationStore(model, tokens, HOOKS, model_batch_size=4)
+    write_cache(store, folder / "cache", shard_sequences=4)
+    cache = ActivationCache(folder / "cache", model=model, buffer_size=2048, seed=1)
+    config = SAETrainConfig(k=8, expansion=2, steps=60, batch_size=256, seed=2, dead_after=2000)
+    results = train_saes(cache, config, progress=False, checkpoint_dir=folder / "state", checkpoint_every=3)
+    torch.save({hook: r.sae.state_dict() for hook, r in results.items()}, folder / "weights.pt")
+
+
+def digest(folder: Path) -> dict[str, str]:
+    files = sorted((folder / "cache").iterdir())
+    out = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in files}
+    import torch
+
+    weights = torch.load(folder / "weights.pt", weights_only=True)
+    for hook, state in weights.items():
+        for name, tensor in state.items():
+            out[f"{hook}.{name}"] = hashlib.sha256(tensor.numpy().tobytes()).hexdigest()[:16]
+    return out
+
+
+def run(folder: Path, kill_after: float | None = None) -> bool:
+    """Run the child; kill it after `kill_after` s. True when it was killed before finishing."""
+    process = subprocess.Popen([sys.executable, __file__, "--child", str(folder)], stderr=subprocess.PIPE, text=True)
+    try:
+        process.wait(timeout=kill_after)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return True
+    if process.returncode != 0:
+        raise SystemExit(f"child failed:\n{process.stderr.read() if process.stderr else ''}")
+    return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        child(args.child)
+        return
+    rng = random.Random(args.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        reference = Path(tmp) / "reference"
+        started = time.perf_counter()
+        run(reference)
+        duration = time.perf_counter() - started
+        expected = digest(reference)
+        print(f"reference run: {duration:.1f} s, {len(expected)} files and tensors", flush=True)
+        results = []
+        for trial in range(args.trials):
+            folder = Path(tmp) / f"trial{trial}"
+            delay = rng.uniform(0.3, 1.0) * duration
+            killed = run(folder, kill_after=delay)
+            stage = (
+                "training" if (folder / "state").exists() else "caching" if (folder / "cache").exists() else "start-up"
+            )
+            run(folder)
+            same = digest(folder) == expected
+            results.append({"trial": trial, "killed": killed, "stage": stage, "same": same})
+            print(
+                f"trial {trial}: killed after {delay:.1f} s ({'during ' + stage if killed else 'too late: finished'}),"
+                f" resumed: {'identical' if same else 'DIFFERENT'}",
+                flush=True,
+            )
+    summary = {
+        "trials": len(results),
+        "killed": sum(r["killed"] for r in results),
+        "killed_caching": sum(r["killed"] and r["stage"] == "caching" for r in results),
+        "killed_training": sum(r["killed"] and r["stage"] == "training" for r in results),
+        "identical": sum(r["same"] for r in results),
+    }
+    print(json.dumps(summary))
+    sys.exit(0 if summary["identical"] == summary["trials"] else 1)
+
+
+if __name__ == "__main__":
+    main()
