@@ -4,7 +4,7 @@ that the final cache files and SAE weights equal an uninterrupted run's.
     python scripts/interrupt_streaming.py [--trials 10] [--seed 0]
 
 Each trial starts a child that writes the cache (then trains two SAEs from it with checkpoints every 3 steps) in a
-fresh folder, kills it after a random delay (seeded), runs it again to the end, and compares with the reference
+fresh folder, kills it a random time (seeded) after it has loaded the model, runs it again to the end, and compares with the reference
 run's shard files, manifest and weights, byte for byte. tests/activations/test_cache.py and tests/sae/test_train.py
 run a few in-process interruptions in CI; this script kills real processes, many times.
 Prints one line per trial and, last, a JSON summary; exit status 1 if any trial differs.
@@ -38,6 +38,7 @@ def child(folder: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = hb.from_pretrained("ts-synthetic-2l")
+    print("ready", flush=True)  # the parent's clock starts here: start-up time varies with the machine's load
     tokens = np.random.default_rng(0).integers(5, 330, size=96 * 128, dtype=np.int32)
     store = ActivationStore(model, tokens, HOOKS, model_batch_size=4)
     write_cache(store, folder / "cache", shard_sequences=4)
@@ -59,18 +60,26 @@ def digest(folder: Path) -> dict[str, str]:
     return out
 
 
-def run(folder: Path, kill_after: float | None = None) -> bool:
-    """Run the child; kill it after `kill_after` s. True when it was killed before finishing."""
-    process = subprocess.Popen([sys.executable, __file__, "--child", str(folder)], stderr=subprocess.PIPE, text=True)
+def run(folder: Path, kill_after: float | None = None) -> float:
+    """Run the child; kill it `kill_after` s after it is ready (loaded the model). Returns its working time (s),
+    or -1 when it was killed before finishing."""
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--child", str(folder)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    if process.stdout.readline().strip() != "ready":
+        process.wait()
+        raise SystemExit(f"child failed:\n{process.stderr.read() if process.stderr else ''}")
+    ready = time.perf_counter()
     try:
         process.wait(timeout=kill_after)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-        return True
+        return -1.0
     if process.returncode != 0:
         raise SystemExit(f"child failed:\n{process.stderr.read() if process.stderr else ''}")
-    return False
+    return time.perf_counter() - ready
 
 
 def main() -> None:
@@ -85,16 +94,14 @@ def main() -> None:
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         reference = Path(tmp) / "reference"
-        started = time.perf_counter()
-        run(reference)
-        duration = time.perf_counter() - started
+        duration = run(reference)
         expected = digest(reference)
-        print(f"reference run: {duration:.1f} s, {len(expected)} files and tensors", flush=True)
+        print(f"reference run: {duration:.1f} s of work, {len(expected)} files and tensors", flush=True)
         results = []
         for trial in range(args.trials):
             folder = Path(tmp) / f"trial{trial}"
-            delay = rng.uniform(0.3, 1.0) * duration
-            killed = run(folder, kill_after=delay)
+            delay = rng.uniform(0.05, 1.0) * duration
+            killed = run(folder, kill_after=delay) < 0
             stage = (
                 "training" if (folder / "state").exists() else "caching" if (folder / "cache").exists() else "start-up"
             )
