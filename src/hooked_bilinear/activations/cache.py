@@ -28,7 +28,7 @@ from beartype import beartype
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from hooked_bilinear.activations.store import ActivationBatch, ActivationStore, ActivationStream
+from hooked_bilinear.activations.store import ActivationBatch, ActivationStore, Streams
 from hooked_bilinear.errors import SAEError
 
 logger = logging.getLogger(__name__)
@@ -192,7 +192,7 @@ def finish_cache(folder: str | Path, world_size: int) -> Path:
     return folder
 
 
-class ActivationCache:
+class ActivationCache(Streams):
     """A finished activation cache, read back memory-mapped: a ChunkSource (one shard per chunk) for
     `ActivationStream`, so `batches` / `stream` give what an ActivationStore gives, shuffled over shards and rows.
 
@@ -284,19 +284,3 @@ class ActivationCache:
             "seed": self.seed,
             "cache": {key: self.manifest[key] for key in ("model", "tokens", "n_sequences", "shard_sequences")},
         }
-
-    def stream(
-        self,
-        batch_size: int,
-        *,
-        shuffle: bool = True,
-        drop_last: bool = False,
-        generator: torch.Generator | None = None,
-    ) -> ActivationStream:
-        """A resumable iterator of batches (see ActivationStream): shards in a seeded random order, rows mixed in
-        the shuffle buffer."""
-        return ActivationStream(self, batch_size, shuffle=shuffle, drop_last=drop_last, generator=generator)
-
-    def batches(self, batch_size: int, *, shuffle: bool = True, drop_last: bool = False) -> ActivationStream:
-        """Batches of `batch_size` activations over the whole cache (see `stream`)."""
-        return self.stream(batch_size, shuffle=shuffle, drop_last=drop_last)

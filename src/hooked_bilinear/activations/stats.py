@@ -36,6 +36,7 @@ from hooked_bilinear.analysis.features import (
     feature_indices,
     output_feature_eigen,
     sae_tensors,
+    top_examples,
 )
 from hooked_bilinear.errors import SAEError
 
@@ -328,25 +329,14 @@ def column_statistics(
 def examples(store: ActivationStore, top: TopKResult, column: int, context: int = 8, after: int = 2) -> list[Example]:
     """The entries of one column of a TopKResult as `analysis.features.Example`s, with `context` tokens before and
     `after` tokens after, read back from the store's token source (as `top_examples` shows them)."""
-    tokenizer = getattr(store.tokenizer, "tokenizer", store.tokenizer)
-
-    def text(ids: list[int]) -> str:
-        return " ".join(tokenizer.convert_ids_to_tokens(ids)) if tokenizer is not None else " ".join(map(str, ids))
-
     out = []
     for value, index in zip(top.values[column].tolist(), top.index[column].tolist()):
         sequence, position = divmod(int(index), store.seq_len)
-        row = store.sequence_tokens(sequence)
-        out.append(
-            Example(
-                value,
-                sequence,
-                position,
-                text(row[max(0, position - context) : position]),
-                text([row[position]]),
-                text(row[position + 1 : position + 1 + after]),
-            )
-        )
+        row = torch.tensor(store.sequence_tokens(sequence))[None]
+        alone = torch.full(row.shape, -torch.inf)  # top_examples renders the one entry: the same text
+        alone[0, position] = value
+        (example,) = top_examples(store.tokenizer, row, alone, k=1, context=context, after=after)
+        out.append(example._replace(sequence=sequence))
     return out
 
 

@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -98,7 +98,29 @@ def token_hash(rows: Any, chunk: int = 1 << 16) -> str:
     return digest.hexdigest()[:16]
 
 
-class ActivationStore:
+class Streams:
+    """`stream` and `batches` of a chunk source (an ActivationStore or ActivationCache)."""
+
+    def stream(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> ActivationStream:
+        """A resumable iterator of batches of `batch_size` activations (see ActivationStream)."""
+        return ActivationStream(
+            cast(ChunkSource, self), batch_size, shuffle=shuffle, drop_last=drop_last, generator=generator
+        )
+
+    def batches(self, batch_size: int, *, shuffle: bool = True, drop_last: bool = False) -> Iterator[ActivationBatch]:
+        """Batches of `batch_size` activations over one pass of the source: shuffled (through the buffer, and for
+        a cache the shard order), or in order with shuffle=False. The last batch is smaller unless `drop_last`."""
+        return iter(self.stream(batch_size, shuffle=shuffle, drop_last=drop_last))
+
+
+class ActivationStore(Streams):
     """Activations of `hook_names` over a token source, streamed (see module doc).
 
     Args:
@@ -279,22 +301,6 @@ class ActivationStore:
             "model_batch_size": self.model_batch_size,
             "excluded": self.excluded.tolist(),
         }
-
-    def stream(
-        self,
-        batch_size: int,
-        *,
-        shuffle: bool = True,
-        drop_last: bool = False,
-        generator: torch.Generator | None = None,
-    ) -> ActivationStream:
-        """A resumable iterator of batches of `batch_size` activations (see ActivationStream)."""
-        return ActivationStream(self, batch_size, shuffle=shuffle, drop_last=drop_last, generator=generator)
-
-    def batches(self, batch_size: int, *, shuffle: bool = True, drop_last: bool = False) -> Iterator[ActivationBatch]:
-        """Batches of `batch_size` activations over one pass of the source: shuffled through the buffer, or in
-        corpus order with shuffle=False. The last batch is smaller unless `drop_last`."""
-        return iter(self.stream(batch_size, shuffle=shuffle, drop_last=drop_last))
 
 
 def _cat(parts: list[ActivationBatch]) -> ActivationBatch:
