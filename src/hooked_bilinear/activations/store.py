@@ -49,14 +49,20 @@ class _StopForward(Exception):  # noqa: N818 (a control-flow signal, not an erro
 
 
 def _token_rows(
-    source: Source, seq_len: int | None, n_ctx: int, tokenizer: Any, corpus_cache: str | Path | None
+    source: Source,
+    seq_len: int | None,
+    n_ctx: int,
+    tokenizer: Any,
+    corpus_cache: str | Path | None,
+    max_sequences: int | None = None,
 ) -> Any:
     """The token source as something indexable by rows [n_seq, seq_len] (a tensor, or a memory-mapped array); a
     1-D stream is cut into sequences of `seq_len` (default `n_ctx`)."""
     if isinstance(source, Corpus):
         if corpus_cache is None:
             raise DatasetError("a Corpus is tokenized into a cache folder: pass corpus_cache=FOLDER.")
-        stream: Any = load_corpus(source, tokenizer, corpus_cache)
+        max_tokens = None if max_sequences is None else max_sequences * (seq_len or n_ctx)  # a Hub stream: read no more
+        stream: Any = load_corpus(source, tokenizer, corpus_cache, max_tokens=max_tokens)
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
@@ -190,7 +196,7 @@ class ActivationStore(Streams):
                         f"cannot exclude {attribute[:3].upper()} positions: the tokenizer has no {attribute}."
                     )
                 excluded.append(int(token))
-        rows = _token_rows(tokens, seq_len, int(model.cfg.n_ctx), tokenizer, corpus_cache)
+        rows = _token_rows(tokens, seq_len, int(model.cfg.n_ctx), tokenizer, corpus_cache, max_sequences)
         if max_sequences is not None:
             rows = rows[:max_sequences]
         if rows.shape[0] < 1:
