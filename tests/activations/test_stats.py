@@ -120,3 +120,69 @@ def test_fig9_correlation_from_a_stream(model, rows) -> None:
     assert int(counted.sum()) > 10
     assert torch.equal(streamed.correlation.isnan(), expected.correlation.isnan())
     torch.testing.assert_close(streamed.correlation, expected.correlation, rtol=0, atol=1e-9, equal_nan=True)
+
+
+def rank_worker(rank: int, world_size: int, port: int, tmp: str) -> None:
+    """Each rank streams its share (every other forward batch), keeps top-k and densities, writes its cache shards;
+    the accumulators are merged across ranks and rank 0 saves what it got."""
+    import os
+    import warnings
+
+    import torch.distributed as dist
+
+    import hooked_bilinear as hb
+    from hooked_bilinear.activations.cache import finish_cache, write_cache
+    from hooked_bilinear.activations.stats import merge_across_ranks
+
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = hb.from_pretrained("ts-synthetic-2l")
+    rows = two_process_rows(model)
+    write_cache(ActivationStore(model, rows, [HOOK_IN], model_batch_size=2), f"{tmp}/cache2", shard_sequences=2)
+    store = ActivationStore(model, rows, [HOOK_IN], model_batch_size=2, buffer_size=300, share=(rank, world_size))
+    top, density = accumulate(store)
+    top, density = merge_across_ranks(top), merge_across_ranks(density)
+    dist.barrier()
+    if rank == 0:
+        finish_cache(f"{tmp}/cache2", world_size)
+        torch.save({"top": top.result(), "density": density.result()}, f"{tmp}/ranks.pt")
+    dist.destroy_process_group()
+
+
+def two_process_rows(model) -> torch.Tensor:
+    return torch.randint(5, model.cfg.d_vocab, (10, 32), generator=torch.Generator().manual_seed(3))
+
+
+def accumulate(store):
+    sae = S.load(f"ts-synthetic-2l/{HOOK_IN}")
+    columns = sae_columns(sae, list(range(64)))
+    top, density = TopK(64, 5), Density(64)
+    for batch in store.batches(100):
+        values = columns(batch.activations[HOOK_IN])
+        top.update(values, batch.index)
+        density.update(values)
+    return top, density
+
+
+@pytest.mark.slow
+def test_two_ranks_give_the_statistics_and_cache_of_one(model, tmp_path) -> None:
+    import torch.multiprocessing as mp
+
+    from hooked_bilinear.activations.cache import write_cache
+    from tests.distributed_runs import free_port
+
+    mp.spawn(rank_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    got = torch.load(tmp_path / "ranks.pt", weights_only=False)
+    rows = two_process_rows(model)
+    top, density = accumulate(ActivationStore(model, rows, [HOOK_IN], model_batch_size=2))
+    assert torch.equal(got["top"].values, top.result().values)
+    active = top.result().values > 0  # among tied zeros the pick is torch.topk's
+    assert active.sum() > 100
+    assert torch.equal(got["top"].index[active], top.result().index[active])
+    assert torch.equal(got["density"], density.result())
+    write_cache(ActivationStore(model, rows, [HOOK_IN], model_batch_size=2), tmp_path / "cache1", shard_sequences=2)
+    for shard in sorted((tmp_path / "cache1").glob("shard-*")):
+        assert shard.read_bytes() == (tmp_path / "cache2" / shard.name).read_bytes()

@@ -19,6 +19,7 @@ from hooked_bilinear.activations.stats import (
     eigen_approximation_stream,
     eigen_columns,
     examples,
+    merge_across_ranks,
     sae_columns,
 )
 from hooked_bilinear.activations.store import ActivationBatch, ActivationStore, ActivationStream
@@ -37,5 +38,6 @@ __all__ = [
     "eigen_approximation_stream",
     "eigen_columns",
     "examples",
+    "merge_across_ranks",
     "sae_columns",
 ]

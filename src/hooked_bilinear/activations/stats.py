@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar, cast
 
 import torch
 from beartype import beartype
@@ -245,6 +245,24 @@ def eigen_columns(mlp: Any, eigen: Eigen, kind: str = "projection", dtype: torch
         return projection if kind == "projection" else lam * projection.square()
 
     return columns
+
+
+Accumulator = TypeVar("Accumulator", TopK, Density, Histogram, Correlation)
+
+
+def merge_across_ranks(accumulator: Accumulator) -> Accumulator:
+    """Under torch.distributed, every rank's accumulator (of its share of the data) merged in rank order: each rank
+    gets the one-process result (call it on all ranks). Without a process group, the accumulator itself."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return accumulator
+    parts: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, accumulator)
+    merged = parts[0]
+    for part in parts[1:]:
+        merged.merge(part)
+    return cast(Accumulator, merged)
 
 
 class ColumnStats(NamedTuple):

@@ -146,6 +146,8 @@ class ActivationStore(Streams):
         tokenizer: for a Corpus and for exclude_bos / exclude_eos (default: `model.tokenizer`).
         corpus_cache: the folder a Corpus is tokenized into.
         max_sequences: read at most this many sequences (from the start).
+        share: (rank, world_size): stream only this process's share of the forward batches (i = rank mod
+            world_size), as each rank does under torchrun; merge statistics with `stats.merge_across_ranks`.
 
     Raises:
         SAEError: a hook the model lacks.
@@ -172,6 +174,7 @@ class ActivationStore(Streams):
         tokenizer: Any = None,
         corpus_cache: str | Path | None = None,
         max_sequences: int | None = None,
+        share: tuple[int, int] | None = None,
     ) -> None:
         names = [hook_names] if isinstance(hook_names, str) else list(hook_names)
         if not names or len(set(names)) != len(names):
@@ -182,6 +185,8 @@ class ActivationStore(Streams):
                 f"the model has no hook {missing[0]!r} (e.g. blocks.0.mlp.hook_in, blocks.0.mlp.hook_out); "
                 "model.hook_dict lists them."
             )
+        if share is not None and not 0 <= share[0] < share[1]:
+            raise ValueError(f"share must be (rank, world_size) with 0 <= rank < world_size, got {share}.")
         if model_batch_size < 1 or buffer_size < 0:
             raise ValueError(
                 f"model_batch_size must be >= 1 and buffer_size >= 0, got {model_batch_size}, {buffer_size}."
@@ -214,6 +219,7 @@ class ActivationStore(Streams):
         self.device = torch.device(device) if device is not None else None
         self.progress = progress
         self.tokenizer = tokenizer
+        self.share = share or (0, 1)
         self.forward_passes = 0  # counts forward passes; tests check that later layers are skipped
         self._hash: str | None = None
 
@@ -288,12 +294,14 @@ class ActivationStore(Streams):
 
     @property
     def n_chunks(self) -> int:
-        """Forward batches in one pass."""
-        return -(-self.n_sequences // self.model_batch_size)
+        """Forward batches in one pass (of this process's share)."""
+        rank, world_size = self.share
+        return len(range(rank, -(-self.n_sequences // self.model_batch_size), world_size))
 
     def chunk(self, i: int) -> ActivationBatch:
-        """The activations of forward batch i (sequences [i * model_batch_size, (i + 1) * model_batch_size))."""
-        start = i * self.model_batch_size
+        """The activations of the share's forward batch i (global batch j = rank + i * world_size: sequences
+        [j * model_batch_size, (j + 1) * model_batch_size))."""
+        start = (self.share[0] + i * self.share[1]) * self.model_batch_size
         return next(self.chunks(start, start + self.model_batch_size))
 
     def settings(self) -> dict[str, Any]:
@@ -306,6 +314,7 @@ class ActivationStore(Streams):
             "n_sequences": self.n_sequences,
             "model_batch_size": self.model_batch_size,
             "excluded": self.excluded.tolist(),
+            "share": list(self.share),
         }
 
 
