@@ -3,7 +3,7 @@ that the final cache files and SAE weights equal an uninterrupted run's.
 
     python scripts/interrupt_streaming.py [--trials 10] [--seed 0]
 
-Each trial starts a child that writes the cache (then trains two SAEs from it with checkpoints every 3 steps) in a
+Each trial (`--trials` killing the caching, as many the training) starts a child that writes the cache (then trains two SAEs from it with checkpoints every 3 steps) in a
 fresh folder, kills it a random time (seeded) after it has loaded the model, runs it again to the end, and compares with the reference
 run's shard files, manifest and weights, byte for byte. tests/activations/test_cache.py and tests/sae/test_train.py
 run a few in-process interruptions in CI; this script kills real processes, many times.
@@ -39,9 +39,10 @@ def child(folder: Path) -> None:
         warnings.simplefilter("ignore")
         model = hb.from_pretrained("ts-synthetic-2l")
     print("ready", flush=True)  # the parent's clock starts here: start-up time varies with the machine's load
-    tokens = np.random.default_rng(0).integers(5, 330, size=96 * 128, dtype=np.int32)
+    tokens = np.random.default_rng(0).integers(5, 330, size=256 * 128, dtype=np.int32)
     store = ActivationStore(model, tokens, HOOKS, model_batch_size=4)
     write_cache(store, folder / "cache", shard_sequences=4)
+    print("cached", flush=True)
     cache = ActivationCache(folder / "cache", model=model, buffer_size=2048, seed=1)
     config = SAETrainConfig(k=8, expansion=2, steps=60, batch_size=256, seed=2, dead_after=2000)
     results = train_saes(cache, config, progress=False, checkpoint_dir=folder / "state", checkpoint_every=3)
@@ -82,9 +83,24 @@ def run(folder: Path, kill_after: float | None = None) -> float:
     return time.perf_counter() - ready
 
 
+def reference_times(folder: Path) -> tuple[float, float]:
+    """(caching, whole) working times of an uninterrupted run."""
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--child", str(folder)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "ready"
+    ready = time.perf_counter()
+    assert process.stdout.readline().strip() == "cached"
+    cached = time.perf_counter() - ready
+    if process.wait() != 0:
+        raise SystemExit(f"child failed:\n{process.stderr.read() if process.stderr else ''}")
+    return cached, time.perf_counter() - ready
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--trials", type=int, default=10, help="kills of the caching, and as many of the training")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -94,13 +110,16 @@ def main() -> None:
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         reference = Path(tmp) / "reference"
-        duration = run(reference)
+        caching, duration = reference_times(reference)
         expected = digest(reference)
-        print(f"reference run: {duration:.1f} s of work, {len(expected)} files and tensors", flush=True)
+        print(
+            f"reference run: {caching:.1f} s caching, {duration:.1f} s in all, {len(expected)} files and tensors",
+            flush=True,
+        )
         results = []
-        for trial in range(args.trials):
+        for trial in range(2 * args.trials):  # even trials kill the caching, odd ones the training
             folder = Path(tmp) / f"trial{trial}"
-            delay = rng.uniform(0.05, 1.0) * duration
+            delay = rng.uniform(0.02, 1.0) * caching if trial % 2 == 0 else rng.uniform(caching, duration)
             killed = run(folder, kill_after=delay) < 0
             stage = (
                 "training" if (folder / "state").exists() else "caching" if (folder / "cache").exists() else "start-up"
