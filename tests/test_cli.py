@@ -395,3 +395,25 @@ def test_dashboard_command_bad_input(tmp_path, capsys):
         assert main(["dashboard", "ts-synthetic-2l", *args]) == 1
         assert message in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_train_sae_from_a_token_file(tmp_path, capsys) -> None:
+    import numpy as np
+
+    from hooked_bilinear import sae as S
+
+    tokens = np.random.default_rng(0).integers(5, 330, size=8 * 128, dtype=np.int32)
+    np.save(tmp_path / "tokens.npy", tokens)
+    argv = ["train-sae", "ts-synthetic-2l", str(tmp_path / "tokens.npy"), str(tmp_path / "saes")]
+    options = ["--steps", "6", "--batch-size", "256", "--buffer-size", "1024", "--k", "8", "--expansion", "2"]
+    hooks = ["--hooks", "blocks.0.mlp.hook_in,blocks.1.mlp.hook_out"]
+    assert main([*argv, *hooks, *options, "--cache", str(tmp_path / "acts"), "--model-batch-size", "4"]) == 0
+    for hook in ("blocks.0.mlp.hook_in", "blocks.1.mlp.hook_out"):
+        sae = S.load(str(tmp_path / "saes" / hook))
+        assert (sae.hook_name, sae.d_sae, sae.k) == (hook, 256, 8)
+    assert (tmp_path / "acts" / "manifest.json").is_file()
+    assert main([*argv, *hooks, *options]) == 1  # exists, no --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([*argv[:3], str(tmp_path / "other"), "--hooks", "blocks.7.mlp.hook_in", *options]) == 1
+    assert "no hook 'blocks.7.mlp.hook_in'" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()

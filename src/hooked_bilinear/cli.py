@@ -10,6 +10,7 @@ hooked-bilinear modadd train --setup nanda|pizza OUT              train one (Nan
 hooked-bilinear vision train OUT [--preset digits] [--noise-std 0.2] train a bilinear image classifier
 hooked-bilinear vision report [--model digits] [--out DIR]        its eigen-images, truncation, masks, ...
 hooked-bilinear dashboard MODEL --layer L --out FILE               one HTML file: eigen-features of a layer
+hooked-bilinear train-sae MODEL DATA OUT --hooks H1,H2             TopK SAEs on streamed activations
 """
 
 from __future__ import annotations
@@ -744,11 +745,115 @@ def _add_dashboard(commands: Commands) -> None:
     d.set_defaults(run=_dashboard)
 
 
+def _train_sae(args: argparse.Namespace) -> None:
+    import hooked_bilinear as hb
+    from hooked_bilinear.activations.cache import ActivationCache, write_cache
+    from hooked_bilinear.activations.store import ActivationStore
+    from hooked_bilinear.making.corpus import Corpus, is_corpus_path
+    from hooked_bilinear.sae.format import save
+    from hooked_bilinear.sae.train import SAETrainConfig, train_saes
+
+    out = Path(args.out)
+    hooks = [h for h in args.hooks.split(",") if h]
+    if any((out / hook).exists() for hook in hooks) and not args.overwrite:  # refuse before training, not after
+        raise HookedBilinearError(
+            f"{out} already holds SAEs of these hooks; pass --overwrite, or choose another folder."
+        )
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    model = hb.from_pretrained(args.model, device=args.device)
+    data = Corpus(args.data, text_column=args.text_column) if is_corpus_path(args.data) else args.data
+    store = ActivationStore(
+        model,
+        data,
+        hooks,
+        seq_len=args.seq_len,
+        model_batch_size=args.model_batch_size,
+        buffer_size=args.buffer_size,
+        seed=args.seed,
+        exclude_bos=args.exclude_bos,
+        exclude_eos=args.exclude_eos,
+        device=args.device,
+        progress=True,
+        corpus_cache=args.data_cache or f"{out}.tokens",
+        max_sequences=args.max_sequences,
+    )
+    source: ActivationStore | ActivationCache = store
+    if args.cache is not None:
+        write_cache(store, args.cache, shard_sequences=args.model_batch_size * args.shard_batches)
+        source = ActivationCache(args.cache, model=model, buffer_size=args.buffer_size, seed=args.seed)
+    options = {f.name: getattr(args, f.name) for f in fields(SAETrainConfig) if getattr(args, f.name, None) is not None}
+    results = train_saes(
+        source,
+        SAETrainConfig(**options),
+        device=args.device,
+        checkpoint_dir=args.checkpoint_dir or f"{out}.state",
+        checkpoint_every=args.checkpoint_every,
+    )
+    for hook, result in results.items():
+        save(result.sae, out / hook, overwrite=args.overwrite)
+        print(f"{hook}: last batch FVU {result.losses[-1]:.4f}; SAE written to {out / hook}")
+
+
+def _add_train_sae(commands: Commands) -> None:
+    """`train-sae MODEL DATA OUT --hooks H1,H2 [options]`."""
+    t = commands.add_parser(
+        "train-sae",
+        help="train TopK SAEs (one per hook) on activations streamed from a token file or text corpus",
+    )
+    t.add_argument("model", help="shipped name, folder or Hub id")
+    t.add_argument("data", help="token file (.npy memory-mapped, .pt) or text corpus (.txt/.jsonl/.parquet or folder)")
+    t.add_argument("out", help="folder: one SAELens-format SAE per hook in OUT/HOOK")
+    t.add_argument("--hooks", required=True, help="comma-separated hook names, all from one forward pass (no default)")
+    t.add_argument(
+        "--text-column", dest="text_column", default="text", help="the text field of a .jsonl/.parquet corpus"
+    )
+    t.add_argument("--data-cache", dest="data_cache", help="folder for the tokenized corpus (default OUT.tokens)")
+    t.add_argument("--seq-len", dest="seq_len", type=int, help="tokens per sequence (default: the model's context)")
+    t.add_argument(
+        "--max-sequences", dest="max_sequences", type=int, help="read at most this many sequences (default: all)"
+    )
+    t.add_argument("--model-batch-size", dest="model_batch_size", type=int, default=32, help="sequences per forward")
+    t.add_argument("--buffer-size", dest="buffer_size", type=int, default=65536, help="shuffle buffer (activations)")
+    t.add_argument(
+        "--exclude-bos", dest="exclude_bos", action="store_true", help="leave out BOS positions (default: off)"
+    )
+    t.add_argument(
+        "--exclude-eos", dest="exclude_eos", action="store_true", help="leave out EOS positions (default: off)"
+    )
+    t.add_argument(
+        "--cache",
+        help="write the activations here first (sharded safetensors, resumable), train from it (default: no cache, train from the stream)",
+    )
+    t.add_argument("--shard-batches", dest="shard_batches", type=int, default=8, help="forward batches per shard")
+    t.add_argument("--checkpoint-dir", dest="checkpoint_dir", help="resumable training state (default OUT.state)")
+    t.add_argument(
+        "--checkpoint-every", dest="checkpoint_every", type=int, default=200, help="SAE steps between checkpoints"
+    )
+    t.add_argument("--device", default=None, help="where the model and SAEs run (default: the model's)")
+    t.add_argument("--steps", type=int, help="optimiser steps per SAE (default: SAETrainConfig's, 2000)")
+    t.add_argument("--batch-size", dest="batch_size", type=int, help="activations per step (default: 1024)")
+    t.add_argument("--k", type=int, help="active latents per activation (default: 30)")
+    t.add_argument("--expansion", type=int, help="latents per input dimension (default: 4)")
+    t.add_argument("--lr", type=float, help="Adam learning rate (default: 1e-3)")
+    t.add_argument("--seed", type=int, default=0, help="SAE initialisation and the shuffle buffer")
+    t.add_argument("--overwrite", action="store_true", help="replace SAEs already in OUT (default: refuse)")
+    t.set_defaults(run=_train_sae)
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line: every sub-command's parser shows the defaults in its help (`_HelpFormatter`)."""
     root = argparse.ArgumentParser(prog="hooked-bilinear", description="Make, convert and publish bilinear models.")
     commands = root.add_subparsers(dest="command", required=True)
-    for add in (_add_bilinearize, _add_to_llama, _add_save, _add_push, _add_modadd, _add_vision, _add_dashboard):
+    for add in (
+        _add_bilinearize,
+        _add_to_llama,
+        _add_save,
+        _add_push,
+        _add_modadd,
+        _add_vision,
+        _add_dashboard,
+        _add_train_sae,
+    ):
         add(commands)
     for each in _parsers(root):
         each.formatter_class = _HelpFormatter

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import warnings
+
+import pytest
 import torch
 
+from hooked_bilinear.activations.store import ActivationStore
+from hooked_bilinear.errors import SAEError
 from hooked_bilinear.sae.train import (
     SAETrainConfig,
+    cache_activations,
     evaluate_sae,
     new_topk_sae,
     pack_texts,
     train_sae,
+    train_saes,
 )
 
 
@@ -83,3 +90,94 @@ def test_training_starts_from_the_papers_initialisation() -> None:
     assert sae.b_dec.abs().min() > 0.1  # the planted data's offset: a zero b_dec would fail above
     assert torch.equal(sae.W_enc, sae.W_dec.T) and torch.equal(sae.b_enc, torch.zeros(64))
     torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(64))
+
+
+# --- training from a stream (hooked_bilinear.activations) ---
+
+HOOK_IN, HOOK_OUT = "blocks.0.mlp.hook_in", "blocks.0.mlp.hook_out"
+STREAM_CONFIG = SAETrainConfig(k=8, expansion=2, steps=40, batch_size=256, seed=5, dead_after=1500)
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    import hooked_bilinear as hb
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = hb.from_pretrained("ts-synthetic-2l")
+    rows = torch.randint(5, model.cfg.d_vocab, (12, model.cfg.n_ctx), generator=torch.Generator().manual_seed(1))
+    return model, rows
+
+
+def same_weights(a, b) -> bool:
+    return all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def test_streamed_training_equals_in_memory_training(shipped) -> None:
+    """A buffer holding the whole source, seeded like the SAE: the in-memory batches (40 steps = 6 epochs of 6
+    batches plus 4), so the same SAE; two hooks from one pass, each the same as alone."""
+    model, rows = shipped
+    store = ActivationStore(model, rows, [HOOK_IN, HOOK_OUT], model_batch_size=4, buffer_size=10**6, seed=5)
+    streamed = train_saes(store, STREAM_CONFIG, progress=False)
+    assert store.forward_passes == 3 * 7  # 7 passes over 3 forward batches, both hooks from each
+    for hook in (HOOK_IN, HOOK_OUT):
+        memory = train_sae(cache_activations(model, rows, hook), STREAM_CONFIG, progress=False)
+        assert same_weights(streamed[hook].sae, memory.sae), hook
+        assert streamed[hook].losses == memory.losses
+        assert streamed[hook].sae.hook_name == hook
+    alone = train_sae(ActivationStore(model, rows, HOOK_IN, buffer_size=10**6, seed=5), STREAM_CONFIG, progress=False)
+    assert same_weights(alone.sae, streamed[HOOK_IN].sae)
+
+
+@pytest.mark.parametrize("trial", range(3))  # scripts/interrupt_streaming.py runs many more
+def test_interrupted_training_resumes_to_the_same_weights(shipped, tmp_path, monkeypatch, trial) -> None:
+    import random
+
+    from hooked_bilinear.activations.cache import ActivationCache, write_cache
+    from hooked_bilinear.sae import train as train_module
+
+    model, rows = shipped
+    write_cache(
+        ActivationStore(model, rows, [HOOK_IN, HOOK_OUT], model_batch_size=4), tmp_path / "cache", shard_sequences=4
+    )
+    sources = [
+        ActivationStore(model, rows, [HOOK_IN, HOOK_OUT], model_batch_size=2, buffer_size=1000, seed=trial),
+        ActivationCache(tmp_path / "cache", buffer_size=1000, seed=trial),
+    ]
+    for n, source in enumerate(sources):
+        whole = train_saes(source, STREAM_CONFIG, progress=False)
+        crash = random.Random(trial * 10 + n).randrange(1, 2 * STREAM_CONFIG.steps)  # counts both SAEs' steps
+        real, calls = train_module._Trainer.step, []
+
+        def crashing(self, x, real=real, calls=calls, crash=crash):
+            calls.append(1)
+            if len(calls) == crash:
+                raise KeyboardInterrupt
+            real(self, x)
+
+        monkeypatch.setattr(train_module._Trainer, "step", crashing)
+        folder = tmp_path / f"state{n}"
+        with pytest.raises(KeyboardInterrupt):
+            train_saes(source, STREAM_CONFIG, progress=False, checkpoint_dir=folder, checkpoint_every=3)
+        monkeypatch.setattr(train_module._Trainer, "step", real)
+        resumed = train_saes(source, STREAM_CONFIG, progress=False, checkpoint_dir=folder, checkpoint_every=3)
+        for hook in (HOOK_IN, HOOK_OUT):
+            assert same_weights(resumed[hook].sae, whole[hook].sae), (type(source).__name__, crash, hook)
+            assert resumed[hook].losses == whole[hook].losses
+
+
+def test_streamed_training_bad_input(shipped, tmp_path) -> None:
+    model, rows = shipped
+    short = ActivationStore(model, rows[:1], HOOK_IN)
+    with pytest.raises(SAEError, match="fewer activations than one batch of 256"):
+        train_saes(short, {HOOK_IN: SAETrainConfig(batch_size=256)}, progress=False)
+    with pytest.raises(SAEError, match="fewer activations than one batch of 512"):
+        train_saes(short, {HOOK_IN: SAETrainConfig(batch_size=512)}, progress=False)
+    store = ActivationStore(model, rows, [HOOK_IN, HOOK_OUT])
+    with pytest.raises(SAEError, match="one batch_size"):
+        train_saes(store, {HOOK_IN: SAETrainConfig(batch_size=64), HOOK_OUT: SAETrainConfig(batch_size=32)})
+    with pytest.raises(SAEError, match="train_saes trains one SAE per hook"):
+        train_sae(store, STREAM_CONFIG)
+    train_saes(store, STREAM_CONFIG, progress=False, checkpoint_dir=tmp_path, checkpoint_every=100)
+    with pytest.raises(SAEError, match="checkpoint of other settings"):
+        train_saes(store, SAETrainConfig(k=4, batch_size=256), progress=False, checkpoint_dir=tmp_path)

@@ -21,6 +21,7 @@ from hooked_bilinear.sae.train import (
     evaluate_sae,
     pack_texts,
     train_sae,
+    train_saes,
 )
 
 __all__ = [
@@ -42,4 +43,5 @@ __all__ = [
     "splice",
     "splice_loss",
     "train_sae",
+    "train_saes",
 ]
