@@ -20,6 +20,7 @@ PUBLIC_PACKAGES = [
     "hooked_bilinear.vision",
     "hooked_bilinear.toy.modadd",
     "hooked_bilinear.dashboard",
+    "hooked_bilinear.activations",
 ]
 KNOWN_GAPS = {
     "analysis.decompose",
@@ -50,7 +51,6 @@ KNOWN_GAPS = {
     "sae.save",
     "sae.splice",
     "sae.splice_loss",
-    "sae.train_sae",
     "toy.modadd.activation_spectra",
     "toy.modadd.all_logits",
     "toy.modadd.brute_force_flops",

@@ -1,20 +1,21 @@
-"""Features at dataset scale on the shipped `ts-synthetic-2l`: activations streamed from a text corpus, cached to
-disk, SAEs trained from the stream, and each feature's top examples found in one pass, never holding the dataset's
-activations in memory.
+# %% [markdown]
+# # Features at dataset scale on the shipped `ts-synthetic-2l`: activations streamed from a text corpus, cached to
+# disk, SAEs trained from the stream, and each feature's top examples found in one pass, never holding the dataset's
+# activations in memory.
+#
+#     python tutorials/streaming.py [--out out/streaming] [--stories 2000]
+#
+# No download; well under a minute on CPU.
+# 1. A text corpus (synthetic stories, one per line) read as a `Corpus`: tokenized once, memory-mapped.
+# 2. An ActivationStore of layer 1's MLP input and output (one forward pass for both, stopped after layer 1's MLP),
+#    written to a sharded safetensors cache (rerun it: the finished cache is reused; an interrupted one resumes).
+# 3. Two TopK SAEs (one per hook) trained together from the cache, through a shuffle buffer; FVU, L0, dead latents.
+# 4. One pass of statistics over the cache: the density of every feature (PNG) and the top-k and bottom-k values of
+#    the eigenvector projections `v . x'` of the shipped output SAE's strongest features, with their contexts.
+# 5. Fig. 9 from the stream: how well the top-k eigenvectors predict the shipped output SAE's features (PNG).
+# Steps 4 and 5 read the cache (no forward pass); the store gives the tokens around each example.
 
-    python tutorials/streaming.py [--out out/streaming] [--stories 2000]
-
-No download; well under a minute on CPU.
-1. A text corpus (synthetic stories, one per line) read as a `Corpus`: tokenized once, memory-mapped.
-2. An ActivationStore of layer 1's MLP input and output (one forward pass for both, stopped after layer 1's MLP),
-   written to a sharded safetensors cache (rerun it: the finished cache is reused; an interrupted one resumes).
-3. Two TopK SAEs (one per hook) trained together from the cache, through a shuffle buffer; FVU, L0, dead latents.
-4. One pass of statistics over the cache: the density of every feature (PNG) and the top-k and bottom-k values of
-   the eigenvector projections `v . x'` of the shipped output SAE's strongest features, with their contexts.
-5. Fig. 9 from the stream: how well the top-k eigenvectors predict the shipped output SAE's features (PNG).
-Steps 4 and 5 read the cache (no forward pass); the store gives the tokens around each example.
-"""
-
+# %%
 from __future__ import annotations
 
 import argparse
@@ -41,18 +42,19 @@ from hooked_bilinear.analysis.plots import plot_eigen_approximation, pyplot
 from hooked_bilinear.making.corpus import Corpus
 from hooked_bilinear.sae.train import SAETrainConfig, evaluate_sae, train_saes
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from train_embedded import make_corpus
+ROOT = Path(__file__).resolve().parent.parent if "__file__" in globals() else Path.cwd()
+sys.path.insert(0, str(ROOT / "scripts"))
+from train_embedded import make_corpus  # noqa: E402
 
 HOOK_IN, HOOK_OUT = "blocks.1.mlp.hook_in", "blocks.1.mlp.hook_out"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description="Features at dataset scale on the shipped ts-synthetic-2l.")
     parser.add_argument("--out", type=Path, default=Path("out/streaming"))
     parser.add_argument("--stories", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=200)
-    args = parser.parse_args()
+    args, _ = parser.parse_known_args()  # in a notebook the kernel's own arguments are left alone
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with warnings.catch_warnings():

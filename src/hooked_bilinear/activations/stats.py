@@ -217,7 +217,15 @@ class Correlation:
 
 @beartype
 def sae_columns(sae: Any, features: Features = None) -> Columns:
-    """Columns = an SAE's feature activations `sae.encode(x)[:, features]`."""
+    """Columns = an SAE's feature activations `sae.encode(x)[:, features]`.
+
+    Args:
+        sae: the SAE (anything with `encode`).
+        features: the features to keep (default: all).
+
+    Returns:
+        `Columns` for `column_statistics`: a function of a batch of activations -> [n, n_columns].
+    """
     ids = feature_indices(sae, features)
 
     def columns(x: torch.Tensor) -> torch.Tensor:
@@ -231,7 +239,17 @@ def sae_columns(sae: Any, features: Features = None) -> Columns:
 def eigen_columns(mlp: Any, eigen: Eigen, kind: str = "projection", dtype: torch.dtype | None = None) -> Columns:
     """Columns = for each eigenvector v (eigen.v [..., k, d_in] flattened to [n_columns, d_in], in that order) of
     an MLP's Q_u, the projection `v . x'` (kind="projection") or the contribution `lambda (v . x')^2`
-    (kind="contribution") of the MLP input x (hook_in), x' = x with the constant 1 appended for layers with biases."""
+    (kind="contribution") of the MLP input x (hook_in), x' = x with the constant 1 appended for layers with biases.
+
+    Args:
+        mlp: the bilinear layer (component, module or `BilinearFactors`).
+        eigen: the eigendecomposition of its Q_u (`analysis.eigendecompose`).
+        kind: "projection" or "contribution".
+        dtype: the dtype to compute in (default: the weights').
+
+    Returns:
+        `Columns` for `column_statistics`: a function of a batch of MLP inputs -> [n, n_columns].
+    """
     if kind not in ("projection", "contribution"):
         raise ValueError(f"kind must be 'projection' or 'contribution', got {kind!r}.")
     factors = as_factors(mlp, dtype)
@@ -252,7 +270,14 @@ Accumulator = TypeVar("Accumulator", TopK, Density, Histogram, Correlation)
 
 def merge_across_ranks(accumulator: Accumulator) -> Accumulator:
     """Under torch.distributed, every rank's accumulator (of its share of the data) merged in rank order: each rank
-    gets the one-process result (call it on all ranks). Without a process group, the accumulator itself."""
+    gets the one-process result (call it on all ranks). Without a process group, the accumulator itself.
+
+    Args:
+        accumulator: a `TopK`, `Density`, `Histogram` or `Correlation` of this rank's share.
+
+    Returns:
+        The accumulator of all ranks' data.
+    """
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
@@ -346,7 +371,18 @@ def column_statistics(
 @beartype
 def examples(store: ActivationStore, top: TopKResult, column: int, context: int = 8, after: int = 2) -> list[Example]:
     """The entries of one column of a TopKResult as `analysis.features.Example`s, with `context` tokens before and
-    `after` tokens after, read back from the store's token source (as `top_examples` shows them)."""
+    `after` tokens after, read back from the store's token source (as `top_examples` shows them).
+
+    Args:
+        store: the store whose token source the statistics were taken over.
+        top: a `TopKResult` (from `TopK.result()` or `column_statistics`).
+        column: which column.
+        context: tokens shown before each example.
+        after: tokens shown after it.
+
+    Returns:
+        One `Example` per entry of the column, strongest first.
+    """
     out = []
     for value, index in zip(top.values[column].tolist(), top.index[column].tolist()):
         sequence, position = divmod(int(index), store.seq_len)
@@ -373,6 +409,20 @@ def eigen_approximation_stream(
     """Fig. 9 (`analysis.features.eigen_approximation`) from a stream of the MLP's inputs (`hook_in`), in one pass
     with running sums: the correlation between the top-k eigen approximation and the output SAE's activation over
     the inputs where the feature is active. Equal to the in-memory result up to float64 rounding.
+
+    Args:
+        mlp: the bilinear layer (component, module or `BilinearFactors`).
+        sae_out: the SAE on the layer's output; its encoder rows are the output directions.
+        store: a store or cache that streams `hook_in`.
+        hook_in: the MLP input hook the store streams.
+        features: the output features to score (default: all).
+        ks: the numbers of top eigenvectors to approximate with.
+        min_active: features active on fewer inputs are left out.
+        batch_size: inputs per step.
+        dtype: the dtype of the running sums.
+
+    Returns:
+        An `EigenApproximation`, as `analysis.features.eigen_approximation` returns.
 
     Raises:
         SAEError: the store does not stream `hook_in`.
