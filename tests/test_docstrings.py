@@ -51,22 +51,6 @@ KNOWN_GAPS = {
     "sae.save",
     "sae.splice",
     "sae.splice_loss",
-    "vision.accuracy",
-    "vision.adversarial_mask",
-    "vision.apply_mask",
-    "vision.eigen_image_similarity",
-    "vision.eigen_images",
-    "vision.explain_input",
-    "vision.load_split",
-    "vision.mask_curve",
-    "vision.noise_sweep",
-    "vision.overfitting_stats",
-    "vision.read_idx",
-    "vision.save_trained",
-    "vision.shipped_classifiers",
-    "vision.train_classifier",
-    "vision.truncated_logits",
-    "vision.truncation_accuracy",
 }
 
 
