@@ -43,14 +43,6 @@ KNOWN_GAPS = {
     "analysis.top_interactions",
     "analysis.truncate",
     "analysis.truncation_curve",
-    "sae.cache_activations",
-    "sae.evaluate_sae",
-    "sae.from_object",
-    "sae.load_folder",
-    "sae.pack_texts",
-    "sae.save",
-    "sae.splice",
-    "sae.splice_loss",
 }
 
 
