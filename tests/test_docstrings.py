@@ -1,9 +1,6 @@
 """Every public function (the `__all__` of the package and its public subpackages) has a Google-style docstring:
 an Args section when it takes arguments and a Returns section when it returns something, which the API reference
 renders. Classes have a docstring of their own.
-
-KNOWN_GAPS lists the functions whose docstrings are still prose only (issue 26 wrote the sections of the main entry
-points first). It may only shrink: a listed function that gains its sections fails the test until it is taken off.
 """
 
 from __future__ import annotations
@@ -22,67 +19,6 @@ PUBLIC_PACKAGES = [
     "hooked_bilinear.dashboard",
     "hooked_bilinear.activations",
 ]
-KNOWN_GAPS = {
-    "analysis.decompose",
-    "analysis.eigen_approximation",
-    "analysis.eigenvector_similarity",
-    "analysis.feature_activations",
-    "analysis.feature_bias_terms",
-    "analysis.hosvd",
-    "analysis.interaction_matrix",
-    "analysis.mlp_factors",
-    "analysis.outlier_count",
-    "analysis.output_feature_directions",
-    "analysis.output_feature_eigen",
-    "analysis.output_feature_offsets",
-    "analysis.output_gram",
-    "analysis.rank_output_features",
-    "analysis.replace_mlp",
-    "analysis.spectrum_stats",
-    "analysis.tensor",
-    "analysis.top_interactions",
-    "analysis.truncate",
-    "analysis.truncation_curve",
-    "sae.cache_activations",
-    "sae.evaluate_sae",
-    "sae.from_object",
-    "sae.load_folder",
-    "sae.pack_texts",
-    "sae.save",
-    "sae.splice",
-    "sae.splice_loss",
-    "toy.modadd.activation_spectra",
-    "toy.modadd.all_logits",
-    "toy.modadd.brute_force_flops",
-    "toy.modadd.certificate_curve",
-    "toy.modadd.certify_exact",
-    "toy.modadd.explain",
-    "toy.modadd.fourier_basis",
-    "toy.modadd.key_frequencies",
-    "toy.modadd.logit_table_fraction",
-    "toy.modadd.margins",
-    "toy.modadd.modadd_report",
-    "toy.modadd.save_model",
-    "toy.modadd.train_modadd",
-    "toy.modadd.train_recipe",
-    "toy.modadd.weight_reading",
-    "vision.accuracy",
-    "vision.adversarial_mask",
-    "vision.apply_mask",
-    "vision.eigen_image_similarity",
-    "vision.eigen_images",
-    "vision.explain_input",
-    "vision.load_split",
-    "vision.mask_curve",
-    "vision.noise_sweep",
-    "vision.overfitting_stats",
-    "vision.read_idx",
-    "vision.save_trained",
-    "vision.shipped_classifiers",
-    "vision.train_classifier",
-    "vision.truncated_logits",
-    "vision.truncation_accuracy",
-}
 
 
 def missing_sections(value: Any) -> list[str]:
@@ -115,8 +51,5 @@ def public_objects() -> dict[str, object]:
 def test_public_docstrings_have_their_sections() -> None:
     objects = public_objects()
     assert len(objects) > 100
-    gaps = {name: missing_sections(value) for name, value in objects.items()}
-    new = {name: lacking for name, lacking in gaps.items() if lacking and name not in KNOWN_GAPS}
-    assert not new, f"public names whose docstrings lack sections: {new}"
-    fixed = sorted(name for name in KNOWN_GAPS if not gaps.get(name))
-    assert not fixed, f"these have their sections now (or are gone): take them off KNOWN_GAPS: {fixed}"
+    gaps = {name: lacking for name, value in objects.items() if (lacking := missing_sections(value))}
+    assert not gaps, f"public names whose docstrings lack sections: {gaps}"

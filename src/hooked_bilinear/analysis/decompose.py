@@ -32,7 +32,24 @@ def decompose(
     *,
     solver: EigenSolver = DEFAULT_SOLVER,
 ) -> Decomposition:
-    """Split `u . out(x)` over the eigencomponents of Q_u, for MLP inputs x [*batch, d_model] (hook_in activations)."""
+    """Split `u . out(x)` over the eigencomponents of Q_u, for MLP inputs x [*batch, d_model] (hook_in activations).
+
+    Args:
+        factors: the layer: `BilinearFactors`, or a bilinear MLP component (`model.blocks[l].mlp`).
+        x: MLP inputs [*batch, d_model] (hook_in activations; x' = [x, 1] is formed here for a layer with biases).
+        u: output direction(s) [d_out] or [n, d_out].
+        k: how many eigenpairs, largest |lambda| first; None (default) for all d_in, whose contributions sum to
+            `u . out(x)`.
+        solver: how the eigenpairs are found (default `EigenSolver()`: `eigendecompose`'s defaults).
+
+    Returns:
+        `Decomposition(contributions, lambda_, v)`: contributions `lambda_k (v_k . x')^2` [*batch, k] for one
+        direction, [*batch, n, k] for n; eigenvalues lambda [k] or [n, k]; eigenvectors v [k, d_in] or [n, k, d_in].
+
+    Raises:
+        ValueError: x is not of size d_model, u not [d_out] or [n, d_out], or k outside 1..d_in.
+        NotBilinearError: the layer is a gated (GLU / SwiGLU) or plain MLP.
+    """
     factors = as_factors(factors)
     eigen = solver(factors, u, k)
     x_aug = factors.augment(x)

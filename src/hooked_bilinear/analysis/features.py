@@ -230,7 +230,26 @@ def feature_bias_terms(
     check_hook: bool = True,
 ) -> FeatureBias:
     """The decoder-bias cross terms: `u . mlp(x_hat) = f^T M f + f . linear + constant` (M = feature_interactions).
-    The SAE must read this MLP's input (`check_hook`: see the module doc)."""
+    The SAE must read this MLP's input (`check_hook`: see the module doc).
+
+    Args:
+        mlp: the bilinear layer: a bilinear MLP component, a transformers `LlamaMLP` with hidden_act "linear", the
+            tdooms MLP module, or `BilinearFactors`.
+        sae: the SAE on the MLP's input (`hook_in`): anything with W_enc, W_dec, b_enc, b_dec (this package's SAEs
+            or SAELens's).
+        u: output direction(s) [d_model] or [n, d_model], e.g. `output_feature_directions(sae_out, ids)`.
+        dtype: the dtype to compute in (default: the weights', float32 for half-precision weights).
+        check_hook: check that the SAE reads this MLP's input (see the module doc); False for SAEs whose hook
+            names are wrong.
+
+    Returns:
+        `FeatureBias(linear, constant)`: `2 D' Q_u b'` [d_sae] and `b'^T Q_u b'` [] for one direction; [n, d_sae] and
+        [n] for n.
+
+    Raises:
+        SAEError: the SAE's width does not fit the MLP's input, or it reads another layer's or side's hook.
+        NotBilinearError: the layer is a gated (GLU / SwiGLU) or plain MLP.
+    """
     check_sae_hook(mlp, sae, "input", check_hook)
     factors = as_factors(mlp, dtype)
     D, b = input_basis(factors, sae)
@@ -240,7 +259,20 @@ def feature_bias_terms(
 
 @beartype
 def output_feature_directions(sae: Any, features: Features = None) -> torch.Tensor:
-    """The encoder rows e_j = W_enc[:, j] of an output SAE, [n, d_out]: the u whose Q_u explains feature j."""
+    """The encoder rows e_j = W_enc[:, j] of an output SAE, [n, d_out]: the u whose Q_u explains feature j.
+
+    Args:
+        sae: the SAE on the MLP's output: anything with W_enc, W_dec, b_enc, b_dec.
+        features: feature ids (an int, a sequence or a 1-d tensor); None (default) for all d_sae.
+
+    Returns:
+        The encoder rows [n, d_out], one per feature, in the SAE's dtype.
+
+    Raises:
+        SAEError: `sae` lacks W_enc, W_dec, b_enc or b_dec, or their shapes disagree.
+        IndexError: a feature id outside 0..d_sae - 1.
+        TypeError: feature ids that are not integers.
+    """
     ids = feature_indices(sae, features)
     return sae_tensors(sae)[0][:, ids].T
 
@@ -248,7 +280,19 @@ def output_feature_directions(sae: Any, features: Features = None) -> torch.Tens
 @beartype
 def output_feature_offsets(sae: Any, features: Features = None) -> torch.Tensor:
     """`b_enc_j - b_dec . e_j` [n] (`b_enc_j` when the SAE does not subtract b_dec from its input): pre-activation
-    of feature j = `e_j . mlp(x) + offset_j`."""
+    of feature j = `e_j . mlp(x) + offset_j`.
+
+    Args:
+        sae: the SAE on the MLP's output: anything with W_enc, W_dec, b_enc, b_dec.
+        features: feature ids (an int, a sequence or a 1-d tensor); None (default) for all d_sae.
+
+    Returns:
+        The offsets [n], one per feature.
+
+    Raises:
+        IndexError: a feature id outside 0..d_sae - 1.
+        TypeError: feature ids that are not integers.
+    """
     ids = feature_indices(sae, features)
     W_enc, _, b_enc, b_dec = sae_tensors(sae)
     offset = b_enc[ids].clone()
@@ -269,7 +313,27 @@ def output_feature_eigen(
     **options: Any,
 ) -> Eigen:
     """Eigenpairs of Q_{e_j} for output features j of an SAE on the MLP output (lambda_ [n, k], v [n, k, d_in]).
-    The SAE must read this MLP's output (`check_hook`: see the module doc)."""
+    The SAE must read this MLP's output (`check_hook`: see the module doc).
+
+    Args:
+        mlp: the bilinear layer: a bilinear MLP component, a transformers `LlamaMLP` with hidden_act "linear", the
+            tdooms MLP module, or `BilinearFactors`.
+        sae: the SAE on the MLP's output (`hook_out`): anything with W_enc, W_dec, b_enc, b_dec.
+        features: feature ids (an int, a sequence or a 1-d tensor); None (default) for all d_sae.
+        k: how many eigenpairs per feature, largest |lambda| first; None (default) for all d_in.
+        dtype: the dtype to compute in (default: the weights', float32 for half-precision weights).
+        check_hook: check that the SAE reads this MLP's output (see the module doc); False for SAEs whose hook
+            names are wrong.
+        **options: passed to `eigendecompose` (method, tol, block, max_memory, progress).
+
+    Returns:
+        `Eigen(lambda_, v)`: eigenvalues lambda [n, k] and eigenvectors v [n, k, d_in], one row per feature.
+
+    Raises:
+        SAEError: the SAE's width does not fit the MLP's output, or it reads another layer's or side's hook.
+        IndexError: a feature id outside 0..d_sae - 1.
+        NotBilinearError: the layer is a gated (GLU / SwiGLU) or plain MLP.
+    """
     check_sae_hook(mlp, sae, "output", check_hook)
     factors = as_factors(mlp, dtype)
     _check_width(sae, factors, "output")
@@ -278,7 +342,16 @@ def output_feature_eigen(
 
 @beartype
 def outlier_count(eigenvalues: torch.Tensor, whisker: float = 1.5) -> torch.Tensor:
-    """How many eigenvalues of each row lie outside [Q1 - whisker IQR, Q3 + whisker IQR] (Tukey's fences) [n]."""
+    """How many eigenvalues of each row lie outside [Q1 - whisker IQR, Q3 + whisker IQR] (Tukey's fences) [n].
+
+    Args:
+        eigenvalues: eigenvalues lambda [..., d], one spectrum per row.
+        whisker: the fences' distance from the quartiles in IQRs (default 1.5).
+
+    Returns:
+        The outlier count of each spectrum [n], n the number of rows (the leading dimensions flattened; [1] for one
+            spectrum).
+    """
     lam = eigenvalues.reshape(-1, eigenvalues.shape[-1]).double()
     q1, q3 = lam.quantile(0.25, dim=-1, keepdim=True), lam.quantile(0.75, dim=-1, keepdim=True)
     iqr = q3 - q1
@@ -314,7 +387,30 @@ def rank_output_features(
     With an input SAE of more features than the MLP has inputs (n > d_in), the nonzero spectrum of the n x n
     `D Q D^T` is that of the d_in x d_in `G^(1/2) Q G^(1/2)`, G = D^T D, and the other n - d_in eigenvalues are
     zero: that is what is computed (exact zeros, where an n x n eigensolver returns rounding noise around zero).
-    `progress`: a tqdm bar over the features."""
+    `progress`: a tqdm bar over the features.
+
+    Args:
+        mlp: the bilinear layer: a bilinear MLP component, a transformers `LlamaMLP` with hidden_act "linear", the
+            tdooms MLP module, or `BilinearFactors`.
+        sae_out: the SAE on the MLP's output (`hook_out`), whose encoder rows e_j are the directions.
+        sae_in: the SAE on the MLP's input (`hook_in`), whose decoder D puts the spectra in feature space (default
+            None: the spectra of Q_{e_j}).
+        by: "top_eigenvalue" (default) or "outliers".
+        features: the output features to rank (an int, a sequence or a 1-d tensor); None (default) for all.
+        dtype: the dtype to compute in (default: the weights', float32 for half-precision weights).
+        check_hook: check that each SAE reads this MLP's side (see the module doc); False for SAEs whose hook names
+            are wrong.
+        progress: show a progress bar over the features (default True).
+
+    Returns:
+        `FeatureRanking(features, score, top_eigenvalue, outliers)`, each [n], by score descending.
+
+    Raises:
+        ValueError: `by` is not "top_eigenvalue" or "outliers".
+        SAEError: an SAE's width does not fit the MLP, or it reads another layer's or side's hook.
+        IndexError: a feature id outside 0..d_sae - 1.
+        NotBilinearError: the layer is a gated (GLU / SwiGLU) or plain MLP.
+    """
     if by not in ("top_eigenvalue", "outliers"):
         raise ValueError(f"by must be 'top_eigenvalue' or 'outliers', got {by!r}.")
     check_sae_hook(mlp, sae_out, "output", check_hook)
@@ -365,7 +461,19 @@ class InteractionPairs(NamedTuple):
 
 @beartype
 def top_interactions(interactions: torch.Tensor, k: int = 10, include_self: bool = True) -> InteractionPairs:
-    """The k entries (i <= j, or i < j without self interactions) of largest |value| of `D Q_u D^T` [d_sae, d_sae]."""
+    """The k entries (i <= j, or i < j without self interactions) of largest |value| of `D Q_u D^T` [d_sae, d_sae].
+
+    Args:
+        interactions: a symmetric feature interaction matrix [d_sae, d_sae] (e.g. `feature_interactions`).
+        k: how many entries (default 10; fewer when the triangle has fewer).
+        include_self: count the diagonal (i = j) entries (default True).
+
+    Returns:
+        `InteractionPairs(i, j, value)`, each [k], by |value| descending.
+
+    Raises:
+        ValueError: k < 1, or `interactions` is not a square matrix.
+    """
     if k < 1:
         raise ValueError(f"k={k}: pass the number of entries to return, at least 1.")
     if interactions.ndim != 2 or interactions.shape[0] != interactions.shape[1]:
@@ -426,7 +534,32 @@ def eigen_approximation(
 ) -> EigenApproximation:
     """Fig. 9 for output features (see EigenApproximation) over MLP inputs x [n, d_model] (hook_in activations).
     `activations` [n, n_features]: the SAE's activations of those features on the MLP outputs; when None they are
-    computed as `sae_out.encode(mlp(x))`. The SAE must read this MLP's output (`check_hook`: see the module doc)."""
+    computed as `sae_out.encode(mlp(x))`. The SAE must read this MLP's output (`check_hook`: see the module doc).
+
+    Args:
+        mlp: the bilinear layer: a bilinear MLP component, a transformers `LlamaMLP` with hidden_act "linear", the
+            tdooms MLP module, or `BilinearFactors`.
+        sae_out: the SAE on the MLP's output (`hook_out`).
+        x: MLP inputs [n, d_model] (hook_in activations).
+        features: the output features (an int, a sequence or a 1-d tensor); None (default) for all d_sae.
+        ks: the numbers of eigenpairs, each in 1..d_in (default (1, 2, 4, 8)).
+        activations: the SAE's activations of the features [n, n_features] (default None: computed from x).
+        min_active: features active on this many inputs or fewer get NaN (default 10).
+        dtype: the dtype to compute in (default float64; None: the weights', float32 for half precision).
+        check_hook: check that the SAE reads this MLP's output (see the module doc); False for SAEs whose hook
+            names are wrong.
+
+    Returns:
+        `EigenApproximation(features, ks, correlation, n_active)`: the feature ids [n_features], ks, the Pearson
+        correlations [n_features, len(ks)] (float64) and the active counts [n_features].
+
+    Raises:
+        ValueError: ks empty or outside 1..d_in, or `activations` not [n, n_features].
+        SAEError: the SAE is not SAE-like, its width does not fit the MLP's output, or it reads another layer's or
+            side's hook.
+        IndexError: a feature id outside 0..d_sae - 1.
+        NotBilinearError: the layer is a gated (GLU / SwiGLU) or plain MLP.
+    """
     check_sae_hook(mlp, sae_out, "output", check_hook)
     factors = as_factors(mlp, dtype)
     ids = feature_indices(sae_out, features)
@@ -573,7 +706,27 @@ def feature_activations(
     check_hook: bool = True,
 ) -> torch.Tensor:
     """An SAE's feature activations over token sequences [n_seq, pos] -> [n_seq, pos, n_features], at the SAE's hook
-    (`hook_name` for an SAE that names none; one that differs from the SAE's own is an error unless check_hook=False)."""
+    (`hook_name` for an SAE that names none; one that differs from the SAE's own is an error unless check_hook=False).
+
+    Args:
+        model: a hooked model (a bridge or `HookedTransformer`).
+        sae: the SAE (this package's or SAELens's).
+        tokens: integer token ids [n_seq, pos].
+        features: feature ids (an int, a sequence or a 1-d tensor); None (default) for all d_sae.
+        hook_name: the hook to read (default: the SAE's own).
+        batch_size: sequences per forward pass (default 32).
+        check_hook: refuse a `hook_name` other than the SAE's own (default True).
+
+    Returns:
+        The activations [n_seq, pos, n_features].
+
+    Raises:
+        SAEError: no hook name (given or the SAE's), a `hook_name` that differs from the SAE's own while
+            `check_hook`, or a hook the model does not have.
+        IndexError: a feature id outside 0..d_sae - 1.
+        TypeError: tokens are not integer ids.
+        ValueError: tokens outside the model's vocabulary.
+    """
     ids = feature_indices(sae, features)
     own = sae_hook_name(sae)
     if check_hook and hook_name is not None and own is not None and hook_name != own:

@@ -37,7 +37,22 @@ def hosvd(
     *,
     solver: EigenSolver = DEFAULT_SOLVER,
 ) -> HOSVD:
-    """The top-r output directions of B and the eigendecomposition (top-k, or all when k is None) of each."""
+    """The top-r output directions of B and the eigendecomposition (top-k, or all when k is None) of each.
+
+    Args:
+        factors: the layer: `BilinearFactors`, or a bilinear MLP component (`model.blocks[l].mlp`).
+        r: how many output directions, 1..d_out.
+        k: how many eigenpairs per direction, largest |lambda| first; None (default) for all d_in.
+        solver: how the eigenpairs are found (default `EigenSolver()`: `eigendecompose`'s defaults).
+
+    Returns:
+        `HOSVD(sigma, u, lambda_, v)`: singular values [r] (descending), output directions u [r, d_out], eigenvalues
+        lambda [r, k] and eigenvectors v [r, k, d_in] of each Q_{u_i}.
+
+    Raises:
+        ValueError: r outside 1..d_out, or k outside 1..d_in.
+        NotBilinearError: the layer is a gated (GLU / SwiGLU) or plain MLP.
+    """
     factors = as_factors(factors)
     if not 1 <= r <= factors.d_out:
         raise ValueError(

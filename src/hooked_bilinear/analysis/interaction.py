@@ -56,7 +56,21 @@ def interaction_matrices(
 def interaction_matrix(
     factors: Layer, u: Float[torch.Tensor, "*n d_out"], max_memory: int | None = None
 ) -> Float[torch.Tensor, "*n d_in d_in"]:
-    """Q_u [d_in, d_in] for u [d_out], or [n, d_in, d_in] for u [n, d_out]; `u . out(x) = x'^T Q_u x'`."""
+    """Q_u [d_in, d_in] for u [d_out], or [n, d_in, d_in] for u [n, d_out]; `u . out(x) = x'^T Q_u x'`.
+
+    Args:
+        factors: the layer: `BilinearFactors`, or a bilinear MLP component (`model.blocks[l].mlp`).
+        u: output direction(s) in the residual stream, [d_out] or [n, d_out].
+        max_memory: bytes per batch of directions (default 32 MiB on CPU, 2 GiB on CUDA).
+
+    Returns:
+        Q_u = sym(W_gate diag(W_out u) W_in^T): [d_in, d_in] for one direction, [n, d_in, d_in] for n (d_in = d_model
+        + 1 for a layer with biases).
+
+    Raises:
+        ValueError: u is not [d_out] or [n, d_out], or `max_memory` is not positive.
+        NotBilinearError: the layer is a gated (GLU / SwiGLU) or plain MLP.
+    """
     factors = as_factors(factors)
     directions = factors.directions(u)
     Q = interaction_matrices(factors, factors.hidden_coefficients(directions), max_memory)
@@ -69,6 +83,17 @@ def tensor(factors: Layer, max_bytes: int | None = TENSOR_MAX_BYTES) -> Float[to
 
     Refuses when B would need more than `max_bytes` (default 2 GiB; None lifts the limit): for a TinyLlama layer
     B is 2048^3 numbers, 34 GB in float32. `interaction_matrix`, `eigendecompose` and `hosvd` never build it.
+
+    Args:
+        factors: the layer: `BilinearFactors`, or a bilinear MLP component (`model.blocks[l].mlp`).
+        max_bytes: the largest size of B to build, in bytes (default 2 GiB); None for no limit.
+
+    Returns:
+        B [d_out, d_in, d_in], symmetric in its last two indices.
+
+    Raises:
+        MemoryError: B would need more than `max_bytes`.
+        NotBilinearError: the layer is a gated (GLU / SwiGLU) or plain MLP.
     """
     factors = as_factors(factors)
     size = factors.d_out * factors.d_in**2 * factors.W_gate.element_size()
@@ -87,6 +112,15 @@ def output_gram(factors: Layer) -> Float[torch.Tensor, "d_out d_out"]:
 
     With A_o = W_gate diag(W_out[:, o]) W_in^T:  <sym A_o, sym A_o'> = W_out[:, o]^T K W_out[:, o'] where
     K = ((W_gate^T W_gate) * (W_in^T W_in) + (W_gate^T W_in) * (W_in^T W_gate)) / 2   (element-wise products).
+
+    Args:
+        factors: the layer: `BilinearFactors`, or a bilinear MLP component (`model.blocks[l].mlp`).
+
+    Returns:
+        The Gram matrix M [d_out, d_out] (symmetric positive semi-definite).
+
+    Raises:
+        NotBilinearError: the layer is a gated (GLU / SwiGLU) or plain MLP.
     """
     factors = as_factors(factors)
     G, W = factors.W_gate, factors.W_in

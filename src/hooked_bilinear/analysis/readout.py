@@ -23,7 +23,21 @@ Tokens = int | Sequence[int] | torch.Tensor | None
 
 @beartype
 def mlp_factors(model: Any, layer: int, dtype: torch.dtype | None = None) -> BilinearFactors:
-    """The bilinear factors of `model.blocks[layer].mlp` (NotBilinearError for a gated or plain MLP)."""
+    """The bilinear factors of `model.blocks[layer].mlp` (NotBilinearError for a gated or plain MLP).
+
+    Args:
+        model: a bridge from `from_pretrained` (anything with `blocks[layer].mlp`).
+        layer: the block, 0..n_layers - 1.
+        dtype: the dtype of the factors (default: the weights', float32 for half-precision weights).
+
+    Returns:
+        `BilinearFactors` (W_gate, W_in [d_in, d_hidden], W_out [d_hidden, d_out]; the biases folded into an
+        augmented input when the layer has them).
+
+    Raises:
+        IndexError: the layer does not exist.
+        NotBilinearError: the layer is a gated (GLU / SwiGLU) or plain MLP.
+    """
     check_layer(model, layer)
     return BilinearFactors.from_mlp(model.blocks[layer].mlp, dtype=dtype, where=f"blocks.{layer}.mlp")
 

@@ -88,7 +88,22 @@ def truncate(
     *,
     solver: EigenSolver = DEFAULT_SOLVER,
 ) -> TruncatedBilinearMLP:
-    """Keep the top-k eigencomponents of Q_u for each row u of `basis` [r, d_out] (see module doc)."""
+    """Keep the top-k eigencomponents of Q_u for each row u of `basis` [r, d_out] (see module doc).
+
+    Args:
+        factors: the layer: `BilinearFactors`, or a bilinear MLP component (`model.blocks[l].mlp`).
+        basis: the output directions u as rows [r, d_out], linearly independent (or an overcomplete set, r > d_out).
+        k: how many eigencomponents to keep per direction, largest |lambda| first (1..d_in).
+        solver: how the eigenpairs are found (default `EigenSolver()`: `eigendecompose`'s defaults).
+
+    Returns:
+        A `TruncatedBilinearMLP`, a module mapping MLP inputs [..., d_model] to outputs [..., d_out]; `keep(k')`
+        keeps fewer components.
+
+    Raises:
+        ValueError: the basis rows are linearly dependent (r <= d_out), or k outside 1..d_in.
+        NotBilinearError: the layer is a gated (GLU / SwiGLU) or plain MLP.
+    """
     factors = as_factors(factors)
     directions = factors.directions(basis)
     if torch.linalg.matrix_rank(directions) < directions.shape[0] and directions.shape[0] <= factors.d_out:
@@ -160,7 +175,21 @@ def replace_mlp(model: Any, layer: int, module: Callable[[torch.Tensor], torch.T
         handle = replace_mlp(model, 0, truncated)      # ... handle.undo() (or handle.remove()) restores it
         with replace_mlp(model, 0, truncated): ...     # restored at the end of the block
 
-    `model.reset_hooks()` removes it too, as it removes any hook added without `is_permanent`."""
+    `model.reset_hooks()` removes it too, as it removes any hook added without `is_permanent`.
+
+    Args:
+        model: a TransformerBridge (with `blocks`).
+        layer: the block whose MLP is replaced, 0..n_layers - 1.
+        module: a callable mapping the MLP's input [..., d_model] to its output (e.g. a `TruncatedBilinearMLP`); its
+            result is cast to the output's dtype.
+
+    Returns:
+        An `MLPReplacement` handle: `undo()` / `remove()`, or use it in a `with` block.
+
+    Raises:
+        TypeError: the model has no `blocks`, or `module` is not callable.
+        IndexError: the layer does not exist.
+    """
     return MLPReplacement(model, layer, module)
 
 
@@ -183,7 +212,27 @@ def truncation_curve(
     ks: Sequence[int],
     progress: bool = True,
 ) -> TruncationCurve:
-    """Loss and output correlation of the model with `truncated.keep(k)` in place of layer `layer`'s MLP, per k."""
+    """Loss and output correlation of the model with `truncated.keep(k)` in place of layer `layer`'s MLP, per k.
+
+    Args:
+        model: a TransformerBridge with bilinear MLPs.
+        layer: the block whose MLP is truncated.
+        truncated: the truncation (`truncate`), whose `keep(k)` goes in place of the MLP.
+        tokens: token ids [n_seq, pos] the loss is measured on.
+        ks: the numbers of components kept per direction, each in 1..truncated.k.
+        progress: show a progress bar over ks (default True).
+
+    Returns:
+        `TruncationCurve(ks, loss, correlation, baseline_loss)`: per k, the model's mean next-token loss and the
+        Pearson correlation between the truncated and the original MLP outputs (all positions and dimensions); the
+        untruncated model's loss.
+
+    Raises:
+        IndexError: the layer does not exist.
+        TypeError: tokens are not integer ids.
+        ValueError: tokens outside the vocabulary, or a k outside 1..truncated.k.
+        NotBilinearError: the layer's MLP is not bilinear.
+    """
     check_layer(model, layer)
     check_token_ids(model, tokens)
     mlp = model.blocks[layer].mlp

@@ -101,7 +101,20 @@ def save(sae: SAE, folder: str | os.PathLike, overwrite: bool = False) -> Path:
     Atomically: the new folder is built in a hidden sibling (with any other files the old folder held) and exchanged
     with the old one in one step, so a reader, or a process killed mid-write, sees the old SAE or the new one, never
     weights of one with the cfg.json of the other. Writers of the same folder take turns (a lock file). A failed
-    write (disk full) raises WriteError and keeps the old folder."""
+    write (disk full) raises WriteError and keeps the old folder.
+
+    Args:
+        sae: the SAE to write.
+        folder: the folder to write to (any other files it holds are kept).
+        overwrite: replace an SAE the folder already holds (default False).
+
+    Returns:
+        The folder's path, as given.
+
+    Raises:
+        SAEError: the folder already holds an SAE (cfg.json or the weights) and `overwrite` is false.
+        WriteError: the write fails with an OS error (e.g. disk full); the old folder is kept.
+    """
     given, folder = Path(folder), Path(folder).absolute()
     state = {name: p.detach().cpu().contiguous() for name, p in sae.named_parameters()}
     cfg = json.dumps(cfg_dict(sae), indent=2) + "\n"
@@ -225,7 +238,19 @@ def build(
 
 @beartype
 def load_folder(folder: str | os.PathLike, device: torch.device | str | None = None) -> SAE:
-    """The SAE in an SAELens-format folder (see module doc)."""
+    """The SAE in an SAELens-format folder (see module doc).
+
+    Args:
+        folder: a folder holding cfg.json and sae_weights.safetensors (SAELens's format, any version).
+        device: the device to put the SAE on (default: the CPU, where it is loaded).
+
+    Returns:
+        The SAE (`ReLUSAE`, `TopKSAE` or `JumpReLUSAE`, by its cfg's architecture), in the cfg's dtype.
+
+    Raises:
+        SAEError: the folder or one of its files is missing, cfg.json is not a JSON object or describes an
+            unsupported SAE, or the weights are unreadable or do not match it (names, shapes, non-finite values).
+    """
     folder = Path(folder)
     cfg_path, weights_path = folder / CFG_FILENAME, folder / WEIGHTS_FILENAME
     if not folder.is_dir():
@@ -254,7 +279,18 @@ def load_folder(folder: str | os.PathLike, device: torch.device | str | None = N
 def from_object(obj: Any) -> SAE:
     """This package's SAE for any object with W_enc, W_dec, b_enc, b_dec (an SAELens SAE, say): the architecture
     from `obj.cfg.architecture` (SAELens; a method there) or `obj.architecture`, TopK's k from `cfg.k` / `k`,
-    JumpReLU's `threshold`, hook_name from `cfg.metadata.hook_name` / `cfg.hook_name` / `hook_name`."""
+    JumpReLU's `threshold`, hook_name from `cfg.metadata.hook_name` / `cfg.hook_name` / `hook_name`.
+
+    Args:
+        obj: the SAE-like object; an SAE of this package is returned as it is.
+
+    Returns:
+        The SAE, on `obj.W_enc`'s device and in its dtype, with the same parameters (copied).
+
+    Raises:
+        SAEError: `obj` lacks one of the tensors W_enc, W_dec, b_enc, b_dec, or its architecture or settings are not
+            supported, or the tensors' shapes do not fit.
+    """
     if isinstance(obj, SAE):
         return obj
     missing = [

@@ -40,7 +40,20 @@ def splice(
     model: Any, sae: Any, *, use_error_term: bool = False, hook_name: str | None = None
 ) -> AbstractContextManager[Any]:
     """Within the block, `model` runs with the SAE spliced in at its hook (`sae.hook_name` unless given). The
-    arguments are checked here, at the call, not when the block is entered."""
+    arguments are checked here, at the call, not when the block is entered.
+
+    Args:
+        model: a hooked model (a bridge or `HookedTransformer`) with `hook_dict` and `hooks`.
+        sae: the SAE (this package's or SAELens's: `encode` and `decode`).
+        use_error_term: add back the SAE's error `x - x_hat` (detached), so the output is unchanged (default False).
+        hook_name: the hook to splice at (default: `sae.hook_name`).
+
+    Returns:
+        A context manager; entering it yields `model` with the SAE's hook on.
+
+    Raises:
+        SAEError: no hook name is given nor recorded by the SAE, or the model has no such hook.
+    """
     name = _hook_name(model, sae, hook_name)
     return _spliced(model, name, splice_hook(sae, use_error_term))
 
@@ -72,7 +85,22 @@ class SpliceLoss(NamedTuple):
 def splice_loss(
     model: Any, sae: Any, tokens: torch.Tensor, *, hook_name: str | None = None, batch_size: int = 32
 ) -> SpliceLoss:
-    """SpliceLoss over token sequences [n_seq, pos]."""
+    """SpliceLoss over token sequences [n_seq, pos].
+
+    Args:
+        model: a hooked model (a bridge or `HookedTransformer`) that computes `return_type="loss"`.
+        sae: the SAE (this package's or SAELens's: `encode` and `decode`).
+        tokens: token ids [n_seq, pos].
+        hook_name: the hook the SAE reads (default: `sae.hook_name`).
+        batch_size: sequences per forward pass (default 32).
+
+    Returns:
+        `SpliceLoss`: the clean, spliced and zero-ablated mean losses in nats per token (each batch's mean weighted by
+        its number of sequences), with `added` and `recovered`.
+
+    Raises:
+        SAEError: no hook name is given nor recorded by the SAE, or the model has no such hook.
+    """
     name = _hook_name(model, sae, hook_name)
     totals = [0.0, 0.0, 0.0]
     hooks = [[], [(name, splice_hook(sae))], [(name, lambda x, hook: torch.zeros_like(x))]]

@@ -54,7 +54,19 @@ def new_topk_sae(
 @beartype
 def pack_texts(tokenizer: Any, texts: list[str], ctx: int) -> torch.Tensor:
     """Texts tokenized (with the tokenizer's own special tokens, e.g. [BOS]) and each followed by EOS, concatenated
-    and cut into [n, ctx] windows: how the shipped model's corpus was fed to it."""
+    and cut into [n, ctx] windows: how the shipped model's corpus was fed to it.
+
+    Args:
+        tokenizer: a Hugging Face tokenizer (callable, returning "input_ids"; with an `eos_token_id`).
+        texts: the texts, in order.
+        ctx: the window length in tokens.
+
+    Returns:
+        Token ids [n, ctx], n = (number of tokens) // ctx; the last partial window is dropped.
+
+    Raises:
+        ValueError: the texts hold fewer than `ctx` tokens.
+    """
     ids: list[int] = []
     for text in texts:
         ids.extend(tokenizer(text)["input_ids"] + [tokenizer.eos_token_id])
@@ -68,7 +80,23 @@ def pack_texts(tokenizer: Any, texts: list[str], ctx: int) -> torch.Tensor:
 def cache_activations(
     model: Any, tokens: torch.Tensor, hook_name: str, batch_size: int = 32, progress: bool = False
 ) -> torch.Tensor:
-    """The activations of `hook_name` [n_seq * pos, d] over token sequences [n_seq, pos], in batches, no grad."""
+    """The activations of `hook_name` [n_seq * pos, d] over token sequences [n_seq, pos], in batches, no grad.
+
+    Args:
+        model: a hooked model (a bridge or `HookedTransformer`) with `hook_dict` and `run_with_cache`.
+        tokens: integer token ids [n_seq, pos].
+        hook_name: the hook to read, e.g. "blocks.0.mlp.hook_in".
+        batch_size: sequences per forward pass (default 32).
+        progress: show a progress bar over the batches (default False).
+
+    Returns:
+        The activations [n_seq * pos, d] as float32 on the CPU, sequence by sequence.
+
+    Raises:
+        ValueError: tokens are not [n_seq, pos], or hold ids outside the model's vocabulary.
+        TypeError: tokens are not integer ids.
+        SAEError: the model has no hook `hook_name`.
+    """
     if tokens.ndim != 2:
         raise ValueError(f"tokens must be [n_seq, pos], got shape {tuple(tokens.shape)}.")
     if hook_name not in model.hook_dict:
@@ -95,7 +123,17 @@ class SAEStats(NamedTuple):
 
 @beartype
 def evaluate_sae(sae: Any, activations: torch.Tensor, batch_size: int = 4096) -> SAEStats:
-    """FVU, L0 and dead fraction of any SAE (anything with encode/decode) on activations [n, d_in]."""
+    """FVU, L0 and dead fraction of any SAE (anything with encode/decode) on activations [n, d_in].
+
+    Args:
+        sae: the SAE (this package's or SAELens's: `encode`, `decode` and `W_dec`).
+        activations: the activations [n, d_in] it reads.
+        batch_size: activations per batch (default 4096).
+
+    Returns:
+        `SAEStats`: fvu (fraction of variance unexplained), l0 (mean number of active features per activation) and
+        dead (the fraction of the d_sae features never active).
+    """
     error = 0.0
     l0 = 0.0
     fired = None

@@ -41,7 +41,22 @@ def top_positive_images(model: BilinearClassifier) -> Float[torch.Tensor, "n_cla
 def adversarial_mask(
     model: BilinearClassifier, target: int, norm: float = 1.0, method: str = "eigen"
 ) -> Float[torch.Tensor, " n_pixels"]:
-    """A pixel-space mask [n_pixels] of L2 norm `norm` pushing inputs towards class `target` (see the module doc)."""
+    """A pixel-space mask [n_pixels] of L2 norm `norm` pushing inputs towards class `target` (see the module doc).
+
+    Args:
+        model: the classifier.
+        target: the class to push towards, in 0..n_classes - 1.
+        norm: the mask's L2 norm (default 1.0; positive).
+        method: "eigen" (the target's top positive eigen-image, default) or "pinv" (the least-norm mask through the
+            pseudo-inverse of every class's top positive eigen-image).
+
+    Returns:
+        The mask [n_pixels], in the model's dtype, signed so that its pixel sum is non-negative.
+
+    Raises:
+        ValueError: `target` is not a class, `method` is unknown, `norm` is not positive, or a class's interaction
+            matrix has no positive eigenvalue.
+    """
     n_classes = model.config.n_classes
     if not 0 <= target < n_classes:
         raise ValueError(f"target must be a class in 0..{n_classes - 1}, got {target}.")
@@ -60,7 +75,15 @@ def adversarial_mask(
 def apply_mask(
     pixels: Float[torch.Tensor, "*batch n_pixels"], mask: Float[torch.Tensor, " n_pixels"]
 ) -> Float[torch.Tensor, "*batch n_pixels"]:
-    """Images with the mask added, clipped to [0, 1] (valid pixels)."""
+    """Images with the mask added, clipped to [0, 1] (valid pixels).
+
+    Args:
+        pixels: flat images [..., n_pixels] in [0, 1].
+        mask: the mask [n_pixels] (e.g. `adversarial_mask`), cast to the images' dtype.
+
+    Returns:
+        The masked images [..., n_pixels], clipped to [0, 1].
+    """
     return (pixels + mask.to(pixels.dtype)).clamp(0.0, 1.0)
 
 
@@ -86,7 +109,25 @@ def mask_curve(
     permutations: int = 10,
     seed: int = 0,
 ) -> MaskCurve:
-    """Misclassification-into-target rate and accuracy against mask norm, for the mask and the permuted baseline."""
+    """Misclassification-into-target rate and accuracy against mask norm, for the mask and the permuted baseline.
+
+    Args:
+        model: the classifier.
+        pixels: the test images [n, n_pixels].
+        labels: their labels [n].
+        norms: the mask norms to measure at.
+        method: the mask's method, "eigen" (default) or "pinv" (see `adversarial_mask`).
+        targets: the target classes averaged over (default: every class).
+        permutations: the number of pixel-permuted copies of each mask for the baseline (default 10).
+        seed: the seed of the permutations (default 0).
+
+    Returns:
+        A `MaskCurve`: per norm, averaged over targets, the rate of other-class images sent to the target by the
+        mask and by its permuted copies, and the accuracy on all masked images for each.
+
+    Raises:
+        ValueError: as `adversarial_mask` (a target not a class, an unknown method, a norm not positive).
+    """
     targets = list(range(model.config.n_classes)) if targets is None else list(targets)
     generator = torch.Generator().manual_seed(seed)
     n_pixels = model.config.n_pixels

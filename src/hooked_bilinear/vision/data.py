@@ -53,7 +53,18 @@ class Split:
 
 @beartype
 def read_idx(path: str | Path) -> np.ndarray:
-    """An IDX file (gzipped when the name ends in .gz) as a numpy array of its declared type and dimensions."""
+    """An IDX file (gzipped when the name ends in .gz) as a numpy array of its declared type and dimensions.
+
+    Args:
+        path: the IDX file (gzip-compressed when its name ends in .gz).
+
+    Returns:
+        The data as a read-only numpy array of the header's shape and data type (big-endian for multi-byte types).
+
+    Raises:
+        IDXFormatError: the file does not exist, its magic number or data type is not IDX's, it declares 0
+            dimensions, or its header or data length does not match.
+    """
     path = Path(path)
     if not path.is_file():
         raise IDXFormatError(f"{path} does not exist.")
@@ -142,7 +153,23 @@ def load_arrays(dataset: str, root: str | Path | None = None) -> tuple[tuple[np.
 
 @beartype
 def load_split(config: VisionConfig, root: str | Path | None = None) -> Split:
-    """The train / test split the config records (see the module doc)."""
+    """The train / test split the config records (see the module doc).
+
+    Args:
+        config: the classifier's config: dataset, test_size (None: the files' own train / test parts; otherwise a
+            stratified split of all images, seeded by `config.seed`).
+        root: the folder holding the IDX files for mnist / fashion-mnist (torchvision's layout
+            <root>/MNIST/raw/, <root>/FashionMNIST/raw/); not used for digits.
+
+    Returns:
+        The `Split`: train_x [n_train, n_pixels] and test_x [n_test, n_pixels] (float32 in [0, 1]), train_y and
+        test_y (int64).
+
+    Raises:
+        DatasetError: an unknown dataset, no `root` (or no folder there) for mnist / fashion-mnist, or a split that
+            cannot be stratified.
+        IDXFormatError: an IDX file is missing or malformed.
+    """
     from sklearn.model_selection import train_test_split
 
     parts = load_arrays(config.dataset, root)

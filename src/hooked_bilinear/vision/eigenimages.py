@@ -28,7 +28,16 @@ class EigenImages(NamedTuple):
 @jaxtyped(typechecker=beartype)
 def eigen_images(model: BilinearClassifier, k: int | None = None, dtype: torch.dtype = torch.float64) -> EigenImages:
     """The top-|lambda| k eigenpairs (all when None) of every class's Q_c, through the shared analysis code
-    (`model.mlp.eigendecompose` on `model.class_directions()`), with their eigen-images."""
+    (`model.mlp.eigendecompose` on `model.class_directions()`), with their eigen-images.
+
+    Args:
+        model: the classifier.
+        k: the number of eigenpairs kept per class, by |lambda| descending (default None: all d_in).
+        dtype: the dtype of the eigendecomposition (default float64).
+
+    Returns:
+        `EigenImages`: lambda_ [n_classes, k], v [n_classes, k, d_in] and images [n_classes, k, n_pixels].
+    """
     eigen = model.mlp.eigendecompose(model.class_directions(), k, dtype=dtype)
     return EigenImages(eigen.lambda_, eigen.v, model.to_pixels(eigen.v))
 

@@ -27,7 +27,17 @@ class InputExplanation(NamedTuple):
 def explain_input(
     model: BilinearClassifier, pixels: Float[torch.Tensor, " n_pixels"], dtype: torch.dtype = torch.float64
 ) -> InputExplanation:
-    """The eigencomponent contributions to every class logit of one image [n_pixels]."""
+    """The eigencomponent contributions to every class logit of one image [n_pixels].
+
+    Args:
+        model: the classifier.
+        pixels: one flat image [n_pixels].
+        dtype: the dtype of the decomposition (default float64).
+
+    Returns:
+        `InputExplanation`: logits [n_classes], contributions [n_classes, d_in], lambda_ [n_classes, d_in] and the
+        eigen-images [n_classes, d_in, n_pixels].
+    """
     with torch.no_grad():
         logits, cache = model.run_with_cache(pixels[None], names_filter="mlp.hook_in")
     parts = model.mlp.decompose(cache["mlp.hook_in"][0], model.class_directions(), dtype=dtype)

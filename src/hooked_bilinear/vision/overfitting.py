@@ -47,7 +47,20 @@ def rare_pixels(
 def overfitting_stats(
     model: BilinearClassifier, train_pixels: Float[torch.Tensor, "n n_pixels"], k: int = 4, threshold: float = 0.05
 ) -> OverfittingStats:
-    """The statistics of the module doc for one model (the rare pixels from its training images)."""
+    """The statistics of the module doc for one model (the rare pixels from its training images).
+
+    Args:
+        model: the classifier.
+        train_pixels: its training images [n, n_pixels], which give the rare pixels.
+        k: the number of top eigen-images (by |lambda|) per class measured (default 4).
+        threshold: the mean training intensity below which a pixel is rare (default 0.05).
+
+    Returns:
+        `OverfittingStats`: outlier_energy, effective_rank, high_frequency and the number of rare pixels.
+
+    Raises:
+        ValueError: no pixel is rare at this threshold.
+    """
     found = eigen_images(model)
     rare = rare_pixels(train_pixels, threshold)
     if not rare.any():
@@ -74,7 +87,17 @@ class NoiseSweep(NamedTuple):
 
 @beartype
 def noise_sweep(config: VisionConfig, split: Split, stds: Sequence[float], progress: bool = False) -> NoiseSweep:
-    """Train `config` once per input-noise std (everything else equal) and measure each model."""
+    """Train `config` once per input-noise std (everything else equal) and measure each model.
+
+    Args:
+        config: the training configuration; its noise_std is replaced by each std in turn.
+        split: the train / test split every model trains and is measured on.
+        stds: the input-noise standard deviations.
+        progress: show each training's progress bar (default False).
+
+    Returns:
+        A `NoiseSweep`: per std, the test and train accuracy and the `overfitting_stats` (default k and threshold).
+    """
     sweep = NoiseSweep([], [], [], [])
     for std in stds:
         model, _ = train_classifier(replace(config, noise_std=float(std)), split, progress=progress)

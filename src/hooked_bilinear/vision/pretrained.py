@@ -24,7 +24,11 @@ out; `digits` with input noise of std 0.2, `digits-noreg` without."""
 
 @beartype
 def shipped_classifiers() -> list[str]:
-    """Names `from_pretrained` loads from inside the package."""
+    """Names `from_pretrained` loads from inside the package.
+
+    Returns:
+        The names in `SHIPPED_CONFIGS` whose checkpoint is inside the package, sorted.
+    """
     return sorted(name for name in SHIPPED_CONFIGS if (CHECKPOINTS / name / "config.json").is_file())
 
 

@@ -18,7 +18,19 @@ def eigen_image_similarity(
     a: BilinearClassifier, b: BilinearClassifier, k: int = 4
 ) -> Float[torch.Tensor, "n_classes k"]:
     """Per class and top-k eigen-image of `a` (by |lambda|), the best |cos| with any of `b`'s top-k of the same
-    class: [n_classes, k]."""
+    class: [n_classes, k].
+
+    Args:
+        a: the model whose eigen-images are matched.
+        b: the model they are matched in (same number of pixels and classes).
+        k: the number of top eigen-images per class of each model (default 4).
+
+    Returns:
+        The best |cos| [n_classes, k], in [0, 1].
+
+    Raises:
+        ValueError: the models read different numbers of pixels.
+    """
     if a.config.n_pixels != b.config.n_pixels:
         raise ValueError(f"models read {a.config.n_pixels} and {b.config.n_pixels} pixels: nothing to compare.")
     images_a, images_b = eigen_images(a, k).images, eigen_images(b, k).images

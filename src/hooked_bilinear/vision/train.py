@@ -35,7 +35,19 @@ class TrainingHistory:
 def accuracy(
     model: BilinearClassifier, pixels: Float[torch.Tensor, "n n_pixels"], labels: Int[torch.Tensor, " n"]
 ) -> float:
-    """Share of `pixels` whose argmax logit is the label."""
+    """Share of `pixels` whose argmax logit is the label.
+
+    Args:
+        model: the classifier.
+        pixels: flat images [n, n_pixels].
+        labels: their labels [n], each in 0..n_classes - 1.
+
+    Returns:
+        The accuracy, a float in [0, 1] (nan when there are no images).
+
+    Raises:
+        ValueError: a label lies outside the model's classes.
+    """
     n_classes = model.config.n_classes
     if labels.numel() and (labels.min() < 0 or labels.max() >= n_classes):
         raise ValueError(
@@ -61,6 +73,19 @@ def train_classifier(
 
     Each step adds N(0, noise_std^2) noise to the batch's pixels (not clipped: the papers' regulariser). The same
     config and split give the same weights on a given machine: init, shuffling and noise are seeded.
+
+    Args:
+        config: the model's sizes and the training settings (epochs, batch_size, lr, weight_decay, noise_std, seed).
+        split: the train / test split (default: `load_split(config, root)`).
+        root: the folder of the IDX files, for mnist / fashion-mnist when no split is given (default None).
+        progress: show a progress bar over the epochs (default True).
+
+    Returns:
+        (model, history): the trained `BilinearClassifier` in eval mode, and its `TrainingHistory` (per epoch: mean
+        training loss, train and test accuracy; the seconds taken).
+
+    Raises:
+        DatasetError: no split is given and the dataset cannot be loaded (see `load_split`).
     """
     if split is None:
         split = load_split(config, root)
@@ -104,7 +129,16 @@ def train_classifier(
 
 @beartype
 def save_trained(model: BilinearClassifier, folder: str | Path, history: TrainingHistory) -> Path:
-    """`model.save(folder)` plus TRAINING.json: the final losses and accuracies, epochs and seconds."""
+    """`model.save(folder)` plus TRAINING.json: the final losses and accuracies, epochs and seconds.
+
+    Args:
+        model: the trained classifier.
+        folder: the folder to write (`BilinearClassifier.save`).
+        history: its training history (`train_classifier`).
+
+    Returns:
+        The folder's path.
+    """
     folder = model.save(folder)
     record = {
         "epochs": len(history.train_loss),

@@ -31,7 +31,17 @@ def truncated_logits(
     model: BilinearClassifier, pixels: Float[torch.Tensor, "batch n_pixels"], module: TruncatedBilinearMLP | None
 ) -> Float[torch.Tensor, "batch n_classes"]:
     """The model's logits with its bilinear layer's output (hook_post) replaced by `module(e)`; None keeps no
-    component at all (the layer outputs zero)."""
+    component at all (the layer outputs zero).
+
+    Args:
+        model: the classifier.
+        pixels: flat images [batch, n_pixels].
+        module: the replacement layer (e.g. `model.mlp.truncate(model.class_directions(), k)`), or None for a zero
+            output.
+
+    Returns:
+        The logits [batch, n_classes] (computed without gradients).
+    """
     stash: list[torch.Tensor] = []
 
     def keep_input(e: torch.Tensor, hook: Any) -> torch.Tensor:
@@ -53,7 +63,21 @@ def truncation_accuracy(
     ks: Sequence[int],
     dtype: torch.dtype = torch.float64,
 ) -> TruncationAccuracy:
-    """Accuracy keeping the top-k eigencomponents of every class, for each k in `ks` (0 <= k <= d_in)."""
+    """Accuracy keeping the top-k eigencomponents of every class, for each k in `ks` (0 <= k <= d_in).
+
+    Args:
+        model: the classifier.
+        pixels: the test images [n, n_pixels].
+        labels: their labels [n].
+        ks: the numbers of eigencomponents kept per class, each in 0..d_in (0: the layer outputs zero).
+        dtype: the dtype of the eigendecomposition (default float64).
+
+    Returns:
+        `TruncationAccuracy`: ks, the accuracy for each, and the untruncated model's accuracy (full).
+
+    Raises:
+        ValueError: `ks` is empty or holds a value outside 0..d_in.
+    """
     ks = list(ks)
     d_in = model.mlp.factors().d_in
     if not ks or min(ks) < 0 or max(ks) > d_in:

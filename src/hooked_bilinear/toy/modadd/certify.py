@@ -480,7 +480,17 @@ def certify(
 
 
 def certify_exact(model: BilinearForCausalLM, task: ModAddTask | None = None, *, progress: bool = False) -> Certificate:
-    """The uncompressed proof: every input's margin bounded through the exact circuit (`circuit_logits`)."""
+    """The uncompressed proof: every input's margin bounded through the exact circuit (`circuit_logits`).
+
+    Args:
+        model: a one-layer modular-addition model.
+        task: its task (default: read from its config, `ModAddTask.from_config`).
+        progress: show a progress bar over the input chunks (default False).
+
+    Returns:
+        A `Certificate` with `margin` [p, p], no kept frequencies, no `compressed` bounds, and the proof's flops per
+        step.
+    """
     task = task or ModAddTask.from_config(model.config)
     ledger = Ledger()
     ledger.step = "circuit"
@@ -527,7 +537,15 @@ def margin_lower_bound(
 def brute_force_flops(model: BilinearForCausalLM, task: ModAddTask) -> int:
     """Floating-point operations to run the model on all p^2 inputs and read every margin: per input, keys and
     values at every position, the last position's query, scores, softmax, mixing, output, MLP, unembedding and the
-    margin."""
+    margin.
+
+    Args:
+        model: a one-layer modular-addition model (its config gives the sizes).
+        task: its task (p and the number of positions).
+
+    Returns:
+        The flop count, an int (p^2 times the per-input count).
+    """
     c = model.config
     d, h, vocab, n = c.d_model, c.d_hidden, c.vocab_size, task.n_pos
     attention = n * 4 * d * d + 2 * d * d + 4 * n * d + 5 * n * c.n_head + 2 * d * d + 2 * d
@@ -539,7 +557,17 @@ def certificate_curve(
     model: BilinearForCausalLM, task: ModAddTask | None = None, extra: int = 4, *, progress: bool = True
 ) -> list[Certificate]:
     """Certificates keeping the 0, 1, 2, ... most important frequencies (weight importance order), up to `extra`
-    beyond the key frequencies, and all of them, each with the exact fallback: proof cost against tightness."""
+    beyond the key frequencies, and all of them, each with the exact fallback: proof cost against tightness.
+
+    Args:
+        model: a one-layer modular-addition model.
+        task: its task (default: read from its config, `ModAddTask.from_config`).
+        extra: how many frequencies beyond the number of key frequencies to go (default 4).
+        progress: show a progress bar over the certificates (default True).
+
+    Returns:
+        One `Certificate` per kept count, in increasing count (the last keeps every frequency).
+    """
     task = task or ModAddTask.from_config(model.config)
     importance = frequency_importance(read_circuit(model, task, Ledger()), Ledger())
     order = [k for k in torch.argsort(importance, descending=True).tolist() if k > 0]

@@ -96,7 +96,16 @@ def interaction_core(model: BilinearForCausalLM, task: ModAddTask) -> Float[torc
 
 
 def weight_reading(model: BilinearForCausalLM, task: ModAddTask | None = None) -> WeightReading:
-    """Embedding spectrum and interaction spectrum (energy of the core on diagonal blocks k = k' = k'')."""
+    """Embedding spectrum and interaction spectrum (energy of the core on diagonal blocks k = k' = k'').
+
+    Args:
+        model: a one-layer modular-addition model.
+        task: its task (default: read from its config, `ModAddTask.from_config`).
+
+    Returns:
+        A `WeightReading`: the embedding spectrum and the interaction spectrum, each [(p-1)/2 + 1] (fractions of the
+        energy per frequency k = 0..(p-1)/2), and the Fourier-basis core [p, p, p] over (a, b, c).
+    """
     task = task or ModAddTask.from_config(model.config)
     core = interaction_core(model, task)
     K = n_frequencies(task.p)
@@ -131,7 +140,17 @@ def frequency_term(core: Float[torch.Tensor, "p p p"], p: int, k: int) -> Freque
 def explain(
     model: BilinearForCausalLM, task: ModAddTask | None = None, frequencies: list[int] | None = None
 ) -> Explanation:
-    """The compressed explanation over `frequencies` (default: the weights' key frequencies), fitted from weights."""
+    """The compressed explanation over `frequencies` (default: the weights' key frequencies), fitted from weights.
+
+    Args:
+        model: a one-layer modular-addition model.
+        task: its task (default: read from its config, `ModAddTask.from_config`).
+        frequencies: the frequencies to keep (default: the key frequencies of the weights' interaction spectrum,
+            `weight_reading(model, task).key_frequencies`).
+
+    Returns:
+        An `Explanation`: one term (k, A_k, phi_k) per kept frequency, in the given order.
+    """
     task = task or ModAddTask.from_config(model.config)
     reading = weight_reading(model, task)
     frequencies = frequencies if frequencies is not None else reading.key_frequencies
@@ -140,7 +159,16 @@ def explain(
 
 def logit_table_fraction(logits: Float[torch.Tensor, "p p vocab"], frequencies: list[int]) -> float:
     """Fraction of the logit table's variance over the answer c (per input, residue classes only) that lies in
-    span{cos(w_k (a + b - c)), sin(w_k (a + b - c)) : k in frequencies}."""
+    span{cos(w_k (a + b - c)), sin(w_k (a + b - c)) : k in frequencies}.
+
+    Args:
+        logits: the answer logits on all inputs [p, p, vocab] (e.g. `all_logits`); only the first p (residue) columns
+            are used.
+        frequencies: the frequencies k whose cos / sin patterns span the subspace.
+
+    Returns:
+        The fraction of the (per-input centred) logit variance in that span, a float in [0, 1].
+    """
     p = logits.shape[0]
     L = logits[..., :p].double()
     L = L - L.mean(-1, keepdim=True)
@@ -157,5 +185,14 @@ def logit_table_fraction(logits: Float[torch.Tensor, "p p vocab"], frequencies: 
 def activation_spectra(
     hidden: Float[torch.Tensor, "p p d_hidden"], logits: Float[torch.Tensor, "p p vocab"]
 ) -> dict[str, Float[torch.Tensor, " k"]]:
-    """Spectra from activations on all p^2 inputs: the MLP's hidden units and the logits as functions of a + b."""
+    """Spectra from activations on all p^2 inputs: the MLP's hidden units and the logits as functions of a + b.
+
+    Args:
+        hidden: the MLP's hidden activations on every input (a, b) [p, p, d_hidden].
+        logits: the answer logits on every input [p, p, vocab]; only the first p (residue) columns are used.
+
+    Returns:
+        {"hidden": spectrum, "logits": spectrum}, each [(p-1)/2 + 1]: per frequency k = 0..(p-1)/2, the fraction of
+        the (mean-removed) table's energy carried by cos(w_k (a+b)) and sin(w_k (a+b)).
+    """
     return {"hidden": sum_pattern_spectrum(hidden), "logits": sum_pattern_spectrum(logits[..., : logits.shape[0]])}

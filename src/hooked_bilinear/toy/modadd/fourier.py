@@ -23,7 +23,18 @@ def n_frequencies(p: int) -> int:
 
 
 def fourier_basis(p: int, dtype: torch.dtype = torch.float64) -> Float[torch.Tensor, "p p"]:
-    """Orthonormal real Fourier basis, columns [const, cos w_1, sin w_1, cos w_2, sin w_2, ...] (p odd)."""
+    """Orthonormal real Fourier basis, columns [const, cos w_1, sin w_1, cos w_2, sin w_2, ...] (p odd).
+
+    Args:
+        p: the modulus (odd; a prime, as usual).
+        dtype: the dtype of the result (default float64; computed in float64).
+
+    Returns:
+        F [p, p], orthonormal columns: 1/sqrt(p), then sqrt(2/p) cos(w_k x), sqrt(2/p) sin(w_k x) for k = 1..(p-1)/2.
+
+    Raises:
+        ValueError: p is even.
+    """
     if p % 2 == 0:
         raise ValueError(f"p={p} is even; the cos/sin basis used here needs an odd modulus (a prime, as usual).")
     x = torch.arange(p, dtype=torch.float64)
@@ -74,7 +85,16 @@ def sum_pattern_spectrum(table: Float[torch.Tensor, "p p ..."]) -> Float[torch.T
 
 
 def key_frequencies(spectrum: Float[torch.Tensor, " k"], threshold: float = 0.05) -> list[int]:
-    """Non-zero frequencies holding at least `threshold` of the largest one's share, strongest first."""
+    """Non-zero frequencies holding at least `threshold` of the largest one's share, strongest first.
+
+    Args:
+        spectrum: energy (or energy fraction) per frequency k = 0..(p-1)/2, e.g. `WeightReading.interaction`; entry 0
+            (the constant) is never a key frequency.
+        threshold: the share of the largest non-zero frequency's value a frequency needs (default 0.05).
+
+    Returns:
+        The key frequencies k >= 1, strongest first.
+    """
     values = spectrum.clone()
     values[0] = 0.0
     order = torch.argsort(values, descending=True).tolist()

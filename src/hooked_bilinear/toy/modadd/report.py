@@ -18,7 +18,16 @@ from hooked_bilinear.toy.modadd.train import answer_logits
 def all_logits(
     model: BilinearForCausalLM, task: ModAddTask, dtype: torch.dtype = torch.float64
 ) -> Float[torch.Tensor, "p p vocab"]:
-    """Brute force: the model's answer logits on all p^2 inputs, computed in `dtype` (on a copy of the model)."""
+    """Brute force: the model's answer logits on all p^2 inputs, computed in `dtype` (on a copy of the model).
+
+    Args:
+        model: a one-layer modular-addition model (not modified).
+        task: its task.
+        dtype: the dtype the copy runs in (default float64).
+
+    Returns:
+        The answer logits [p, p, vocab], indexed by (a, b), returned as float64.
+    """
     copy = BilinearForCausalLM(model.config)
     torch.nn.Module.to(copy, dtype)  # transformers' functools.wraps'd `to` hides its signature from mypy
     copy.load_state_dict(model.state_dict())
@@ -27,7 +36,15 @@ def all_logits(
 
 
 def margins(logits: Float[torch.Tensor, "p p vocab"], task: ModAddTask) -> Float[torch.Tensor, "p p"]:
-    """logit of (a + b) mod p minus the largest other logit, for every (a, b)."""
+    """logit of (a + b) mod p minus the largest other logit, for every (a, b).
+
+    Args:
+        logits: the answer logits on all inputs [p, p, vocab] (e.g. `all_logits`).
+        task: the task, for the correct answers.
+
+    Returns:
+        The margins [p, p]; negative where the model answers wrong.
+    """
     index = task.labels().reshape(task.p, task.p)[..., None]
     correct = logits.gather(2, index)[..., 0]
     return correct - logits.scatter(2, index, -torch.inf).amax(2)
@@ -46,7 +63,20 @@ def modadd_report(
     Two proofs run: the compressed explanation's (`certificate`, default `certify(model, task, frequencies)`, with
     the exact fallback) and the uncompressed one (`certify_exact`). `certified_*`, `proof_flops` and `cost_ratio`
     are the better of the two (higher certified accuracy, then lower cost; named in `proof`); `compressed_*` is what
-    the kept frequencies prove alone, `fallback_cost_ratio` the compressed proof with its fallback."""
+    the kept frequencies prove alone, `fallback_cost_ratio` the compressed proof with its fallback.
+
+    Args:
+        model: a one-layer modular-addition model.
+        frequencies: the frequencies the compressed proof keeps (default: `certify`'s, the key frequencies).
+        certificate: an already computed compressed certificate to use (default: `certify(model, task, frequencies)`).
+
+    Returns:
+        A JSON-ready dict: "p", "input_format", "accuracy", "true_min_margin", "certified_min_margin",
+        "certified_accuracy", "normalised_bound", "sound", "proof", "proof_flops", "brute_force_flops", "cost_ratio",
+        "frequencies", "compressed_certified_accuracy", "compressed_cost_ratio", "fallback_cost_ratio",
+        "exact_circuit_cost_ratio", "explanation_parameters", "model_parameters", "compression_ratio",
+        "explanation_accuracy", "logit_variance_explained" and "proof_flops_by_step" (flops per step of each proof).
+    """
     task = ModAddTask.from_config(model.config)
     logits32 = all_logits(model, task, torch.float32)
     labels = task.labels().reshape(task.p, task.p)

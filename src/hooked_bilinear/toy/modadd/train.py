@@ -264,6 +264,18 @@ def train_modadd(
     at every evaluation (e.g. to save snapshots).
 
     Deterministic for a given (task, config) on a given machine: the split, the init and full-batch steps are seeded.
+
+    Args:
+        task: the modular-addition task (p, input format, train fraction, split seed).
+        config: the training configuration (default `ModAddTrainConfig()`): sizes, init, optimizer, schedule, epochs,
+            evaluation interval and the test targets that stop training early.
+        on_eval: called as `on_eval(epoch, model)` at every evaluation (default: none).
+        progress: show a progress bar (default True).
+        model: a model to continue training (default: a fresh one built from `config`).
+
+    Returns:
+        (model, history): the trained model in eval mode, and a `ModAddHistory` of the evaluations (with the seconds
+        taken and whether the test targets were reached).
     """
     if model is None:
         model = build_modadd_model(task, config)
@@ -331,7 +343,20 @@ def train_recipe(
     """Train through the recipe's stages in turn (`train_modadd` each): the first builds the model from its seed and
     init, each later one continues it with a fresh AdamW. Epochs, in the history and for `on_eval`, count on across
     stages. A later stage's sizes must be the first's (its init_std and seed are not used). Every stage runs: one
-    that stops at its test target ends itself, not the recipe (`reached_target` is the last stage's)."""
+    that stops at its test target ends itself, not the recipe (`reached_target` is the last stage's).
+
+    Args:
+        task: the modular-addition task.
+        recipe: the stages, a tuple of `ModAddTrainConfig`.
+        on_eval: called as `on_eval(epoch, model)` at every evaluation, epochs counted across stages (default: none).
+        progress: show a progress bar per stage (default True).
+
+    Returns:
+        (model, history): the model after the last stage, and the stages' histories joined.
+
+    Raises:
+        ValueError: the recipe is empty, or a later stage's d_model, n_head, d_hidden or mlp differs from the first's.
+    """
     if not recipe:
         raise ValueError("an empty recipe: pass at least one ModAddTrainConfig.")
     sizes = {name: getattr(recipe[0], name) for name in ("d_model", "n_head", "d_hidden", "mlp")}
@@ -365,7 +390,21 @@ def save_model(
 ) -> Path:
     """A checkpoint folder `from_pretrained` loads: config.json (with the task record), model.safetensors, a model
     card, and TRAINING.json (the recipe's stages, one for a lone config, the epochs run in all and the final
-    evaluation)."""
+    evaluation).
+
+    Args:
+        model: the trained modular-addition model.
+        folder: the folder to write.
+        history: its training history (`train_modadd` / `train_recipe`).
+        recipe: the recipe it was trained with, or a lone `ModAddTrainConfig`.
+        overwrite: replace an existing folder (default False).
+
+    Returns:
+        The folder's path.
+
+    Raises:
+        PublishError: the folder exists and `overwrite` is false, or it cannot be written.
+    """
     task = ModAddTask.from_config(model.config)
     stages = [asdict(stage) for stage in ((recipe,) if isinstance(recipe, ModAddTrainConfig) else recipe)]
     folder = save_pretrained(model, folder, overwrite=overwrite, as_llama=False, token_ids_only=True)
