@@ -147,9 +147,11 @@ def _local_tokens(corpus: Corpus, tokenizer: Any, cache: Path, final: Path) -> N
     distributed_.barrier()
     if me.main:
         parts = [_part(final, r, me.world_size) for r in range(me.world_size)]
-        _save_atomic(final, np.concatenate([np.load(p) for p in parts]))
-        for p in parts:
-            p.unlink()
+        try:
+            _save_atomic(final, np.concatenate([np.load(p) for p in parts]))
+        finally:  # a failed final write leaves no part behind either
+            for p in parts:
+                p.unlink(missing_ok=True)
 
 
 def _streamed_tokens(corpus: Corpus, tokenizer: Any, max_tokens: int, final: Path) -> None:
