@@ -19,6 +19,7 @@ import hooked_bilinear as hb
 from hooked_bilinear import analysis as A
 from hooked_bilinear import sae as S
 from hooked_bilinear import vision as V
+from hooked_bilinear.activations import ActivationStore
 from hooked_bilinear.errors import HookedBilinearError
 
 PACKAGES = ["hooked_bilinear", "hooked_bilinear.analysis", "hooked_bilinear.sae", "hooked_bilinear.vision"]
@@ -123,6 +124,8 @@ def good(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Any]
         "obj": None,
         "path_or_hub_id": "none",
         "sae": sae_in,
+        "source": ActivationStore(bridge, torch.randint(0, 10, (2, 8)), "blocks.0.mlp.hook_in"),
+        "configs": S.SAETrainConfig(steps=1, batch_size=4),
         "texts": ["a"],
         "tokenizer": None,
         "tokens": tokens,
