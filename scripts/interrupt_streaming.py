@@ -3,13 +3,14 @@ that the final cache files and SAE weights equal an uninterrupted run's.
 
     python scripts/interrupt_streaming.py [--trials 10] [--seed 0]
 
-Each trial (`--trials` killing the caching, as many the training) starts a child that writes a cache of 32 shards
-(then trains two SAEs from it for 30 steps with checkpoints every 3 steps) in a fresh folder, and SIGKILLs it: a
-caching trial at a seeded random shard count (watching the cache folder for shard files) plus a seeded fraction of
-the reference run's time per shard, a training trial likewise at a seeded random checkpoint count (watching the
-checkpoint file being replaced) plus a seeded fraction of the reference run's time per checkpoint. A kill that came after its phase had ended (the
-child had printed 'cached', or 'trained') is reported as not landed, never as a survivor. The child is then run again to the end
-and its shard files, manifest and weights are compared with the reference run's, byte for byte.
+Trials alternate between the phases until `--trials` kills have landed in each (at most twice as many attempts per
+phase). Each trial starts a child that writes a cache of 32 shards (then trains two SAEs from it for 30 steps with
+checkpoints every 3 steps) in a fresh folder, and SIGKILLs it: a caching trial at a seeded random shard count
+(watching the cache folder for shard files) plus a seeded fraction of the reference run's time per shard, a training
+trial likewise at a seeded random checkpoint count (watching the checkpoint file being replaced) plus a seeded
+fraction of the reference run's time per checkpoint. A kill that came after its phase had ended (the child had
+printed 'cached', or 'trained') is reported as not landed, never as a survivor. The child is then run again to the
+end and its shard files, manifest and weights are compared with the reference run's, byte for byte.
 tests/activations/test_cache.py and tests/sae/test_train.py run a few in-process interruptions in CI; this script
 kills real processes, many times.
 Prints one line per trial and, last, a JSON summary; exit status 1 if any trial differs.
@@ -30,6 +31,7 @@ from pathlib import Path
 
 HOOKS = ["blocks.0.mlp.hook_in", "blocks.0.mlp.hook_out"]
 CHECKPOINTS = 10  # 30 steps, one every 3
+PHASES = ("caching", "training")
 
 
 def child(folder: Path) -> None:
@@ -103,10 +105,12 @@ def kill_caching(folder: Path, after_shards: int, jitter: float) -> bool:
     return "cached" not in process.stdout.read()
 
 
-def checkpoint(folder: Path) -> int | None:
-    """Inode of the checkpoint file (a new one at each checkpoint: it is written aside and renamed)."""
+def checkpoint(folder: Path) -> tuple[int, int] | None:
+    """Inode and modification time of the checkpoint file (a new file at each checkpoint: written aside, renamed; an
+    inode alone may be reused)."""
     try:
-        return (folder / "state" / "train_state.pt").stat().st_ino
+        stat = (folder / "state" / "train_state.pt").stat()
+        return stat.st_ino, stat.st_mtime_ns
     except FileNotFoundError:
         return None
 
@@ -119,7 +123,7 @@ def kill_training(folder: Path, after_checkpoints: int, jitter: float) -> bool:
     if process.stdout.readline().strip() != "cached":
         finish(process)
         raise SystemExit("child did not cache")
-    seen: set[int] = set()
+    seen: set[tuple[int, int]] = set()
     while len(seen) < after_checkpoints and process.poll() is None:
         inode = checkpoint(folder)
         if inode is not None:
@@ -146,7 +150,9 @@ def reference_times(folder: Path) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--trials", type=int, default=10, help="kills of the caching, and as many of the training")
+    parser.add_argument(
+        "--trials", type=int, default=10, help="landed kills wanted in the caching, and as many in the training"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -165,19 +171,27 @@ def main() -> None:
             f" {len(expected)} files and tensors",
             flush=True,
         )
-        results = []
-        for trial in range(2 * args.trials):  # even trials kill the caching, odd ones the training
+        results: list[dict[str, object]] = []
+        attempts = dict.fromkeys(PHASES, 0)
+        landed_in = dict.fromkeys(PHASES, 0)
+
+        def needed(phase: str) -> bool:  # until `--trials` kills have landed in the phase, at most 2x attempts
+            return landed_in[phase] < args.trials and attempts[phase] < 2 * args.trials
+
+        trial = 0
+        while any(needed(phase) for phase in PHASES):
+            phase = PHASES[trial % 2] if needed(PHASES[trial % 2]) else PHASES[1 - trial % 2]
             folder = Path(tmp) / f"trial{trial}"
-            if trial % 2 == 0:
-                phase = "caching"
+            if phase == "caching":
                 after, jitter = rng.randint(0, total_shards - 1), rng.uniform(0.0, 0.9) * per_shard
                 landed = kill_caching(folder, after, jitter)
                 moment = f"{jitter:.2f} s after shard {after} of {total_shards}"
             else:
-                phase = "training"
                 after, jitter = rng.randint(0, CHECKPOINTS - 2), rng.uniform(0.0, 0.5) * per_checkpoint
                 landed = kill_training(folder, after, jitter)
                 moment = f"{jitter:.2f} s after checkpoint {after} of {CHECKPOINTS}"
+            attempts[phase] += 1
+            landed_in[phase] += landed
             left = shards(folder)
             finish(start(folder))
             same = digest(folder) == expected
@@ -187,6 +201,7 @@ def main() -> None:
                 f" ({left} shards on disk), resumed: {'identical' if same else 'DIFFERENT'}",
                 flush=True,
             )
+            trial += 1
     summary = {
         "trials": len(results),
         "caching_trials": sum(r["phase"] == "caching" for r in results),
