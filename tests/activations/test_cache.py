@@ -49,7 +49,7 @@ def test_written_and_read_back(model, rows, tmp_path) -> None:
 def test_an_interrupted_write_resumes_to_the_same_files(model, rows, tmp_path, monkeypatch, trial) -> None:
     store = ActivationStore(model, rows, HOOKS, model_batch_size=2)
     write_cache(store, tmp_path / "whole", shard_sequences=2)
-    real = cache_module.save_file
+    real = cache_module._write_shard
     crash = random.Random(trial).randrange(6)
     calls = []
 
@@ -61,12 +61,12 @@ def test_an_interrupted_write_resumes_to_the_same_files(model, rows, tmp_path, m
             raise KeyboardInterrupt
         real(tensors, path)
 
-    monkeypatch.setattr(cache_module, "save_file", crashing)
+    monkeypatch.setattr(cache_module, "_write_shard", crashing)
     with pytest.raises(KeyboardInterrupt):
         write_cache(store, tmp_path / "resumed", shard_sequences=2)
     with pytest.raises(SAEError, match="no finished activation cache"):
         ActivationCache(tmp_path / "resumed")
-    monkeypatch.setattr(cache_module, "save_file", real)
+    monkeypatch.setattr(cache_module, "_write_shard", real)
     write_cache(store, tmp_path / "resumed", shard_sequences=2)
     assert files(tmp_path / "resumed") == files(tmp_path / "whole")
 

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from beartype import beartype
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from hooked_bilinear.activations.store import ActivationBatch, ActivationStore, Streams
 from hooked_bilinear.errors import SAEError
@@ -49,6 +49,12 @@ def _write_json_atomic(path: Path, value: Any) -> None:
     partial = path.with_name(path.name + ".tmp")
     partial.write_text(json.dumps(value, indent=1))
     os.replace(partial, path)
+
+
+def _write_shard(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Serialise here and write to our own temporary name: safetensors' save_file writes through a temporary file of
+    its own (.tmpXXXXXX) that a killed writer leaves in the folder, where no resume would remove it."""
+    path.write_bytes(save(tensors))
 
 
 def _shard_name(i: int) -> str:
@@ -145,7 +151,7 @@ def write_cache(
         )
         tensors = {f"act.{name}": act for name, act in batch.activations.items()} | {"index": batch.index}
         partial = folder / (_shard_name(i) + ".tmp")
-        save_file(tensors, str(partial))
+        _write_shard(tensors, partial)
         os.replace(partial, folder / _shard_name(i))  # a shard is whole or absent
         done[str(i)] = {"rows": len(batch.index), "d": {n: a.shape[1] for n, a in batch.activations.items()}}
         _write_json_atomic(part_path, {"settings": settings, "shards": done})
