@@ -245,3 +245,28 @@ def test_model_card_code_is_what_ruff_format_leaves(tmp_path, stock):
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("which", "says"),
+    [
+        ("bilinear llama", "MLPs are bilinear: `down_proj(gate_proj(x) * up_proj(x))`, no activation"),
+        ("swiglu llama", "MLPs are gated: `down_proj(act(gate_proj(x)) * up_proj(x))`, activation 'silu'"),
+        ("modadd-p59", "MLPs are bilinear: "),
+        ("modadd-relu-p59", "MLPs are plain (not gated): `W_out(act(W_in x))`, activation 'relu'"),
+        ("glu tdooms", "MLPs are gated: `W_out(act(W_gate x) * (W_in x))`, activation 'gelu'"),
+    ],
+)
+def test_model_card_names_the_mlp_the_model_has(which, says):
+    """The card's sentence on the MLP matches the architecture: bilinear, gated (GLU / SwiGLU) or plain."""
+    from hooked_bilinear.loading.pretrained import load_model
+    from hooked_bilinear.publishing.model_card import model_card
+
+    if which.endswith("llama"):
+        model = tiny_llama("linear" if which.startswith("bilinear") else "silu")
+    elif which == "glu tdooms":
+        model = load_model("modadd-p59")
+        model.config.gate = "gelu"
+    else:
+        model = load_model(which)
+    assert says in model_card(model, "a-name", None)

@@ -26,6 +26,19 @@ def _architecture(model: PreTrainedModel) -> str:
     return ", ".join(parts)
 
 
+def _mlp_description(model: PreTrainedModel, bilinear: bool) -> str:
+    """What the card says the MLPs compute: bilinear, gated with an activation (GLU / SwiGLU), or plain (one input
+    map and an activation, the tdooms format's `bilinear: false`)."""
+    c = model.config
+    if bilinear:
+        return 'bilinear: `down_proj(gate_proj(x) * up_proj(x))`, no activation (`hidden_act: "linear"`)'
+    if c.model_type == "llama":
+        return f"gated: `down_proj(act(gate_proj(x)) * up_proj(x))`, activation {c.hidden_act!r}"
+    if getattr(c, "bilinear", True):
+        return f"gated: `W_out(act(W_gate x) * (W_in x))`, activation {c.gate!r}"
+    return f"plain (not gated): `W_out(act(W_in x))`, activation {c.gate!r}"
+
+
 def model_card(model: PreTrainedModel, name: str, provenance: Provenance | None) -> str:
     """README.md text: YAML front matter (library_name, tags, base_model) and a body stating source, conversion,
     the measured max |logit difference| of the verification, and how to load the model."""
@@ -51,11 +64,7 @@ def model_card(model: PreTrainedModel, name: str, provenance: Provenance | None)
             else f"max |logit difference| of {provenance.compared}, on probe tokens: "
             f"{provenance.max_abs_logit_diff:.3g}."
         )
-    mlp = (
-        'bilinear: `down_proj(gate_proj(x) * up_proj(x))`, no activation (`hidden_act: "linear"`)'
-        if bilinear
-        else f"gated, activation {act or getattr(model.config, 'gate', None)!r}"
-    )
+    mlp = _mlp_description(model, bilinear)
     if stock:
         load = (
             f"```python\nfrom transformers import AutoModelForCausalLM\n\nmodel = AutoModelForCausalLM.from_pretrained("
