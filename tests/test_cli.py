@@ -386,7 +386,7 @@ def test_dashboard_command_bad_input(tmp_path, capsys):
     cases = [
         (["--layer", "0", "--out", str(tmp_path / "no" / "d.html")], "output folder"),
         (["--out", str(out)], "--layer"),
-        (["--layer", "7", "--out", str(out)], "layer 7 does not exist"),
+        (["--layer", "7", "--out", str(out)], "--layer 7: ts-synthetic-2l has layers 0..1"),
         (["--layer", "0", "--out", str(out), "--directions", "zebra"], "'zebra' is not a token"),
         (["--layer", "1", "--out", str(out), "--sae", "ts-synthetic-2l/blocks.0.mlp.hook_in"], "needs an SAE on"),
         (["--layer", "0", "--out", str(out), "--tokens", str(tmp_path / "none.pt")], "no such file"),
@@ -415,5 +415,5 @@ def test_train_sae_from_a_token_file(tmp_path, capsys) -> None:
     assert main([*argv, *hooks, *options]) == 1  # exists, no --overwrite
     assert "--overwrite" in capsys.readouterr().err
     assert main([*argv[:3], str(tmp_path / "other"), "--hooks", "blocks.7.mlp.hook_in", *options]) == 1
-    assert "no hook 'blocks.7.mlp.hook_in'" in capsys.readouterr().err
+    assert "--hooks: ts-synthetic-2l has no hook 'blocks.7.mlp.hook_in'" in capsys.readouterr().err
     assert not (tmp_path / "other").exists()

@@ -628,6 +628,10 @@ def _dashboard(args: argparse.Namespace) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = from_pretrained(args.model)
+        if not 0 <= args.layer < len(model.blocks):
+            raise HookedBilinearError(
+                f"--layer {args.layer}: {args.model} has layers 0..{len(model.blocks) - 1}; pass one of them."
+            )
         name = str(args.model)
         if args.tokens is None:
             if name != shipped.SHIPPED_MODEL:
@@ -761,6 +765,12 @@ def _train_sae(args: argparse.Namespace) -> None:
         )
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     model = hb.from_pretrained(args.model, device=args.device)
+    missing = [hook for hook in hooks if hook not in model.hook_dict]
+    if missing:
+        raise HookedBilinearError(
+            f"--hooks: {args.model} has no hook {missing[0]!r} (its MLP hooks are blocks.L.mlp.hook_in and "
+            f"blocks.L.mlp.hook_out, L in 0..{len(model.blocks) - 1})."
+        )
     data = Corpus(args.data, text_column=args.text_column) if is_corpus_path(args.data) else args.data
     store = ActivationStore(
         model,
