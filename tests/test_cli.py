@@ -417,3 +417,21 @@ def test_train_sae_from_a_token_file(tmp_path, capsys) -> None:
     assert main([*argv[:3], str(tmp_path / "other"), "--hooks", "blocks.7.mlp.hook_in", *options]) == 1
     assert "--hooks: ts-synthetic-2l has no hook 'blocks.7.mlp.hook_in'" in capsys.readouterr().err
     assert not (tmp_path / "other").exists()
+
+
+def test_train_sae_help_states_sae_train_configs_own_defaults() -> None:
+    """train-sae leaves the SAE options unset so SAETrainConfig decides; its help must quote SAETrainConfig's
+    defaults, not numbers that drift from them."""
+    import re
+    from dataclasses import fields
+
+    from hooked_bilinear.sae.train import SAETrainConfig
+
+    defaults = {f.name: f.default for f in fields(SAETrainConfig)}
+    train_sae = next(p for p in _parsers(parser()) if p.prog.endswith(" train-sae"))
+    actions = {a.dest: a for a in train_sae._actions}
+    for name in ("steps", "batch_size", "k", "expansion", "lr"):
+        assert actions[name].default is None  # unset: SAETrainConfig's default applies
+        stated = re.search(r"default: (?:SAETrainConfig's, )?([0-9.e-]+)\)", actions[name].help)
+        assert stated is not None, actions[name].help
+        assert float(stated.group(1)) == defaults[name], (name, actions[name].help, defaults[name])
