@@ -89,6 +89,54 @@ def test_patching_mlp_out_matches_hand_patching():
     )
 
 
+@pytest.mark.parametrize("compatibility_mode", [False, True], ids=["raw", "compat"])
+@pytest.mark.parametrize("fmt", ["current", "legacy"])
+def test_patching_resid_mid_patches_the_residual_stream(checkpoint, tokenizer, fmt, compatibility_mode):
+    """As in HookedTransformer, hook_resid_mid is the residual itself: a patch there reaches the MLP's input and
+    the residual the MLP's output is added to. Patching it at every position with the clean run's value makes
+    every later activation, and the logits, the clean run's."""
+    folder, _, _ = checkpoint(fmt, vocab=len(tokenizer))
+    bridge = hb.from_pretrained(folder, tokenizer=tokenizer, compatibility_mode=compatibility_mode)
+    clean = bridge.to_tokens("one day , lily found a red ball in the park .")
+    corrupted = bridge.to_tokens("one day , lily found a red kite in the park .")
+    clean_logits, clean_cache = bridge.run_with_cache(clean)
+    for layer in range(bridge.cfg.n_layers):
+        seen: dict[str, torch.Tensor] = {}
+
+        def patch(activation: torch.Tensor, hook, layer=layer) -> torch.Tensor:
+            assert hook.name == f"blocks.{layer}.hook_resid_mid"
+            return clean_cache[hook.name]
+
+        def keep(activation: torch.Tensor, hook) -> torch.Tensor:
+            seen["resid_post"] = activation.clone()
+            return activation
+
+        logits = bridge.run_with_hooks(
+            corrupted,
+            fwd_hooks=[(f"blocks.{layer}.hook_resid_mid", patch), (f"blocks.{layer}.hook_resid_post", keep)],
+        )
+        torch.testing.assert_close(seen["resid_post"], clean_cache[f"blocks.{layer}.hook_resid_post"])
+        torch.testing.assert_close(logits, clean_logits)
+    answer = clean[0, -1]
+
+    def metric(logits: torch.Tensor) -> torch.Tensor:
+        return logits[0, -2].log_softmax(-1)[answer]
+
+    result = patching.get_act_patch_resid_mid(bridge, corrupted, clean_cache, metric)  # TransformerLens's own
+    changed = int((clean != corrupted).nonzero()[0, 1])
+    for layer in range(bridge.cfg.n_layers):
+        for pos in (changed, clean.shape[1] - 2):
+
+            def patch_one(activation: torch.Tensor, hook, pos=pos) -> torch.Tensor:
+                activation[:, pos] = clean_cache[hook.name][:, pos]
+                return activation
+
+            patched = bridge.run_with_hooks(corrupted, fwd_hooks=[(f"blocks.{layer}.hook_resid_mid", patch_one)])
+            assert result[layer, pos].item() == pytest.approx(metric(patched).item(), abs=1e-5)
+    # The last position that reads the answer, patched in the last layer, is the clean run there.
+    assert result[-1, -2].item() == pytest.approx(metric(clean_logits).item(), abs=1e-5)
+
+
 def test_generate_and_token_round_trip():
     bridge = hb.from_pretrained(EMBEDDED)
     tokens = bridge.to_tokens("once upon a time")

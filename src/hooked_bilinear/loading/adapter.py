@@ -32,6 +32,7 @@ from transformer_lens.model_bridge.generalized_components import (
     ScaledResidualBlockBridge,
     UnembeddingBridge,
 )
+from transformer_lens.hook_points import HookPoint
 from transformer_lens.model_bridge.generalized_components.base import GeneralizedComponent
 
 from hooked_bilinear.components.fused_hooked_bilinear_mlp import FusedHookedBilinearMLP
@@ -60,7 +61,32 @@ def split_linear(linear: nn.Linear, n: int) -> tuple[nn.Linear, ...]:
     return tuple(parts)
 
 
-class AttentionScaledBlockBridge(ScaledResidualBlockBridge):
+class ResidualMidBlockBridge(BlockBridge):
+    """Block whose `hook_resid_mid` is the residual itself, as in HookedTransformer: what a hook returns there is
+    both the MLP's input and the residual the MLP output is added to.
+
+    TransformerLens's `BlockBridge` aliases `hook_resid_mid` to `ln2.hook_in`, so a patch there reaches the MLP but
+    not the residual sum (the block's own forward keeps its local variable). `BilinearForCausalLM`'s blocks pass
+    the mid residual through a parameterless `resid_mid` module; this bridge hooks its output.
+    """
+
+    def __init__(self, name: str, submodules: dict[str, GeneralizedComponent], **kwargs: Any) -> None:
+        super().__init__(name, submodules=submodules, **kwargs)
+        self.hook_aliases = {key: value for key, value in self.hook_aliases.items() if key != "hook_resid_mid"}
+        self.hook_resid_mid = HookPoint()
+
+    def set_original_component(self, original_component: nn.Module) -> None:
+        """Wrap the block and route its `resid_mid` module's output through `hook_resid_mid`."""
+        super().set_original_component(original_component)
+        if getattr(self, "_resid_mid_handle", None) is not None:
+            self._resid_mid_handle.remove()  # wrapped again: one hook, never two
+        hook = self.hook_resid_mid
+        self._resid_mid_handle = original_component.resid_mid.register_forward_hook(
+            lambda _module, _args, output: hook(output)
+        )
+
+
+class AttentionScaledBlockBridge(ResidualMidBlockBridge, ScaledResidualBlockBridge):
     """Block computing `x + s * attn(n1(x))` then `x + mlp(n2(x))`: only attention is scaled."""
 
     def __init__(self, name: str, submodules: dict[str, GeneralizedComponent], scale: float) -> None:
@@ -140,7 +166,7 @@ class BilinearArchitectureAdapter(ArchitectureAdapter):
         }
         scale = config.attn_residual_scale
         blocks: BlockBridge = (
-            BlockBridge(name="transformer.h", submodules=blocks_submodules)
+            ResidualMidBlockBridge(name="transformer.h", submodules=blocks_submodules)
             if scale == 1.0
             else AttentionScaledBlockBridge("transformer.h", blocks_submodules, scale)
         )

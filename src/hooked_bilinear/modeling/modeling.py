@@ -193,11 +193,14 @@ class Block(nn.Module):
         self.attn = Attention(config, layer_idx)
         self.n2 = Norm(config)
         self.mlp = MLP(config)
+        # The residual between attention and MLP as a module output (no parameters), so TransformerLens's
+        # hook_resid_mid can replace it on both paths, the MLP's input and the residual sum.
+        self.resid_mid = nn.Identity()
 
     def forward(self, hidden_states: torch.Tensor, **attn_kwargs: Any) -> torch.Tensor:
         """`x + s * attn(n1(x))`, then `+ mlp(n2(.))`; attn_kwargs: position_embeddings, attention_mask, cache."""
         attn_out, _ = self.attn(self.n1(hidden_states), **attn_kwargs)
-        hidden_states = hidden_states + (attn_out if self.scale == 1.0 else self.scale * attn_out)
+        hidden_states = self.resid_mid(hidden_states + (attn_out if self.scale == 1.0 else self.scale * attn_out))
         return hidden_states + self.mlp(self.n2(hidden_states))
 
 
