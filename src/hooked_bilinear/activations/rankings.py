@@ -81,7 +81,7 @@ def _joined(ids: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, what: s
     missing = [int(feature) for feature in keys.tolist() if int(feature) not in where]
     if missing:
         raise SAEError(
-            f"{what} covers feature {missing[0]}, which the statistics do not hold (features {ids.min().item()}.."
+            f"{what} covers feature {missing[0]}, which the statistics do not hold ({len(ids)} features, ids {ids.min().item()}.."
             f"{ids.max().item()}): were both computed for the same SAE and features?"
         )
     out = torch.full((len(ids),), float("nan"), dtype=torch.float64)
