@@ -16,10 +16,17 @@ from hooked_bilinear.activations.stats import (
     TopKResult,
     column_statistics,
     eigen_approximation_stream,
+    eigen_columns,
     sae_columns,
 )
 from hooked_bilinear.activations.store import ActivationStore
-from hooked_bilinear.analysis.features import eigen_approximation, hook_activations, rank_output_features
+from hooked_bilinear.analysis.features import (
+    eigen_approximation,
+    eigenvector_activations,
+    hook_activations,
+    output_feature_eigen,
+    rank_output_features,
+)
 from hooked_bilinear.errors import SAEError
 
 HOOK_IN, HOOK_OUT = "blocks.0.mlp.hook_in", "blocks.0.mlp.hook_out"
@@ -128,6 +135,30 @@ def test_rankings_from_two_merged_shares_equal_one_pass(model, rows, weights) ->
     assert torch.equal(merged.histogram, shares[0].histogram + shares[1].histogram)
 
 
+def test_merged_shares_of_signed_columns_equal_brute_force(model, rows) -> None:
+    """Eigenvector projections `v . x'` (both signs) with a threshold: bottom-k, counts and sums above it."""
+    eigen = output_feature_eigen(model.blocks[0].mlp, S.load(f"ts-synthetic-2l/{HOOK_OUT}"), [0, 5, 9], k=2)
+    columns = {"v": (HOOK_IN, eigen_columns(model.blocks[0].mlp, eigen))}
+    shares = [
+        column_statistics(
+            ActivationStore(model, rows, [HOOK_IN], model_batch_size=4, share=(rank, 2)), columns, k=4, threshold=0.5
+        )["v"]
+        for rank in range(2)
+    ]
+    merged = shares[1].merge(shares[0])
+    p = eigenvector_activations(model, 0, eigen.v.reshape(6, -1), rows).reshape(-1, 6).double()  # [tokens, 6]
+    above = p > 0.5
+    assert torch.equal(merged.counts(), above.sum(0)) and 0 < int(above.sum()) < p.numel()
+    torch.testing.assert_close(merged.active_sum, p.where(above, 0.0).sum(0), rtol=1e-12, atol=0)
+    for result, sign in ((merged.top, 1), (merged.bottom, -1)):
+        best = (sign * p).T.topk(4, dim=1)
+        assert torch.equal(result.values.double(), sign * best.values)
+        assert torch.equal(result.index, best.indices)
+    mean = p.where(above, 0.0).sum(0) / above.sum(0)
+    expected = brute_ranking(dict(enumerate(mean.tolist())))
+    assert rank_features(feature_table(merged), "mean_active").features.tolist() == expected
+
+
 def test_a_subset_of_features_and_bad_input(model, rows, weights) -> None:
     store = ActivationStore(model, rows[:4], [HOOK_IN, HOOK_OUT], model_batch_size=4)
     sae_out = S.load(f"ts-synthetic-2l/{HOOK_OUT}")
@@ -177,3 +208,14 @@ def test_progress_bars_go_to_stderr(model, rows, capsys) -> None:
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "column statistics" in captured.err and "Fig. 9 correlation" in captured.err and "256" in captured.err
+
+
+def test_counts_are_recovered_exactly_from_densities() -> None:
+    """density = count / rows in float64; count = density * rows rounded, never truncated (e.g. 1/49 * 49 < 1)."""
+    for rows in range(1, 300):
+        counts = torch.arange(rows + 1)
+        density = counts.double() / rows
+        stats = ColumnStats(
+            TopKResult(torch.zeros(rows + 1, 1), torch.zeros(rows + 1, 1, dtype=torch.long)), None, density, None, rows
+        )
+        assert torch.equal(stats.counts(), counts)
