@@ -27,7 +27,7 @@ from hooked_bilinear.analysis.features import EigenApproximation, FeatureRanking
 from hooked_bilinear.errors import SAEError
 
 RANKED_BY = ("density", "max_activation", "mean_active", "correlation", "top_eigenvalue", "weights")
-ULTRA_RARE = 1e-5  # Anthropic's "ultralow density" features: active on fewer than 1 token in 100,000
+ULTRA_RARE = 1e-5  # a common cut for "ultra-low density" features: log10 density < -5
 _WHY = {
     "mean_active": "statistics without active sums: compute them with column_statistics",
     "correlation": "pass approximation=eigen_approximation_stream(...) to feature_table",
@@ -81,8 +81,8 @@ def _joined(ids: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, what: s
     missing = [int(feature) for feature in keys.tolist() if int(feature) not in where]
     if missing:
         raise SAEError(
-            f"{what} covers feature {missing[0]}, which the statistics do not hold ({len(ids)} features, ids {ids.min().item()}.."
-            f"{ids.max().item()}): were both computed for the same SAE and features?"
+            f"{what} covers feature {missing[0]}, which the statistics do not hold ({len(ids)} features, ids "
+            f"{ids.min().item()}..{ids.max().item()}): compute both for the same SAE and the same features."
         )
     out = torch.full((len(ids),), float("nan"), dtype=torch.float64)
     out[torch.tensor([where[int(feature)] for feature in keys.tolist()], dtype=torch.long)] = values.double().cpu()
