@@ -12,7 +12,8 @@ disjoint shares of the data (other processes, other files) combine with `merge`,
     best = top.result()       # values [d_sae, 20], index [d_sae, 20], best first
 
 `column_statistics` runs the pass for several column sets at once (`sae_columns`, `eigen_columns`);
-`eigen_approximation_stream` is Fig. 9's correlation from a stream.
+`eigen_approximation_stream` is Fig. 9's correlation from a stream; `rankings.feature_table` / `rank_features` rank
+features by these statistics.
 """
 
 from __future__ import annotations
