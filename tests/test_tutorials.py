@@ -114,7 +114,41 @@ def check_image_classifiers(out: str) -> None:
     assert energy < _number(r"digits-noreg ([\d.]+)\n", out)
 
 
+def check_streaming(out: str) -> None:
+    """Fig. 9 from the stream improves with k; the features ranked by the streamed statistics come best first, the
+    counts of dead, ultra-rare and alive features add up, and the weight ranking restricted to the alive features
+    is ordered by |top eigenvalue| with each feature's largest activation above its mean when active."""
+    k1, k2, k4, k8 = (
+        float(v)
+        for v in re.search(r"mean correlation k=1 ([\d.]+), k=2 ([\d.]+), k=4 ([\d.]+), k=8 ([\d.]+)", out).groups()
+    )
+    assert k1 < k2 < k4 < k8 and k8 > 0.9
+    total, dead, rare = (int(v) for v in re.search(r"(\d+) features, (\d+) dead, (\d+) ultra-rare", out).groups())
+    assert total == 512 and _number(r"restricted to the (\d+) features alive", out) == total - dead - rare
+    densities = {}
+    for label in ("density", "largest activation", "mean activation when active", r"Fig\. 9 correlation \(k=8\)"):
+        line = re.search(rf"top features by {label}: (.*)", out)
+        assert line, f"the tutorial no longer ranks by {label}"
+        ranked = [(int(f), float(v)) for f, v in re.findall(r"(\d+) \(([\d.e+-]+)\)", line.group(1))]
+        assert len(ranked) == 5 and [v for _, v in ranked] == sorted((v for _, v in ranked), reverse=True)
+        if label == "density":
+            densities = dict(ranked)
+    assert all(0 < v <= 1 for v in densities.values())
+    picked = re.findall(
+        r"feature (\d+): top eigenvalue ([+-][\d.]+), density ([\d.]+)%, largest activation ([\d.]+), mean when "
+        r"active ([\d.]+)",
+        out,
+    )
+    assert len(picked) == 5
+    assert [abs(float(p[1])) for p in picked] == sorted((abs(float(p[1])) for p in picked), reverse=True)
+    for feature, _, density, largest, mean in picked:
+        assert float(density) >= 0.01 and float(largest) >= float(mean) > 0
+        if int(feature) in densities:
+            assert abs(float(density) / 100 - densities[int(feature)]) < 1e-3
+
+
 CHECKS = {
+    "streaming": check_streaming,
     "image_classifiers": check_image_classifiers,
     "sae_features": check_sae_features,
     "weight_analysis": check_weight_analysis,

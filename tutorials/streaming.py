@@ -13,7 +13,10 @@
 # 4. One pass of statistics over the cache: the density of every feature (PNG) and the top-k and bottom-k values of
 #    the eigenvector projections `v . x'` of the shipped output SAE's strongest features, with their contexts.
 # 5. Fig. 9 from the stream: how well the top-k eigenvectors predict the shipped output SAE's features (PNG).
-# Steps 4 and 5 read the cache (no forward pass); the store gives the tokens around each example.
+# 6. The shipped output SAE's features ranked by the streamed statistics (density, dead and ultra-rare features,
+#    largest and mean activation, Fig. 9's correlation), and the paper's weight-based selection (top eigenvalue)
+#    restricted to the features alive in the data.
+# Steps 4 to 6 read the cache (no forward pass); the store gives the tokens around each example.
 
 # %%
 from __future__ import annotations
@@ -35,6 +38,8 @@ from hooked_bilinear.activations import (
     eigen_approximation_stream,
     eigen_columns,
     examples,
+    feature_table,
+    rank_features,
     sae_columns,
 )
 from hooked_bilinear.activations.cache import ActivationCache, write_cache
@@ -94,10 +99,12 @@ def main() -> None:
     # 4. one pass of statistics: densities of every feature, top / bottom examples of eigenvectors
     mlp = model.blocks[1].mlp
     shipped_out = S.load(f"ts-synthetic-2l/{HOOK_OUT}")
-    strongest = A.rank_output_features(mlp, shipped_out).features[:4]
+    weights = A.rank_output_features(mlp, shipped_out, progress=False)  # by top |eigenvalue|, from the weights
+    strongest = weights.features[:4]
     eigen = A.output_feature_eigen(mlp, shipped_out, strongest, k=2)  # 4 features x 2 eigenvectors = 8 columns
     columns = {hook: (hook, sae_columns(result.sae)) for hook, result in saes.items()}
     columns["eigen"] = (HOOK_IN, eigen_columns(mlp, eigen, kind="projection"))
+    columns["shipped"] = (HOOK_OUT, sae_columns(shipped_out))  # for step 6
     stats = column_statistics(cache, columns, k=3)  # from the cache: no forward pass; contexts from the store
     for hook in saes:
         density = stats[hook].density
@@ -130,6 +137,35 @@ def main() -> None:
         "correlation " + ", ".join(f"k={k} {m:.3f}" for k, m in zip(approx.ks, means.tolist()))
     )
     plot_eigen_approximation(list(approx.ks), approx.correlation[counted], args.out / "eigen_approximation.png")
+
+    # 6. feature rankings from the streamed statistics, joined with the weight-based ranking
+    # (ultra-rare: the usual cut is density < 1e-5, below one activation on this corpus's tokens: 1e-4 here)
+    table = feature_table(stats["shipped"], approximation=approx, weights=weights, rare_below=1e-4)
+    print(
+        f"shipped output SAE over {stats['shipped'].rows} streamed activations: {len(table.features)} features, "
+        f"{int(table.dead.sum())} dead, {int(table.ultra_rare.sum())} ultra-rare (density < 1e-4)"
+    )
+    for by, label in (
+        ("density", "density"),
+        ("max_activation", "largest activation"),
+        ("mean_active", "mean activation when active"),
+        ("correlation", "Fig. 9 correlation (k=8)"),
+    ):
+        ranking = rank_features(table, by, skip_dead=True)
+        top = ", ".join(f"{f} ({s:.3g})" for f, s in zip(ranking.features[:5].tolist(), ranking.score[:5].tolist()))
+        print(f"top features by {label}: {top}")
+    alive = rank_features(table, "top_eigenvalue", skip_dead=True, skip_ultra_rare=True)
+    print(
+        f"the paper's selection, by top |eigenvalue| from the weights, restricted to the {len(alive.features)} "
+        "features alive (and not ultra-rare) in the data:"
+    )
+    assert table.mean_active is not None and table.top_eigenvalue is not None
+    for feature in alive.features[:5].tolist():  # table rows are feature ids 0..511
+        print(
+            f"    feature {feature}: top eigenvalue {table.top_eigenvalue[feature]:+.3f}, density "
+            f"{table.density[feature]:.3%}, largest activation {table.max_activation[feature]:.2f}, mean when "
+            f"active {table.mean_active[feature]:.2f}"
+        )
     print(f"done in {time.perf_counter() - started:.0f} s; pictures in {args.out}")
 
 

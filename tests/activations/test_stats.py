@@ -1,5 +1,6 @@
 """One-pass statistics equal the in-memory results: top-k / bottom-k values and positions (`top_examples`),
-densities, histograms, merged shares, and Fig. 9's correlation (`eigen_approximation`)."""
+densities, histograms, merged shares, and Fig. 9's correlation (`eigen_approximation`); two ranks give one
+process's statistics, cache and feature rankings."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 import torch
 
 from hooked_bilinear import sae as S
+from hooked_bilinear.activations.rankings import feature_table, rank_features
 from hooked_bilinear.activations.stats import (
     Density,
     Histogram,
@@ -145,11 +147,27 @@ def rank_worker(rank: int, world_size: int, port: int, tmp: str) -> None:
     store = ActivationStore(model, rows, [HOOK_IN], model_batch_size=2, buffer_size=300, share=(rank, world_size))
     top, density = accumulate(store)
     top, density = merge_across_ranks(top), merge_across_ranks(density)
+    both = ActivationStore(model, rows, [HOOK_IN, HOOK_OUT], model_batch_size=2, share=(rank, world_size))
+    rankings = feature_rankings(model, both)  # column statistics and Fig. 9 merged across the ranks inside
     dist.barrier()
     if rank == 0:
         finish_cache(f"{tmp}/cache2", world_size)
-        torch.save({"top": top.result(), "density": density.result()}, f"{tmp}/ranks.pt")
+        torch.save({"top": top.result(), "density": density.result(), "rankings": rankings}, f"{tmp}/ranks.pt")
     dist.destroy_process_group()
+
+
+def feature_rankings(model, store) -> dict[str, list[int]]:
+    """The output SAE's features ranked by each streamed statistic (`activations.rankings`)."""
+    sae_out = S.load(f"ts-synthetic-2l/{HOOK_OUT}")
+    stats = column_statistics(store, {"out": (HOOK_OUT, sae_columns(sae_out))}, k=3)["out"]
+    features = list(range(0, 512, 8))
+    approx = eigen_approximation_stream(model.blocks[0].mlp, sae_out, store, HOOK_IN, features, ks=(2,), min_active=2)
+    table = feature_table(stats, approximation=approx)
+    assert int((~table.correlation.isnan()).sum()) > 5
+    return {
+        by: rank_features(table, by, skip_dead=True).features.tolist()
+        for by in ("density", "max_activation", "mean_active", "correlation")
+    }
 
 
 def two_process_rows(model) -> torch.Tensor:
@@ -183,6 +201,8 @@ def test_two_ranks_give_the_statistics_and_cache_of_one(model, tmp_path) -> None
     assert active.sum() > 100
     assert torch.equal(got["top"].index[active], top.result().index[active])
     assert torch.equal(got["density"], density.result())
+    one = feature_rankings(model, ActivationStore(model, rows, [HOOK_IN, HOOK_OUT], model_batch_size=2))
+    assert got["rankings"] == one
     write_cache(ActivationStore(model, rows, [HOOK_IN], model_batch_size=2), tmp_path / "cache1", shard_sequences=2)
     for shard in sorted((tmp_path / "cache1").glob("shard-*")):
         assert shard.read_bytes() == (tmp_path / "cache2" / shard.name).read_bytes()

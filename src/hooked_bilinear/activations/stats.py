@@ -12,7 +12,8 @@ disjoint shares of the data (other processes, other files) combine with `merge`,
     best = top.result()       # values [d_sae, 20], index [d_sae, 20], best first
 
 `column_statistics` runs the pass for several column sets at once (`sae_columns`, `eigen_columns`);
-`eigen_approximation_stream` is Fig. 9's correlation from a stream.
+`eigen_approximation_stream` is Fig. 9's correlation from a stream; `rankings.feature_table` / `rank_features` rank
+features by these statistics.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, NamedTuple, TypeVar, cast
 import torch
 from beartype import beartype
 from jaxtyping import Float, Int, jaxtyped
+from tqdm.auto import tqdm
 
 from hooked_bilinear.activations.cache import ActivationCache
 from hooked_bilinear.activations.store import ActivationStore
@@ -126,12 +128,14 @@ class TopK:
 
 
 class Density:
-    """Running fraction of rows on which each column's value exceeds `threshold` (SAE features: active)."""
+    """Running fraction of rows on which each column's value exceeds `threshold` (SAE features: active), and the
+    float64 sum of those values (for the mean activation when active)."""
 
     @beartype
     def __init__(self, n_columns: int, threshold: float = 0.0) -> None:
         self.n_columns, self.threshold = n_columns, threshold
         self.counts = torch.zeros(n_columns, dtype=torch.long)
+        self.sums = torch.zeros(n_columns, dtype=torch.float64)
         self.rows = 0
 
     @jaxtyped(typechecker=beartype)
@@ -139,18 +143,25 @@ class Density:
         """Take a batch of values [n, n_columns] (index unused, accepted for a uniform interface)."""
         if values.ndim != 2 or values.shape[1] != self.n_columns:
             raise ValueError(f"update takes values [n, n_columns={self.n_columns}], got {tuple(values.shape)}.")
-        self.counts += (values > self.threshold).sum(0).cpu()
+        active = values > self.threshold
+        self.counts += active.sum(0).cpu()
+        self.sums += values.detach().double().where(active, 0.0).sum(0).cpu()
         self.rows += values.shape[0]
 
     def merge(self, other: Density) -> Density:
         """Fold in another accumulator's counts; returns self."""
         self.counts += other.counts
+        self.sums += other.sums
         self.rows += other.rows
         return self
 
     def result(self) -> torch.Tensor:
         """Density [n_columns] (float64; NaN before any row)."""
         return self.counts.double() / self.rows if self.rows else torch.full((self.n_columns,), float("nan"))
+
+    def active_sum(self) -> torch.Tensor:
+        """The sum of the values above the threshold, per column [n_columns] (float64)."""
+        return self.sums.clone()
 
 
 class Histogram:
@@ -292,26 +303,94 @@ def merge_across_ranks(accumulator: Accumulator) -> Accumulator:
 
 class ColumnStats(NamedTuple):
     """One column set's statistics over a pass: top and bottom [n_columns, k], density [n_columns], histogram
-    [n_columns, len(edges) + 1] (None without edges), rows seen."""
+    [n_columns, len(edges) + 1] (None without edges), rows seen, the sum of the values above the density threshold
+    [n_columns] (float64; the mean activation when active is active_sum / (density * rows)), and k."""
 
     top: TopKResult
     bottom: TopKResult | None
     density: torch.Tensor
     histogram: torch.Tensor | None
     rows: int
+    active_sum: torch.Tensor | None = None
+    k: int | None = None
+
+    def counts(self) -> torch.Tensor:
+        """Rows on which each column was above the threshold [n_columns] (long; exact: density * rows rounded)."""
+        if self.rows == 0:
+            return torch.zeros(len(self.density), dtype=torch.long)
+        return (self.density * self.rows).round().long()
+
+    def merge(self, other: ColumnStats) -> ColumnStats:
+        """The statistics of this share of the rows and another's (disjoint) together: what one pass over both
+        gives (top-k and bottom-k, densities and histograms exactly; active_sum up to float64 rounding).
+
+        Args:
+            other: the same column set's statistics over another share of the data (same k, bottom, edges).
+
+        Returns:
+            A new `ColumnStats` of both shares.
+
+        Raises:
+            SAEError: statistics of other columns or settings (k, bottom-k, histograms), or without k (built by
+                hand).
+        """
+        if self.k is None or other.k != self.k or len(other.density) != len(self.density):
+            raise SAEError(
+                f"only statistics of the same columns and k merge (n_columns {len(self.density)} and "
+                f"{len(other.density)}, k {self.k} and {other.k}); compute both with column_statistics."
+            )
+        if (self.bottom is None) != (other.bottom is None) or (self.histogram is None) != (other.histogram is None):
+            raise SAEError("only statistics with the same settings (bottom, edges) merge.")
+        n_columns, rows = len(self.density), self.rows + other.rows
+        counts = self.counts() + other.counts()
+        bottom = None
+        if self.bottom is not None and other.bottom is not None:
+            bottom = _merged(self.bottom, other.bottom, self.k, largest=False)
+        return ColumnStats(
+            _merged(self.top, other.top, self.k, largest=True),
+            bottom,
+            counts.double() / rows if rows else torch.full((n_columns,), float("nan")),
+            self.histogram + other.histogram if self.histogram is not None and other.histogram is not None else None,
+            rows,
+            self.active_sum + other.active_sum
+            if self.active_sum is not None and other.active_sum is not None
+            else None,
+            self.k,
+        )
+
+
+def _merged(a: TopKResult, b: TopKResult, k: int, *, largest: bool) -> TopKResult:
+    """Two shares' top-k results as one (TopK.merge on accumulators holding them)."""
+    accumulators = []
+    for part in (a, b):
+        accumulator = TopK(part.values.shape[0], k, largest=largest)
+        if part.values.shape[1]:
+            accumulator.values, accumulator.index = part.values.clone(), part.index.clone()
+        accumulators.append(accumulator)
+    return accumulators[0].merge(accumulators[1]).result()
 
 
 class _Accumulators:
     def __init__(self, n_columns: int, k: int, bottom: bool, threshold: float, edges: torch.Tensor | None) -> None:
+        self.k = k
         self.top = TopK(n_columns, k)
         self.bottom = TopK(n_columns, k, largest=False) if bottom else None
         self.density = Density(n_columns, threshold)
         self.histogram = Histogram(n_columns, edges) if edges is not None else None
 
+    def parts(self) -> list[Any]:
+        return [a for a in (self.top, self.bottom, self.density, self.histogram) if a is not None]
+
     def update(self, values: torch.Tensor, index: torch.Tensor) -> None:
-        for accumulator in (self.top, self.bottom, self.density, self.histogram):
-            if accumulator is not None:
-                accumulator.update(values, index)
+        for accumulator in self.parts():
+            accumulator.update(values, index)
+
+    def merge_across_ranks(self) -> None:
+        self.top, self.density = merge_across_ranks(self.top), merge_across_ranks(self.density)
+        if self.bottom is not None:
+            self.bottom = merge_across_ranks(self.bottom)
+        if self.histogram is not None:
+            self.histogram = merge_across_ranks(self.histogram)
 
     def result(self) -> ColumnStats:
         return ColumnStats(
@@ -320,7 +399,20 @@ class _Accumulators:
             self.density.result(),
             self.histogram.result() if self.histogram is not None else None,
             self.density.rows,
+            self.density.active_sum(),
+            self.k,
         )
+
+
+def _is_share(store: Any) -> bool:
+    """Whether the store streams one rank's share (ActivationStore(share=(rank, world_size)), world_size > 1)."""
+    share = getattr(store, "share", None)
+    return isinstance(share, tuple) and share[1] > 1
+
+
+def _rows_bar(store: Any, progress: bool, desc: str) -> Any:
+    """A tqdm bar over the rows of one pass (its total where the source knows it: a cache)."""
+    return tqdm(total=getattr(store, "n_rows", None), desc=desc, unit="row", unit_scale=True, disable=not progress)
 
 
 @beartype
@@ -333,9 +425,15 @@ def column_statistics(
     threshold: float = 0.0,
     edges: torch.Tensor | None = None,
     batch_size: int = 4096,
+    progress: bool = False,
 ) -> dict[str, ColumnStats]:
     """One pass over `store` (in corpus order) computing, for each named column set `name: (hook, columns)`, the
-    top-k (and bottom-k) values with their index, the density (value > threshold) and histograms over `edges`.
+    top-k (and bottom-k) values with their index, the density (value > threshold), the sum of the values above the
+    threshold, and histograms over `edges`.
+
+    With a store that streams one rank's share (`ActivationStore(..., share=(rank, world_size))`) under
+    torch.distributed, every rank's statistics are merged (call it on every rank): each rank gets the one-process
+    result. Without a process group, the share's own statistics (merge shares with `ColumnStats.merge`).
 
     Args:
         store: the activation store or cache; every hook named must be one of its hook_names.
@@ -346,12 +444,13 @@ def column_statistics(
         threshold: density counts values above it.
         edges: histogram bin edges (None: no histograms).
         batch_size: activations per update.
+        progress: a tqdm bar over the rows.
 
     Returns:
         name -> ColumnStats.
 
     Raises:
-        SAEError: a column set reads a hook the store does not stream.
+        SAEError: a column set reads a hook the store does not stream, or the stream holds no activations.
     """
     for name, (hook, _) in columns.items():
         if hook not in store.hook_names:
@@ -359,12 +458,19 @@ def column_statistics(
                 f"column set {name!r} reads hook {hook!r}, which the store does not stream ({store.hook_names})."
             )
     accumulators: dict[str, _Accumulators] = {}
-    for batch in store.batches(batch_size, shuffle=False):
-        for name, (hook, function) in columns.items():
-            values = function(batch.activations[hook])
-            if name not in accumulators:
-                accumulators[name] = _Accumulators(values.shape[1], k, bottom, threshold, edges)
-            accumulators[name].update(values, batch.index)
+    with _rows_bar(store, progress, "column statistics") as bar:
+        for batch in store.batches(batch_size, shuffle=False):
+            for name, (hook, function) in columns.items():
+                values = function(batch.activations[hook])
+                if name not in accumulators:
+                    accumulators[name] = _Accumulators(values.shape[1], k, bottom, threshold, edges)
+                accumulators[name].update(values, batch.index)
+            bar.update(len(batch.index))
+    if columns and not accumulators:
+        raise SAEError("the stream held no activations (a share with no sequences?): nothing to take statistics of.")
+    if _is_share(store):
+        for accumulator in accumulators.values():
+            accumulator.merge_across_ranks()
     return {name: accumulators[name].result() for name in columns}
 
 
@@ -405,10 +511,13 @@ def eigen_approximation_stream(
     min_active: int = 10,
     batch_size: int = 4096,
     dtype: torch.dtype | None = torch.float64,
+    progress: bool = False,
 ) -> EigenApproximation:
     """Fig. 9 (`analysis.features.eigen_approximation`) from a stream of the MLP's inputs (`hook_in`), in one pass
     with running sums: the correlation between the top-k eigen approximation and the output SAE's activation over
-    the inputs where the feature is active. Equal to the in-memory result up to float64 rounding.
+    the inputs where the feature is active. Equal to the in-memory result up to float64 rounding. With a store that
+    streams one rank's share under torch.distributed, the running sums of every rank are merged (call it on every
+    rank), as in `column_statistics`.
 
     Args:
         mlp: the bilinear layer (component, module or `BilinearFactors`).
@@ -420,6 +529,7 @@ def eigen_approximation_stream(
         min_active: features active on fewer inputs are left out.
         batch_size: inputs per step.
         dtype: the dtype of the running sums.
+        progress: a tqdm bar over the inputs.
 
     Returns:
         An `EigenApproximation`, as `analysis.features.eigen_approximation` returns.
@@ -439,15 +549,20 @@ def eigen_approximation_stream(
     width = len(ids) * len(ks)
     correlation = Correlation(width)
     selected = torch.tensor([k - 1 for k in ks])
-    for batch in store.batches(batch_size, shuffle=False):
-        x = batch.activations[hook_in].to(factors.dtype)
-        with torch.no_grad():
-            target = sae_out.encode(factors.forward(x).to(sae_tensors(sae_out)[0].dtype))[:, ids].to(factors.dtype)
-        x_aug = factors.augment(x)
-        cumulative = (eigen.lambda_ * torch.einsum("td,nkd->tnk", x_aug, eigen.v).square()).cumsum(-1)
-        approx = cumulative[:, :, selected].reshape(len(x), width)  # [t, n * len(ks)]
-        targets = target.repeat_interleave(len(ks), dim=1)
-        correlation.update(approx, targets, targets > 0)
+    with _rows_bar(store, progress, "Fig. 9 correlation") as bar:
+        for batch in store.batches(batch_size, shuffle=False):
+            x = batch.activations[hook_in].to(factors.dtype)
+            with torch.no_grad():
+                y = factors.forward(x).to(sae_tensors(sae_out)[0].dtype)
+                target = sae_out.encode(y)[:, ids].to(factors.dtype)
+            x_aug = factors.augment(x)
+            cumulative = (eigen.lambda_ * torch.einsum("td,nkd->tnk", x_aug, eigen.v).square()).cumsum(-1)
+            approx = cumulative[:, :, selected].reshape(len(x), width)  # [t, n * len(ks)]
+            targets = target.repeat_interleave(len(ks), dim=1)
+            correlation.update(approx, targets, targets > 0)
+            bar.update(len(x))
+    if _is_share(store):
+        correlation = merge_across_ranks(correlation)
     n_active = correlation.count().reshape(len(ids), len(ks))[:, 0]
     result = correlation.result().reshape(len(ids), len(ks))
     result[n_active <= min_active] = float("nan")
