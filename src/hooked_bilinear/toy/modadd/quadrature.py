@@ -65,9 +65,11 @@ from hooked_bilinear.toy.modadd.fourier import embedding_spectrum, key_frequenci
 from hooked_bilinear.toy.modadd.interval import Ball, Ledger
 from hooked_bilinear.toy.modadd.task import ModAddTask
 from hooked_bilinear.toy.modadd.train import require_modadd_architecture
+from hooked_bilinear.toy.modadd.windows import window_bound
 
 ANGLE_REL = 16 * iv.U  # a float64 angle pi t / p + phi is within this times (|angle| + 1) of the exact one
 HARMONICS = 6  # output harmonics m = 1..M read per unit
+BOUNDS = ("windows", "quadrature")  # certify_relu's bounds: the sign-pattern bound (windows.py) and terms 1 to 5
 
 
 @dataclass
@@ -358,9 +360,12 @@ def certify_relu(
     *,
     harmonics: int = HARMONICS,
     fallback: bool = False,
+    bound: str = "windows",
 ) -> QuadratureCertificate:
-    """Prove a lower bound on every input's margin of a pizza ReLU model through the quadrature explanation (the
-    module docstring's terms 1 to 5), in time linear in the model's parameters at fixed widths.
+    """Prove a lower bound on every input's margin of a pizza ReLU model through the quadrature explanation: by
+    default the sign-pattern bound of `toy.modadd.windows` (the explanation predicts which units fire; O(p^2 N + p^3 K)
+    beyond reading the tables), or with `bound="quadrature"` the module docstring's terms 1 to 5, in time linear in
+    the model's parameters at fixed widths (sound, but vacuous on the trained models).
 
     Args:
         model: a one-layer ReLU model of the pizza set-up (`ModAddTrainConfig(mlp="relu")`, a `PIZZA`-like task).
@@ -369,13 +374,16 @@ def certify_relu(
         harmonics: output harmonics m = 1..harmonics read per unit.
         fallback: prove the inputs the quadrature bound leaves open again from the exact tables (`exact_margins`,
             p N per input: what brute force costs, less the embedding); `compressed` keeps the quadrature's bounds.
+        bound: "windows" (the sign-pattern bound) or "quadrature" (terms 1 to 5).
 
     Returns:
         The certificate: `margin[a, b]` lower bounds, flops by step, and the error terms' worst sizes.
 
     Raises:
-        ValueError: a bilinear model, another set-up, or bad frequencies / harmonics.
+        ValueError: a bilinear model, another set-up, bad frequencies / harmonics, or an unknown bound.
     """
+    if bound not in BOUNDS:
+        raise ValueError(f"bound={bound!r}: pass one of {', '.join(map(repr, BOUNDS))}.")
     task = task or ModAddTask.from_config(model.config)
     require_pizza_relu(model, task, "certify_relu")
     p = task.p
@@ -384,16 +392,34 @@ def certify_relu(
     tables = read_tables(model, task, ledger)
     ledger.step = "explanation (frequencies, phases, amplitudes)"
     reading = read_units(tables, p, frequencies, ledger, harmonics)
-    ledger.step = "quadrature"
-    terms = quadrature_terms(reading, p, ledger)
-    ledger.step = "error bounds"
-    per_a, per_b, parts = error_bounds(tables, reading, terms, ledger)
-    ledger.step = "margins over (d, Delta)"
-    best, integral, by_input, quadrature_error = quadrature_bound(terms, reading, task, ledger)
-    a, b = task.operands()
-    margin = best - per_a[a] - per_b[b]
-    margin = margin - 4 * iv.U * (best.abs() + per_a[a] + per_b[b]) - iv.TINY  # the subtractions rounded
-    ledger.add(10 * p * p)
+    if bound == "windows":
+        signs = window_bound(tables, reading, task, ledger)
+        margin = signs.margin
+        errors = {
+            "window margin (before kinks), smallest": signs.window_margin.amin().item(),
+            "kinks, largest": signs.kinks.amax().item(),
+            "kinks, median": signs.kinks.median().item(),
+            "sign errors (fraction of input-unit pairs)": signs.sign_errors,
+        }
+        integral_of: dict[tuple[int, int], complex] = {}
+        quadrature_error: dict[tuple[int, int], float] = {}
+    else:
+        ledger.step = "quadrature"
+        terms = quadrature_terms(reading, p, ledger)
+        ledger.step = "error bounds"
+        per_a, per_b, parts = error_bounds(tables, reading, terms, ledger)
+        ledger.step = "margins over (d, Delta)"
+        best, integral, by_input, quadrature_error = quadrature_bound(terms, reading, task, ledger)
+        a, b = task.operands()
+        margin = best - per_a[a] - per_b[b]
+        margin = margin - 4 * iv.U * (best.abs() + per_a[a] + per_b[b]) - iv.TINY  # the subtractions rounded
+        ledger.add(10 * p * p)
+        errors = {
+            **{name: (part_a.amax() + part_b.amax()).item() for name, (part_a, part_b) in parts.items()},
+            "quadrature, at the input's half-angle": by_input.amax().item(),
+            "integral part, smallest over inputs": integral.lower().amin().item(),
+        }
+        integral_of = {key: complex(*J.mid.mean(0).tolist()) for key, J in terms.J.items()}
     compressed = margin.reshape(p, p)
     margin = compressed.clone()
     if fallback and (compressed <= 0).any():
@@ -408,12 +434,8 @@ def certify_relu(
         margin,
         dict(ledger.flops),
         compressed,
-        errors={
-            **{name: (part_a.amax() + part_b.amax()).item() for name, (part_a, part_b) in parts.items()},
-            "quadrature, at the input's half-angle": by_input.amax().item(),
-            "integral part, smallest over inputs": integral.lower().amin().item(),
-        },
-        integral={key: complex(*J.mid.mean(0).tolist()) for key, J in terms.J.items()},
+        errors=errors,
+        integral=integral_of,
         quadrature_error=quadrature_error,
     )
     return certificate
