@@ -65,7 +65,7 @@ from hooked_bilinear.toy.modadd.fourier import embedding_spectrum, key_frequenci
 from hooked_bilinear.toy.modadd.interval import Ball, Ledger
 from hooked_bilinear.toy.modadd.task import ModAddTask
 from hooked_bilinear.toy.modadd.train import require_modadd_architecture
-from hooked_bilinear.toy.modadd.windows import window_bound
+from hooked_bilinear.toy.modadd.windows import exact_kink_margins, window_bound
 
 ANGLE_REL = 16 * iv.U  # a float64 angle pi t / p + phi is within this times (|angle| + 1) of the exact one
 HARMONICS = 6  # output harmonics m = 1..M read per unit
@@ -372,8 +372,10 @@ def certify_relu(
         task: the task it was trained on (default: the one its config records).
         frequencies: the key frequencies units are read at (default: those of the pre-activations' spectrum).
         harmonics: output harmonics m = 1..harmonics read per unit.
-        fallback: prove the inputs the quadrature bound leaves open again from the exact tables (`exact_margins`,
-            p N per input: what brute force costs, less the embedding); `compressed` keeps the quadrature's bounds.
+        fallback: prove the inputs the bound leaves open again exactly: with "windows" by making their kinks exact
+            (`windows.exact_kink_margins`, 2p per mispredicted (input, unit) pair), with "quadrature" from the exact
+            tables (`exact_margins`, p N per input: what brute force costs, less the embedding); `compressed` keeps
+            the bound's own margins.
         bound: "windows" (the sign-pattern bound) or "quadrature" (terms 1 to 5).
 
     Returns:
@@ -425,9 +427,12 @@ def certify_relu(
     if fallback and (compressed <= 0).any():
         ledger.step = EXACT_STEP
         open_a, open_b = (compressed <= 0).nonzero(as_tuple=True)
-        margin[open_a, open_b] = torch.maximum(
-            compressed[open_a, open_b], exact_margins(tables, open_a, open_b, ledger)
+        exact = (
+            exact_kink_margins(tables, reading, task, signs, open_a * p + open_b, ledger)
+            if bound == "windows"
+            else exact_margins(tables, open_a, open_b, ledger)
         )
+        margin[open_a, open_b] = torch.maximum(compressed[open_a, open_b], exact)
     certificate = QuadratureCertificate(
         p,
         list(reading.frequencies),

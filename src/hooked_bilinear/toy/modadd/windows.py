@@ -49,6 +49,9 @@ class WindowBound:
     window_margin: Float[torch.Tensor, " p_squared"]  # a lower bound of min_c (D + W)(c*) - (D + W)(c)
     kinks: Float[torch.Tensor, " p_squared"]  # an upper bound of sum_n (max U'[:, n] - U'[c*, n]) r_n
     sign_errors: float  # the fraction of (input, unit) pairs with r_n > 0 (the prediction wrong)
+    firing: Bool[torch.Tensor, "two_p N"]  # the predicted pattern
+    logits: Float[torch.Tensor, "p_squared p"]  # D_A + D_B + W, floats within `radius` of the exact reals
+    radius: float
 
 
 def predicted_firing(reading: UnitReading, p: int, ledger: Ledger) -> Bool[torch.Tensor, "two_p N"]:
@@ -235,4 +238,54 @@ def window_bound(tables: ReluTables, reading: UnitReading, task: ModAddTask, led
     margin = window - kinks
     margin = margin - 4 * iv.U * (window.abs() + kinks) - iv.TINY
     ledger.add(8 * p * p)
-    return WindowBound(margin, window, kinks, sign_errors)
+    return WindowBound(margin, window, kinks, sign_errors, firing, logits, radius)
+
+
+def exact_kink_margins(
+    tables: ReluTables,
+    reading: UnitReading,
+    task: ModAddTask,
+    bound: WindowBound,
+    rows: Int[torch.Tensor, " s"],
+    ledger: Ledger,
+) -> Float[torch.Tensor, " s"]:
+    """Proven margins of the inputs `rows` (a * p + b) with their kinks made exact: the window logits plus
+    sum_n U'[c, n] r_n over the (input, unit) pairs where r_n can be > 0 only (2p flops per such pair, against
+    2 p N per input for the exact circuit): the model's logits, so these are the true margins up to rounding.
+
+    Args:
+        tables: `quadrature.read_tables`'s output.
+        reading: `quadrature.read_units`'s output.
+        task: the task.
+        bound: `window_bound`'s output.
+        rows: the inputs.
+        ledger: where the flops go.
+
+    Returns:
+        A lower bound of each input's margin.
+    """
+    p = task.p
+    n = tables.P.shape[1]
+    a, b = rows // p, rows % p
+    z = iv.add(tables.P[a], tables.Q[b], ledger)
+    j = torch.stack([half_angle_index(k, a, b, p) for k in reading.frequencies], 1)
+    slot = torch.tensor([reading.frequencies.index(int(k)) for k in reading.frequency])
+    on = bound.firing[j[:, slot], torch.arange(n)[None, :]]
+    x = Ball(torch.where(on, -z.mid, z.mid), z.rad)  # r = ReLU(x): ReLU(-z) where predicted on, ReLU(z) where off
+    low, high = x.lower().clamp_min(0.0), x.upper().clamp_min(0.0)
+    pair, unit = (high > 0).nonzero(as_tuple=True)
+    r_mid = (low[pair, unit] + high[pair, unit]) / 2
+    r_rad = iv.round_up((high - low)[pair, unit] / 2 + iv.U * r_mid, 2)
+    u = tables.U.mid[:, unit]  # [p, pairs]
+    logits = bound.logits[rows].index_add(0, pair, (u * r_mid[None, :]).T)
+    size = u.abs().amax(0)
+    u_rad = tables.U.rad.expand_as(tables.U.mid)[:, unit].amax(0)
+    per_pair = size * r_rad + u_rad * (r_mid.abs() + r_rad) + iv.gamma(n + 2) * size * r_mid.abs()
+    radius = bound.radius + torch.zeros(len(rows), dtype=torch.float64).index_add(0, pair, per_pair)
+    radius = iv.round_up(radius + iv.gamma(n + 2) * bound.logits[rows].abs().amax(1), n)  # the running sums
+    answer = ((a + b) % p)[:, None]
+    diff = logits.gather(1, answer) - logits
+    diff.scatter_(1, answer, math.inf)
+    best = diff.amin(1)
+    ledger.add(12 * len(rows) * n + (2 * p + 12) * len(pair) + 4 * logits.numel())
+    return best - iv.round_up(2 * radius + 2 * iv.U * best.abs(), 2) - iv.TINY
