@@ -134,8 +134,9 @@ def plot(columns: dict[str, dict[str, list]], path: Path, title: str) -> None:
         color, name = styles[family]
         ps = column["p"]
         ax.plot(ps, column["brute_flops"], ":", color=color, label=f"{name}: brute force")
-        ax.plot(ps, column["bound_flops"], "o-", color=color, label=f"{name}: compressed proof alone")
-        ax.plot(ps, column["proof_flops"], "s--", color=color, alpha=0.6, label=f"{name}: with exact fallback")
+        bound_name = "sign-pattern bound alone" if family == "relu" else "compressed proof alone"
+        ax.plot(ps, column["bound_flops"], "o-", color=color, label=f"{name}: {bound_name}")
+        ax.plot(ps, column["proof_flops"], "s--", color=color, alpha=0.6, label=f"{name}: with its exact fallback")
         for p, f, c in zip(ps, column["bound_flops"], column["bound_certified"]):
             ax.annotate(f"{c:.0%}", (p, f), textcoords="offset points", xytext=(4, -11), fontsize=7, color=color)
         if "linear_bound_flops" in column:

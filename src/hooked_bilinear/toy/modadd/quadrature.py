@@ -361,6 +361,7 @@ def certify_relu(
     harmonics: int = HARMONICS,
     fallback: bool = False,
     bound: str = "windows",
+    exact_units: int = 0,
 ) -> QuadratureCertificate:
     """Prove a lower bound on every input's margin of a pizza ReLU model through the quadrature explanation: by
     default the sign-pattern bound of `toy.modadd.windows` (the explanation predicts which units fire; O(p^2 N + p^3 K)
@@ -377,6 +378,8 @@ def certify_relu(
             tables (`exact_margins`, p N per input: what brute force costs, less the embedding); `compressed` keeps
             the bound's own margins.
         bound: "windows" (the sign-pattern bound) or "quadrature" (terms 1 to 5).
+        exact_units: with "windows", the units whose kinks are summed exactly on every input instead of bounded
+            (those with the largest kink totals; 2p flops per mispredicted pair); 0: none.
 
     Returns:
         The certificate: `margin[a, b]` lower bounds, flops by step, and the error terms' worst sizes.
@@ -386,6 +389,8 @@ def certify_relu(
     """
     if bound not in BOUNDS:
         raise ValueError(f"bound={bound!r}: pass one of {', '.join(map(repr, BOUNDS))}.")
+    if exact_units < 0 or (exact_units and bound != "windows"):
+        raise ValueError(f"exact_units={exact_units}: pass a count >= 0, and only with bound='windows'.")
     task = task or ModAddTask.from_config(model.config)
     require_pizza_relu(model, task, "certify_relu")
     p = task.p
@@ -395,7 +400,7 @@ def certify_relu(
     ledger.step = "explanation (frequencies, phases, amplitudes)"
     reading = read_units(tables, p, frequencies, ledger, harmonics)
     if bound == "windows":
-        signs = window_bound(tables, reading, task, ledger)
+        signs = window_bound(tables, reading, task, ledger, exact_units)
         margin = signs.margin
         errors = {
             "window margin (before kinks), smallest": signs.window_margin.amin().item(),

@@ -173,10 +173,12 @@ def kink_bound(
     task: ModAddTask,
     firing: Bool[torch.Tensor, "two_p N"],
     ledger: Ledger,
+    skip: Bool[torch.Tensor, " N"] | None = None,
     chunk: int = 8,
-) -> tuple[Float[torch.Tensor, " p_squared"], float]:
+) -> tuple[Float[torch.Tensor, " p_squared"], float, Float[torch.Tensor, " N"]]:
     """Upper bounds of sum_n (max_c U'[c, n] - U'[c*, n]) r_n per input, r_n = ReLU(z_n) - s_n z_n >= 0 (z_n the
-    true pre-activation, s_n the predicted firing); with the fraction of (input, unit) pairs where r_n can be > 0.
+    true pre-activation, s_n the predicted firing), over the units not in `skip`; with the fraction of (input, unit)
+    pairs where r_n can be > 0 and each unit's total over the inputs (which units cost the bound most).
 
     Args:
         tables: `quadrature.read_tables`'s output.
@@ -184,16 +186,19 @@ def kink_bound(
         task: the task.
         firing: `predicted_firing`'s output.
         ledger: where the flops go.
+        skip: units left out of the sum (their kinks summed exactly elsewhere), or None.
         chunk: first operands per batch.
 
     Returns:
-        (kinks [p^2], fraction of pairs with a sign error).
+        (kinks [p^2], fraction of pairs with a sign error, per-unit totals [N]).
     """
     p = task.p
     n = tables.P.shape[1]
     top = tables.U.upper().amax(0)  # >= max_c U'[c, n]
     low = tables.U.lower()
     parts, wrong = [], 0
+    totals = torch.zeros(n, dtype=torch.float64)
+    kept = torch.ones(n, dtype=torch.float64) if skip is None else (~skip).double()
     for start in range(0, p, chunk):
         a_rows = torch.arange(start, min(start + chunk, p))
         a = a_rows.repeat_interleave(p)
@@ -204,13 +209,17 @@ def kink_bound(
         on = firing[j[:, slot], torch.arange(n)[None, :]]  # [s, N]
         rest = torch.where(on, (-z.lower()).clamp_min(0.0), z.upper().clamp_min(0.0))  # >= r_n
         weight = iv.round_up(top[None, :] - low[(a + b) % p], 2).clamp_min(0.0)  # >= max U' - U'[c*]
-        parts.append(iv.round_up((weight * rest).sum(1), n))
+        terms = weight * rest * kept
+        parts.append(iv.round_up(terms.sum(1), n))
+        totals += terms.sum(0)
         wrong += int((rest > 0).sum().item())
-    ledger.add(12 * p * p * n)
-    return torch.cat(parts), wrong / (p * p * n)
+    ledger.add(14 * p * p * n)
+    return torch.cat(parts), wrong / (p * p * n), totals
 
 
-def window_bound(tables: ReluTables, reading: UnitReading, task: ModAddTask, ledger: Ledger) -> WindowBound:
+def window_bound(
+    tables: ReluTables, reading: UnitReading, task: ModAddTask, ledger: Ledger, exact_units: int = 0
+) -> WindowBound:
     """The sign-pattern bound on every input's margin (module docstring).
 
     Args:
@@ -218,6 +227,8 @@ def window_bound(tables: ReluTables, reading: UnitReading, task: ModAddTask, led
         reading: `quadrature.read_units`'s output.
         task: the task.
         ledger: where the flops go (its step is set here: "sign pattern", "window tables and margins", "kinks").
+        exact_units: the units with the largest kink totals whose kinks are summed exactly on every input (2p flops
+            per mispredicted pair) instead of bounded by convexity; 0: none.
 
     Returns:
         The bound and its parts.
@@ -227,18 +238,90 @@ def window_bound(tables: ReluTables, reading: UnitReading, task: ModAddTask, led
     firing = predicted_firing(reading, p, ledger)
     ledger.step = "window tables and margins"
     logits, radius = window_logits(tables, reading, task, firing, ledger)
-    answer = task.labels()[:, None]
-    diff = logits.gather(1, answer) - logits
-    diff.scatter_(1, answer, math.inf)
-    best = diff.amin(1)
-    window = best - iv.round_up(torch.full_like(best, 2 * radius) + 2 * iv.U * best.abs(), 2) - iv.TINY
-    ledger.add(3 * logits.numel() + 6 * p * p)
     ledger.step = "kinks"
-    kinks, sign_errors = kink_bound(tables, reading, task, firing, ledger)
+    kinks, sign_errors, totals = kink_bound(tables, reading, task, firing, ledger)
+    rows = torch.arange(p * p)
+    radii = torch.full((p * p,), radius, dtype=torch.float64)
+    corrected = logits
+    if exact_units > 0:
+        exact = torch.zeros(len(totals), dtype=torch.bool)
+        exact[totals.argsort(descending=True)[:exact_units]] = True
+        ledger.add(4 * len(totals))
+        kinks, _, _ = kink_bound(tables, reading, task, firing, ledger, skip=exact)
+        corrected, radii = exact_kinks(tables, reading, task, firing, logits, radius, rows, exact, ledger)
+    ledger.step = "window tables and margins"
+    window = _margins(corrected, radii, (rows // p + rows % p) % p, ledger)
     margin = window - kinks
     margin = margin - 4 * iv.U * (window.abs() + kinks) - iv.TINY
     ledger.add(8 * p * p)
     return WindowBound(margin, window, kinks, sign_errors, firing, logits, radius)
+
+
+def _margins(
+    logits: Float[torch.Tensor, "s p"],
+    radius: Float[torch.Tensor, " s"],
+    answer: Int[torch.Tensor, " s"],
+    ledger: Ledger,
+) -> Float[torch.Tensor, " s"]:
+    """min over c != answer of the exact logit differences, from float logits each within `radius` of its real."""
+    diff = logits.gather(1, answer[:, None]) - logits
+    diff.scatter_(1, answer[:, None], math.inf)
+    best = diff.amin(1)
+    ledger.add(3 * logits.numel() + 6 * len(best))
+    return best - iv.round_up(2 * radius + 2 * iv.U * best.abs(), 2) - iv.TINY
+
+
+def exact_kinks(
+    tables: ReluTables,
+    reading: UnitReading,
+    task: ModAddTask,
+    firing: Bool[torch.Tensor, "two_p N"],
+    logits: Float[torch.Tensor, "p_squared p"],
+    radius: float,
+    rows: Int[torch.Tensor, " s"],
+    units: Bool[torch.Tensor, " N"] | None,
+    ledger: Ledger,
+) -> tuple[Float[torch.Tensor, "s p"], Float[torch.Tensor, " s"]]:
+    """The window logits of the inputs `rows` (a * p + b) plus sum_n U'[c, n] r_n over their (input, unit) pairs
+    where r_n can be > 0, for the units in `units` (None: all), summed exactly (2p flops per such pair); with each
+    row's radius.
+
+    Args:
+        tables: `quadrature.read_tables`'s output.
+        reading: `quadrature.read_units`'s output.
+        task: the task.
+        firing: the predicted pattern.
+        logits: `window_logits`'s floats over all inputs.
+        radius: their radius.
+        rows: the inputs.
+        units: the units whose kinks are summed, or None for all.
+        ledger: where the flops go.
+
+    Returns:
+        (logits [s, p], radius [s]).
+    """
+    p = task.p
+    n = tables.P.shape[1]
+    a, b = rows // p, rows % p
+    z = iv.add(tables.P[a], tables.Q[b], ledger)
+    j = torch.stack([half_angle_index(k, a, b, p) for k in reading.frequencies], 1)
+    slot = torch.tensor([reading.frequencies.index(int(k)) for k in reading.frequency])
+    on = firing[j[:, slot], torch.arange(n)[None, :]]
+    x = Ball(torch.where(on, -z.mid, z.mid), z.rad)  # r = ReLU(x): ReLU(-z) where predicted on, ReLU(z) where off
+    low, high = x.lower().clamp_min(0.0), x.upper().clamp_min(0.0)
+    wanted = high > 0 if units is None else (high > 0) & units[None, :]
+    pair, unit = wanted.nonzero(as_tuple=True)
+    r_mid = (low[pair, unit] + high[pair, unit]) / 2
+    r_rad = iv.round_up((high - low)[pair, unit] / 2 + iv.U * r_mid, 2)
+    u = tables.U.mid[:, unit]  # [p, pairs]
+    corrected = logits[rows].index_add(0, pair, (u * r_mid[None, :]).T)
+    size = u.abs().amax(0)
+    u_rad = tables.U.rad.expand_as(tables.U.mid)[:, unit].amax(0)
+    per_pair = size * r_rad + u_rad * (r_mid.abs() + r_rad) + iv.gamma(n + 2) * size * r_mid.abs()
+    radii = radius + torch.zeros(len(rows), dtype=torch.float64).index_add(0, pair, per_pair)
+    radii = iv.round_up(radii + iv.gamma(n + 2) * logits[rows].abs().amax(1), n)  # the running sums
+    ledger.add(12 * len(rows) * n + (2 * p + 12) * len(pair) + p * len(rows))
+    return corrected, radii
 
 
 def exact_kink_margins(
@@ -265,27 +348,5 @@ def exact_kink_margins(
         A lower bound of each input's margin.
     """
     p = task.p
-    n = tables.P.shape[1]
-    a, b = rows // p, rows % p
-    z = iv.add(tables.P[a], tables.Q[b], ledger)
-    j = torch.stack([half_angle_index(k, a, b, p) for k in reading.frequencies], 1)
-    slot = torch.tensor([reading.frequencies.index(int(k)) for k in reading.frequency])
-    on = bound.firing[j[:, slot], torch.arange(n)[None, :]]
-    x = Ball(torch.where(on, -z.mid, z.mid), z.rad)  # r = ReLU(x): ReLU(-z) where predicted on, ReLU(z) where off
-    low, high = x.lower().clamp_min(0.0), x.upper().clamp_min(0.0)
-    pair, unit = (high > 0).nonzero(as_tuple=True)
-    r_mid = (low[pair, unit] + high[pair, unit]) / 2
-    r_rad = iv.round_up((high - low)[pair, unit] / 2 + iv.U * r_mid, 2)
-    u = tables.U.mid[:, unit]  # [p, pairs]
-    logits = bound.logits[rows].index_add(0, pair, (u * r_mid[None, :]).T)
-    size = u.abs().amax(0)
-    u_rad = tables.U.rad.expand_as(tables.U.mid)[:, unit].amax(0)
-    per_pair = size * r_rad + u_rad * (r_mid.abs() + r_rad) + iv.gamma(n + 2) * size * r_mid.abs()
-    radius = bound.radius + torch.zeros(len(rows), dtype=torch.float64).index_add(0, pair, per_pair)
-    radius = iv.round_up(radius + iv.gamma(n + 2) * bound.logits[rows].abs().amax(1), n)  # the running sums
-    answer = ((a + b) % p)[:, None]
-    diff = logits.gather(1, answer) - logits
-    diff.scatter_(1, answer, math.inf)
-    best = diff.amin(1)
-    ledger.add(12 * len(rows) * n + (2 * p + 12) * len(pair) + 4 * logits.numel())
-    return best - iv.round_up(2 * radius + 2 * iv.U * best.abs(), 2) - iv.TINY
+    logits, radii = exact_kinks(tables, reading, task, bound.firing, bound.logits, bound.radius, rows, None, ledger)
+    return _margins(logits, radii, (rows // p + rows % p) % p, ledger)
