@@ -302,17 +302,18 @@ def exact_kinks(
     """
     p = task.p
     n = tables.P.shape[1]
+    chosen = torch.arange(n) if units is None else units.nonzero().flatten()
     a, b = rows // p, rows % p
-    z = iv.add(tables.P[a], tables.Q[b], ledger)
+    z = iv.add(tables.P[:, chosen][a], tables.Q[:, chosen][b], ledger)
     j = torch.stack([half_angle_index(k, a, b, p) for k in reading.frequencies], 1)
-    slot = torch.tensor([reading.frequencies.index(int(k)) for k in reading.frequency])
-    on = firing[j[:, slot], torch.arange(n)[None, :]]
+    slot = torch.tensor([reading.frequencies.index(int(k)) for k in reading.frequency[chosen]])
+    on = firing[j[:, slot], chosen[None, :]]
     x = Ball(torch.where(on, -z.mid, z.mid), z.rad)  # r = ReLU(x): ReLU(-z) where predicted on, ReLU(z) where off
     low, high = x.lower().clamp_min(0.0), x.upper().clamp_min(0.0)
-    wanted = high > 0 if units is None else (high > 0) & units[None, :]
-    pair, unit = wanted.nonzero(as_tuple=True)
-    r_mid = (low[pair, unit] + high[pair, unit]) / 2
-    r_rad = iv.round_up((high - low)[pair, unit] / 2 + iv.U * r_mid, 2)
+    pair, column = (high > 0).nonzero(as_tuple=True)
+    unit = chosen[column]
+    r_mid = (low[pair, column] + high[pair, column]) / 2
+    r_rad = iv.round_up((high - low)[pair, column] / 2 + iv.U * r_mid, 2)
     u = tables.U.mid[:, unit]  # [p, pairs]
     corrected = logits[rows].index_add(0, pair, (u * r_mid[None, :]).T)
     size = u.abs().amax(0)
@@ -320,7 +321,7 @@ def exact_kinks(
     per_pair = size * r_rad + u_rad * (r_mid.abs() + r_rad) + iv.gamma(n + 2) * size * r_mid.abs()
     radii = radius + torch.zeros(len(rows), dtype=torch.float64).index_add(0, pair, per_pair)
     radii = iv.round_up(radii + iv.gamma(n + 2) * logits[rows].abs().amax(1), n)  # the running sums
-    ledger.add(12 * len(rows) * n + (2 * p + 12) * len(pair) + p * len(rows))
+    ledger.add(12 * len(rows) * len(chosen) + (2 * p + 12) * len(pair) + p * len(rows))
     return corrected, radii
 
 
