@@ -46,6 +46,10 @@ Reading P, Q and U' costs O(p N d), the explanation and terms 2 to 4 O(p N M), t
 direct path p^2 d: at the fixed widths of these models that is linear in p (the parameter count) but for the two
 small p^2 terms; brute force costs p^2 N d. Every step is interval arithmetic (`interval.py`), so rounding cannot
 make the bound wrong; the flops are counted in a `Ledger` as `certify.py` counts them.
+
+This bound is sound but vacuous on the trained models (terms 3 and 4 add each unit's worst-case error, 20 to 50 times
+the margins); `certify_relu`'s default is the sign-pattern bound of `windows.py`, which keeps only the explanation's
+prediction of which units fire and costs O(p^2 N + p^3 K) more.
 """
 
 from __future__ import annotations
