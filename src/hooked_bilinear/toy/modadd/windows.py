@@ -89,6 +89,20 @@ def half_angle_index(k: int, a: torch.Tensor, b: torch.Tensor, p: int) -> Int[to
     return (k * (a + b) + p * flip.long()) % (2 * p)
 
 
+def _firing_at(
+    reading: UnitReading,
+    firing: Bool[torch.Tensor, "two_p N"],
+    a: Int[torch.Tensor, " s"],
+    b: Int[torch.Tensor, " s"],
+    p: int,
+    units: Int[torch.Tensor, " n"],
+) -> Bool[torch.Tensor, "s n"]:
+    """The predicted firing of `units` on the inputs (a, b): each unit's pattern at its frequency's half-angle."""
+    j = torch.stack([half_angle_index(k, a, b, p) for k in reading.frequencies], 1)  # [s, K]
+    slot = torch.tensor([reading.frequencies.index(int(k)) for k in reading.frequency[units]], dtype=torch.long)
+    return firing[j[:, slot], units[None, :]]
+
+
 def window_tables(
     X: Ball, U: Ball, firing: Bool[torch.Tensor, "two_p n"], ledger: Ledger
 ) -> tuple[Float[torch.Tensor, "two_p p p"], float]:
@@ -181,10 +195,10 @@ def kink_bound(
     pairs where r_n can be > 0 and each unit's total over the inputs (which units cost the bound most).
 
     Args:
-        tables: `quadrature.read_tables`'s output.
-        reading: `quadrature.read_units`'s output.
-        task: the task.
-        firing: `predicted_firing`'s output.
+        tables: P, Q and U' (`quadrature.read_tables`).
+        reading: the units' frequencies (`quadrature.read_units`).
+        task: the task, for p and the answers.
+        firing: the predicted pattern (`predicted_firing`).
         ledger: where the flops go.
         skip: units left out of the sum (their kinks summed exactly elsewhere), or None.
         chunk: first operands per batch.
@@ -204,9 +218,7 @@ def kink_bound(
         a = a_rows.repeat_interleave(p)
         b = torch.arange(p).repeat(len(a_rows))
         z = iv.add(tables.P[a], tables.Q[b], ledger)  # [s, N]
-        j = torch.stack([half_angle_index(k, a, b, p) for k in reading.frequencies], 1)  # [s, K]
-        slot = torch.tensor([reading.frequencies.index(int(k)) for k in reading.frequency])
-        on = firing[j[:, slot], torch.arange(n)[None, :]]  # [s, N]
+        on = _firing_at(reading, firing, a, b, p, torch.arange(n))  # [s, N]
         rest = torch.where(on, (-z.lower()).clamp_min(0.0), z.upper().clamp_min(0.0))  # >= r_n
         weight = iv.round_up(top[None, :] - low[(a + b) % p], 2).clamp_min(0.0)  # >= max U' - U'[c*]
         terms = weight * rest * kept
@@ -305,9 +317,7 @@ def exact_kinks(
     chosen = torch.arange(n) if units is None else units.nonzero().flatten()
     a, b = rows // p, rows % p
     z = iv.add(tables.P[:, chosen][a], tables.Q[:, chosen][b], ledger)
-    j = torch.stack([half_angle_index(k, a, b, p) for k in reading.frequencies], 1)
-    slot = torch.tensor([reading.frequencies.index(int(k)) for k in reading.frequency[chosen]])
-    on = firing[j[:, slot], chosen[None, :]]
+    on = _firing_at(reading, firing, a, b, p, chosen)
     x = Ball(torch.where(on, -z.mid, z.mid), z.rad)  # r = ReLU(x): ReLU(-z) where predicted on, ReLU(z) where off
     low, high = x.lower().clamp_min(0.0), x.upper().clamp_min(0.0)
     pair, column = (high > 0).nonzero(as_tuple=True)
