@@ -3,8 +3,9 @@
     python scripts/modadd_relu_explanation.py [--model modadd-relu-p59] [--plot docs/modadd_relu_quadrature.png]
 
 Prints the explanation's levels against the model on all p^2 inputs (`explanation_table`), the quadrature's integral
-and error per (frequency, harmonic), the certificate's error terms, certified fractions and cost against brute force,
-and saves the plot of the units' phases as quadrature points.
+and error per (frequency, harmonic), both bounds' error terms (the linear quadrature bound and the sign-pattern bound
+of `toy.modadd.windows`), certified fractions and cost against brute force, and saves the plot of the units' phases as
+quadrature points.
 """
 
 from __future__ import annotations
@@ -43,19 +44,21 @@ def main() -> None:
             f"| {row['level']} | {row['max |error|']:.3f} | {row['rms error']:.3f} | {row['rms logit']:.3f} | "
             f"{row['accuracy']:.4f} |"
         )
-    certificate = certify_relu(model, task, fallback=True)
     brute = brute_force_flops(model, task)
+    quadrature = certify_relu(model, task, fallback=True, bound="quadrature")
     print("| (k, m) | integral J^ (Re, Im) | largest quadrature error delta |\n|---|---|---|")
-    for key, value in certificate.integral.items():
-        print(f"| {key} | ({value.real:.4f}, {value.imag:.4f}) | {certificate.quadrature_error[key]:.4f} |")
-    for name, size in certificate.errors.items():
-        print(f"error term: {name}: {size:.3f}")
-    print(
-        f"compressed bound alone: certifies {certificate.compressed_accuracy:.4f} at {certificate.compressed_flops / brute:.4f}x "
-        f"brute force ({certificate.compressed_flops:.3g} flops); with the exact fallback {certificate.certified_accuracy:.4f} at "
-        f"{certificate.proof_flops / brute:.4f}x; sound {bool((certificate.margin <= true).all())}; flops by step "
-        f"{certificate.flops}"
-    )
+    for key, value in quadrature.integral.items():
+        print(f"| {key} | ({value.real:.4f}, {value.imag:.4f}) | {quadrature.quadrature_error[key]:.4f} |")
+    for bound, certificate in (("quadrature", quadrature), ("windows", certify_relu(model, task, fallback=True))):
+        for name, size in certificate.errors.items():
+            print(f"{bound} bound, error term: {name}: {size:.4g}")
+        print(
+            f"{bound} bound alone: certifies {certificate.compressed_accuracy:.4f} at "
+            f"{certificate.compressed_flops / brute:.4f}x brute force ({certificate.compressed_flops:.3g} flops); with "
+            f"its fallback {certificate.certified_accuracy:.4f} at {certificate.proof_flops / brute:.4f}x; sound "
+            f"{bool((certificate.margin <= true).all())}; flops by step "
+            + ", ".join(f"{step} {flops:.3g}" for step, flops in certificate.flops.items())
+        )
     reading = read_units(read_tables(model, task, Ledger()), task.p, None, Ledger())
     print(plot_quadrature_points(reading, args.plot, f"{args.model}: hidden units as quadrature points"))
 

@@ -8,8 +8,9 @@ For each family (mlp "relu" / "bilinear") and p: the pizza set-up at that modulu
 model of the same recipe is loaded, not retrained; p = 59 at seed 0 without --quick is the shipped modadd-p59 /
 modadd-relu-p59, which are that recipe's output). `--quick`: p = 31 and 59, every stage a fifth as long (minutes on 2
 cores; such models are not the shipped ones and may be less accurate). Then brute-force accuracy on all p^2 inputs and
-the family's certificate: ReLU `certify_relu` (the quadrature bound, linear in the parameters, then the exact fallback),
-bilinear `certify` (compressed proof, exact fallback). The ReLU bound's cost (without the fallback) is fitted against
+the family's certificate: ReLU `certify_relu` (the sign-pattern bound of `toy.modadd.windows`, O(p^2 N + p^3 K), then the
+exact fallback; beside it the quadrature bound, linear in the parameters, as `linear_bound_*`), bilinear `certify`
+(compressed proof, exact fallback). The ReLU bound's cost (without the fallback) is fitted against
 the parameter count on a log-log scale: the model's (at fixed width nearly constant in p, so that slope is large for
 any cost that grows with p) and the composed circuit's (`circuit_params`, the tables the proofs read: 3 p N + 2 p^2
 for ReLU). The LAST stdout line is one JSON object
@@ -77,6 +78,15 @@ def study(family: str, p: int, seed: int, quick: bool, folder: Path) -> dict[str
     start = time.perf_counter()
     certificate = certify_relu(model, task, fallback=True) if family == "relu" else certify(model, task)
     seconds = time.perf_counter() - start
+    linear = {}
+    if family == "relu":  # the quadrature bound, linear in the circuit's parameters (vacuous on trained models)
+        quadrature = certify_relu(model, task, bound="quadrature")
+        linear = {
+            "linear_bound_certified": quadrature.compressed_accuracy,
+            "linear_bound_flops": quadrature.compressed_flops,
+            "linear_bound_cost_ratio": quadrature.compressed_flops / brute,
+            "linear_bound_sound": bool((quadrature.margin <= true).all()),
+        }
     return {
         "p": p,
         "accuracy": (true > 0).double().mean().item(),
@@ -95,6 +105,7 @@ def study(family: str, p: int, seed: int, quick: bool, folder: Path) -> dict[str
         "frequencies": certificate.frequencies,
         "training_seconds": training["seconds"],
         "certify_seconds": round(seconds, 2),
+        **linear,
     }
 
 
@@ -123,10 +134,19 @@ def plot(columns: dict[str, dict[str, list]], path: Path, title: str) -> None:
         color, name = styles[family]
         ps = column["p"]
         ax.plot(ps, column["brute_flops"], ":", color=color, label=f"{name}: brute force")
-        ax.plot(ps, column["bound_flops"], "o-", color=color, label=f"{name}: compressed proof alone")
-        ax.plot(ps, column["proof_flops"], "s--", color=color, alpha=0.6, label=f"{name}: with exact fallback")
+        bound_name = "sign-pattern bound alone" if family == "relu" else "compressed proof alone"
+        ax.plot(ps, column["bound_flops"], "o-", color=color, label=f"{name}: {bound_name}")
+        ax.plot(ps, column["proof_flops"], "s--", color=color, alpha=0.6, label=f"{name}: with its exact fallback")
         for p, f, c in zip(ps, column["bound_flops"], column["bound_certified"]):
             ax.annotate(f"{c:.0%}", (p, f), textcoords="offset points", xytext=(4, -11), fontsize=7, color=color)
+        if "linear_bound_flops" in column:
+            ax.plot(
+                ps, column["linear_bound_flops"], "^-.", color="tab:orange", label=f"{name}: linear quadrature bound"
+            )
+            for p, f, c in zip(ps, column["linear_bound_flops"], column["linear_bound_certified"]):
+                ax.annotate(
+                    f"{c:.0%}", (p, f), textcoords="offset points", xytext=(-22, -3), fontsize=7, color="tab:orange"
+                )
     all_p = sorted({p for column in columns.values() for p in column["p"]})
     if all_p:
         anchor = min(min(column["bound_flops"]) for column in columns.values())
@@ -189,13 +209,17 @@ def main() -> None:
                 "bound_flops_vs_p_slope": slope(column["p"], column["bound_flops"]),
                 "brute_flops_vs_p_slope": slope(column["p"], column["brute_flops"]),
             }
+            if "linear_bound_flops" in column:
+                fit[family]["linear_bound_flops_vs_circuit_params_slope"] = slope(
+                    column["circuit_params"], column["linear_bound_flops"]
+                )
     result = {family: {**column, "fit": fit.get(family, {})} for family, column in columns.items()}
     (args.work / f"{tag}results.json").write_text(json.dumps(result, indent=2) + "\n")
     plot(
         columns,
         args.plot,
         f"pizza recipe{' (quick: stages / 5)' if args.quick else ''}, width 128 / 512, seed "
-        f"{args.seed}\nlabels: fraction the compressed proof alone certifies",
+        f"{args.seed}\nlabels: fraction each bound alone certifies (orange: the linear quadrature bound)",
     )
     for family, numbers in fit.items():
         print(
@@ -203,6 +227,12 @@ def main() -> None:
             f"{numbers['bound_flops_vs_circuit_params_slope']:.3f}, against the model's parameters "
             f"{numbers['bound_flops_vs_params_slope']:.3f} (at fixed width they barely grow with p), against p "
             f"{numbers['bound_flops_vs_p_slope']:.3f}"
+            + (
+                f"; the linear quadrature bound's against the circuit's parameters "
+                f"{numbers['linear_bound_flops_vs_circuit_params_slope']:.3f}"
+                if "linear_bound_flops_vs_circuit_params_slope" in numbers
+                else ""
+            )
         )
     print(json.dumps(result))
 

@@ -65,31 +65,34 @@ def trained_relu():
     return task, model, snapshots
 
 
+@pytest.mark.parametrize("bound", quad.BOUNDS)
 @pytest.mark.parametrize("harmonics", [1, 3])
-def test_sound_on_random_models(random_relu, harmonics):
-    assert_sound(random_relu, TASK, harmonics=harmonics)
-    assert_sound(random_relu, TASK, frequencies=[1, 2, 5], harmonics=harmonics)
+def test_sound_on_random_models(random_relu, harmonics, bound):
+    assert_sound(random_relu, TASK, harmonics=harmonics, bound=bound)
+    assert_sound(random_relu, TASK, frequencies=[1, 2, 5], harmonics=harmonics, bound=bound)
 
 
-def test_sound_on_part_trained_snapshots_and_with_the_fallback(trained_relu):
+@pytest.mark.parametrize("bound", quad.BOUNDS)
+def test_sound_on_part_trained_snapshots_and_with_the_fallback(trained_relu, bound):
     task, model, snapshots = trained_relu
     assert len(snapshots) == 4  # epochs 0, 100, 200, 300
     for snapshot in snapshots:
-        assert_sound(snapshot, task)
-    certificate, true = assert_sound(model, task, fallback=True)
+        assert_sound(snapshot, task, bound=bound)
+    certificate, true = assert_sound(model, task, fallback=True, bound=bound)
     assert certificate.certified_accuracy == (true > 0).double().mean().item()  # the fallback is exact but rounding
     assert (certificate.margin >= certificate.compressed).all()
 
 
+@pytest.mark.parametrize("bound", quad.BOUNDS)
 @pytest.mark.parametrize("source", ["random", "trained"])
-def test_sound_on_damaged_weights(random_relu, trained_relu, source):
+def test_sound_on_damaged_weights(random_relu, trained_relu, source, bound):
     task, model = (TASK, random_relu) if source == "random" else trained_relu[:2]
     generator = torch.Generator().manual_seed(1)
     damaged = copy.deepcopy(model)
     with torch.no_grad():
         for parameter in (damaged.transformer.wte.weight, damaged.transformer.h[0].mlp.w.weight):
             parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
-    assert_sound(damaged, task)
+    assert_sound(damaged, task, bound=bound)
 
 
 def test_the_error_terms_are_what_keep_it_sound(random_relu, monkeypatch):
@@ -99,7 +102,7 @@ def test_the_error_terms_are_what_keep_it_sound(random_relu, monkeypatch):
 
     monkeypatch.setattr(quad, "_range", lambda x, dim: torch.zeros_like(original(x, dim)))  # drops (4) and (5)
     monkeypatch.setattr(quad.Ball, "magnitude", lambda self: torch.zeros_like(self.mid))  # drops (3) and (2)
-    broken = certify_relu(random_relu, TASK)
+    broken = certify_relu(random_relu, TASK, bound="quadrature")
     assert (broken.margin > true).any()
 
 
@@ -143,7 +146,7 @@ def test_shipped_relu_model_is_correct_and_its_certificate_sound_and_cheap():
     model = load_model("modadd-relu-p59")
     true = true_margins(model, PIZZA)
     assert (true > 0).all()
-    certificate, _ = assert_sound(model, PIZZA, fallback=True)
+    certificate, _ = assert_sound(model, PIZZA, fallback=True, bound="quadrature")
     assert certificate.certified_accuracy == 1.0
     assert certificate.compressed_flops < 0.05 * brute_force_flops(model, PIZZA)
     assert certificate.proof_flops < 0.2 * brute_force_flops(model, PIZZA)
@@ -160,6 +163,8 @@ def test_other_models_and_bad_arguments_are_refused(random_relu):
         certify_relu(random_relu, TASK, frequencies=[0])
     with pytest.raises(ValueError, match="harmonics"):
         certify_relu(random_relu, TASK, harmonics=0)
+    with pytest.raises(ValueError, match="bound='integral': pass one of 'windows', 'quadrature'"):
+        certify_relu(random_relu, TASK, bound="integral")
 
 
 @pytest.mark.parametrize("source", ["random", "trained"])
@@ -249,10 +254,11 @@ def test_a_model_that_is_the_quadrature_is_certified_by_the_bound_alone():
     not vacuous: it certifies every input by itself; with a few uneven units it is still sound."""
     task = replace(TASK, p=13)
     model = quadrature_model(task, n_units=48)
-    certificate, true = assert_sound(model, task, harmonics=1)
+    certificate, true = assert_sound(model, task, harmonics=1, bound="quadrature")
     assert (true > 0).all()
     assert certificate.compressed_accuracy == 1.0
     assert certificate.certified_min_margin > 0.95 * true.min().item()  # tight: 0.138 against 0.140
     assert certificate.errors["pre-activations (Lipschitz), per a + per b"] < 1e-3
     coarse = quadrature_model(task, n_units=3)
+    assert_sound(coarse, task, harmonics=1, bound="quadrature")
     assert_sound(coarse, task, harmonics=1)

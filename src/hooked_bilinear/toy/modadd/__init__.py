@@ -7,7 +7,8 @@ circuit.py      the logits as an exact sum of terms, from the weights
 interval.py     rounding-safe interval arithmetic with a flop ledger
 certify.py      the certificate: proven margin bounds, their cost      (certify, certify_exact, certificate_curve)
 explanation.py  trig identities and the compressed explanation         (explain, weight_reading)
-quadrature.py   a ReLU model (mlp="relu") read as numerical integration, its linear-time bound (certify_relu)
+quadrature.py   a ReLU model (mlp="relu") read as numerical integration, its bounds (certify_relu)
+windows.py      the ReLU model's sign-pattern bound: predicted firing windows, kinks (certify_relu's default)
 report.py       the headline numbers                                   (report)
 plots.py        pictures
 """

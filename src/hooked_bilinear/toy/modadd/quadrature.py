@@ -46,6 +46,10 @@ Reading P, Q and U' costs O(p N d), the explanation and terms 2 to 4 O(p N M), t
 direct path p^2 d: at the fixed widths of these models that is linear in p (the parameter count) but for the two
 small p^2 terms; brute force costs p^2 N d. Every step is interval arithmetic (`interval.py`), so rounding cannot
 make the bound wrong; the flops are counted in a `Ledger` as `certify.py` counts them.
+
+This bound is sound but vacuous on the trained models (terms 3 and 4 add each unit's worst-case error, 20 to 50 times
+the margins); `certify_relu`'s default is the sign-pattern bound of `windows.py`, which keeps only the explanation's
+prediction of which units fire and costs O(p^2 N + p^3 K) more.
 """
 
 from __future__ import annotations
@@ -65,9 +69,11 @@ from hooked_bilinear.toy.modadd.fourier import embedding_spectrum, key_frequenci
 from hooked_bilinear.toy.modadd.interval import Ball, Ledger
 from hooked_bilinear.toy.modadd.task import ModAddTask
 from hooked_bilinear.toy.modadd.train import require_modadd_architecture
+from hooked_bilinear.toy.modadd.windows import exact_kink_margins, window_bound
 
 ANGLE_REL = 16 * iv.U  # a float64 angle pi t / p + phi is within this times (|angle| + 1) of the exact one
 HARMONICS = 6  # output harmonics m = 1..M read per unit
+BOUNDS = ("windows", "quadrature")  # certify_relu's bounds: the sign-pattern bound (windows.py) and terms 1 to 5
 
 
 @dataclass
@@ -358,24 +364,37 @@ def certify_relu(
     *,
     harmonics: int = HARMONICS,
     fallback: bool = False,
+    bound: str = "windows",
+    exact_units: int = 0,
 ) -> QuadratureCertificate:
-    """Prove a lower bound on every input's margin of a pizza ReLU model through the quadrature explanation (the
-    module docstring's terms 1 to 5), in time linear in the model's parameters at fixed widths.
+    """Prove a lower bound on every input's margin of a pizza ReLU model through the quadrature explanation: by
+    default the sign-pattern bound of `toy.modadd.windows` (the explanation predicts which units fire; O(p^2 N + p^3 K)
+    beyond reading the tables), or with `bound="quadrature"` the module docstring's terms 1 to 5, in time linear in
+    the model's parameters at fixed widths (sound, but vacuous on the trained models).
 
     Args:
         model: a one-layer ReLU model of the pizza set-up (`ModAddTrainConfig(mlp="relu")`, a `PIZZA`-like task).
         task: the task it was trained on (default: the one its config records).
         frequencies: the key frequencies units are read at (default: those of the pre-activations' spectrum).
         harmonics: output harmonics m = 1..harmonics read per unit.
-        fallback: prove the inputs the quadrature bound leaves open again from the exact tables (`exact_margins`,
-            p N per input: what brute force costs, less the embedding); `compressed` keeps the quadrature's bounds.
+        fallback: prove the inputs the bound leaves open again exactly: with "windows" by making their kinks exact
+            (`windows.exact_kink_margins`, 2p per mispredicted (input, unit) pair), with "quadrature" from the exact
+            tables (`exact_margins`, p N per input: what brute force costs, less the embedding); `compressed` keeps
+            the bound's own margins.
+        bound: "windows" (the sign-pattern bound) or "quadrature" (terms 1 to 5).
+        exact_units: with "windows", the units whose kinks are summed exactly on every input instead of bounded
+            (those with the largest kink totals; 2p flops per mispredicted pair); 0: none.
 
     Returns:
         The certificate: `margin[a, b]` lower bounds, flops by step, and the error terms' worst sizes.
 
     Raises:
-        ValueError: a bilinear model, another set-up, or bad frequencies / harmonics.
+        ValueError: a bilinear model, another set-up, bad frequencies / harmonics, or an unknown bound.
     """
+    if bound not in BOUNDS:
+        raise ValueError(f"bound={bound!r}: pass one of {', '.join(map(repr, BOUNDS))}.")
+    if exact_units < 0 or (exact_units and bound != "windows"):
+        raise ValueError(f"exact_units={exact_units}: pass a count >= 0, and only with bound='windows'.")
     task = task or ModAddTask.from_config(model.config)
     require_pizza_relu(model, task, "certify_relu")
     p = task.p
@@ -384,36 +403,53 @@ def certify_relu(
     tables = read_tables(model, task, ledger)
     ledger.step = "explanation (frequencies, phases, amplitudes)"
     reading = read_units(tables, p, frequencies, ledger, harmonics)
-    ledger.step = "quadrature"
-    terms = quadrature_terms(reading, p, ledger)
-    ledger.step = "error bounds"
-    per_a, per_b, parts = error_bounds(tables, reading, terms, ledger)
-    ledger.step = "margins over (d, Delta)"
-    best, integral, by_input, quadrature_error = quadrature_bound(terms, reading, task, ledger)
-    a, b = task.operands()
-    margin = best - per_a[a] - per_b[b]
-    margin = margin - 4 * iv.U * (best.abs() + per_a[a] + per_b[b]) - iv.TINY  # the subtractions rounded
-    ledger.add(10 * p * p)
+    if bound == "windows":
+        signs = window_bound(tables, reading, task, ledger, exact_units)
+        margin = signs.margin
+        errors = {
+            "window margin (before kinks), smallest": signs.window_margin.amin().item(),
+            "kinks, largest": signs.kinks.amax().item(),
+            "kinks, median": signs.kinks.median().item(),
+            "sign errors (fraction of input-unit pairs)": signs.sign_errors,
+        }
+        integral_of: dict[tuple[int, int], complex] = {}
+        quadrature_error: dict[tuple[int, int], float] = {}
+    else:
+        ledger.step = "quadrature"
+        terms = quadrature_terms(reading, p, ledger)
+        ledger.step = "error bounds"
+        per_a, per_b, parts = error_bounds(tables, reading, terms, ledger)
+        ledger.step = "margins over (d, Delta)"
+        best, integral, by_input, quadrature_error = quadrature_bound(terms, reading, task, ledger)
+        a, b = task.operands()
+        margin = best - per_a[a] - per_b[b]
+        margin = margin - 4 * iv.U * (best.abs() + per_a[a] + per_b[b]) - iv.TINY  # the subtractions rounded
+        ledger.add(10 * p * p)
+        errors = {
+            **{name: (part_a.amax() + part_b.amax()).item() for name, (part_a, part_b) in parts.items()},
+            "quadrature, at the input's half-angle": by_input.amax().item(),
+            "integral part, smallest over inputs": integral.lower().amin().item(),
+        }
+        integral_of = {key: complex(*J.mid.mean(0).tolist()) for key, J in terms.J.items()}
     compressed = margin.reshape(p, p)
     margin = compressed.clone()
     if fallback and (compressed <= 0).any():
         ledger.step = EXACT_STEP
         open_a, open_b = (compressed <= 0).nonzero(as_tuple=True)
-        margin[open_a, open_b] = torch.maximum(
-            compressed[open_a, open_b], exact_margins(tables, open_a, open_b, ledger)
+        exact = (
+            exact_kink_margins(tables, reading, task, signs, open_a * p + open_b, ledger)
+            if bound == "windows"
+            else exact_margins(tables, open_a, open_b, ledger)
         )
+        margin[open_a, open_b] = torch.maximum(compressed[open_a, open_b], exact)
     certificate = QuadratureCertificate(
         p,
         list(reading.frequencies),
         margin,
         dict(ledger.flops),
         compressed,
-        errors={
-            **{name: (part_a.amax() + part_b.amax()).item() for name, (part_a, part_b) in parts.items()},
-            "quadrature, at the input's half-angle": by_input.amax().item(),
-            "integral part, smallest over inputs": integral.lower().amin().item(),
-        },
-        integral={key: complex(*J.mid.mean(0).tolist()) for key, J in terms.J.items()},
+        errors=errors,
+        integral=integral_of,
         quadrature_error=quadrature_error,
     )
     return certificate
