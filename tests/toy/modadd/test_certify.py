@@ -18,8 +18,10 @@ from hypothesis import strategies as st
 from hooked_bilinear.loading.pretrained import load_model
 from hooked_bilinear.toy.modadd import (
     ModAddTask,
+    ModAddTrainConfig,
     all_logits,
     brute_force_flops,
+    certificate_curve,
     certify,
     certify_exact,
     margins,
@@ -30,6 +32,7 @@ from hooked_bilinear.toy.modadd.certify import (
     InteractionFactors,
     compressed_interaction,
     factor_spectrum,
+    frequency_importance,
     interaction_factors,
     margin_lower_bound,
     residual_product_bound,
@@ -39,6 +42,7 @@ from hooked_bilinear.toy.modadd.certify import (
 from hooked_bilinear.toy.modadd.circuit import read_circuit
 from hooked_bilinear.toy.modadd.fourier import columns_of, fourier_basis, n_frequencies
 from hooked_bilinear.toy.modadd.interval import Ball, Ledger
+from hooked_bilinear.toy.modadd.train import build_modadd_model
 
 
 def true_margins(model, task):
@@ -455,3 +459,99 @@ def test_residue_grid_is_zero_outside_the_residue_classes(uniform_model):
     assert (grid.mid[..., task.p :] == 0).all() and (grid.rad[..., task.p :] == 0).all()
     s = (torch.arange(task.p)[:, None] + torch.arange(task.p)[None, :]) % task.p  # c = 0: the residue a + b
     assert torch.equal(grid.mid[..., 0], main.g.mid[s])
+
+
+def _importance_by_fft(circuit) -> torch.Tensor:
+    """frequency_importance recomputed with the FFT: the orthonormal Fourier basis' cos and sin coefficients of a
+    real vector v at frequency k > 0 have squared norm (2 / p) |fft(v)_k|^2, and (1 / p) |fft(v)_0|^2 at k = 0."""
+    p = circuit.task.p
+    weight = torch.full((n_frequencies(p) + 1,), 2.0 / p, dtype=torch.float64)
+    weight[0] = 1.0 / p
+    importance = torch.zeros(n_frequencies(p) + 1, dtype=torch.float64)
+    for factors in interaction_factors(circuit, Ledger()):
+        norms = [
+            weight[:, None] * torch.fft.fft(M[:p], dim=0).abs()[: n_frequencies(p) + 1] ** 2
+            for M in (factors.X.mid, factors.Y.mid, factors.Z.mid)
+        ]
+        coef = (factors.coef.mid.abs() + factors.coef.rad).mean()  # an upper bound of |coef| (attention's radius)
+        importance += coef * (norms[0] * norms[1] * norms[2]).sqrt().sum(1)
+    return importance
+
+
+def test_frequency_importance_is_the_product_of_the_factors_fourier_norms(random_model):
+    model, task = random_model
+    circuit = read_circuit(model, task, Ledger())
+    importance = frequency_importance(circuit, Ledger())
+    torch.testing.assert_close(importance, _importance_by_fft(circuit), rtol=1e-10, atol=0)
+
+
+def _projected_on(model, task, frequencies):
+    """A copy of the model whose token embeddings lie in the span of the given frequencies' Fourier columns: every
+    factor of the interaction is then blind to the other frequencies (their importance is rounding)."""
+    F_K = fourier_basis(task.p)[:, columns_of(task.p, frequencies)[1:]]
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        W_E = model.transformer.wte.weight
+        W_E[: task.p] = (F_K @ (F_K.T @ W_E[: task.p].double())).to(W_E.dtype)
+    return model
+
+
+@pytest.mark.parametrize("extra", [0, 1, 10])
+def test_certificate_curve_keeps_the_most_important_frequencies_up_to_extra_beyond_the_key_ones(uniform_model, extra):
+    """On a model whose embeddings carry frequencies 2 and 5 only, those are the key frequencies (the others'
+    importance is rounding): the curve keeps 0, 1, ..., 2 + extra of them (the most important first, by the FFT
+    recomputation) and then all six; every certificate is sound, and exact up to rounding once 2 and 5 are kept."""
+    base, task = uniform_model
+    model = _projected_on(base, task, [2, 5])
+    importance = _importance_by_fft(read_circuit(model, task, Ledger()))
+    assert importance[[2, 5]].min() > 1e6 * importance[[1, 3, 4, 6]].max()
+    order = [k for k in torch.argsort(importance, descending=True).tolist() if k > 0]
+    curve = certificate_curve(model, task, extra=extra, progress=False)
+    counts = sorted({*range(min(2 + extra, 6) + 1), 6})
+    assert [len(c.frequencies) for c in curve] == counts
+    truth = true_margins(model, task)
+    for certificate in curve:
+        kept = certificate.frequencies
+        assert kept[:2] == order[: len(kept[:2])] and sorted(kept) == sorted(set(kept))
+        assert (certificate.margin <= truth + 1e-9).all() and (certificate.compressed <= truth + 1e-9).all()
+        if {2, 5} <= set(kept):
+            torch.testing.assert_close(certificate.compressed, truth, rtol=0, atol=1e-4 * truth.abs().max().item())
+        assert certificate.margin.equal(certify(model, task, kept).margin)
+
+
+def test_certificate_curve_orders_the_frequencies_by_importance(random_model):
+    model, task = random_model
+    importance = _importance_by_fft(read_circuit(model, task, Ledger()))
+    order = [k for k in torch.argsort(importance, descending=True).tolist() if k > 0]
+    key = [k for k in order if importance[k] >= 0.05 * importance[1:].max()]  # fourier.key_frequencies' rule
+    curve = certificate_curve(model, task, extra=0, progress=False)
+    counts = sorted({*range(len(key) + 1), len(order)})
+    assert [c.frequencies for c in curve] == [order[:n] for n in counts]
+
+
+def _forward_flops_per_input(d: int, h: int, n_head: int, vocab: int, n: int, bilinear: bool) -> dict[str, int]:
+    """One input's forward pass, operation by operation (a matrix-vector product [r, c] costs 2 r c: a multiply and
+    an add per entry)."""
+    return {
+        "keys and values, every position": n * 2 * (2 * d * d),
+        "query, last position": 2 * d * d,
+        "scores (q . k per position)": n * 2 * d,
+        "softmax per head and position (max, subtract, exp, sum, divide)": 5 * n * n_head,
+        "mixing (weighted sum of values)": n * 2 * d,
+        "attention output map": 2 * d * d,
+        "attention residual add and the score scale": 2 * d,
+        "MLP input maps": (2 if bilinear else 1) * 2 * d * h,
+        "MLP product (or ReLU)": h,
+        "MLP output map": 2 * h * d,
+        "MLP residual add": d,
+        "unembedding": 2 * d * vocab,
+        "margin (subtract the answer, max)": 2 * vocab,
+    }
+
+
+@pytest.mark.parametrize("mlp", ["bilinear", "relu"])
+def test_brute_force_flops_counts_every_operation_of_every_input(random_model, mlp):
+    _, task = random_model
+    model = build_modadd_model(task, ModAddTrainConfig(d_model=8, n_head=2, d_hidden=12, mlp=mlp))
+    per_input = _forward_flops_per_input(8, 12, 2, task.vocab_size, task.n_pos, mlp == "bilinear")
+    assert brute_force_flops(model, task) == task.p**2 * sum(per_input.values())
