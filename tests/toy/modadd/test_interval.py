@@ -346,3 +346,58 @@ def test_einsum_of_empty_operands_is_an_exact_zero():
     out = iv.einsum("ik,kj->ij", x, y, Ledger())
     assert torch.equal(out.mid, torch.zeros(2, 3, dtype=torch.float64)) and out.rad.dtype == torch.float64
     assert (out.rad <= iv.TINY * 2).all()
+
+
+# Rounding cushions. The tests above sample points, where float64 rounding stays far below its worst case; these
+# build the cases where it does not (sums that lose every small term) and hold each cushion to the assumption it
+# stands on (library exp / cos / sin within TRANSCENDENTAL_ULPS ulps), computed independently of the module.
+
+
+def test_einsum_covers_a_sum_that_rounds_away_every_small_term():
+    """1 + n u summed in float64 rounds each u away (ties to even), so the float sum is off by up to n u: the
+    rounding radius must grow with the number k of products summed, not with the output's size."""
+    n = 1000
+    small = torch.full((n,), iv.U, dtype=torch.float64)
+    for spec, x, y in (
+        ("k,k->", torch.cat([torch.ones(1, dtype=torch.float64), small]), torch.ones(n + 1, dtype=torch.float64)),
+        ("ik,k->i", torch.stack([torch.cat([torch.ones(1, dtype=torch.float64), small])] * 2), torch.ones(n + 1)),
+    ):
+        x, y = x.double(), y.double()
+        out = iv.einsum(spec, Ball.exact(x), Ball.exact(y), Ledger())
+        exact = sum(Fraction(a) * Fraction(b) for a, b in zip(x.reshape(-1, n + 1)[0].tolist(), y.tolist()))
+        assert Fraction(out.mid.flatten()[0].item()) != exact, "the case must round"
+        for i in range(out.mid.numel()):
+            assert _contains(out, [exact], i), spec
+
+
+def test_sum_radius_of_a_row_is_its_own_rounding():
+    """A row of small numbers beside a row of huge ones: each row's radius is the rounding of its own sum (at most
+    2 gamma_k sum |x| of that row), never the other row's."""
+    x = Ball.exact(torch.tensor([[1e10, -3e10, 2e10, 5e9], [1.0, 0.1, -0.2, 0.3]], dtype=torch.float64))
+    out = iv.sum_(x, 1, Ledger())
+    for i in range(2):
+        row_abs = sum(abs(Fraction(v)) for v in x.mid[i].tolist())
+        assert 0 < Fraction(out.rad[i].item()) <= 2 * Fraction(iv.gamma(4)) * row_abs + Fraction(iv.TINY)
+        exact = sum(Fraction(v) for v in x.mid[i].tolist())
+        assert _contains(out, [exact], i)
+
+
+def test_transcendental_radii_cover_the_assumed_library_error():
+    """exp, cos and sin of exact inputs are assumed within TRANSCENDENTAL_ULPS ulps of the truth: the radius must be
+    at least that many ulps of the value (math.ulp), and for exp of a wide ball at least the worst case
+    (e + ulps) e^r - e over the ball, computed with 50-digit mpmath."""
+    ulps = iv.TRANSCENDENTAL_ULPS
+    angles = torch.tensor([0.0, 0.3, 1.0, 2.5, -0.7], dtype=torch.float64)
+    for fn in ("cos", "sin"):
+        t = iv.trig(angles, fn, Ledger())
+        for value in t.mid.tolist():
+            assert Fraction(t.rad.item()) >= ulps * Fraction(math.ulp(value)), (fn, value)
+    mpmath.mp.dps = 50
+    for mid in (-3.0, 0.0, 0.7, 1.0, 10.0):
+        for radius in (0.0, 1e-9, 0.5, 2.0):
+            e = iv.exp(
+                Ball(torch.tensor([mid], dtype=torch.float64), torch.tensor(radius, dtype=torch.float64)), Ledger()
+            )
+            value = e.mid.item()
+            worst = (mpmath.mpf(value) + ulps * mpmath.mpf(math.ulp(value))) * mpmath.exp(radius) - value
+            assert mpmath.mpf(e.rad.item()) >= worst, (mid, radius)
