@@ -10,6 +10,7 @@ import itertools
 import math
 from fractions import Fraction
 
+import mpmath
 import pytest
 import torch
 from hypothesis import given, settings
@@ -30,6 +31,7 @@ from hooked_bilinear.toy.modadd import interval as iv
 from hooked_bilinear.toy.modadd.certify import (
     EXACT_STEP,
     InteractionFactors,
+    _fourier_error,
     compressed_interaction,
     factor_spectrum,
     frequency_importance,
@@ -555,3 +557,26 @@ def test_brute_force_flops_counts_every_operation_of_every_input(random_model, m
     model = build_modadd_model(task, ModAddTrainConfig(d_model=8, n_head=2, d_hidden=12, mlp=mlp))
     per_input = _forward_flops_per_input(8, 12, 2, task.vocab_size, task.n_pos, mlp == "bilinear")
     assert brute_force_flops(model, task) == task.p**2 * sum(per_input.values())
+
+
+@pytest.mark.parametrize("p", [3, 13, 59])
+def test_fourier_error_covers_every_entry_of_the_float_basis(p):
+    """_fourier_error(p) bounds |fourier_basis(p) - exact basis| (50-digit mpmath) and covers, entry by entry, the
+    worst case its analysis assumes: the float angle 2 pi k x / p off by 4 u of itself (so cos / sin move by as
+    much), cos / sin within TRANSCENDENTAL_ULPS ulps of their value, the scale sqrt(2 / p) and the product rounded."""
+    mpmath.mp.dps = 50
+    F, bound = fourier_basis(p), Fraction(_fourier_error(p))
+    scale = Fraction(math.sqrt(2.0 / p))
+    worst = Fraction(0)
+    for k in range(1, n_frequencies(p) + 1):
+        for x in range(p):
+            angle = 2 * math.pi * k * x / p
+            for column, name in ((2 * k - 1, "cos"), (2 * k, "sin")):
+                value = Fraction(F[x, column].item())
+                exact = mpmath.sqrt(mpmath.mpf(2) / p) * getattr(mpmath, name)(2 * mpmath.pi * k * x / p)
+                assert abs(mpmath.mpf(value.numerator) / value.denominator - exact) <= mpmath.mpf(_fourier_error(p))
+                library = iv.TRANSCENDENTAL_ULPS * Fraction(math.ulp(getattr(math, name)(angle)))
+                moved = 4 * Fraction(iv.U) * Fraction(angle) + library
+                entry = scale * moved * (1 + 4 * Fraction(iv.U)) + Fraction(math.ulp(abs(value))) / 2
+                worst = max(worst, entry)
+    assert worst <= bound
