@@ -580,3 +580,17 @@ def test_fourier_error_covers_every_entry_of_the_float_basis(p):
                 entry = scale * moved * (1 + 4 * Fraction(iv.U)) + Fraction(math.ulp(abs(value))) / 2
                 worst = max(worst, entry)
     assert worst <= bound
+
+
+def test_progress_bars_show_only_when_asked(uniform_model, capsys):
+    """certify_exact shows its bar over input chunks only with progress=True (default off); certificate_curve shows
+    its bar over certificates by default and not with progress=False."""
+    model, task = uniform_model
+    certify_exact(model, task)
+    assert "exact circuit" not in capsys.readouterr().err
+    certify_exact(model, task, progress=True)
+    assert "exact circuit" in capsys.readouterr().err
+    certificate_curve(model, task, extra=0, progress=False)
+    assert "certificate curve" not in capsys.readouterr().err
+    certificate_curve(model, task, extra=0)
+    assert "certificate curve" in capsys.readouterr().err
