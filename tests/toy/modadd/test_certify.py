@@ -8,6 +8,7 @@ import copy
 import dataclasses
 import itertools
 import math
+import random
 from fractions import Fraction
 
 import mpmath
@@ -30,6 +31,7 @@ from hooked_bilinear.toy.modadd import (
 from hooked_bilinear.toy.modadd import interval as iv
 from hooked_bilinear.toy.modadd.certify import (
     EXACT_STEP,
+    SUM_PATTERNS,
     InteractionFactors,
     _fourier_error,
     compressed_interaction,
@@ -40,6 +42,7 @@ from hooked_bilinear.toy.modadd.certify import (
     residual_product_bound,
     residue_grid,
     residue_interaction,
+    residue_term,
 )
 from hooked_bilinear.toy.modadd.circuit import read_circuit
 from hooked_bilinear.toy.modadd.fourier import columns_of, fourier_basis, n_frequencies
@@ -594,3 +597,49 @@ def test_progress_bars_show_only_when_asked(uniform_model, capsys):
     assert "certificate curve" not in capsys.readouterr().err
     certificate_curve(model, task, extra=0)
     assert "certificate curve" in capsys.readouterr().err
+
+
+def test_residue_term_holds_for_every_basis_within_the_fourier_error():
+    """g(s) stands for sum_ijl C_main[i, j, w] F[a, i] F[b, j] F[c, w] at s = a + b - c for the float basis F, which
+    the proof knows only to within _fourier_error(p) of the exact one: so g must hold for every basis that close.
+    Checked at the worst such basis for each (a, b, c) (each of the three rows pushed by the full error along the
+    sign of its first-order effect, up and down), in 40-digit mpmath from the exact cos / sin basis."""
+    p, frequencies = 13, [1, 3]
+    m = 1 + 2 * len(frequencies)
+    core = Ball.exact(8 * torch.randn(m, m, m, generator=torch.Generator().manual_seed(11), dtype=torch.float64))
+    term, _ = residue_term(core, frequencies, p, Ledger())
+    main = torch.zeros(m, m, m, dtype=torch.float64)
+    for coefficients, pattern in zip((term.alpha.mid, term.beta.mid), SUM_PATTERNS):
+        for idx, coefficient in enumerate(coefficients.tolist()):
+            for (i, j, w), sign in pattern.items():
+                main[1 + 2 * idx + i, 1 + 2 * idx + j, 1 + 2 * idx + w] = coefficient * sign
+    mpmath.mp.dps = 40
+    exact = [[mpmath.mpf(1) / mpmath.sqrt(p)] for _ in range(p)]
+    for x in range(p):
+        for k in frequencies:
+            angle = 2 * mpmath.pi * k * x / p
+            exact[x] += [
+                mpmath.sqrt(mpmath.mpf(2) / p) * mpmath.cos(angle),
+                mpmath.sqrt(mpmath.mpf(2) / p) * mpmath.sin(angle),
+            ]
+    C, e = [[[mpmath.mpf(v) for v in row] for row in plane] for plane in main.tolist()], mpmath.mpf(_fourier_error(p))
+    lower, upper = term.g.lower().tolist(), term.g.upper().tolist()
+
+    def value(Fa, Fb, Fc):
+        return mpmath.fsum(C[i][j][w] * Fa[i] * Fb[j] * Fc[w] for i in range(m) for j in range(m) for w in range(m))
+
+    rng = random.Random(3)
+    for a, b, c in (rng.sample(range(p), 3) for _ in range(12)):
+        Fa, Fb, Fc = exact[a], exact[b], exact[c]
+        grads = [
+            [mpmath.fsum(C[i][j][w] * Fb[j] * Fc[w] for j in range(m) for w in range(m)) for i in range(m)],
+            [mpmath.fsum(C[i][j][w] * Fa[i] * Fc[w] for i in range(m) for w in range(m)) for j in range(m)],
+            [mpmath.fsum(C[i][j][w] * Fa[i] * Fb[j] for i in range(m) for j in range(m)) for w in range(m)],
+        ]
+        s = (a + b - c) % p
+        for direction in (1, -1):
+            pushed = [
+                [f + direction * e * mpmath.sign(d) for f, d in zip(row, grad)]
+                for row, grad in zip((Fa, Fb, Fc), grads)
+            ]
+            assert lower[s] <= value(*pushed) <= upper[s], (a, b, c, direction)
