@@ -424,3 +424,54 @@ def test_einsum_counts_an_index_summed_in_one_operand_only(inexact):
     else:
         out = iv.einsum("j,ij->", Ball.exact(exact), wide, Ledger())
     assert 6.0 <= out.rad.item() <= 6.0 * (1 + 1e-12)
+
+
+def _inflated(radius: Fraction, n_terms: int) -> Fraction:
+    """The module's stated rule, in exact rationals: a radius summed from n non-negative rounded terms is inflated by
+    (1 + 2 gamma_{n + 4}), plus TINY for underflow."""
+    k = n_terms + 4
+    gamma = k * Fraction(iv.U) / (1 - k * Fraction(iv.U))
+    return radius * (1 + 2 * gamma) + Fraction(iv.TINY)
+
+
+def _half_ulps_off(value: float, exact: Fraction) -> Fraction:
+    return abs(Fraction(value) - exact) / Fraction(math.ulp(value)) * 2
+
+
+def test_every_cushion_is_the_documented_one():
+    """Each operation's radius is its error analysis, no less (a smaller cushion is unsound by that analysis) and no
+    more (a proof that must prove something cannot afford slack), checked in exact rationals on operands whose
+    radius sums are exact (midpoints 0, radii 1 or 4), so the float result is the rule's value correctly rounded
+    (within half an ulp): the terms counted per operation are those of its radius formula (lower / upper /
+    magnitude 2, add 3, mul 4, sum_ k + 2, einsum k + 3, exp 4); exp's spread with delta = TRANSCENDENTAL_ULPS ulps
+    of 1 on both exp(mid) and the library's expm1 / exp of the radius (the library values taken as they are), and
+    trig's radius the widening plus TRANSCENDENTAL_ULPS ulps of 1. A deliberate change of a cushion changes this
+    test with the module docstring."""
+    ledger, zero = Ledger(), torch.zeros((), dtype=torch.float64)
+    one = Ball(zero, torch.tensor(1.0, dtype=torch.float64))
+    exact_one = Ball.exact(torch.tensor(1.0, dtype=torch.float64))
+    four = Ball(torch.zeros(4, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64))
+    ones = Ball.exact(torch.ones(4, dtype=torch.float64))
+    cases = {
+        "round_up": (iv.round_up(torch.tensor(1.0, dtype=torch.float64), 0).item(), _inflated(Fraction(1), 0)),
+        "lower": (-one.lower().item(), _inflated(Fraction(1), 2)),
+        "upper": (one.upper().item(), _inflated(Fraction(1), 2)),
+        "magnitude": (one.magnitude().item(), _inflated(Fraction(1), 2)),
+        "add": (iv.add(one, Ball.exact(zero), ledger).rad.item(), _inflated(Fraction(1), 3)),
+        "mul": (iv.mul(one, exact_one, ledger).rad.item(), _inflated(Fraction(1), 4)),
+        "sum_": (iv.sum_(four, 0, ledger).rad.item(), _inflated(Fraction(4), 4 + 2)),
+        "einsum": (iv.einsum("i,i->", four, ones, ledger).rad.item(), _inflated(Fraction(4), 4 + 3)),
+    }
+    widen = 0.25
+    trig = iv.trig(torch.tensor([0.3], dtype=torch.float64), "cos", ledger, rad=widen)
+    cases["trig"] = (trig.rad.item(), Fraction(widen) + iv.TRANSCENDENTAL_ULPS * 2 * Fraction(iv.U))
+    for name, (value, rule) in cases.items():
+        assert _half_ulps_off(value, rule) <= 1, (name, value, float(rule))
+    delta = iv.TRANSCENDENTAL_ULPS * 2 * Fraction(iv.U)
+    for mid, radius in ((0.0, 0.0), (0.0, 2.0**-10), (1.0, 0.5)):
+        spread = Fraction(math.expm1(radius)) * (1 + delta) + delta * Fraction(math.exp(radius))
+        rule = _inflated(Fraction(math.exp(mid)) * spread * (1 + delta), 4)
+        ball = Ball(torch.tensor(mid, dtype=torch.float64), torch.tensor(radius, dtype=torch.float64))
+        value = iv.exp(ball, ledger).rad.item()
+        limit = 1 if mid == 0.0 else 8  # exp(0) = 1 exactly; else the spread's five roundings and exp(mid)'s
+        assert _half_ulps_off(value, rule) <= limit, (mid, radius, value, float(rule))
