@@ -35,6 +35,7 @@ from hooked_bilinear.toy.modadd.certify import (
     InteractionFactors,
     _fourier_error,
     compressed_interaction,
+    exact_margins,
     factor_spectrum,
     frequency_importance,
     interaction_factors,
@@ -590,6 +591,7 @@ def test_progress_bars_show_only_when_asked(uniform_model, capsys):
     its bar over certificates by default and not with progress=False."""
     model, task = uniform_model
     certify_exact(model, task)
+    certify(model, task, [1])
     assert "exact circuit" not in capsys.readouterr().err
     certify_exact(model, task, progress=True)
     assert "exact circuit" in capsys.readouterr().err
@@ -643,3 +645,28 @@ def test_residue_term_holds_for_every_basis_within_the_fourier_error():
                 for row, grad in zip((Fa, Fb, Fc), grads)
             ]
             assert lower[s] <= value(*pushed) <= upper[s], (a, b, c, direction)
+
+
+def test_certificate_curve_defaults_read_the_task_and_go_four_beyond_the_key_frequencies():
+    """Called with the model alone, the curve reads the task from the config and keeps 0 .. 1 + 4 frequencies (one
+    key frequency, 5, plus the default extra 4), then all 8 of p = 17."""
+    task = ModAddTask(p=17, input_format="a b", uniform_attention=True, train_fraction=0.5)
+    config = ModAddTrainConfig(d_model=16, n_head=2, d_hidden=24, init_std=0.3)
+    model = _projected_on(build_modadd_model(task, config), task, [5])
+    curve = certificate_curve(model, progress=False)
+    assert [len(c.frequencies) for c in curve] == [0, 1, 2, 3, 4, 5, 8] and curve[1].frequencies == [5]
+    assert all(c.p == 17 for c in curve)
+
+
+def test_exact_margins_do_not_depend_on_the_chunk_size(uniform_model):
+    """Inputs taken in chunks of 50 or 100 (p^2 = 169) give the margins of the whole batch, each below the truth."""
+    model, task = uniform_model
+    circuit = read_circuit(model, task, Ledger())
+    a, b = task.operands()
+    whole = exact_margins(circuit, a, b, Ledger())
+    assert whole.shape == (task.p**2,)
+    truth = true_margins(model, task).reshape(-1)
+    for chunk in (50, 100):  # the rounding radius of a chunk follows its largest entries: equal up to rounding
+        chunked = exact_margins(circuit, a, b, Ledger(), chunk=chunk)
+        torch.testing.assert_close(chunked, whole, rtol=1e-9, atol=1e-9)
+        assert (chunked <= truth).all()
