@@ -670,3 +670,18 @@ def test_exact_margins_do_not_depend_on_the_chunk_size(uniform_model):
         chunked = exact_margins(circuit, a, b, Ledger(), chunk=chunk)
         torch.testing.assert_close(chunked, whole, rtol=1e-9, atol=1e-9)
         assert (chunked <= truth).all()
+
+
+def test_residue_interaction_bounds_r_x_y_k_z_by_default_and_a_complete_output_basis_shrinks_it(uniform_model):
+    """By default R_X Y_K Z is bounded, not multiplied out (the same as multiply_x_first_order=False, not True);
+    projecting Z on every frequency as well (output_frequencies) leaves a bound no larger anywhere and smaller
+    somewhere (R_Z is then rounding: the products with it vanish)."""
+    model, task = uniform_model
+    (factors,) = interaction_factors(read_circuit(model, task, Ledger()), Ledger())
+    every = list(range(1, n_frequencies(task.p) + 1))
+    default = residue_interaction(factors, [1, 3], task.p, Ledger())[2]
+    assert torch.equal(default, residue_interaction(factors, [1, 3], task.p, Ledger(), multiply_x_first_order=False)[2])
+    multiplied = residue_interaction(factors, [1, 3], task.p, Ledger(), multiply_x_first_order=True)[2]
+    assert not torch.equal(default, multiplied)
+    complete = residue_interaction(factors, [1, 3], task.p, Ledger(), every, multiply_x_first_order=True)[2]
+    assert (complete <= multiplied * (1 + 1e-12)).all() and (complete < 0.99 * multiplied).any()
