@@ -687,3 +687,22 @@ def test_residue_interaction_bounds_r_x_y_k_z_by_default_and_a_complete_output_b
     assert not torch.equal(default, multiplied)
     complete = residue_interaction(factors, [1, 3], task.p, Ledger(), every, multiply_x_first_order=True)[2]
     assert (complete <= multiplied * (1 + 1e-12)).all() and (complete < 0.99 * multiplied).any()
+
+
+def test_compressed_interaction_bound_is_the_per_neuron_bound_of_the_rests():
+    """The bound of the product of the rests is, per (a, b, c), the lesser of sum_h (|R_X[a, h]| max_b |R_Y[b, h]|
+    + the same for the unit's second term) |U'[c, h]| and its a / b mirror (recomputed here in plain float64 from
+    the projection), up to the rounding cushions: not a looser one (e.g. a max over every neuron and input)."""
+    p, kept, H = 7, [1], 3
+    factors = _random_factors(p, 5, kept, frozenset(), (1.0, 1.0, 1.0), vocab=9, H=H)
+    F = fourier_basis(p)[:, columns_of(p, kept)]
+    R_X, R_Y = ((M - F @ (F.T @ M)).abs() for M in (factors.X.mid, factors.Y.mid))
+    U = factors.Z.mid[:, :H].abs()
+
+    def per_neuron(R, other):  # [x, c]: sum over both terms of each hidden unit, then its output column
+        weighted = R * other.amax(0)
+        return (weighted[:, :H] + weighted[:, H:]) @ U.T
+
+    expected = torch.minimum(per_neuron(R_X, R_Y)[:, None, :], per_neuron(R_Y, R_X)[None, :, :])
+    _, bound = compressed_interaction(factors, Ball.exact(F), Ledger())
+    assert (bound >= expected).all() and (bound <= expected * (1 + 1e-9) + 1e-12).all()
