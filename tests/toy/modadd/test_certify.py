@@ -584,6 +584,11 @@ def test_fourier_error_covers_every_entry_of_the_float_basis(p):
                 entry = scale * moved * (1 + 4 * Fraction(iv.U)) + Fraction(math.ulp(abs(value))) / 2
                 worst = max(worst, entry)
     assert worst <= bound
+    # and no looser than that analysis, as its docstring states it (the largest angle 2 pi (p^2 / 2) / p = pi p),
+    # in 50-digit arithmetic: within an ulp of the float result
+    u, ulps = mpmath.mpf(iv.U), iv.TRANSCENDENTAL_ULPS
+    stated = mpmath.sqrt(mpmath.mpf(2) / p) * (4 * u * mpmath.pi * p + ulps * 2 * u) * (1 + 4 * u) + 4 * u
+    assert abs(mpmath.mpf(_fourier_error(p)) - stated) <= math.ulp(_fourier_error(p))
 
 
 def test_progress_bars_show_only_when_asked(uniform_model, capsys):
