@@ -475,3 +475,14 @@ def test_every_cushion_is_the_documented_one():
         value = iv.exp(ball, ledger).rad.item()
         limit = 1 if mid == 0.0 else 8  # exp(0) = 1 exactly; else the spread's five roundings and exp(mid)'s
         assert _half_ulps_off(value, rule) <= limit, (mid, radius, value, float(rule))
+
+
+def test_reciprocal_refuses_a_ball_whose_proven_lower_end_is_zero():
+    """A ball whose lower() is exactly 0 cannot be proven positive: a clear error, not an infinite radius (a radius
+    just below 1 around 1 is found by stepping down one float at a time)."""
+    one, radius = torch.tensor(1.0, dtype=torch.float64), 1.0
+    while Ball(one, torch.tensor(radius, dtype=torch.float64)).lower().item() != 0.0:
+        radius = math.nextafter(radius, 0.0)
+        assert radius > 0.99, "no float radius puts lower() at exactly 0 near 1"
+    with pytest.raises(ArithmeticError, match="contains 0"):
+        iv.reciprocal(Ball(one, torch.tensor(radius, dtype=torch.float64)), Ledger())
