@@ -712,3 +712,30 @@ def test_compressed_interaction_bound_is_the_per_neuron_bound_of_the_rests():
     expected = torch.minimum(per_neuron(R_X, R_Y)[:, None, :], per_neuron(R_Y, R_X)[None, :, :])
     _, bound = compressed_interaction(factors, Ball.exact(F), Ledger())
     assert (bound >= expected).all() and (bound <= expected * (1 + 1e-9) + 1e-12).all()
+
+
+def test_certify_reads_the_task_names_its_steps_and_bounds_r_x_y_k_z_by_default(uniform_model):
+    """certify(model) reads the task from the config and picks the key frequencies itself; its flops are filed under
+    every step's name; by default R_X Y_K Z is bounded (as with multiply_x_first_order=False, not True); a bad or
+    repeated frequency is refused with a message naming the argument and the offending values."""
+    model, task = uniform_model
+    alone = certify(model)
+    given = certify(model, task)
+    assert torch.equal(alone.margin, given.margin) and alone.p == task.p
+    steps = {"circuit", "frequency choice", "exact (a, c) and (b, c) terms", "compressed interaction", "margins"}
+    assert steps <= set(alone.flops) <= steps | {EXACT_STEP} and min(alone.flops.values()) > 0
+    default = certify(model, task, [1], fallback=False)
+    assert torch.equal(
+        default.compressed, certify(model, task, [1], fallback=False, multiply_x_first_order=False).compressed
+    )
+    assert not torch.equal(
+        default.compressed, certify(model, task, [1], fallback=False, multiply_x_first_order=True).compressed
+    )
+    n = n_frequencies(task.p)
+    with pytest.raises(ValueError) as bad:
+        certify(model, task, [0, 2])
+    assert str(bad.value) == f"frequencies [0, 2]: each must appear once and lie in 1..{n} (p={task.p}); [0] do not."
+    with pytest.raises(ValueError) as repeated:
+        certify(model, task, [1], output_frequencies=[2, 2])
+    message = f"output_frequencies [2, 2]: each must appear once and lie in 1..{n} (p={task.p}); repeated do not."
+    assert str(repeated.value) == message
