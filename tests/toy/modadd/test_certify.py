@@ -592,12 +592,16 @@ def test_fourier_error_covers_every_entry_of_the_float_basis(p):
 
 
 def test_progress_bars_show_only_when_asked(uniform_model, capsys):
-    """certify_exact shows its bar over input chunks only with progress=True (default off); certificate_curve shows
-    its bar over certificates by default and not with progress=False."""
+    """certify_exact and certify show their bars (input chunks; direct and quadratic terms) only with progress=True
+    (default off); certificate_curve shows its bar over certificates by default and not with progress=False."""
     model, task = uniform_model
     certify_exact(model, task)
     certify(model, task, [1])
-    assert "exact circuit" not in capsys.readouterr().err
+    quiet = capsys.readouterr().err
+    assert all(bar not in quiet for bar in ("exact circuit", "direct terms", "quadratic terms"))
+    certify(model, task, [1], progress=True)
+    shown = capsys.readouterr().err
+    assert all(f"{bar}: " in shown for bar in ("exact circuit", "direct terms", "quadratic terms"))
     certify_exact(model, task, progress=True)
     assert "exact circuit: " in capsys.readouterr().err
     certificate_curve(model, task, extra=0, progress=False)
