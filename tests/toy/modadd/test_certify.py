@@ -720,8 +720,9 @@ def test_compressed_interaction_bound_is_the_per_neuron_bound_of_the_rests():
 
 def test_certify_reads_the_task_names_its_steps_and_bounds_r_x_y_k_z_by_default(uniform_model):
     """certify(model) reads the task from the config and picks the key frequencies itself; its flops are filed under
-    every step's name; by default R_X Y_K Z is bounded (as with multiply_x_first_order=False, not True); a bad or
-    repeated frequency is refused with a message naming the argument and the offending values."""
+    every step's name; by default R_X Y_K Z is bounded (as with multiply_x_first_order=False, not True); output
+    frequencies are passed on (a bound no lower anywhere, higher somewhere); a bad or repeated frequency is refused
+    with a message naming the argument and the offending values."""
     model, task = uniform_model
     alone = certify(model)
     given = certify(model, task)
@@ -736,6 +737,9 @@ def test_certify_reads_the_task_names_its_steps_and_bounds_r_x_y_k_z_by_default(
         default.compressed, certify(model, task, [1], fallback=False, multiply_x_first_order=True).compressed
     )
     n = n_frequencies(task.p)
+    every = list(range(1, n + 1))
+    more = certify(model, task, [1], fallback=False, output_frequencies=every).compressed
+    assert (more >= default.compressed - 1e-9).all() and (more > default.compressed + 1e-6).any()
     with pytest.raises(ValueError) as bad:
         certify(model, task, [0, 2])
     assert str(bad.value) == f"frequencies [0, 2]: each must appear once and lie in 1..{n} (p={task.p}); [0] do not."
