@@ -8,8 +8,10 @@ import copy
 import dataclasses
 import itertools
 import math
+import random
 from fractions import Fraction
 
+import mpmath
 import pytest
 import torch
 from hypothesis import given, settings
@@ -18,8 +20,10 @@ from hypothesis import strategies as st
 from hooked_bilinear.loading.pretrained import load_model
 from hooked_bilinear.toy.modadd import (
     ModAddTask,
+    ModAddTrainConfig,
     all_logits,
     brute_force_flops,
+    certificate_curve,
     certify,
     certify_exact,
     margins,
@@ -27,18 +31,24 @@ from hooked_bilinear.toy.modadd import (
 from hooked_bilinear.toy.modadd import interval as iv
 from hooked_bilinear.toy.modadd.certify import (
     EXACT_STEP,
+    SUM_PATTERNS,
     InteractionFactors,
+    _fourier_error,
     compressed_interaction,
+    exact_margins,
     factor_spectrum,
+    frequency_importance,
     interaction_factors,
     margin_lower_bound,
     residual_product_bound,
     residue_grid,
     residue_interaction,
+    residue_term,
 )
 from hooked_bilinear.toy.modadd.circuit import read_circuit
 from hooked_bilinear.toy.modadd.fourier import columns_of, fourier_basis, n_frequencies
 from hooked_bilinear.toy.modadd.interval import Ball, Ledger
+from hooked_bilinear.toy.modadd.train import build_modadd_model
 
 
 def true_margins(model, task):
@@ -455,3 +465,285 @@ def test_residue_grid_is_zero_outside_the_residue_classes(uniform_model):
     assert (grid.mid[..., task.p :] == 0).all() and (grid.rad[..., task.p :] == 0).all()
     s = (torch.arange(task.p)[:, None] + torch.arange(task.p)[None, :]) % task.p  # c = 0: the residue a + b
     assert torch.equal(grid.mid[..., 0], main.g.mid[s])
+
+
+def _importance_by_fft(circuit) -> torch.Tensor:
+    """frequency_importance recomputed with the FFT: the orthonormal Fourier basis' cos and sin coefficients of a
+    real vector v at frequency k > 0 have squared norm (2 / p) |fft(v)_k|^2, and (1 / p) |fft(v)_0|^2 at k = 0."""
+    p = circuit.task.p
+    weight = torch.full((n_frequencies(p) + 1,), 2.0 / p, dtype=torch.float64)
+    weight[0] = 1.0 / p
+    importance = torch.zeros(n_frequencies(p) + 1, dtype=torch.float64)
+    for factors in interaction_factors(circuit, Ledger()):
+        norms = [
+            weight[:, None] * torch.fft.fft(M[:p], dim=0).abs()[: n_frequencies(p) + 1] ** 2
+            for M in (factors.X.mid, factors.Y.mid, factors.Z.mid)
+        ]
+        coef = (factors.coef.mid.abs() + factors.coef.rad).mean()  # an upper bound of |coef| (attention's radius)
+        importance += coef * (norms[0] * norms[1] * norms[2]).sqrt().sum(1)
+    return importance
+
+
+def test_frequency_importance_is_the_product_of_the_factors_fourier_norms(random_model):
+    model, task = random_model
+    circuit = read_circuit(model, task, Ledger())
+    importance = frequency_importance(circuit, Ledger())
+    torch.testing.assert_close(importance, _importance_by_fft(circuit), rtol=1e-10, atol=0)
+
+
+def _projected_on(model, task, frequencies):
+    """A copy of the model whose token embeddings lie in the span of the given frequencies' Fourier columns: every
+    factor of the interaction is then blind to the other frequencies (their importance is rounding)."""
+    F_K = fourier_basis(task.p)[:, columns_of(task.p, frequencies)[1:]]
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        W_E = model.transformer.wte.weight
+        W_E[: task.p] = (F_K @ (F_K.T @ W_E[: task.p].double())).to(W_E.dtype)
+    return model
+
+
+@pytest.mark.parametrize("extra", [0, 1, 10])
+def test_certificate_curve_keeps_the_most_important_frequencies_up_to_extra_beyond_the_key_ones(uniform_model, extra):
+    """On a model whose embeddings carry frequencies 2 and 5 only, those are the key frequencies (the others'
+    importance is rounding): the curve keeps 0, 1, ..., 2 + extra of them (the most important first, by the FFT
+    recomputation) and then all six; every certificate is sound, and exact up to rounding once 2 and 5 are kept."""
+    base, task = uniform_model
+    model = _projected_on(base, task, [2, 5])
+    importance = _importance_by_fft(read_circuit(model, task, Ledger()))
+    assert importance[[2, 5]].min() > 1e6 * importance[[1, 3, 4, 6]].max()
+    order = [k for k in torch.argsort(importance, descending=True).tolist() if k > 0]
+    curve = certificate_curve(model, task, extra=extra, progress=False)
+    counts = sorted({*range(min(2 + extra, 6) + 1), 6})
+    assert [len(c.frequencies) for c in curve] == counts
+    truth = true_margins(model, task)
+    for certificate in curve:
+        kept = certificate.frequencies
+        assert kept[:2] == order[: len(kept[:2])] and sorted(kept) == sorted(set(kept))
+        assert (certificate.margin <= truth + 1e-9).all() and (certificate.compressed <= truth + 1e-9).all()
+        if {2, 5} <= set(kept):
+            torch.testing.assert_close(certificate.compressed, truth, rtol=0, atol=1e-4 * truth.abs().max().item())
+        assert certificate.margin.equal(certify(model, task, kept).margin)
+
+
+def test_certificate_curve_orders_the_frequencies_by_importance(random_model):
+    model, task = random_model
+    importance = _importance_by_fft(read_circuit(model, task, Ledger()))
+    order = [k for k in torch.argsort(importance, descending=True).tolist() if k > 0]
+    key = [k for k in order if importance[k] >= 0.05 * importance[1:].max()]  # fourier.key_frequencies' rule
+    curve = certificate_curve(model, task, extra=0, progress=False)
+    counts = sorted({*range(len(key) + 1), len(order)})
+    assert [c.frequencies for c in curve] == [order[:n] for n in counts]
+
+
+def _forward_flops_per_input(d: int, h: int, n_head: int, vocab: int, n: int, bilinear: bool) -> dict[str, int]:
+    """One input's forward pass, operation by operation (a matrix-vector product [r, c] costs 2 r c: a multiply and
+    an add per entry)."""
+    return {
+        "keys and values, every position": n * 2 * (2 * d * d),
+        "query, last position": 2 * d * d,
+        "scores (q . k per position)": n * 2 * d,
+        "softmax per head and position (max, subtract, exp, sum, divide)": 5 * n * n_head,
+        "mixing (weighted sum of values)": n * 2 * d,
+        "attention output map": 2 * d * d,
+        "attention residual add and the score scale": 2 * d,
+        "MLP input maps": (2 if bilinear else 1) * 2 * d * h,
+        "MLP product (or ReLU)": h,
+        "MLP output map": 2 * h * d,
+        "MLP residual add": d,
+        "unembedding": 2 * d * vocab,
+        "margin (subtract the answer, max)": 2 * vocab,
+    }
+
+
+@pytest.mark.parametrize("mlp", ["bilinear", "relu"])
+def test_brute_force_flops_counts_every_operation_of_every_input(random_model, mlp):
+    _, task = random_model
+    model = build_modadd_model(task, ModAddTrainConfig(d_model=8, n_head=2, d_hidden=12, mlp=mlp))
+    per_input = _forward_flops_per_input(8, 12, 2, task.vocab_size, task.n_pos, mlp == "bilinear")
+    assert brute_force_flops(model, task) == task.p**2 * sum(per_input.values())
+
+
+@pytest.mark.parametrize("p", [3, 13, 59])
+def test_fourier_error_covers_every_entry_of_the_float_basis(p):
+    """_fourier_error(p) bounds |fourier_basis(p) - exact basis| (50-digit mpmath) and covers, entry by entry, the
+    worst case its analysis assumes: the float angle 2 pi k x / p off by 4 u of itself (so cos / sin move by as
+    much), cos / sin within TRANSCENDENTAL_ULPS ulps of their value, the scale sqrt(2 / p) and the product rounded."""
+    mpmath.mp.dps = 50
+    F, bound = fourier_basis(p), Fraction(_fourier_error(p))
+    scale = Fraction(math.sqrt(2.0 / p))
+    worst = Fraction(0)
+    for k in range(1, n_frequencies(p) + 1):
+        for x in range(p):
+            angle = 2 * math.pi * k * x / p
+            for column, name in ((2 * k - 1, "cos"), (2 * k, "sin")):
+                value = Fraction(F[x, column].item())
+                exact = mpmath.sqrt(mpmath.mpf(2) / p) * getattr(mpmath, name)(2 * mpmath.pi * k * x / p)
+                assert abs(mpmath.mpf(value.numerator) / value.denominator - exact) <= mpmath.mpf(_fourier_error(p))
+                library = iv.TRANSCENDENTAL_ULPS * Fraction(math.ulp(getattr(math, name)(angle)))
+                moved = 4 * Fraction(iv.U) * Fraction(angle) + library
+                entry = scale * moved * (1 + 4 * Fraction(iv.U)) + Fraction(math.ulp(abs(value))) / 2
+                worst = max(worst, entry)
+    assert worst <= bound
+    # and no looser than that analysis, as its docstring states it (the largest angle 2 pi (p^2 / 2) / p = pi p),
+    # in 50-digit arithmetic: within an ulp of the float result
+    u, ulps = mpmath.mpf(iv.U), iv.TRANSCENDENTAL_ULPS
+    stated = mpmath.sqrt(mpmath.mpf(2) / p) * (4 * u * mpmath.pi * p + ulps * 2 * u) * (1 + 4 * u) + 4 * u
+    assert abs(mpmath.mpf(_fourier_error(p)) - stated) <= math.ulp(_fourier_error(p))
+
+
+def test_progress_bars_show_only_when_asked(uniform_model, capsys):
+    """certify_exact and certify show their bars (input chunks; direct and quadratic terms) only with progress=True
+    (default off); certificate_curve shows its bar over certificates by default and not with progress=False."""
+    model, task = uniform_model
+    certify_exact(model, task)
+    certify(model, task, [1])
+    quiet = capsys.readouterr().err
+    assert all(bar not in quiet for bar in ("exact circuit", "direct terms", "quadratic terms"))
+    certify(model, task, [1], progress=True)
+    shown = capsys.readouterr().err
+    assert all(f"{bar}: " in shown for bar in ("exact circuit", "direct terms", "quadratic terms"))
+    certify_exact(model, task, progress=True)
+    assert "exact circuit: " in capsys.readouterr().err
+    certificate_curve(model, task, extra=0, progress=False)
+    assert "certificate curve" not in capsys.readouterr().err
+    certificate_curve(model, task, extra=0)
+    assert "certificate curve: " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("p", [13, 59])
+def test_residue_term_holds_for_every_basis_within_the_fourier_error(p):
+    """g(s) stands for sum_ijl C_main[i, j, w] F[a, i] F[b, j] F[c, w] at s = a + b - c for the float basis F, which
+    the proof knows only to within _fourier_error(p) of the exact one: so g must hold for every basis that close.
+    Checked at the worst such basis for each (a, b, c) (each of the three rows pushed by the full error along the
+    sign of its first-order effect, up and down), in 40-digit mpmath from the exact cos / sin basis."""
+    frequencies = [1, 3]
+    m = 1 + 2 * len(frequencies)
+    core = Ball.exact(8 * torch.randn(m, m, m, generator=torch.Generator().manual_seed(11), dtype=torch.float64))
+    term, _ = residue_term(core, frequencies, p, Ledger())
+    main = torch.zeros(m, m, m, dtype=torch.float64)
+    for coefficients, pattern in zip((term.alpha.mid, term.beta.mid), SUM_PATTERNS):
+        for idx, coefficient in enumerate(coefficients.tolist()):
+            for (i, j, w), sign in pattern.items():
+                main[1 + 2 * idx + i, 1 + 2 * idx + j, 1 + 2 * idx + w] = coefficient * sign
+    mpmath.mp.dps = 40
+    exact = [[mpmath.mpf(1) / mpmath.sqrt(p)] for _ in range(p)]
+    for x in range(p):
+        for k in frequencies:
+            angle = 2 * mpmath.pi * k * x / p
+            exact[x] += [
+                mpmath.sqrt(mpmath.mpf(2) / p) * mpmath.cos(angle),
+                mpmath.sqrt(mpmath.mpf(2) / p) * mpmath.sin(angle),
+            ]
+    C, e = [[[mpmath.mpf(v) for v in row] for row in plane] for plane in main.tolist()], mpmath.mpf(_fourier_error(p))
+    lower, upper = term.g.lower().tolist(), term.g.upper().tolist()
+
+    def value(Fa, Fb, Fc):
+        return mpmath.fsum(C[i][j][w] * Fa[i] * Fb[j] * Fc[w] for i in range(m) for j in range(m) for w in range(m))
+
+    rng = random.Random(3)
+    for a, b, c in (rng.sample(range(p), 3) for _ in range(12)):
+        Fa, Fb, Fc = exact[a], exact[b], exact[c]
+        grads = [
+            [mpmath.fsum(C[i][j][w] * Fb[j] * Fc[w] for j in range(m) for w in range(m)) for i in range(m)],
+            [mpmath.fsum(C[i][j][w] * Fa[i] * Fc[w] for i in range(m) for w in range(m)) for j in range(m)],
+            [mpmath.fsum(C[i][j][w] * Fa[i] * Fb[j] for i in range(m) for j in range(m)) for w in range(m)],
+        ]
+        s = (a + b - c) % p
+        for direction in (1, -1):
+            pushed = [
+                [f + direction * e * mpmath.sign(d) for f, d in zip(row, grad)]
+                for row, grad in zip((Fa, Fb, Fc), grads)
+            ]
+            assert lower[s] <= value(*pushed) <= upper[s], (a, b, c, direction)
+
+
+def test_certificate_curve_defaults_read_the_task_and_go_four_beyond_the_key_frequencies():
+    """Called with the model alone, the curve reads the task from the config and keeps 0 .. 1 + 4 frequencies (one
+    key frequency, 5, plus the default extra 4), then all 8 of p = 17."""
+    task = ModAddTask(p=17, input_format="a b", uniform_attention=True, train_fraction=0.5)
+    config = ModAddTrainConfig(d_model=16, n_head=2, d_hidden=24, init_std=0.3)
+    model = _projected_on(build_modadd_model(task, config), task, [5])
+    curve = certificate_curve(model, progress=False)
+    assert [len(c.frequencies) for c in curve] == [0, 1, 2, 3, 4, 5, 8] and curve[1].frequencies == [5]
+    assert all(c.p == 17 for c in curve)
+
+
+def test_exact_margins_do_not_depend_on_the_chunk_size(uniform_model, capsys):
+    """Inputs taken in chunks of 50 or 100 (p^2 = 169) give the margins of the whole batch, each below the truth;
+    no progress bar unless asked."""
+    model, task = uniform_model
+    circuit = read_circuit(model, task, Ledger())
+    a, b = task.operands()
+    whole = exact_margins(circuit, a, b, Ledger())
+    assert "exact circuit" not in capsys.readouterr().err
+    assert whole.shape == (task.p**2,)
+    truth = true_margins(model, task).reshape(-1)
+    for chunk in (50, 100):  # the rounding radius of a chunk follows its largest entries: equal up to rounding
+        chunked = exact_margins(circuit, a, b, Ledger(), chunk=chunk)
+        torch.testing.assert_close(chunked, whole, rtol=1e-9, atol=1e-9)
+        assert (chunked <= truth).all()
+
+
+def test_residue_interaction_bounds_r_x_y_k_z_by_default_and_a_complete_output_basis_shrinks_it(uniform_model):
+    """By default R_X Y_K Z is bounded, not multiplied out (the same as multiply_x_first_order=False, not True);
+    projecting Z on every frequency as well (output_frequencies) leaves a bound no larger anywhere and smaller
+    somewhere (R_Z is then rounding: the products with it vanish)."""
+    model, task = uniform_model
+    (factors,) = interaction_factors(read_circuit(model, task, Ledger()), Ledger())
+    every = list(range(1, n_frequencies(task.p) + 1))
+    default = residue_interaction(factors, [1, 3], task.p, Ledger())[2]
+    assert torch.equal(default, residue_interaction(factors, [1, 3], task.p, Ledger(), multiply_x_first_order=False)[2])
+    multiplied = residue_interaction(factors, [1, 3], task.p, Ledger(), multiply_x_first_order=True)[2]
+    assert not torch.equal(default, multiplied)
+    complete = residue_interaction(factors, [1, 3], task.p, Ledger(), every, multiply_x_first_order=True)[2]
+    assert (complete <= multiplied * (1 + 1e-12)).all() and (complete < 0.99 * multiplied).any()
+
+
+def test_compressed_interaction_bound_is_the_per_neuron_bound_of_the_rests():
+    """The bound of the product of the rests is, per (a, b, c), the lesser of sum_h (|R_X[a, h]| max_b |R_Y[b, h]|
+    + the same for the unit's second term) |U'[c, h]| and its a / b mirror (recomputed here in plain float64 from
+    the projection), up to the rounding cushions: not a looser one (e.g. a max over every neuron and input)."""
+    p, kept, H = 7, [1], 3
+    factors = _random_factors(p, 5, kept, frozenset(), (1.0, 1.0, 1.0), vocab=9, H=H)
+    F = fourier_basis(p)[:, columns_of(p, kept)]
+    R_X, R_Y = ((M - F @ (F.T @ M)).abs() for M in (factors.X.mid, factors.Y.mid))
+    U = factors.Z.mid[:, :H].abs()
+
+    def per_neuron(R, other):  # [x, c]: sum over both terms of each hidden unit, then its output column
+        weighted = R * other.amax(0)
+        return (weighted[:, :H] + weighted[:, H:]) @ U.T
+
+    expected = torch.minimum(per_neuron(R_X, R_Y)[:, None, :], per_neuron(R_Y, R_X)[None, :, :])
+    _, bound = compressed_interaction(factors, Ball.exact(F), Ledger())
+    assert (bound >= expected).all() and (bound <= expected * (1 + 1e-9) + 1e-12).all()
+
+
+def test_certify_reads_the_task_names_its_steps_and_bounds_r_x_y_k_z_by_default(uniform_model):
+    """certify(model) reads the task from the config and picks the key frequencies itself; its flops are filed under
+    every step's name; by default R_X Y_K Z is bounded (as with multiply_x_first_order=False, not True); output
+    frequencies are passed on (a bound no lower anywhere, higher somewhere); a bad or repeated frequency is refused
+    with a message naming the argument and the offending values."""
+    model, task = uniform_model
+    alone = certify(model)
+    given = certify(model, task)
+    assert torch.equal(alone.margin, given.margin) and alone.p == task.p
+    steps = {"circuit", "frequency choice", "exact (a, c) and (b, c) terms", "compressed interaction", "margins"}
+    assert steps <= set(alone.flops) <= steps | {EXACT_STEP} and min(alone.flops.values()) > 0
+    default = certify(model, task, [1], fallback=False)
+    assert torch.equal(
+        default.compressed, certify(model, task, [1], fallback=False, multiply_x_first_order=False).compressed
+    )
+    assert not torch.equal(
+        default.compressed, certify(model, task, [1], fallback=False, multiply_x_first_order=True).compressed
+    )
+    n = n_frequencies(task.p)
+    every = list(range(1, n + 1))
+    more = certify(model, task, [1], fallback=False, output_frequencies=every).compressed
+    assert (more >= default.compressed - 1e-9).all() and (more > default.compressed + 1e-6).any()
+    with pytest.raises(ValueError) as bad:
+        certify(model, task, [0, 2])
+    assert str(bad.value) == f"frequencies [0, 2]: each must appear once and lie in 1..{n} (p={task.p}); [0] do not."
+    with pytest.raises(ValueError) as repeated:
+        certify(model, task, [1], output_frequencies=[2, 2])
+    message = f"output_frequencies [2, 2]: each must appear once and lie in 1..{n} (p={task.p}); repeated do not."
+    assert str(repeated.value) == message

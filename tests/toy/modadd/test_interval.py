@@ -346,3 +346,143 @@ def test_einsum_of_empty_operands_is_an_exact_zero():
     out = iv.einsum("ik,kj->ij", x, y, Ledger())
     assert torch.equal(out.mid, torch.zeros(2, 3, dtype=torch.float64)) and out.rad.dtype == torch.float64
     assert (out.rad <= iv.TINY * 2).all()
+
+
+# Rounding cushions. The tests above sample points, where float64 rounding stays far below its worst case; these
+# build the cases where it does not (sums that lose every small term) and hold each cushion to the assumption it
+# stands on (library exp / cos / sin within TRANSCENDENTAL_ULPS ulps), computed independently of the module.
+
+
+def test_einsum_covers_a_sum_that_rounds_away_every_small_term():
+    """1 + n u summed left to right in float64 rounds each u away (ties to even), so the float sum can be off by up
+    to n u (how far depends on the summation order of the library's kernel): the rounding radius must grow with the
+    number k of products summed."""
+    n = 1000
+    small = torch.full((n,), iv.U, dtype=torch.float64)
+    for spec, x, y in (
+        ("k,k->", torch.cat([torch.ones(1, dtype=torch.float64), small]), torch.ones(n + 1, dtype=torch.float64)),
+        ("ik,k->i", torch.stack([torch.cat([torch.ones(1, dtype=torch.float64), small])] * 2), torch.ones(n + 1)),
+    ):
+        x, y = x.double(), y.double()
+        out = iv.einsum(spec, Ball.exact(x), Ball.exact(y), Ledger())
+        exact = sum(Fraction(a) * Fraction(b) for a, b in zip(x.reshape(-1, n + 1)[0].tolist(), y.tolist()))
+        for i in range(out.mid.numel()):
+            assert _contains(out, [exact], i), spec
+
+
+def test_sum_radius_of_a_row_is_its_own_rounding():
+    """A row of small numbers beside a row of huge ones: each row's radius is the rounding of its own sum (at most
+    2 gamma_k sum |x| of that row), never the other row's."""
+    x = Ball.exact(torch.tensor([[1e10, -3e10, 2e10, 5e9], [1.0, 0.1, -0.2, 0.3]], dtype=torch.float64))
+    out = iv.sum_(x, 1, Ledger())
+    for i in range(2):
+        row_abs = sum(abs(Fraction(v)) for v in x.mid[i].tolist())
+        assert 0 < Fraction(out.rad[i].item()) <= 2 * Fraction(iv.gamma(4)) * row_abs + Fraction(iv.TINY)
+        exact = sum(Fraction(v) for v in x.mid[i].tolist())
+        assert _contains(out, [exact], i)
+
+
+def test_transcendental_radii_cover_the_assumed_library_error():
+    """exp, cos and sin of exact inputs are assumed within TRANSCENDENTAL_ULPS ulps of the truth: the radius must be
+    at least that many ulps of the value (math.ulp), and for exp of a wide ball at least the worst case
+    (e + ulps) e^r - e over the ball, computed with 50-digit mpmath."""
+    ulps = iv.TRANSCENDENTAL_ULPS
+    angles = torch.tensor([0.0, 0.3, 1.0, 2.5, -0.7], dtype=torch.float64)
+    for fn in ("cos", "sin"):
+        t = iv.trig(angles, fn, Ledger())
+        for value in t.mid.tolist():
+            assert Fraction(t.rad.item()) >= ulps * Fraction(math.ulp(value)), (fn, value)
+        assert t.rad.item() < 1e-14, "no widening asked: a rounding-sized radius"
+    mpmath.mp.dps = 50
+    for mid in (-3.0, 0.0, 0.7, 1.0, 10.0):
+        for radius in (0.0, 1e-9, 0.5, 2.0):
+            e = iv.exp(
+                Ball(torch.tensor([mid], dtype=torch.float64), torch.tensor(radius, dtype=torch.float64)), Ledger()
+            )
+            value = e.mid.item()
+            worst = (mpmath.mpf(value) + ulps * mpmath.mpf(math.ulp(value))) * mpmath.exp(radius) - value
+            assert mpmath.mpf(e.rad.item()) >= worst, (mid, radius)
+
+
+def test_einsum_of_an_outer_product_has_one_rounding_per_entry():
+    """An outer product sums nothing (k = 1): each entry is one rounded product, so its radius is at most a couple
+    of roundings of the largest product, however many entries the output has."""
+    g = torch.Generator().manual_seed(7)
+    x, y = (Ball.exact(torch.randn(n, generator=g, dtype=torch.float64)) for n in (60, 70))
+    out = iv.einsum("i,j->ij", x, y, Ledger())
+    assert torch.equal(out.mid, torch.outer(x.mid, y.mid))
+    assert (out.rad <= 4 * iv.U * x.mid.abs().max() * y.mid.abs().max()).all()
+
+
+@pytest.mark.parametrize("inexact", ["x", "y"])
+def test_einsum_counts_an_index_summed_in_one_operand_only(inexact):
+    """sum_ij x[i, j] y[j] with every x[i, j] in [-1/2, 1/2] and y = 1 ranges over [-6, 6] (12 terms): the index i,
+    summed in x only, multiplies the radius by its size; the same with the roles of x and y swapped."""
+    wide, exact = Ball(torch.zeros(3, 4, dtype=torch.float64), torch.tensor(0.5, dtype=torch.float64)), torch.ones(4)
+    if inexact == "x":
+        out = iv.einsum("ij,j->", wide, Ball.exact(exact), Ledger())
+    else:
+        out = iv.einsum("j,ij->", Ball.exact(exact), wide, Ledger())
+    assert 6.0 <= out.rad.item() <= 6.0 * (1 + 1e-12)
+
+
+def _inflated(radius: Fraction, n_terms: int) -> Fraction:
+    """The module's stated rule, in exact rationals: a radius summed from n non-negative rounded terms is inflated by
+    (1 + 2 gamma_{n + 4}), plus TINY for underflow."""
+    k = n_terms + 4
+    gamma = k * Fraction(iv.U) / (1 - k * Fraction(iv.U))
+    return radius * (1 + 2 * gamma) + Fraction(iv.TINY)
+
+
+def _half_ulps_off(value: float, exact: Fraction) -> Fraction:
+    return abs(Fraction(value) - exact) / Fraction(math.ulp(value)) * 2
+
+
+def test_every_cushion_is_the_documented_one():
+    """Each operation's radius is its error analysis, no less (a smaller cushion is unsound by that analysis) and no
+    more (a proof that must prove something cannot afford slack), checked in exact rationals on operands whose
+    radius sums are exact (midpoints 0, radii 1 or 4), so the float result is the rule's value correctly rounded
+    (within half an ulp): the terms counted per operation are those of its radius formula (lower / upper /
+    magnitude 2, add 3, mul 4, sum_ k + 2, einsum k + 3, exp 4); exp's spread with delta = TRANSCENDENTAL_ULPS ulps
+    of 1 on both exp(mid) and the library's expm1 / exp of the radius (the library values taken as they are), and
+    trig's radius the widening plus TRANSCENDENTAL_ULPS ulps of 1. A deliberate change of a cushion changes this
+    test with the module docstring."""
+    ledger, zero = Ledger(), torch.zeros((), dtype=torch.float64)
+    one = Ball(zero, torch.tensor(1.0, dtype=torch.float64))
+    exact_one = Ball.exact(torch.tensor(1.0, dtype=torch.float64))
+    four = Ball(torch.zeros(4, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64))
+    ones = Ball.exact(torch.ones(4, dtype=torch.float64))
+    cases = {
+        "round_up": (iv.round_up(torch.tensor(1.0, dtype=torch.float64), 0).item(), _inflated(Fraction(1), 0)),
+        "lower": (-one.lower().item(), _inflated(Fraction(1), 2)),
+        "upper": (one.upper().item(), _inflated(Fraction(1), 2)),
+        "magnitude": (one.magnitude().item(), _inflated(Fraction(1), 2)),
+        "add": (iv.add(one, Ball.exact(zero), ledger).rad.item(), _inflated(Fraction(1), 3)),
+        "mul": (iv.mul(one, exact_one, ledger).rad.item(), _inflated(Fraction(1), 4)),
+        "sum_": (iv.sum_(four, 0, ledger).rad.item(), _inflated(Fraction(4), 4 + 2)),
+        "einsum": (iv.einsum("i,i->", four, ones, ledger).rad.item(), _inflated(Fraction(4), 4 + 3)),
+    }
+    widen = 0.25
+    trig = iv.trig(torch.tensor([0.3], dtype=torch.float64), "cos", ledger, rad=widen)
+    cases["trig"] = (trig.rad.item(), Fraction(widen) + iv.TRANSCENDENTAL_ULPS * 2 * Fraction(iv.U))
+    for name, (value, rule) in cases.items():
+        assert _half_ulps_off(value, rule) <= 1, (name, value, float(rule))
+    delta = iv.TRANSCENDENTAL_ULPS * 2 * Fraction(iv.U)
+    for mid, radius in ((0.0, 0.0), (0.0, 2.0**-10), (1.0, 0.5)):
+        spread = Fraction(math.expm1(radius)) * (1 + delta) + delta * Fraction(math.exp(radius))
+        rule = _inflated(Fraction(math.exp(mid)) * spread * (1 + delta), 4)
+        ball = Ball(torch.tensor(mid, dtype=torch.float64), torch.tensor(radius, dtype=torch.float64))
+        value = iv.exp(ball, ledger).rad.item()
+        limit = 1 if mid == 0.0 else 8  # exp(0) = 1 exactly; else the spread's five roundings and exp(mid)'s
+        assert _half_ulps_off(value, rule) <= limit, (mid, radius, value, float(rule))
+
+
+def test_reciprocal_refuses_a_ball_whose_proven_lower_end_is_zero():
+    """A ball whose lower() is exactly 0 cannot be proven positive: a clear error, not an infinite radius (a radius
+    just below 1 around 1 is found by stepping down one float at a time)."""
+    one, radius = torch.tensor(1.0, dtype=torch.float64), 1.0
+    while Ball(one, torch.tensor(radius, dtype=torch.float64)).lower().item() != 0.0:
+        radius = math.nextafter(radius, 0.0)
+        assert radius > 0.99, "no float radius puts lower() at exactly 0 near 1"
+    with pytest.raises(ArithmeticError, match="contains 0"):
+        iv.reciprocal(Ball(one, torch.tensor(radius, dtype=torch.float64)), Ledger())
