@@ -50,6 +50,7 @@ for name in "${NAMES[@]}"; do
   work=out/mutation/$name${TESTS_REF:+-$TESTS_REF}
   rm -rf "$work" && mkdir -p "$work"
   cp -r src pyproject.toml "$work"/
+  "$PY" scripts/mutation_undecorate.py "$work"/src/hooked_bilinear/$module  # else mutmut skips decorated functions
   if [ -n "${TESTS_REF:-}" ]; then
     git archive "$TESTS_REF" tests | tar -x -C "$work"
   else
