@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hooked_bilinear.analysis import BilinearFactors, eigendecompose, interaction_matrix
-from hooked_bilinear.analysis.eigen import krylov_top_k
+from hooked_bilinear.analysis import BilinearFactors, EigenSolver, eigendecompose, interaction_matrix
+from hooked_bilinear.analysis.eigen import dense_top_k, krylov_top_k
 from tests.analysis.factories import factors_of, random_layer
 
 
@@ -172,3 +174,84 @@ def test_solver_options_reach_eigendecompose(entry):
     torch.testing.assert_close(run(EigenSolver(method="dense")), run(EigenSolver()), atol=1e-9, rtol=0)
     with pytest.raises(ValueError, match="'dense', 'krylov' or 'factored'"):
         run(EigenSolver(method="lanczos"))
+
+
+def test_ties_in_magnitude_come_negative_first():
+    """Eigenvalues of equal |lambda| keep eigh's ascending order (the negative one first), whatever their number."""
+    spectrum = torch.tensor([1.0, -1.0] * 16 + [0.5], dtype=torch.float64)
+    eigen = dense_top_k(torch.diag(spectrum)[None], 33)
+    expected = torch.tensor([-1.0] * 16 + [1.0] * 16 + [0.5], dtype=torch.float64)
+    torch.testing.assert_close(eigen.lambda_[0], expected, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "d_in, k, method",
+    [(128, 16, "krylov"), (128, 17, "dense"), (127, 1, "dense"), (136, 17, "krylov")],
+)
+def test_auto_takes_krylov_for_few_pairs_of_a_large_matrix(capsys, d_in, k, method):
+    """ "auto" is "krylov" when 8 k <= d_in and d_in >= 128, else "dense" (the progress bar names the method)."""
+    factors = factors_of(random_layer(d_in, 8, False))
+    eigendecompose(factors, torch.randn(d_in, dtype=torch.float64), k, progress=True)
+    assert f"eigendecompose ({method}, top {k})" in capsys.readouterr().err
+
+
+def test_block_default_and_range():
+    """Block size 4 by default (the largest multiplicity resolved, module doc); 1 works, 0 is refused."""
+    assert inspect.signature(eigendecompose).parameters["block"].default == 4 == EigenSolver().block
+    factors = factors_of(random_layer(12, 16, False))
+    u = torch.randn(12, dtype=torch.float64)
+    ref = eigendecompose(factors, u, 2, method="dense")
+    torch.testing.assert_close(eigendecompose(factors, u, 2, method="krylov", block=1).lambda_, ref.lambda_)
+    with pytest.raises(ValueError, match="block must be >= 1, got 0"):
+        eigendecompose(factors, u, 2, method="krylov", block=0)
+
+
+def test_directions_go_in_batches_that_fit_the_memory_given(monkeypatch):
+    """Per direction, Q_u plus the Krylov basis and its image (2 d_in^2 numbers) in 3/4 of max_memory (the rest is
+    for building Q): with room for 3 directions, 7 go 3 at a time, with the eigenpairs of one at a time."""
+    import hooked_bilinear.analysis.eigen as eigen_module
+
+    seen: list[list[tuple[int, int]]] = []
+    original = eigen_module.chunks
+
+    def spy(n, per_item_bytes, budget):
+        seen.append(list(original(n, per_item_bytes, budget)))
+        return iter(seen[-1])
+
+    factors = factors_of(random_layer(6, 8, False))
+    u = torch.randn(7, 6, dtype=torch.float64)
+    one = eigendecompose(factors, u, 3)
+    monkeypatch.setattr(eigen_module, "chunks", spy)
+    per_direction = 2 * 6 * 6 * 8
+    batched = eigendecompose(factors, u, 3, max_memory=3 * per_direction * 4 // 3)
+    assert seen == [[(0, 3), (3, 6), (6, 7)]]
+    torch.testing.assert_close(batched.lambda_, one.lambda_, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "n, batches, progress, shown",
+    [(256, 2, None, True), (255, 2, None, False), (300, 1, None, False), (300, 2, False, False), (2, 1, True, True)],
+)
+def test_progress_bar_by_default_for_long_sweeps_only(capsys, n, batches, progress, shown):
+    """By default a bar shows for at least 256 directions in more than one batch; progress=True/False overrides."""
+    factors = factors_of(random_layer(4, 4, False))
+    per_direction = 2 * 4 * 4 * 8
+    size = -(-n // batches)  # directions per batch
+    max_memory = -(-size * per_direction * 4 // 3) if batches > 1 else None
+    eigendecompose(factors, torch.randn(n, 4, dtype=torch.float64), 1, max_memory=max_memory, progress=progress)
+    err = capsys.readouterr().err
+    assert ("eigendecompose" in err) == shown
+    if shown:
+        assert f"{n}/{n}" in err  # the bar counts directions out of the total
+
+
+def test_a_solver_passes_every_option_to_eigendecompose(monkeypatch):
+    import hooked_bilinear.analysis.eigen as eigen_module
+
+    calls = []
+    monkeypatch.setattr(eigen_module, "eigendecompose", lambda *args, **kwargs: calls.append((args, kwargs)))
+    solver = EigenSolver(method="krylov", tol=1e-3, block=2, max_memory=1234, progress=True)
+    factors, u = object(), torch.ones(3)
+    solver(factors, u, 5)  # type: ignore[arg-type]
+    expected = dict(method="krylov", tol=1e-3, block=2, max_memory=1234, progress=True)
+    assert calls == [((factors, u, 5), expected)]
