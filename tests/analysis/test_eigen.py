@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hooked_bilinear.analysis import BilinearFactors, EigenSolver, eigendecompose, interaction_matrix
-from hooked_bilinear.analysis.eigen import dense_top_k, krylov_top_k
+from hooked_bilinear.analysis.eigen import DenseOperator, FactoredOperator, dense_top_k, krylov_top_k
 from tests.analysis.factories import factors_of, random_layer
 
 
@@ -255,3 +255,85 @@ def test_a_solver_passes_every_option_to_eigendecompose(monkeypatch):
     solver(factors, u, 5)  # type: ignore[arg-type]
     expected = dict(method="krylov", tol=1e-3, block=2, max_memory=1234, progress=True)
     assert calls == [((factors, u, 5), expected)]
+
+
+def random_symmetric(d: int, seed: int, scale: float = 1.0) -> torch.Tensor:
+    A = torch.randn(d, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return scale * (A + A.T) / 2
+
+
+class CountingOperator(DenseOperator):
+    """A DenseOperator that counts the rows it is applied to (the size the Krylov space grew to)."""
+
+    def __init__(self, Q: torch.Tensor, rows: list[int] | None = None) -> None:
+        super().__init__(Q)
+        self.rows = [0] if rows is None else rows
+
+    def apply(self, Y: torch.Tensor) -> torch.Tensor:
+        self.rows[0] += Y.shape[1]
+        return super().apply(Y)
+
+    def select(self, keep: torch.Tensor) -> CountingOperator:
+        return CountingOperator(self.Q[keep], self.rows)
+
+
+def test_every_pair_returned_meets_the_residual_tolerance():
+    """The convergence test is ||Q v - lambda v|| <= tol |lambda_max| per Ritz pair, also for a small-scale Q
+    (eigenvalues ~1e-3) where a test relative to 1 / |lambda| would be much looser."""
+    Q = random_symmetric(200, seed=4, scale=1e-4)[None]
+    tol = 1e-8
+    eigen = krylov_top_k(Q, 4, tol=tol)
+    residual = (eigen.v @ Q[0] - eigen.lambda_[..., None] * eigen.v).norm(dim=-1)
+    assert (residual <= tol * eigen.lambda_[:, :1].abs()).all()
+    ref_lambda, _ = dense_reference(Q, 4)
+    torch.testing.assert_close(eigen.lambda_, ref_lambda, atol=1e-12, rtol=0)
+
+
+def test_the_krylov_space_grows_to_half_the_matrix_and_room_for_k_pairs_before_the_dense_fallback():
+    """Never converging (tol 0), the space grows to max(d / 2, 2 k + block) rows, rounded down to whole blocks."""
+    for d, k, rows in ((64, 5, 32), (16, 5, 12), (20, 2, 8)):
+        op = CountingOperator(random_symmetric(d, seed=d)[None])
+        eigen = krylov_top_k(op, k, tol=0.0, block=4, d=d)
+        assert op.rows[0] == rows, (d, k)
+        torch.testing.assert_close(eigen.lambda_, dense_reference(op.Q, k)[0], atol=1e-12, rtol=0)
+
+
+def test_a_matrix_too_small_for_the_krylov_space_gets_the_dense_eigenpairs_with_canonical_signs():
+    Q = random_symmetric(6, seed=1)[None]  # the space would be 4 rows (a whole block): too few for 6 pairs
+    eigen = krylov_top_k(Q, 6, tol=1e-10, block=4)
+    ref_lambda, ref_v = dense_reference(Q, 6)
+    torch.testing.assert_close(eigen.lambda_, ref_lambda, atol=1e-12, rtol=0)
+    torch.testing.assert_close(eigen.v.abs(), ref_v.mT.abs(), atol=1e-12, rtol=0)
+    peak = torch.gather(eigen.v, -1, eigen.v.abs().argmax(-1, keepdim=True))
+    assert (peak > 0).all()
+
+
+def test_krylov_is_deterministic_whatever_the_global_random_state():
+    Q = random_symmetric(64, seed=2)[None]
+    torch.manual_seed(1)
+    first = krylov_top_k(Q, 3, tol=1e-6)
+    torch.manual_seed(2)
+    second = krylov_top_k(Q, 3, tol=1e-6)
+    assert torch.equal(first.lambda_, second.lambda_) and torch.equal(first.v, second.v)
+
+
+def test_an_operator_needs_its_size():
+    factors = factors_of(random_layer(8, 8, False))
+    with pytest.raises(ValueError, match=r"^pass d \(the matrices' size\) with an operator\.$"):
+        krylov_top_k(FactoredOperator(factors, torch.ones(1, 8, dtype=torch.float64)), 2, 1e-8)
+
+
+def test_float64_krylov_converges_on_its_own(monkeypatch):
+    """In float64 too (tolerance 1e-10) the iteration converges without the dense fallback (on a layer of rank 100
+    in 200 dimensions, whose top eigenpairs a Krylov space of d / 2 holds)."""
+    import hooked_bilinear.analysis.eigen as eigen_module
+
+    def no_fallback(Q, k):
+        raise AssertionError("the Krylov iteration fell back to the dense eigh")
+
+    u = torch.randn(3, 200, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    Q = interaction_matrix(factors_of(random_layer(200, 100, False, seed=7)), u)
+    monkeypatch.setattr(eigen_module, "dense_top_k", no_fallback)
+    eigen = krylov_top_k(Q, 4, tol=1e-10)
+    monkeypatch.undo()
+    torch.testing.assert_close(eigen.lambda_, dense_reference(Q, 4)[0], atol=1e-9, rtol=0)
