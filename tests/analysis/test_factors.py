@@ -239,3 +239,18 @@ def test_the_refusal_names_the_layer():
 )
 def test_the_kind_of_mlp_is_read_from_its_parts(mlp, kind):
     assert f" is {kind}" in str(not_bilinear(mlp, "L"))
+
+
+def test_augment_works_on_any_batch_shape():
+    """x [..., d_model] of any rank gets the constant 1 on its last axis; a wrong size names it."""
+    factors = factors_of(random_layer(3, 5, True))
+    x = torch.randn(2, 4, 3, dtype=torch.float64)
+    augmented = factors.augment(x)
+    assert augmented.shape == (2, 4, 4)
+    torch.testing.assert_close(augmented[..., :3], x, atol=0, rtol=0)
+    assert (augmented[..., 3] == 1).all()
+    with pytest.raises(ValueError) as refused:
+        factors.augment(torch.ones(2, 5, 4))
+    assert str(refused.value) == (
+        "input of size 4 given, but this MLP reads vectors of size d_model=3 (its hook_in activations)."
+    )
