@@ -37,3 +37,17 @@ def test_every_analysis_method_refuses_naming_the_layer(checkpoint, overrides, k
         with pytest.raises(NotBilinearError) as refused:
             getattr(mlp, method)(torch.ones(3))
         assert str(refused.value).startswith(f"blocks.1.mlp {kind}"), method
+
+
+@pytest.mark.parametrize("overrides", [dict(gate="silu"), dict(bilinear=False, gate="gelu")], ids=["glu", "plain"])
+def test_the_forward_is_the_models_with_its_projections_hooked(checkpoint, overrides):
+    """TransformerLens's forward over the checkpoint's own projections: the bridge's logits are the model's, and the
+    `out` projection's input is cached."""
+    folder, _, _ = checkpoint(**overrides)
+    bridge = load(folder)
+    tokens = torch.randint(0, 50, (1, 7), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits, cache = bridge.run_with_cache(tokens)
+        expected = bridge.original_model(tokens).logits
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
+    assert cache["blocks.1.mlp.out.hook_in"].shape == (1, 7, 48)
