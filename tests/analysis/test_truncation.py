@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -44,6 +46,33 @@ def test_dependent_basis_is_refused():
     basis = torch.randn(2, 8, dtype=torch.float64).repeat(2, 1)
     with pytest.raises(ValueError, match="linearly dependent"):
         truncate(factors_of(random_layer(8, 16, False)), basis, k=2)
+
+
+def test_independent_rows_are_accepted_and_d_out_dependent_rows_refused():
+    """Fewer independent rows than d_out are a basis of a subspace; d_out rows of rank d_out - 1 are not a basis."""
+    factors = factors_of(random_layer(8, 16, False))
+    x = torch.randn(3, 8, dtype=torch.float64)
+    few = torch.randn(3, 8, dtype=torch.float64)
+    module = truncate(factors, few, k=8)
+    # all components of 3 directions: the layer's output projected on their span, exactly
+    projector = torch.linalg.pinv(few) @ few
+    torch.testing.assert_close(module(x), factors.forward(x) @ projector, atol=1e-11, rtol=1e-9)
+    square = torch.randn(8, 8, dtype=torch.float64)
+    square[7] = square[0] + square[1]
+    with pytest.raises(ValueError) as refused:
+        truncate(factors, square, k=2)
+    assert str(refused.value) == (
+        "the basis directions are linearly dependent: pass linearly independent rows (or an overcomplete set "
+        "spanning d_out)."
+    )
+
+
+def test_the_truncated_module_answers_in_the_inputs_dtype():
+    module = truncate(factors_of(random_layer(6, 8, True)), torch.eye(6, dtype=torch.float64), k=7)
+    x = torch.randn(2, 6)
+    out = module(x)
+    assert module.v.dtype == torch.float64 and out.dtype == torch.float32
+    torch.testing.assert_close(out, module(x.double()).float())
 
 
 def test_replacement_in_the_hooked_model_and_the_curve():
@@ -106,7 +135,10 @@ def test_a_replacement_output_takes_the_models_dtype_and_leaves_no_hook_behind(m
     tokens = torch.randint(0, 40, (1, 6), generator=torch.Generator().manual_seed(3))
     points = [model.blocks[1].mlp.hook_in, model.blocks[1].mlp.hook_out]
     before = [len(point.fwd_hooks) for point in points]
-    wide = full.double()  # a float64 module in a float32 model
+
+    def wide(x):  # a module answering in float64, in a float32 model
+        return full(x).double()
+
     with replace_mlp(model, 1, wide) as replacement:
         assert replacement.layer == 1
         assert model(tokens).dtype == torch.float32
@@ -120,7 +152,7 @@ def test_the_curve_against_its_definition(model_and_truncation, capsys):
     model, full = model_and_truncation
     tokens = torch.randint(0, 40, (2, 8), generator=torch.Generator().manual_seed(5))
     curve = truncation_curve(model, 1, full, tokens, ks=[1, 2])
-    assert "truncation curve" in capsys.readouterr().err
+    assert re.search(r"(^|\r)truncation curve: ", capsys.readouterr().err)
     assert curve.ks == [1, 2]
     _, cache = model.run_with_cache(tokens)
     x, out = cache["blocks.1.mlp.hook_in"], cache["blocks.1.mlp.hook_out"]
