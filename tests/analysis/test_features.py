@@ -3,6 +3,8 @@ Fig. 9 correlations, rankings, interactions, dataset examples, and the factors o
 
 from __future__ import annotations
 
+import math
+import statistics
 import warnings
 
 import numpy as np
@@ -361,3 +363,70 @@ def test_rank_output_features_ranks_the_shipped_model_as_the_n_by_n_eigensolver(
     score = counts.double() + top64 / (top64.max() + 1)
     assert by_outliers.features.tolist() == [features[i] for i in score.argsort(descending=True, stable=True).tolist()]
     assert by_outliers.outliers.tolist() == counts[score.argsort(descending=True, stable=True)].tolist()
+
+
+@pytest.mark.parametrize("whisker", [1.5, 0.5])
+def test_outlier_count_is_tukeys_fences(whisker):
+    """Against the fences computed by Python's statistics module (inclusive quartiles), row by row."""
+    g = torch.Generator().manual_seed(0)
+    spectra = torch.randn(2, 3, 11, generator=g, dtype=torch.float64) ** 3  # heavy tails: some outliers
+    counts = A.outlier_count(spectra, whisker=whisker)
+    assert counts.shape == (6,)
+    for row, count in zip(spectra.reshape(6, 11).tolist(), counts.tolist(), strict=True):
+        q1, _, q3 = statistics.quantiles(row, n=4, method="inclusive")
+        low, high = q1 - whisker * (q3 - q1), q3 + whisker * (q3 - q1)
+        assert count == sum(value < low or value > high for value in row)
+    assert A.outlier_count(torch.arange(11.0)).tolist() == [0]  # an even spread has none, even on the fences
+
+
+@pytest.mark.parametrize("include_self", [True, False])
+@pytest.mark.parametrize("k", [1, 4, 100])
+def test_top_interactions_are_the_largest_entries_of_the_triangle(include_self, k):
+    g = torch.Generator().manual_seed(1)
+    M = torch.randn(5, 5, generator=g, dtype=torch.float64)
+    M = M + M.T
+    pairs = A.top_interactions(M, k=k, include_self=include_self)
+    entries = [(i, j, M[i, j].item()) for i in range(5) for j in range(5) if i < j or (include_self and i == j)]
+    entries.sort(key=lambda e: -abs(e[2]))
+    expected = entries[:k]
+    assert list(zip(pairs.i.tolist(), pairs.j.tolist(), pairs.value.tolist(), strict=True)) == expected
+
+
+def test_top_interactions_refuses_bad_input():
+    with pytest.raises(ValueError, match=r"^k=0: pass the number of entries to return, at least 1\.$"):
+        A.top_interactions(torch.eye(3), k=0)
+    for bad in (torch.ones(3, 4), torch.ones(3)):
+        with pytest.raises(ValueError, match=r"^interactions must be a square matrix \[d_sae, d_sae\], got \("):
+            A.top_interactions(bad)
+
+
+def test_self_and_cross_split_a_batch_of_matrices():
+    M = torch.arange(2 * 4 * 4, dtype=torch.float64).reshape(2, 4, 4)
+    diag, cross = A.features.self_and_cross(M)
+    for b in range(2):
+        assert diag[b].tolist() == [M[b, i, i].item() for i in range(4)]
+        assert cross[b].tolist() == [M[b, i, j].item() for i in range(4) for j in range(i + 1, 4)]
+
+
+def test_random_symmetric_spectrum_is_the_goe_bulk_of_the_scale_given():
+    """Entries of standard deviation `scale` off the diagonal: the spectrum's second moment is about size * scale^2
+    and its edge about 2 scale sqrt(size) (Wigner's semicircle); linear in scale, fixed by the seed."""
+    size, scale = 400, 0.5
+    lam = A.features.random_symmetric_spectrum(size, scale, seed=3)
+    assert lam.shape == (size,) and (lam.diff() >= 0).all()
+    assert lam.square().mean().item() == pytest.approx(size * scale**2, rel=0.05)
+    assert lam[-1].item() == pytest.approx(2 * scale * size**0.5, rel=0.05)
+    torch.testing.assert_close(A.features.random_symmetric_spectrum(size, 1.0, seed=3) * scale, lam)
+    assert not torch.equal(A.features.random_symmetric_spectrum(size, scale, seed=4), lam)
+    torch.testing.assert_close(
+        A.features.random_symmetric_spectrum(size, scale), A.features.random_symmetric_spectrum(size, scale, seed=0)
+    )
+
+
+def test_pearson_is_the_correlation_coefficient():
+    g = torch.Generator().manual_seed(2)
+    a, b = torch.randn(50, generator=g, dtype=torch.float64), torch.randn(50, generator=g, dtype=torch.float64)
+    b = b + a
+    assert A.features._pearson(a, b) == pytest.approx(torch.corrcoef(torch.stack([a, b]))[0, 1].item(), abs=1e-12)
+    assert A.features._pearson(a + 3.0, 2 * b - 1) == pytest.approx(A.features._pearson(a, b), abs=1e-12)
+    assert math.isnan(A.features._pearson(torch.ones(5), a[:5]))
