@@ -198,6 +198,7 @@ def test_auto_takes_krylov_for_few_pairs_of_a_large_matrix(capsys, d_in, k, meth
 def test_block_default_and_range():
     """Block size 4 by default (the largest multiplicity resolved, module doc); 1 works, 0 is refused."""
     assert inspect.signature(eigendecompose).parameters["block"].default == 4 == EigenSolver().block
+    assert inspect.signature(krylov_top_k).parameters["block"].default == 4
     factors = factors_of(random_layer(12, 16, False))
     u = torch.randn(12, dtype=torch.float64)
     ref = eigendecompose(factors, u, 2, method="dense")
