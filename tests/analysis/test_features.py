@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import statistics
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -430,3 +431,58 @@ def test_pearson_is_the_correlation_coefficient():
     assert A.features._pearson(a, b) == pytest.approx(torch.corrcoef(torch.stack([a, b]))[0, 1].item(), abs=1e-12)
     assert A.features._pearson(a + 3.0, 2 * b - 1) == pytest.approx(A.features._pearson(a, b), abs=1e-12)
     assert math.isnan(A.features._pearson(torch.ones(5), a[:5]))
+
+
+def brute_force_spectra(layer: dict, sae_out, sae_in=None) -> torch.Tensor:
+    """Eigenvalues of Q_{e_j} (unit e_j), or of the n x n D Q_{e_j} D^T, from the explicit tensor B; rounding
+    noise around the exact zeros of a rank-deficient D Q D^T set to 0."""
+    e = sae_out.W_enc.detach().T
+    Q = torch.einsum("no,oij->nij", e / e.norm(dim=1, keepdim=True), brute_force_tensor(layer))
+    if sae_in is not None:
+        Q = sae_in.W_dec.detach() @ Q @ sae_in.W_dec.detach().T
+    lam = torch.linalg.eigvalsh(Q)
+    return torch.where(lam.abs() < 1e-9, torch.zeros_like(lam), lam)
+
+
+@pytest.mark.parametrize("by", ["top_eigenvalue", "outliers"])
+def test_rank_output_features_in_batches_with_a_wide_input_sae(capsys, by):
+    """70 output features (two batches of 64) through an input SAE of 20 features over 8 inputs (so 12 exact zeros
+    per spectrum): top |lambda| and outlier counts those of the n x n eigensolver, with a progress bar by default."""
+    layer = random_layer(D, H, bias=False, seed=21)
+    sae_out, sae_in = random_sae(D, 70, seed=22), random_sae(D, 20, seed=23)
+    lam = brute_force_spectra(layer, sae_out, sae_in)
+    top = torch.gather(lam, 1, lam.abs().argmax(-1, keepdim=True))[:, 0]
+    outliers = A.outlier_count(lam)
+    ranking = A.rank_output_features(factors_of(layer), sae_out, sae_in=sae_in, by=by)
+    assert "output-feature spectra" in capsys.readouterr().err
+    ids = ranking.features
+    assert sorted(ids.tolist()) == list(range(70))
+    torch.testing.assert_close(ranking.top_eigenvalue, top[ids], atol=1e-10, rtol=1e-9)
+    assert ranking.outliers.tolist() == outliers[ids].tolist()
+    expected_score = top.abs() if by == "top_eigenvalue" else outliers + top.abs() / (top.abs().max() + 1)
+    torch.testing.assert_close(ranking.score, expected_score[ids].double(), atol=1e-10, rtol=1e-9)
+    assert (ranking.score.diff() <= 0).all()
+    A.rank_output_features(factors_of(layer), sae_out, features=[3], progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_rank_output_features_options():
+    layer = random_layer(D, H, bias=False, seed=24)
+    sae_out = random_sae(D, 6, seed=25)
+    lam = brute_force_spectra(layer, sae_out)
+    ranking = A.rank_output_features(factors_of(layer), sae_out, features=[4, 1], dtype=torch.float32, progress=False)
+    assert ranking.score.dtype == torch.float32 and sorted(ranking.features.tolist()) == [1, 4]
+    torch.testing.assert_close(ranking.score, lam[ranking.features].abs().max(-1).values.float())
+    with pytest.raises(ValueError, match=r"^by must be 'top_eigenvalue' or 'outliers', got 'size'\.$"):
+        A.rank_output_features(factors_of(layer), sae_out, by="size")
+
+
+def test_output_feature_offsets_subtract_b_dec_only_when_the_sae_does():
+    sae = random_sae(D, 6, seed=26)
+    W_enc, b_enc, b_dec = sae.W_enc, sae.b_enc, sae.b_dec
+    expected = torch.stack([b_enc[j] - sum(b_dec[i] * W_enc[i, j] for i in range(D)) for j in (2, 5)])
+    torch.testing.assert_close(A.features.output_feature_offsets(sae, [2, 5]), expected)
+    plain = SimpleNamespace(W_enc=W_enc, W_dec=sae.W_dec, b_enc=b_enc, b_dec=b_dec, apply_b_dec_to_input=False)
+    torch.testing.assert_close(A.features.output_feature_offsets(plain, [2, 5]), b_enc[[2, 5]])
+    unsaid = SimpleNamespace(W_enc=W_enc, W_dec=sae.W_dec, b_enc=b_enc, b_dec=b_dec)  # SAELens' default: subtract
+    torch.testing.assert_close(A.features.output_feature_offsets(unsaid, [2, 5]), expected)
