@@ -3,6 +3,9 @@ Llama form are refused with the reason."""
 
 from __future__ import annotations
 
+import inspect
+import re
+
 import pytest
 import torch
 from transformers import LlamaForCausalLM
@@ -165,3 +168,25 @@ def test_two_reasons_are_joined():
     assert len(reasons) == 2
     with pytest.raises(hb.ConversionError, match="; ".join(reasons).replace("(", r"\(").replace(")", r"\)")):
         hb.to_llama(hb.BilinearForCausalLM(config))
+
+
+def test_the_tolerance_is_honoured_and_named_in_the_refusal(tmp_path):
+    """to_llama's tolerance (default 1e-5 of the logit scale) reaches the logits check: one far below float32
+    rounding refuses the conversion, naming the call."""
+    assert inspect.signature(hb.to_llama).parameters["tolerance"].default == 1e-5
+    assert inspect.signature(hb.publishing.to_llama.convert).parameters["tolerance"].default == 1e-5
+    write_checkpoint(tmp_path, make_config("current"), vocab=50)
+    with pytest.raises(hb.ConversionError, match=rf"^to_llama\({re.escape(str(tmp_path))}\): the converted model's"):
+        hb.to_llama(tmp_path, tolerance=1e-30)
+
+
+def test_the_exact_refusals_of_what_is_not_a_tdooms_model(tmp_path):
+    write_llama(tmp_path / "llama")
+    with pytest.raises(hb.ConversionError) as refused:
+        hb.to_llama(hb.from_pretrained(tmp_path / "llama", tokenizer=hb.from_pretrained(EMBEDDED).tokenizer))
+    assert str(refused.value) == (
+        "to_llama: this model is already a LlamaForCausalLM; publish it as it is with "
+        "hooked_bilinear.save_pretrained(model, folder) (a bridge is accepted too)."
+    )
+    with pytest.raises(hb.ConversionError, match=r"^to_llama takes a TransformerBridge from .*, not int\.$"):
+        hb.to_llama(3)
