@@ -243,7 +243,7 @@ def test_progress_bar_by_default_for_long_sweeps_only(capsys, n, batches, progre
     err = capsys.readouterr().err
     assert ("eigendecompose" in err) == shown
     if shown:
-        assert f"{n}/{n}" in err  # the bar counts directions out of the total
+        assert f"{n}/{n}" in err and "dir/s" in err  # the bar counts directions out of the total
 
 
 def test_a_solver_passes_every_option_to_eigendecompose(monkeypatch):
@@ -300,9 +300,9 @@ def test_the_krylov_space_grows_to_half_the_matrix_and_room_for_k_pairs_before_t
 
 
 def test_a_matrix_too_small_for_the_krylov_space_gets_the_dense_eigenpairs_with_canonical_signs():
-    Q = random_symmetric(6, seed=1)[None]  # the space would be 4 rows (a whole block): too few for 6 pairs
-    eigen = krylov_top_k(Q, 6, tol=1e-10, block=4)
-    ref_lambda, ref_v = dense_reference(Q, 6)
+    Q = random_symmetric(6, seed=1)[None]  # the space would be 4 rows (a whole block): too few for 5 pairs
+    eigen = krylov_top_k(Q, 5, tol=1e-10, block=4)
+    ref_lambda, ref_v = dense_reference(Q, 5)
     torch.testing.assert_close(eigen.lambda_, ref_lambda, atol=1e-12, rtol=0)
     torch.testing.assert_close(eigen.v.abs(), ref_v.mT.abs(), atol=1e-12, rtol=0)
     peak = torch.gather(eigen.v, -1, eigen.v.abs().argmax(-1, keepdim=True))
@@ -310,7 +310,8 @@ def test_a_matrix_too_small_for_the_krylov_space_gets_the_dense_eigenpairs_with_
 
 
 def test_krylov_is_deterministic_whatever_the_global_random_state():
-    Q = random_symmetric(64, seed=2)[None]
+    u = torch.randn(1, 200, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    Q = interaction_matrix(factors_of(random_layer(200, 100, False, seed=7)), u)  # Krylov converges on it
     torch.manual_seed(1)
     first = krylov_top_k(Q, 3, tol=1e-6)
     torch.manual_seed(2)
@@ -338,3 +339,36 @@ def test_float64_krylov_converges_on_its_own(monkeypatch):
     eigen = krylov_top_k(Q, 4, tol=1e-10)
     monkeypatch.undo()
     torch.testing.assert_close(eigen.lambda_, dense_reference(Q, 4)[0], atol=1e-9, rtol=0)
+
+
+@pytest.mark.parametrize("method", ["dense", "krylov", "factored"])
+def test_each_method_runs_its_solver_with_the_options_given(monkeypatch, method):
+    """ "dense" never runs the Krylov iteration; "krylov" runs it on the explicit Q_u, "factored" on the factors;
+    both with the block size given; Q_u is built in a quarter of the memory budget."""
+    import hooked_bilinear.analysis.eigen as eigen_module
+
+    calls: list[tuple[str, object]] = []
+    krylov, build = eigen_module.krylov_top_k, eigen_module.interaction_matrices
+
+    def krylov_spy(op, k, tol, block=4, d=None):
+        calls.append(("krylov", (type(op).__name__, block)))
+        return krylov(op, k, tol, block, d)
+
+    def build_spy(factors, c, max_memory=None):
+        calls.append(("build", max_memory))
+        return build(factors, c, max_memory)
+
+    monkeypatch.setattr(eigen_module, "krylov_top_k", krylov_spy)
+    monkeypatch.setattr(eigen_module, "interaction_matrices", build_spy)
+    factors = factors_of(random_layer(12, 16, False))
+    u = torch.randn(12, dtype=torch.float64)
+    eigen = eigendecompose(factors, u, 2, method=method, block=2, max_memory=4000)
+    expected = {
+        "dense": [("build", 1000)],
+        "krylov": [("build", 1000), ("krylov", ("DenseOperator", 2))],
+        "factored": [("krylov", ("FactoredOperator", 2))],
+    }[method]
+    assert calls[: len(expected)] == expected
+    assert all(name != "krylov" for name, _ in calls) if method == "dense" else True
+    ref_lambda, _ = dense_reference(interaction_matrix(factors, u), 2)
+    torch.testing.assert_close(eigen.lambda_, ref_lambda, atol=1e-9, rtol=0)
