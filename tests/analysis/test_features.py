@@ -486,3 +486,15 @@ def test_output_feature_offsets_subtract_b_dec_only_when_the_sae_does():
     torch.testing.assert_close(A.features.output_feature_offsets(plain, [2, 5]), b_enc[[2, 5]])
     unsaid = SimpleNamespace(W_enc=W_enc, W_dec=sae.W_dec, b_enc=b_enc, b_dec=b_dec)  # SAELens' default: subtract
     torch.testing.assert_close(A.features.output_feature_offsets(unsaid, [2, 5]), expected)
+
+
+def test_the_documented_defaults_of_the_spectrum_helpers():
+    """outlier_count's whisker 1.5 (Tukey's), top_interactions' 10 entries with the diagonal."""
+    spectra = torch.randn(40, 11, generator=torch.Generator().manual_seed(5), dtype=torch.float64) ** 3
+    torch.testing.assert_close(A.outlier_count(spectra), A.outlier_count(spectra, whisker=1.5))
+    assert not torch.equal(A.outlier_count(spectra, whisker=1.5), A.outlier_count(spectra, whisker=2.5))
+    M = torch.diag(torch.arange(1.0, 7.0)) * 10 + 0.01  # the diagonal dominates
+    default = A.top_interactions(M)
+    explicit = A.top_interactions(M, k=10, include_self=True)
+    assert len(default.i) == 10 and default.i.tolist() == explicit.i.tolist()
+    assert default.j.tolist() == explicit.j.tolist()
