@@ -372,3 +372,7 @@ def test_each_method_runs_its_solver_with_the_options_given(monkeypatch, method)
     assert all(name != "krylov" for name, _ in calls) if method == "dense" else True
     ref_lambda, _ = dense_reference(interaction_matrix(factors, u), 2)
     torch.testing.assert_close(eigen.lambda_, ref_lambda, atol=1e-9, rtol=0)
+    if method != "dense":  # without block=, the documented default 4 reaches the iteration
+        calls.clear()
+        eigendecompose(factors, u, 2, method=method)
+        assert [args for name, args in calls if name == "krylov"] == [(expected[-1][1][0], 4)]
