@@ -498,3 +498,72 @@ def test_the_documented_defaults_of_the_spectrum_helpers():
     explicit = A.top_interactions(M, k=10, include_self=True)
     assert len(default.i) == 10 and default.i.tolist() == explicit.i.tolist()
     assert default.j.tolist() == explicit.j.tolist()
+
+
+def namespace_sae(d_in: int, d_sae: int, **extra) -> SimpleNamespace:
+    return SimpleNamespace(
+        W_enc=torch.ones(d_in, d_sae),
+        W_dec=torch.ones(d_sae, d_in),
+        b_enc=torch.ones(d_sae),
+        b_dec=torch.ones(d_in),
+        **extra,
+    )
+
+
+def test_sae_tensors_refuse_what_is_not_a_consistent_sae():
+    with pytest.raises(SAEError) as refused:
+        A.features.sae_tensors(SimpleNamespace(W_enc=torch.ones(2, 3)))
+    assert str(refused.value) == (
+        "SimpleNamespace is not an SAE: it needs tensors W_enc [d_in, d_sae], W_dec [d_sae, d_in], b_enc [d_sae] "
+        "and b_dec [d_in] (hooked_bilinear.sae.load gives one)."
+    )
+    for name, shape in (("W_dec", (3, 3)), ("b_enc", (2,)), ("b_dec", (3,))):
+        sae = namespace_sae(2, 3)
+        setattr(sae, name, torch.ones(shape))
+        with pytest.raises(SAEError) as refused:
+            A.features.sae_tensors(sae)
+        shapes = {"W_dec": (3, 2), "b_enc": (3,), "b_dec": (2,)} | {name: shape}
+        assert str(refused.value) == (
+            f"inconsistent SAE shapes: W_enc (2, 3), W_dec {shapes['W_dec']}, b_enc {shapes['b_enc']}, b_dec "
+            f"{shapes['b_dec']} (SAELens orientation: W_enc [d_in, d_sae])."
+        )
+
+
+def test_an_sae_must_have_the_width_of_its_side():
+    """The input side is d_model wide (not the augmented d_in), the output side d_out: here 8 and 5."""
+    g = torch.Generator().manual_seed(0)
+    factors = BilinearFactors.from_weights(
+        torch.randn(8, 6, generator=g),
+        torch.randn(8, 6, generator=g),
+        torch.randn(6, 5, generator=g),
+        b_out=torch.randn(5, generator=g),
+    )
+    A.features._check_width(namespace_sae(8, 4), factors, "input")
+    A.features._check_width(namespace_sae(5, 4), factors, "output")
+    with pytest.raises(SAEError) as refused:
+        A.features._check_width(namespace_sae(5, 4, hook_name="blocks.0.mlp.hook_out"), factors, "input")
+    assert str(refused.value) == (
+        "the input SAE (hook blocks.0.mlp.hook_out) reads vectors of size 5, but this MLP's input has size 8: use an "
+        "SAE trained on the MLP's input (blocks.{l}.mlp.hook_in)."
+    )
+    with pytest.raises(SAEError) as refused:
+        A.features._check_width(namespace_sae(8, 4), factors, "output")
+    assert str(refused.value) == (
+        "the output SAE reads vectors of size 8, but this MLP's output has size 5: use an SAE trained on the MLP's "
+        "output (blocks.{l}.mlp.hook_out)."
+    )
+
+
+@pytest.mark.parametrize(
+    "sae, hook",
+    [
+        (SimpleNamespace(hook_name="a"), "a"),
+        (SimpleNamespace(hook_name="", cfg=SimpleNamespace(metadata=SimpleNamespace(hook_name="b"))), "b"),
+        (SimpleNamespace(cfg=SimpleNamespace(metadata=None, hook_name="c")), "c"),
+        (SimpleNamespace(hook_name=3, cfg=SimpleNamespace(hook_name="")), None),
+        (SimpleNamespace(), None),
+    ],
+)
+def test_the_hook_an_sae_says_it_reads(sae, hook):
+    """`sae.hook_name`, else SAELens's `cfg.metadata.hook_name`, else `cfg.hook_name`; empty or non-text is no name."""
+    assert A.features.sae_hook_name(sae) == hook
