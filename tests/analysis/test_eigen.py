@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hooked_bilinear.analysis import BilinearFactors, eigendecompose, interaction_matrix
-from hooked_bilinear.analysis.eigen import krylov_top_k
+from hooked_bilinear.analysis import BilinearFactors, EigenSolver, eigendecompose, interaction_matrix
+from hooked_bilinear.analysis.eigen import DenseOperator, FactoredOperator, dense_top_k, krylov_top_k
 from tests.analysis.factories import factors_of, random_layer
 
 
@@ -172,3 +174,205 @@ def test_solver_options_reach_eigendecompose(entry):
     torch.testing.assert_close(run(EigenSolver(method="dense")), run(EigenSolver()), atol=1e-9, rtol=0)
     with pytest.raises(ValueError, match="'dense', 'krylov' or 'factored'"):
         run(EigenSolver(method="lanczos"))
+
+
+def test_ties_in_magnitude_come_negative_first():
+    """Eigenvalues of equal |lambda| keep eigh's ascending order (the negative one first), whatever their number."""
+    spectrum = torch.tensor([1.0, -1.0] * 16 + [0.5], dtype=torch.float64)
+    eigen = dense_top_k(torch.diag(spectrum)[None], 33)
+    expected = torch.tensor([-1.0] * 16 + [1.0] * 16 + [0.5], dtype=torch.float64)
+    torch.testing.assert_close(eigen.lambda_[0], expected, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "d_in, k, method",
+    [(128, 16, "krylov"), (128, 17, "dense"), (127, 1, "dense"), (136, 17, "krylov")],
+)
+def test_auto_takes_krylov_for_few_pairs_of_a_large_matrix(capsys, d_in, k, method):
+    """ "auto" is "krylov" when 8 k <= d_in and d_in >= 128, else "dense" (the progress bar names the method)."""
+    factors = factors_of(random_layer(d_in, 8, False))
+    eigendecompose(factors, torch.randn(d_in, dtype=torch.float64), k, progress=True)
+    assert f"eigendecompose ({method}, top {k})" in capsys.readouterr().err
+
+
+def test_block_default_and_range():
+    """Block size 4 by default (the largest multiplicity resolved, module doc); 1 works, 0 is refused."""
+    assert inspect.signature(eigendecompose).parameters["block"].default == 4 == EigenSolver().block
+    assert inspect.signature(krylov_top_k).parameters["block"].default == 4
+    factors = factors_of(random_layer(12, 16, False))
+    u = torch.randn(12, dtype=torch.float64)
+    ref = eigendecompose(factors, u, 2, method="dense")
+    torch.testing.assert_close(eigendecompose(factors, u, 2, method="krylov", block=1).lambda_, ref.lambda_)
+    with pytest.raises(ValueError, match="block must be >= 1, got 0"):
+        eigendecompose(factors, u, 2, method="krylov", block=0)
+
+
+def test_directions_go_in_batches_that_fit_the_memory_given(monkeypatch):
+    """Per direction, Q_u plus the Krylov basis and its image (2 d_in^2 numbers) in 3/4 of max_memory (the rest is
+    for building Q): with room for 3 directions, 7 go 3 at a time, with the eigenpairs of one at a time."""
+    import hooked_bilinear.analysis.eigen as eigen_module
+
+    seen: list[list[tuple[int, int]]] = []
+    original = eigen_module.chunks
+
+    def spy(n, per_item_bytes, budget):
+        seen.append(list(original(n, per_item_bytes, budget)))
+        return iter(seen[-1])
+
+    factors = factors_of(random_layer(6, 8, False))
+    u = torch.randn(7, 6, dtype=torch.float64)
+    one = eigendecompose(factors, u, 3)
+    monkeypatch.setattr(eigen_module, "chunks", spy)
+    per_direction = 2 * 6 * 6 * 8
+    batched = eigendecompose(factors, u, 3, max_memory=3 * per_direction * 4 // 3)
+    assert seen == [[(0, 3), (3, 6), (6, 7)]]
+    torch.testing.assert_close(batched.lambda_, one.lambda_, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "n, batches, progress, shown",
+    [(256, 2, None, True), (255, 2, None, False), (300, 1, None, False), (300, 2, False, False), (2, 1, True, True)],
+)
+def test_progress_bar_by_default_for_long_sweeps_only(capsys, n, batches, progress, shown):
+    """By default a bar shows for at least 256 directions in more than one batch; progress=True/False overrides."""
+    factors = factors_of(random_layer(4, 4, False))
+    per_direction = 2 * 4 * 4 * 8
+    size = -(-n // batches)  # directions per batch
+    max_memory = -(-size * per_direction * 4 // 3) if batches > 1 else None
+    eigendecompose(factors, torch.randn(n, 4, dtype=torch.float64), 1, max_memory=max_memory, progress=progress)
+    err = capsys.readouterr().err
+    assert ("eigendecompose" in err) == shown
+    if shown:
+        assert f"{n}/{n}" in err and "dir/s" in err  # the bar counts directions out of the total
+
+
+def test_a_solver_passes_every_option_to_eigendecompose(monkeypatch):
+    import hooked_bilinear.analysis.eigen as eigen_module
+
+    calls = []
+    monkeypatch.setattr(eigen_module, "eigendecompose", lambda *args, **kwargs: calls.append((args, kwargs)))
+    solver = EigenSolver(method="krylov", tol=1e-3, block=2, max_memory=1234, progress=True)
+    factors, u = object(), torch.ones(3)
+    solver(factors, u, 5)  # type: ignore[arg-type]
+    expected = dict(method="krylov", tol=1e-3, block=2, max_memory=1234, progress=True)
+    assert calls == [((factors, u, 5), expected)]
+
+
+def random_symmetric(d: int, seed: int, scale: float = 1.0) -> torch.Tensor:
+    A = torch.randn(d, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return scale * (A + A.T) / 2
+
+
+class CountingOperator(DenseOperator):
+    """A DenseOperator that counts the rows it is applied to (the size the Krylov space grew to)."""
+
+    def __init__(self, Q: torch.Tensor, rows: list[int] | None = None) -> None:
+        super().__init__(Q)
+        self.rows = [0] if rows is None else rows
+
+    def apply(self, Y: torch.Tensor) -> torch.Tensor:
+        self.rows[0] += Y.shape[1]
+        return super().apply(Y)
+
+    def select(self, keep: torch.Tensor) -> CountingOperator:
+        return CountingOperator(self.Q[keep], self.rows)
+
+
+def test_every_pair_returned_meets_the_residual_tolerance():
+    """The convergence test is ||Q v - lambda v|| <= tol |lambda_max| per Ritz pair, also for a small-scale Q
+    (eigenvalues ~1e-3) where a test relative to 1 / |lambda| would be much looser."""
+    Q = random_symmetric(200, seed=4, scale=1e-4)[None]
+    tol = 1e-8
+    eigen = krylov_top_k(Q, 4, tol=tol)
+    residual = (eigen.v @ Q[0] - eigen.lambda_[..., None] * eigen.v).norm(dim=-1)
+    assert (residual <= tol * eigen.lambda_[:, :1].abs()).all()
+    ref_lambda, _ = dense_reference(Q, 4)
+    torch.testing.assert_close(eigen.lambda_, ref_lambda, atol=1e-12, rtol=0)
+
+
+def test_the_krylov_space_grows_to_half_the_matrix_and_room_for_k_pairs_before_the_dense_fallback():
+    """Never converging (tol 0), the space grows to max(d / 2, 2 k + block) rows, rounded down to whole blocks."""
+    for d, k, rows in ((64, 5, 32), (16, 5, 12), (20, 2, 8)):
+        op = CountingOperator(random_symmetric(d, seed=d)[None])
+        eigen = krylov_top_k(op, k, tol=0.0, block=4, d=d)
+        assert op.rows[0] == rows, (d, k)
+        torch.testing.assert_close(eigen.lambda_, dense_reference(op.Q, k)[0], atol=1e-12, rtol=0)
+
+
+def test_a_matrix_too_small_for_the_krylov_space_gets_the_dense_eigenpairs_with_canonical_signs():
+    Q = random_symmetric(6, seed=1)[None]  # the space would be 4 rows (a whole block): too few for 5 pairs
+    eigen = krylov_top_k(Q, 5, tol=1e-10, block=4)
+    ref_lambda, ref_v = dense_reference(Q, 5)
+    torch.testing.assert_close(eigen.lambda_, ref_lambda, atol=1e-12, rtol=0)
+    torch.testing.assert_close(eigen.v.abs(), ref_v.mT.abs(), atol=1e-12, rtol=0)
+    peak = torch.gather(eigen.v, -1, eigen.v.abs().argmax(-1, keepdim=True))
+    assert (peak > 0).all()
+
+
+def test_krylov_is_deterministic_whatever_the_global_random_state():
+    u = torch.randn(1, 200, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    Q = interaction_matrix(factors_of(random_layer(200, 100, False, seed=7)), u)  # Krylov converges on it
+    torch.manual_seed(1)
+    first = krylov_top_k(Q, 3, tol=1e-6)
+    torch.manual_seed(2)
+    second = krylov_top_k(Q, 3, tol=1e-6)
+    assert torch.equal(first.lambda_, second.lambda_) and torch.equal(first.v, second.v)
+
+
+def test_an_operator_needs_its_size():
+    factors = factors_of(random_layer(8, 8, False))
+    with pytest.raises(ValueError, match=r"^pass d \(the matrices' size\) with an operator\.$"):
+        krylov_top_k(FactoredOperator(factors, torch.ones(1, 8, dtype=torch.float64)), 2, 1e-8)
+
+
+def test_float64_krylov_converges_on_its_own(monkeypatch):
+    """In float64 too (tolerance 1e-10) the iteration converges without the dense fallback (on a layer of rank 100
+    in 200 dimensions, whose top eigenpairs a Krylov space of d / 2 holds)."""
+    import hooked_bilinear.analysis.eigen as eigen_module
+
+    def no_fallback(Q, k):
+        raise AssertionError("the Krylov iteration fell back to the dense eigh")
+
+    u = torch.randn(3, 200, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    Q = interaction_matrix(factors_of(random_layer(200, 100, False, seed=7)), u)
+    monkeypatch.setattr(eigen_module, "dense_top_k", no_fallback)
+    eigen = krylov_top_k(Q, 4, tol=1e-10)
+    monkeypatch.undo()
+    torch.testing.assert_close(eigen.lambda_, dense_reference(Q, 4)[0], atol=1e-9, rtol=0)
+
+
+@pytest.mark.parametrize("method", ["dense", "krylov", "factored"])
+def test_each_method_runs_its_solver_with_the_options_given(monkeypatch, method):
+    """ "dense" never runs the Krylov iteration; "krylov" runs it on the explicit Q_u, "factored" on the factors;
+    both with the block size given; Q_u is built in a quarter of the memory budget."""
+    import hooked_bilinear.analysis.eigen as eigen_module
+
+    calls: list[tuple[str, object]] = []
+    krylov, build = eigen_module.krylov_top_k, eigen_module.interaction_matrices
+
+    def krylov_spy(op, k, tol, block=4, d=None):
+        calls.append(("krylov", (type(op).__name__, block)))
+        return krylov(op, k, tol, block, d)
+
+    def build_spy(factors, c, max_memory=None):
+        calls.append(("build", max_memory))
+        return build(factors, c, max_memory)
+
+    monkeypatch.setattr(eigen_module, "krylov_top_k", krylov_spy)
+    monkeypatch.setattr(eigen_module, "interaction_matrices", build_spy)
+    factors = factors_of(random_layer(12, 16, False))
+    u = torch.randn(12, dtype=torch.float64)
+    eigen = eigendecompose(factors, u, 2, method=method, block=2, max_memory=4000)
+    expected = {
+        "dense": [("build", 1000)],
+        "krylov": [("build", 1000), ("krylov", ("DenseOperator", 2))],
+        "factored": [("krylov", ("FactoredOperator", 2))],
+    }[method]
+    assert calls[: len(expected)] == expected
+    assert all(name != "krylov" for name, _ in calls) if method == "dense" else True
+    ref_lambda, _ = dense_reference(interaction_matrix(factors, u), 2)
+    torch.testing.assert_close(eigen.lambda_, ref_lambda, atol=1e-9, rtol=0)
+    if method != "dense":  # without block=, the documented default 4 reaches the iteration
+        calls.clear()
+        eigendecompose(factors, u, 2, method=method)
+        assert [args for name, args in calls if name == "krylov"] == [(expected[-1][1][0], 4)]

@@ -3,7 +3,10 @@ Fig. 9 correlations, rankings, interactions, dataset examples, and the factors o
 
 from __future__ import annotations
 
+import math
+import statistics
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -361,3 +364,206 @@ def test_rank_output_features_ranks_the_shipped_model_as_the_n_by_n_eigensolver(
     score = counts.double() + top64 / (top64.max() + 1)
     assert by_outliers.features.tolist() == [features[i] for i in score.argsort(descending=True, stable=True).tolist()]
     assert by_outliers.outliers.tolist() == counts[score.argsort(descending=True, stable=True)].tolist()
+
+
+@pytest.mark.parametrize("whisker", [1.5, 0.5])
+def test_outlier_count_is_tukeys_fences(whisker):
+    """Against the fences computed by Python's statistics module (inclusive quartiles), row by row."""
+    g = torch.Generator().manual_seed(0)
+    spectra = torch.randn(2, 3, 11, generator=g, dtype=torch.float64) ** 3  # heavy tails: some outliers
+    counts = A.outlier_count(spectra, whisker=whisker)
+    assert counts.shape == (6,)
+    for row, count in zip(spectra.reshape(6, 11).tolist(), counts.tolist(), strict=True):
+        q1, _, q3 = statistics.quantiles(row, n=4, method="inclusive")
+        low, high = q1 - whisker * (q3 - q1), q3 + whisker * (q3 - q1)
+        assert count == sum(value < low or value > high for value in row)
+    assert A.outlier_count(torch.arange(11.0)).tolist() == [0]  # an even spread has none, even on the fences
+
+
+@pytest.mark.parametrize("include_self", [True, False])
+@pytest.mark.parametrize("k", [1, 4, 100])
+def test_top_interactions_are_the_largest_entries_of_the_triangle(include_self, k):
+    g = torch.Generator().manual_seed(1)
+    M = torch.randn(5, 5, generator=g, dtype=torch.float64)
+    M = M + M.T
+    pairs = A.top_interactions(M, k=k, include_self=include_self)
+    entries = [(i, j, M[i, j].item()) for i in range(5) for j in range(5) if i < j or (include_self and i == j)]
+    entries.sort(key=lambda e: -abs(e[2]))
+    expected = entries[:k]
+    assert list(zip(pairs.i.tolist(), pairs.j.tolist(), pairs.value.tolist(), strict=True)) == expected
+
+
+def test_top_interactions_refuses_bad_input():
+    with pytest.raises(ValueError, match=r"^k=0: pass the number of entries to return, at least 1\.$"):
+        A.top_interactions(torch.eye(3), k=0)
+    for bad in (torch.ones(3, 4), torch.ones(3)):
+        with pytest.raises(ValueError, match=r"^interactions must be a square matrix \[d_sae, d_sae\], got \("):
+            A.top_interactions(bad)
+
+
+def test_self_and_cross_split_a_batch_of_matrices():
+    M = torch.arange(2 * 4 * 4, dtype=torch.float64).reshape(2, 4, 4)
+    diag, cross = A.features.self_and_cross(M)
+    for b in range(2):
+        assert diag[b].tolist() == [M[b, i, i].item() for i in range(4)]
+        assert cross[b].tolist() == [M[b, i, j].item() for i in range(4) for j in range(i + 1, 4)]
+
+
+def test_random_symmetric_spectrum_is_the_goe_bulk_of_the_scale_given():
+    """Entries of standard deviation `scale` off the diagonal: the spectrum's second moment is about size * scale^2
+    and its edge about 2 scale sqrt(size) (Wigner's semicircle); linear in scale, fixed by the seed."""
+    size, scale = 400, 0.5
+    lam = A.features.random_symmetric_spectrum(size, scale, seed=3)
+    assert lam.shape == (size,) and (lam.diff() >= 0).all()
+    assert lam.square().mean().item() == pytest.approx(size * scale**2, rel=0.05)
+    assert lam[-1].item() == pytest.approx(2 * scale * size**0.5, rel=0.05)
+    torch.testing.assert_close(A.features.random_symmetric_spectrum(size, 1.0, seed=3) * scale, lam)
+    assert not torch.equal(A.features.random_symmetric_spectrum(size, scale, seed=4), lam)
+    torch.testing.assert_close(
+        A.features.random_symmetric_spectrum(size, scale), A.features.random_symmetric_spectrum(size, scale, seed=0)
+    )
+
+
+def test_pearson_is_the_correlation_coefficient():
+    g = torch.Generator().manual_seed(2)
+    a, b = torch.randn(50, generator=g, dtype=torch.float64), torch.randn(50, generator=g, dtype=torch.float64)
+    b = b + a
+    assert A.features._pearson(a, b) == pytest.approx(torch.corrcoef(torch.stack([a, b]))[0, 1].item(), abs=1e-12)
+    assert A.features._pearson(a + 3.0, 2 * b - 1) == pytest.approx(A.features._pearson(a, b), abs=1e-12)
+    assert math.isnan(A.features._pearson(torch.ones(5), a[:5]))
+
+
+def brute_force_spectra(layer: dict, sae_out, sae_in=None) -> torch.Tensor:
+    """Eigenvalues of Q_{e_j} (unit e_j), or of the n x n D Q_{e_j} D^T, from the explicit tensor B; rounding
+    noise around the exact zeros of a rank-deficient D Q D^T set to 0."""
+    e = sae_out.W_enc.detach().T
+    Q = torch.einsum("no,oij->nij", e / e.norm(dim=1, keepdim=True), brute_force_tensor(layer))
+    if sae_in is not None:
+        Q = sae_in.W_dec.detach() @ Q @ sae_in.W_dec.detach().T
+    lam = torch.linalg.eigvalsh(Q)
+    return torch.where(lam.abs() < 1e-9, torch.zeros_like(lam), lam)
+
+
+@pytest.mark.parametrize("by", ["top_eigenvalue", "outliers"])
+def test_rank_output_features_in_batches_with_a_wide_input_sae(capsys, by):
+    """70 output features (two batches of 64) through an input SAE of 20 features over 8 inputs (so 12 exact zeros
+    per spectrum): top |lambda| and outlier counts those of the n x n eigensolver, with a progress bar by default."""
+    layer = random_layer(D, H, bias=False, seed=21)
+    sae_out, sae_in = random_sae(D, 70, seed=22), random_sae(D, 20, seed=23)
+    lam = brute_force_spectra(layer, sae_out, sae_in)
+    top = torch.gather(lam, 1, lam.abs().argmax(-1, keepdim=True))[:, 0]
+    outliers = A.outlier_count(lam)
+    ranking = A.rank_output_features(factors_of(layer), sae_out, sae_in=sae_in, by=by)
+    assert "output-feature spectra" in capsys.readouterr().err
+    ids = ranking.features
+    assert sorted(ids.tolist()) == list(range(70))
+    torch.testing.assert_close(ranking.top_eigenvalue, top[ids], atol=1e-10, rtol=1e-9)
+    assert ranking.outliers.tolist() == outliers[ids].tolist()
+    expected_score = top.abs() if by == "top_eigenvalue" else outliers + top.abs() / (top.abs().max() + 1)
+    torch.testing.assert_close(ranking.score, expected_score[ids].double(), atol=1e-10, rtol=1e-9)
+    assert (ranking.score.diff() <= 0).all()
+    A.rank_output_features(factors_of(layer), sae_out, features=[3], progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_rank_output_features_options():
+    layer = random_layer(D, H, bias=False, seed=24)
+    sae_out = random_sae(D, 6, seed=25)
+    lam = brute_force_spectra(layer, sae_out)
+    ranking = A.rank_output_features(factors_of(layer), sae_out, features=[4, 1], dtype=torch.float32, progress=False)
+    assert ranking.score.dtype == torch.float32 and sorted(ranking.features.tolist()) == [1, 4]
+    torch.testing.assert_close(ranking.score, lam[ranking.features].abs().max(-1).values.float())
+    with pytest.raises(ValueError, match=r"^by must be 'top_eigenvalue' or 'outliers', got 'size'\.$"):
+        A.rank_output_features(factors_of(layer), sae_out, by="size")
+
+
+def test_output_feature_offsets_subtract_b_dec_only_when_the_sae_does():
+    sae = random_sae(D, 6, seed=26)
+    W_enc, b_enc, b_dec = sae.W_enc, sae.b_enc, sae.b_dec
+    expected = torch.stack([b_enc[j] - sum(b_dec[i] * W_enc[i, j] for i in range(D)) for j in (2, 5)])
+    torch.testing.assert_close(A.features.output_feature_offsets(sae, [2, 5]), expected)
+    plain = SimpleNamespace(W_enc=W_enc, W_dec=sae.W_dec, b_enc=b_enc, b_dec=b_dec, apply_b_dec_to_input=False)
+    torch.testing.assert_close(A.features.output_feature_offsets(plain, [2, 5]), b_enc[[2, 5]])
+    unsaid = SimpleNamespace(W_enc=W_enc, W_dec=sae.W_dec, b_enc=b_enc, b_dec=b_dec)  # SAELens' default: subtract
+    torch.testing.assert_close(A.features.output_feature_offsets(unsaid, [2, 5]), expected)
+
+
+def test_the_documented_defaults_of_the_spectrum_helpers():
+    """outlier_count's whisker 1.5 (Tukey's), top_interactions' 10 entries with the diagonal."""
+    spectra = torch.randn(40, 11, generator=torch.Generator().manual_seed(5), dtype=torch.float64) ** 3
+    torch.testing.assert_close(A.outlier_count(spectra), A.outlier_count(spectra, whisker=1.5))
+    assert not torch.equal(A.outlier_count(spectra, whisker=1.5), A.outlier_count(spectra, whisker=2.5))
+    M = torch.diag(torch.arange(1.0, 7.0)) * 10 + 0.01  # the diagonal dominates
+    default = A.top_interactions(M)
+    explicit = A.top_interactions(M, k=10, include_self=True)
+    assert len(default.i) == 10 and default.i.tolist() == explicit.i.tolist()
+    assert default.j.tolist() == explicit.j.tolist()
+
+
+def namespace_sae(d_in: int, d_sae: int, **extra) -> SimpleNamespace:
+    return SimpleNamespace(
+        W_enc=torch.ones(d_in, d_sae),
+        W_dec=torch.ones(d_sae, d_in),
+        b_enc=torch.ones(d_sae),
+        b_dec=torch.ones(d_in),
+        **extra,
+    )
+
+
+def test_sae_tensors_refuse_what_is_not_a_consistent_sae():
+    with pytest.raises(SAEError) as refused:
+        A.features.sae_tensors(SimpleNamespace(W_enc=torch.ones(2, 3)))
+    assert str(refused.value) == (
+        "SimpleNamespace is not an SAE: it needs tensors W_enc [d_in, d_sae], W_dec [d_sae, d_in], b_enc [d_sae] "
+        "and b_dec [d_in] (hooked_bilinear.sae.load gives one)."
+    )
+    for name, shape in (("W_dec", (3, 3)), ("b_enc", (2,)), ("b_dec", (3,))):
+        sae = namespace_sae(2, 3)
+        setattr(sae, name, torch.ones(shape))
+        with pytest.raises(SAEError) as refused:
+            A.features.sae_tensors(sae)
+        shapes = {"W_dec": (3, 2), "b_enc": (3,), "b_dec": (2,)} | {name: shape}
+        assert str(refused.value) == (
+            f"inconsistent SAE shapes: W_enc (2, 3), W_dec {shapes['W_dec']}, b_enc {shapes['b_enc']}, b_dec "
+            f"{shapes['b_dec']} (SAELens orientation: W_enc [d_in, d_sae])."
+        )
+
+
+def test_an_sae_must_have_the_width_of_its_side():
+    """The input side is d_model wide (not the augmented d_in), the output side d_out: here 8 and 5."""
+    g = torch.Generator().manual_seed(0)
+    factors = BilinearFactors.from_weights(
+        torch.randn(8, 6, generator=g),
+        torch.randn(8, 6, generator=g),
+        torch.randn(6, 5, generator=g),
+        b_out=torch.randn(5, generator=g),
+    )
+    A.features._check_width(namespace_sae(8, 4), factors, "input")
+    A.features._check_width(namespace_sae(5, 4), factors, "output")
+    with pytest.raises(SAEError) as refused:
+        A.features._check_width(namespace_sae(5, 4, hook_name="blocks.0.mlp.hook_out"), factors, "input")
+    assert str(refused.value) == (
+        "the input SAE (hook blocks.0.mlp.hook_out) reads vectors of size 5, but this MLP's input has size 8: use an "
+        "SAE trained on the MLP's input (blocks.{l}.mlp.hook_in)."
+    )
+    with pytest.raises(SAEError) as refused:
+        A.features._check_width(namespace_sae(8, 4), factors, "output")
+    assert str(refused.value) == (
+        "the output SAE reads vectors of size 8, but this MLP's output has size 5: use an SAE trained on the MLP's "
+        "output (blocks.{l}.mlp.hook_out)."
+    )
+
+
+@pytest.mark.parametrize(
+    "sae, hook",
+    [
+        (SimpleNamespace(hook_name="a"), "a"),
+        (SimpleNamespace(hook_name="", cfg=SimpleNamespace(metadata=SimpleNamespace(hook_name="b"))), "b"),
+        (SimpleNamespace(cfg=SimpleNamespace(metadata=None, hook_name="c")), "c"),
+        (SimpleNamespace(hook_name=3, cfg=SimpleNamespace(hook_name="")), None),
+        (SimpleNamespace(), None),
+    ],
+)
+def test_the_hook_an_sae_says_it_reads(sae, hook):
+    """`sae.hook_name`, else SAELens's `cfg.metadata.hook_name`, else `cfg.hook_name`; empty or non-text is no name."""
+    assert A.features.sae_hook_name(sae) == hook

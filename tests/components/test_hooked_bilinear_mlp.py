@@ -46,7 +46,7 @@ def test_hook_post_intervention_reaches_the_output(checkpoint):
 def test_no_activation_is_ever_resolved(checkpoint):
     folder, _, _ = checkpoint()
     mlp = load(folder, compatibility_mode=True).blocks[0].mlp
-    with pytest.raises(RuntimeError, match="no activation"):
+    with pytest.raises(RuntimeError, match="^HookedBilinearMLP has no activation function.$"):
         mlp._resolve_activation_fn()
 
 
@@ -72,3 +72,11 @@ def test_shapes_are_checked_at_run_time(checkpoint):
 
     with pytest.raises(TypeCheckError):
         mlp(torch.randn(4, config["d_model"]))  # no position axis
+
+
+def test_the_fused_mlp_keeps_the_bridge_config(checkpoint):
+    """The fused (tdooms) bilinear MLP is built with the model's TransformerLens config, as the gated bridges are."""
+    folder, _, _ = checkpoint()
+    bridge = load(folder)
+    assert type(bridge.blocks[0].mlp).__name__ == "FusedHookedBilinearMLP"
+    assert bridge.blocks[0].mlp.config is not None and bridge.blocks[0].mlp.config == bridge.cfg

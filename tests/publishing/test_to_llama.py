@@ -3,6 +3,9 @@ Llama form are refused with the reason."""
 
 from __future__ import annotations
 
+import inspect
+import re
+
 import pytest
 import torch
 from transformers import LlamaForCausalLM
@@ -48,16 +51,19 @@ def test_to_llama_of_embedded_checkpoint_loads_back_bilinear(tmp_path):
 @pytest.mark.parametrize(
     "fmt,overrides,reason",
     [
-        ("legacy", {}, "legacy format"),
-        ("current", {"normalization": False}, "normalization is false"),
-        ("current", {"bilinear": False}, "plain"),
+        ("legacy", {}, "it is in the legacy format, whose RMSNorms carry a bias that Llama's RMSNorm cannot hold"),
+        ("current", {"normalization": False}, "normalization is false, and a Llama block always applies RMSNorm"),
+        ("current", {"bilinear": False}, "its MLP is plain (bilinear: false), and a Llama MLP is always gated"),
     ],
     ids=["legacy", "no-norm", "plain-mlp"],
 )
 def test_unrepresentable_formats_are_refused_with_reason(tmp_path, fmt, overrides, reason):
     write_checkpoint(tmp_path, make_config(fmt, **overrides), vocab=50)
-    with pytest.raises(hb.ConversionError, match=reason):
+    with pytest.raises(hb.ConversionError) as refused:
         hb.to_llama(tmp_path)
+    message = str(refused.value)
+    assert f"has no exact LlamaForCausalLM form: {reason}. Load it with hooked_bilinear.from_pretrained" in message
+    assert "save_pretrained(..., as_llama=False)" in message
 
 
 def test_authors_bias_format_round_trips_as_llama_mlp_bias(tmp_path, tokens):
@@ -89,4 +95,83 @@ def test_to_llama_of_a_bridge(tmp_path):
     with pytest.raises(hb.ConversionError, match="weight processing.*hooked_bilinear.from_pretrained without"):
         hb.to_llama(bridge)
     with pytest.raises(hb.ConversionError, match="takes a TransformerBridge.*not int"):
+        hb.to_llama(3)
+
+
+def test_the_llama_config_is_the_tdooms_one():
+    """Every LlamaConfig field the conversion sets (docs/formats.md section 4), from a config with a non-default
+    rotary base and context: the logits check inside to_llama holds only if the rotary base is carried over."""
+    torch.manual_seed(0)
+    config = hb.BilinearConfig(vocab_size=50, d_model=32, d_hidden=48, n_layer=2, n_head=4, n_ctx=48, rope_theta=500.0)
+    llama = hb.to_llama(hb.BilinearForCausalLM(config))
+    c = llama.config
+    assert (c.num_attention_heads, c.num_key_value_heads, c.head_dim) == (4, 4, 8)
+    assert c.max_position_embeddings == 48 and c.rope_parameters["rope_theta"] == 500.0
+    assert c.rope_parameters["rope_type"] == "default"
+    assert (c.attention_bias, c.tie_word_embeddings, c.bos_token_id, c.eos_token_id) == (False, False, 1, 2)
+
+
+def test_the_provenance_says_what_was_converted_and_compared(tmp_path):
+    write_checkpoint(tmp_path, make_config("current"), vocab=50)
+    provenance = hb.publishing.provenance.provenance_of(hb.to_llama(tmp_path))
+    assert provenance.source == str(tmp_path) and provenance.base_model is None  # a local folder has no Hub base
+    assert provenance.conversion == (
+        "tdooms current format -> LlamaForCausalLM (hooked_bilinear.to_llama): q/k/v split from the fused "
+        "qkv, attention scale 1/sqrt(2 n_layer) folded into o_proj, weightless RMSNorms as weight 1 "
+        "(eps 1e-08), gate_proj = LEFT, up_proj = RIGHT, down_proj = P, hidden_act 'linear'"
+    )
+    assert provenance.compared == (
+        "this LlamaForCausalLM against the source checkpoint it was converted from (the same function "
+        "in another form: a check of the conversion)"
+    )
+    assert list(provenance.details) == ["probe_tokens"] and len(provenance.details["probe_tokens"]) == 2
+
+
+def test_a_bridge_source_records_its_own_difference_and_processing():
+    bridge = hb.from_pretrained(EMBEDDED)
+    provenance = hb.publishing.provenance.provenance_of(hb.to_llama(bridge))
+    key = "max |logit difference| between the TransformerBridge and its copied model"
+    assert float(provenance.details[key]) <= 1e-4
+    assert not provenance.source.startswith("TransformerLens-processed")
+    bridge.enable_compatibility_mode()
+    processed = hb.publishing.provenance.provenance_of(hb.to_llama(bridge, processed_weights=True))
+    assert processed.source.startswith("TransformerLens-processed weights (fold_ln, centering) of ")
+
+
+def test_a_double_precision_model_is_converted_without_touching_it(tmp_path):
+    """A float64 model: converted from a float32 copy, the caller's model left in float64."""
+    write_checkpoint(tmp_path, make_config("current"), vocab=50)
+    model = hb.BilinearForCausalLM.from_pretrained(tmp_path).double()
+    llama = hb.to_llama(model)
+    assert model.dtype == torch.float64 and llama.dtype == torch.float32
+    assert hb.publishing.provenance.provenance_of(llama).max_abs_logit_diff <= 1e-5
+
+
+def test_two_reasons_are_joined():
+    config = hb.BilinearConfig(d_model=16, n_head=2, normalization=False, bilinear=False)
+    reasons = hb.publishing.to_llama.representable(config)
+    assert len(reasons) == 2
+    with pytest.raises(hb.ConversionError, match="; ".join(reasons).replace("(", r"\(").replace(")", r"\)")):
+        hb.to_llama(hb.BilinearForCausalLM(config))
+
+
+def test_the_tolerance_is_honoured_and_named_in_the_refusal(tmp_path):
+    """to_llama's tolerance (default 1e-5 of the logit scale) reaches the logits check: one far below float32
+    rounding refuses the conversion, naming the call."""
+    assert inspect.signature(hb.to_llama).parameters["tolerance"].default == 1e-5
+    assert inspect.signature(hb.publishing.to_llama.convert).parameters["tolerance"].default == 1e-5
+    write_checkpoint(tmp_path, make_config("current"), vocab=50)
+    with pytest.raises(hb.ConversionError, match=rf"^to_llama\({re.escape(str(tmp_path))}\): the converted model's"):
+        hb.to_llama(tmp_path, tolerance=1e-30)
+
+
+def test_the_exact_refusals_of_what_is_not_a_tdooms_model(tmp_path):
+    write_llama(tmp_path / "llama")
+    with pytest.raises(hb.ConversionError) as refused:
+        hb.to_llama(hb.from_pretrained(tmp_path / "llama", tokenizer=hb.from_pretrained(EMBEDDED).tokenizer))
+    assert str(refused.value) == (
+        "to_llama: this model is already a LlamaForCausalLM; publish it as it is with "
+        "hooked_bilinear.save_pretrained(model, folder) (a bridge is accepted too)."
+    )
+    with pytest.raises(hb.ConversionError, match=r"^to_llama takes a TransformerBridge from .*, not int\.$"):
         hb.to_llama(3)

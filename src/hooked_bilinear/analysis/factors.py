@@ -78,8 +78,11 @@ def _mlp_kind(mlp: Any) -> str:
     act = (
         getattr(mlp, "activation_name", None) or getattr(config, "act_fn", None) or getattr(config, "hidden_act", None)
     )
+    if isinstance(mlp, TdoomsMLP):  # the tdooms module keeps its activation function, not its name
+        act = next((name for name, fn in ACTIVATIONS.items() if fn is mlp.act_fn), None)
     with_act = f" with activation {act!r}" if act else ""
-    if hasattr(mlp, "gate") or hasattr(mlp, "gate_proj") or "Gate" in type(mlp).__name__:
+    gated = mlp.bilinear if isinstance(mlp, TdoomsMLP) else hasattr(mlp, "gate") or hasattr(mlp, "gate_proj")
+    if gated or "Gate" in type(mlp).__name__:
         return f"a gated MLP{with_act}: out = W_out(act(W_gate x) * (W_in x)), a GLU / SwiGLU"
     if hasattr(mlp, "in") or "MLP" in type(mlp).__name__:
         return f"a plain MLP{with_act}: out = W_out act(W_in x)"
