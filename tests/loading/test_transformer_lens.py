@@ -107,7 +107,7 @@ def test_patching_resid_mid_patches_the_residual_stream(checkpoint, tokenizer, f
             assert hook.name == f"blocks.{layer}.hook_resid_mid"
             return clean_cache[hook.name]
 
-        def keep(activation: torch.Tensor, hook) -> torch.Tensor:
+        def keep(activation: torch.Tensor, hook, seen=seen) -> torch.Tensor:
             seen["resid_post"] = activation.clone()
             return activation
 

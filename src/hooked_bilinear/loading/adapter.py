@@ -17,11 +17,13 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.factories.architecture_adapter_factory import (
     SUPPORTED_ARCHITECTURES,
     ArchitectureAdapterFactory,
 )
+from transformer_lens.hook_points import HookPoint
 from transformer_lens.model_bridge.architecture_adapter import ArchitectureAdapter
 from transformer_lens.model_bridge.generalized_components import (
     BlockBridge,
@@ -32,7 +34,6 @@ from transformer_lens.model_bridge.generalized_components import (
     ScaledResidualBlockBridge,
     UnembeddingBridge,
 )
-from transformer_lens.hook_points import HookPoint
 from transformer_lens.model_bridge.generalized_components.base import GeneralizedComponent
 
 from hooked_bilinear.components.fused_hooked_bilinear_mlp import FusedHookedBilinearMLP
@@ -74,16 +75,16 @@ class ResidualMidBlockBridge(BlockBridge):
         super().__init__(name, submodules=submodules, **kwargs)
         self.hook_aliases = {key: value for key, value in self.hook_aliases.items() if key != "hook_resid_mid"}
         self.hook_resid_mid = HookPoint()
+        self._resid_mid_handle: RemovableHandle | None = None
 
     def set_original_component(self, original_component: nn.Module) -> None:
         """Wrap the block and route its `resid_mid` module's output through `hook_resid_mid`."""
         super().set_original_component(original_component)
-        if getattr(self, "_resid_mid_handle", None) is not None:
+        if self._resid_mid_handle is not None:
             self._resid_mid_handle.remove()  # wrapped again: one hook, never two
         hook = self.hook_resid_mid
-        self._resid_mid_handle = original_component.resid_mid.register_forward_hook(
-            lambda _module, _args, output: hook(output)
-        )
+        resid_mid = original_component.get_submodule("resid_mid")
+        self._resid_mid_handle = resid_mid.register_forward_hook(lambda _module, _args, output: hook(output))
 
 
 class AttentionScaledBlockBridge(ResidualMidBlockBridge, ScaledResidualBlockBridge):
