@@ -379,6 +379,18 @@ def test_residual_product_bound_holds_for_every_point_of_the_residual_sets(seed,
         assert (exact <= bound[:, None, :] * (1 + 1e-12)).all()
 
 
+@pytest.mark.parametrize("scale", [0.0, 1.0, 1e300, 1e-300])
+def test_a_tie_is_never_proven(scale):
+    """Two logits equal exactly (margin 0, the answer is not the unique argmax): the bound must be negative, not
+    zero or above, at every magnitude, subnormal to huge. A proof that steps the wrong way past its own rounding
+    would certify a tie."""
+    logits = Ball.exact(torch.tensor([[scale, scale, -1.0], [scale, -scale - 1.0, scale]], dtype=torch.float64))
+    bound = margin_lower_bound(logits, None, torch.tensor([0, 2]), Ledger())
+    assert (bound < 0).all(), bound
+    with_rest = margin_lower_bound(logits, torch.zeros(2, 3, dtype=torch.float64), torch.tensor([0, 2]), Ledger())
+    assert (with_rest < 0).all(), with_rest
+
+
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**31), radius=st.sampled_from([0.0, 1e-3, 1.0]), rest=st.sampled_from([0.0, 0.1, 2.0]))
 def test_margin_lower_bound_is_below_every_margin_the_balls_and_rest_allow(seed, radius, rest):
