@@ -224,3 +224,20 @@ def test_new_topk_sae_default_seed_dtype_and_device() -> None:
     assert {p.dtype for p in wide.parameters()} == {torch.float64}
     assert torch.equal(wide.W_enc, wide.W_dec.T)
     assert {p.device.type for p in new_topk_sae(4, expansion=2, k=2, device="meta").parameters()} == {"meta"}
+
+
+def test_train_sae_input_checks_and_its_starting_sae() -> None:
+    x = torch.randn(2, 1)  # the least it trains on: two activations of one dimension
+    sae = train_sae(x, SAETrainConfig(k=1, expansion=3, steps=0, seed=5), progress=False).sae
+    assert (sae.d_in, sae.d_sae) == (1, 3)  # expansion * d_in latents
+    x = torch.randn(6, 4)
+    start = train_sae(x, SAETrainConfig(k=2, expansion=2, steps=0, seed=7), progress=False).sae
+    torch.testing.assert_close(start.W_dec, new_topk_sae(4, expansion=2, k=2, seed=7).W_dec, rtol=0, atol=0)
+    for bad in (torch.randn(1, 4), torch.randn(3, 2, 4), torch.randn(4)):
+        with pytest.raises(ValueError) as info:
+            train_sae(bad, SAETrainConfig(k=1, expansion=2, steps=0), progress=False)
+        assert str(info.value) == f"activations must be [n >= 2, d_in], got shape {tuple(bad.shape)}."
+    x[3, 1] = float("inf")
+    with pytest.raises(ValueError) as info:
+        train_sae(x, SAETrainConfig(k=1, expansion=2, steps=0), progress=False)
+    assert str(info.value) == "the activations hold NaN/inf values; an SAE cannot be trained on them."
