@@ -111,3 +111,17 @@ def test_splice_loss_parts_against_manual_runs(setup) -> None:
     wide = S.TopKSAE(16, 64, k=6, dtype=torch.float64)
     x = torch.randn(2, 16)
     assert splice_hook(wide)(x).dtype == torch.float32  # the model's activation dtype is kept
+
+
+def test_cache_activations_more_sequences_than_positions(setup) -> None:
+    from hooked_bilinear.sae.train import cache_activations
+
+    model, _, _ = setup
+    tokens = torch.randint(0, 40, (5, 3), generator=torch.Generator().manual_seed(4))  # batches of 2, 2, 1 sequences
+    _, cache = model.run_with_cache(tokens, names_filter=HOOK)
+    torch.testing.assert_close(cache_activations(model, tokens, HOOK, batch_size=2), cache[HOOK].reshape(-1, 16))
+    with pytest.raises(ValueError) as info:
+        cache_activations(model, tokens[0], HOOK)
+    assert str(info.value) == "tokens must be [n_seq, pos], got shape (3,)."
+    with pytest.raises(ValueError, match="vocab"):  # an id outside the vocabulary of 40
+        cache_activations(model, torch.full((2, 3), 40), HOOK)
