@@ -44,3 +44,56 @@ def test_hub_ids_go_through_snapshot_download(tmp_path: Path, monkeypatch: pytes
 def test_offline_hub_id_is_a_clear_error() -> None:
     with pytest.raises(SAEError, match="not in the Hugging Face cache and HF_HUB_OFFLINE is set"):
         S.load("nobody-hb-test/no-such-sae-repo")
+
+
+SHIPPED_LIST = ", ".join(sorted(EXPECTED))
+
+
+def test_hub_ids_root_and_trailing_slash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = S.ReLUSAE(4, 8, metadata={"hook_name": "h"})
+    S.save(source, tmp_path / "repo")
+    S.save(source, tmp_path / "repo" / "sub")
+    calls = []
+
+    def fake_snapshot_download(repo_id: str, revision: str | None = None, allow_patterns: list | None = None) -> str:
+        calls.append((repo_id, allow_patterns))
+        return str(tmp_path / "repo")
+
+    monkeypatch.setattr(hub, "snapshot_download", fake_snapshot_download)
+    S.load("someone/saesX")  # at the repo's root: the two files, no folder prefix; the name is kept whole
+    S.load("someone/saes/sub/")  # a trailing slash names the same folder
+    on_meta = S.load("someone/saes/sub", device="meta")
+    assert calls == [
+        ("someone/saesX", ["cfg.json", "sae_weights.safetensors"]),
+        ("someone/saes", ["sub/cfg.json", "sub/sae_weights.safetensors"]),
+        ("someone/saes", ["sub/cfg.json", "sub/sae_weights.safetensors"]),
+    ]
+    assert on_meta.W_enc.device.type == "meta"
+
+
+def test_device_is_honoured_for_every_source(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    folder = S.save(S.ReLUSAE(4, 8), tmp_path / "sae")
+    state = {name: torch.randn(p.shape) for name, p in S.ReLUSAE(4, 8).named_parameters()}
+    for source in (EXPECTED[0], folder, str(folder), SimpleNamespace(**state)):
+        assert S.load(source, device="meta").W_enc.device.type == "meta", source
+        assert S.load(source).W_enc.device.type == "cpu", source
+
+
+def test_unknown_names_list_the_shipped_saes(tmp_path: Path) -> None:
+    for text in ("./nope/sae", "/nope/sae", "~/nope/sae", "nope"):  # paths, not Hub ids: never sent to the Hub
+        with pytest.raises(SAEError) as info:
+            S.load(text)
+        assert str(info.value) == (
+            f"{text!r} is neither a shipped SAE ({SHIPPED_LIST}), an existing folder, nor a Hub id (owner/name[/folder])."
+        )
+    with pytest.raises(SAEError) as info:
+        S.load("ts-synthetic-2l")  # a shipped model, not an SAE: pointed to the model loader
+    assert str(info.value).startswith("'ts-synthetic-2l' is a shipped language model, not an SAE: load it with ")
+    assert str(info.value).endswith(f"Shipped SAEs: {SHIPPED_LIST}.")
+    with pytest.raises(SAEError) as info:
+        S.load("nobody-hb-test/no-such-sae-repo")
+    assert str(info.value).startswith(
+        f"SAE 'nobody-hb-test/no-such-sae-repo' is not a shipped SAE ({SHIPPED_LIST}), nor a local folder; as a Hub id: "
+    )

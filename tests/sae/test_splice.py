@@ -87,3 +87,41 @@ def test_cached_and_feature_activations(setup) -> None:
     torch.testing.assert_close(feats, sae.encode(cache[HOOK])[..., [3, 5]])
     with pytest.raises(SAEError, match="no hook"):
         cache_activations(model, tokens, "blocks.7.hook_nothing")
+
+
+def test_splice_loss_parts_against_manual_runs(setup) -> None:
+    from types import SimpleNamespace
+
+    from hooked_bilinear.sae.splice import SpliceLoss, splice_hook
+
+    model, sae, tokens = setup
+    unnamed = S.TopKSAE(16, 64, k=6)  # no hook name recorded: the caller's hook_name= is used
+    with torch.no_grad():
+        for mine, theirs in zip(unnamed.parameters(), sae.parameters(), strict=True):
+            mine.copy_(theirs)
+    loss = splice_loss(model, unnamed, tokens, hook_name=HOOK)
+    zero = model.run_with_hooks(tokens, return_type="loss", fwd_hooks=[(HOOK, lambda x, hook: torch.zeros_like(x))])
+    assert loss.zero_ablated == pytest.approx(zero.item(), rel=1e-6)
+    assert loss.zero_ablated > loss.clean  # ablating the MLP input hurts this model
+    assert loss.recovered == pytest.approx((loss.zero_ablated - loss.spliced) / (loss.zero_ablated - loss.clean))
+    assert SpliceLoss(2.0, 3.0, 6.0).recovered == 0.75  # a quarter of the ablation's loss not recovered
+    with pytest.raises(SAEError) as info:
+        splice_loss(model, SimpleNamespace(encode=sae.encode, decode=sae.decode), tokens)  # an SAE without hook_name
+    assert str(info.value) == "this SAE does not say which hook it reads (metadata hook_name): pass hook_name=."
+    wide = S.TopKSAE(16, 64, k=6, dtype=torch.float64)
+    x = torch.randn(2, 16)
+    assert splice_hook(wide)(x).dtype == torch.float32  # the model's activation dtype is kept
+
+
+def test_cache_activations_more_sequences_than_positions(setup) -> None:
+    from hooked_bilinear.sae.train import cache_activations
+
+    model, _, _ = setup
+    tokens = torch.randint(0, 40, (5, 3), generator=torch.Generator().manual_seed(4))  # batches of 2, 2, 1 sequences
+    _, cache = model.run_with_cache(tokens, names_filter=HOOK)
+    torch.testing.assert_close(cache_activations(model, tokens, HOOK, batch_size=2), cache[HOOK].reshape(-1, 16))
+    with pytest.raises(ValueError) as info:
+        cache_activations(model, tokens[0], HOOK)
+    assert str(info.value) == "tokens must be [n_seq, pos], got shape (3,)."
+    with pytest.raises(ValueError, match="vocab"):  # an id outside the vocabulary of 40
+        cache_activations(model, torch.full((2, 3), 40), HOOK)

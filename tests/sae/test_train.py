@@ -181,3 +181,63 @@ def test_streamed_training_bad_input(shipped, tmp_path) -> None:
     train_saes(store, STREAM_CONFIG, progress=False, checkpoint_dir=tmp_path, checkpoint_every=100)
     with pytest.raises(SAEError, match="checkpoint of other settings"):
         train_saes(store, SAETrainConfig(k=4, batch_size=256), progress=False, checkpoint_dir=tmp_path)
+
+
+def test_pack_texts_one_window_exactly_and_too_few_tokens() -> None:
+    class Tokenizer:
+        eos_token_id = 2
+
+        def __call__(self, text: str) -> dict:
+            return {"input_ids": [1] + [10 + len(word) for word in text.split()]}
+
+    assert pack_texts(Tokenizer(), ["a bb"], ctx=4).tolist() == [[1, 11, 12, 2]]  # 4 tokens: one window
+    with pytest.raises(ValueError, match=r"^the texts hold 4 tokens, fewer than one window of 5\.$"):
+        pack_texts(Tokenizer(), ["a bb"], ctx=5)
+
+
+def test_evaluate_sae_against_its_definitions() -> None:
+    """FVU, L0 and dead fraction by their formulas, over uneven batches, on data far from the origin."""
+    from hooked_bilinear import sae as S
+
+    sae = S.ReLUSAE(3, 4, apply_b_dec_to_input=False)
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.tensor([[1.0, -1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]]))
+        sae.b_enc.copy_(torch.tensor([0.0, 0.0, 0.0, -1e3]))  # feature 3 never fires
+        sae.W_dec.copy_(torch.randn(4, 3, generator=torch.Generator().manual_seed(0)))
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(7, 3, generator=g) + torch.tensor([0.0, 0.0, 5.0])
+    x[:4, 0] = x[:4, 0].abs() + 0.1  # feature 0 fires only in the first batch of 4, feature 1 only in the second
+    x[4:, 0] = -x[4:, 0].abs() - 0.1
+    stats = evaluate_sae(sae, x, batch_size=4)
+    with torch.no_grad():
+        f = sae.encode(x)
+        fvu = (sae.decode(f).double() - x.double()).square().sum() / (x.double() - x.double().mean(0)).square().sum()
+    assert stats.fvu == pytest.approx(fvu.item(), rel=1e-9)
+    assert stats.l0 == pytest.approx((f != 0).sum().item() / 7)
+    assert stats.dead == pytest.approx(0.25)  # only feature 3
+    assert evaluate_sae(sae, x, batch_size=7) == pytest.approx(stats)  # batching changes nothing
+
+
+def test_new_topk_sae_default_seed_dtype_and_device() -> None:
+    assert torch.equal(new_topk_sae(4, expansion=2, k=2).W_dec, new_topk_sae(4, expansion=2, k=2, seed=0).W_dec)
+    wide = new_topk_sae(4, expansion=2, k=2, dtype=torch.float64)
+    assert {p.dtype for p in wide.parameters()} == {torch.float64}
+    assert torch.equal(wide.W_enc, wide.W_dec.T)
+    assert {p.device.type for p in new_topk_sae(4, expansion=2, k=2, device="meta").parameters()} == {"meta"}
+
+
+def test_train_sae_input_checks_and_its_starting_sae() -> None:
+    x = torch.randn(2, 1)  # the least it trains on: two activations of one dimension
+    sae = train_sae(x, SAETrainConfig(k=1, expansion=3, steps=0, seed=5), progress=False).sae
+    assert (sae.d_in, sae.d_sae) == (1, 3)  # expansion * d_in latents
+    x = torch.randn(6, 4)
+    start = train_sae(x, SAETrainConfig(k=2, expansion=2, steps=0, seed=7), progress=False).sae
+    torch.testing.assert_close(start.W_dec, new_topk_sae(4, expansion=2, k=2, seed=7).W_dec, rtol=0, atol=0)
+    for bad in (torch.randn(1, 4), torch.randn(3, 2, 4), torch.randn(4)):
+        with pytest.raises(ValueError) as info:
+            train_sae(bad, SAETrainConfig(k=1, expansion=2, steps=0), progress=False)
+        assert str(info.value) == f"activations must be [n >= 2, d_in], got shape {tuple(bad.shape)}."
+    x[3, 1] = float("inf")
+    with pytest.raises(ValueError) as info:
+        train_sae(x, SAETrainConfig(k=1, expansion=2, steps=0), progress=False)
+    assert str(info.value) == "the activations hold NaN/inf values; an SAE cannot be trained on them."
