@@ -21,6 +21,8 @@ MUTMUT_VERSION=3.8.1
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
 # name -> "module under src/hooked_bilinear|pytest arguments selecting its tests, one per line"
+# (sae: the three tests on the shipped model, ~35 s a run, are left out by name; the fast tests of train_saes on a
+# tiny stand-in model reach the same code)
 declare -A PLAN=(
   [interval]="toy/modadd/interval.py|tests/toy/modadd/test_interval.py"
   [certify]="toy/modadd/certify.py|tests/toy/modadd/test_certify.py
@@ -40,7 +42,7 @@ not shapes_are_checked_at_run_time"
   [to_llama]="publishing/to_llama.py|tests/publishing/test_to_llama.py"
   [sae]="sae/*|tests/sae
 -k
-not interrupted and not streamed"
+not test_streamed_training_equals_in_memory_training and not test_interrupted_training_resumes_to_the_same_weights and not test_streamed_training_bad_input"
 )
 ORDER=(interval certify interaction eigen factors hosvd truncation features components to_llama sae)
 NAMES=("$@")
