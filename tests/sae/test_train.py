@@ -7,6 +7,7 @@ import re
 import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, replace
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -412,7 +413,7 @@ def test_each_training_step_follows_the_loss_and_adam_by_their_formulas(
     config = SAETrainConfig(
         k=2, lr=1e-2, dead_after=dead_after, aux_k=aux_k, aux_coefficient=aux_coefficient, encoder_bias=encoder_bias
     )
-    sae = new_topk_sae(d_in, expansion=3, k=2, seed=4)
+    sae = new_topk_sae(d_in, expansion=6, k=2, seed=4)
     batches = 0.05 * (torch.randn(4, 6, d_in, generator=torch.Generator().manual_seed(d_in)) + 1.0)
     with torch.no_grad():
         sae.b_dec.copy_(batches[0].mean(0))
@@ -444,6 +445,7 @@ def test_each_training_step_follows_the_loss_and_adam_by_their_formulas(
         assert (trainer.l0, trainer.dead) == (pytest.approx(ref.l0), ref.dead)
         assert trainer.postfix() == f"FVU {ref.fvu:.3f} L0 {ref.l0:.1f} dead {ref.dead}"
     assert len(trainer.losses) == 4
+    assert ref.dead > (aux_k or max(1, d_in // 2))  # the AuxK term chose among more dead latents than it takes
 
 
 def test_the_trainer_logs_steps_0_500_1000_and_so_on(caplog) -> None:
@@ -806,8 +808,69 @@ def test_train_saes_resumes_from_its_checkpoint_to_the_same_saes(tmp_path, monke
         assert same_weights(resumed[hook].sae, whole[hook].sae), hook
         assert resumed[hook].losses == whole[hook].losses
         assert resumed[hook].sae.hook_name == hook and not resumed[hook].sae.training
-    monkeypatch.setattr(train_module._Trainer, "step", crashing)  # would raise at once: no step is left to take
-    calls[:] = [1] * (crash - 1)
+
+    def no_step(self, x) -> None:
+        raise AssertionError("a finished training took another step")
+
+    monkeypatch.setattr(train_module._Trainer, "step", no_step)
     done = train_saes(source, config, progress=False, checkpoint_dir=folder, checkpoint_every=3)
     for hook in (HOOK_IN, HOOK_OUT):
         assert same_weights(done[hook].sae, whole[hook].sae) and done[hook].losses == whole[hook].losses
+
+
+def test_train_saes_reads_pass_after_pass_dropping_each_partial_batch(monkeypatch) -> None:
+    """54 activations, a buffer holding them all: each pass is `torch.randperm(54, generator)` of them (one
+    generator, seeded with the store's seed, drawn on from pass to pass) in 6 batches of 8, the 6 left over
+    dropped; 15 steps read 6, 6 and 3 batches."""
+    seen = record_steps(monkeypatch)
+    model, rows = TinyModel(), tiny_rows(9)
+    train_saes(tiny_store(model, rows, [HOOK_IN], buffer_size=10**6, seed=5), TINY, progress=False)
+    g = torch.Generator().manual_seed(5)
+    expected: list[torch.Tensor] = []
+    while len(expected) < TINY.steps:
+        order = torch.randperm(54, generator=g)
+        expected += [order[i : i + 8] for i in range(0, 48, 8)]
+    memory = corpus_order(model, rows)[HOOK_IN]
+    assert len(seen) == TINY.steps
+    for step, ((_, batch, _), index) in enumerate(zip(seen, expected, strict=False)):
+        assert torch.equal(batch, memory[index]), step
+
+
+def test_a_checkpoint_is_whole_or_absent(tmp_path, monkeypatch) -> None:
+    """Each checkpoint is written to train_state.pt.tmp and renamed: a write that fails half way leaves the last
+    whole checkpoint in place (and the partial file beside it), from which the training resumes to the SAEs of an
+    uninterrupted run."""
+    model, rows = TinyModel(), tiny_rows(8)
+    config = replace(TINY, steps=7)
+    whole = train_saes(tiny_store(model, rows, buffer_size=16, seed=1), config, progress=False)
+    real_save, written = torch.save, []
+
+    def failing_save(obj, path) -> None:
+        written.append(Path(path).name)
+        if len(written) == 2:
+            Path(path).write_bytes(b"half a checkpoint")
+            raise OSError("no space left on device")
+        real_save(obj, path)
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(OSError, match="no space left"):
+        train_saes(
+            tiny_store(model, rows, buffer_size=16, seed=1),
+            config,
+            progress=False,
+            checkpoint_dir=tmp_path,
+            checkpoint_every=3,
+        )
+    monkeypatch.setattr(torch, "save", real_save)
+    assert written == ["train_state.pt.tmp"] * 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train_state.pt", "train_state.pt.tmp"]
+    assert torch.load(tmp_path / "train_state.pt", weights_only=False)["step"] == 3
+    resumed = train_saes(
+        tiny_store(model, rows, buffer_size=16, seed=1),
+        config,
+        progress=False,
+        checkpoint_dir=tmp_path,
+        checkpoint_every=3,
+    )
+    for hook in (HOOK_IN, HOOK_OUT):
+        assert same_weights(resumed[hook].sae, whole[hook].sae) and resumed[hook].losses == whole[hook].losses
