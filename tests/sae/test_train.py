@@ -874,3 +874,25 @@ def test_a_checkpoint_is_whole_or_absent(tmp_path, monkeypatch) -> None:
     )
     for hook in (HOOK_IN, HOOK_OUT):
         assert same_weights(resumed[hook].sae, whole[hook].sae) and resumed[hook].losses == whole[hook].losses
+
+
+def test_the_device_asked_for_reaches_every_trainer(monkeypatch, tmp_path) -> None:
+    """No GPU here: where training runs is checked by what each trainer is handed, the device asked for as a
+    torch.device (the CPU when none is asked for), in memory, from a stream and on a resumed run."""
+    from hooked_bilinear.sae import train as train_module
+
+    handed: list[torch.device] = []
+
+    class Recording(train_module._Trainer):
+        def __init__(self, sae, config, device) -> None:
+            handed.append(device)
+            super().__init__(sae, config, device)
+
+    monkeypatch.setattr(train_module, "_Trainer", Recording)
+    model, rows = TinyModel(), tiny_rows(8)
+    config = replace(TINY, steps=2)
+    train_sae(corpus_order(model, rows)[HOOK_IN], config, progress=False)
+    train_sae(corpus_order(model, rows)[HOOK_IN], config, device="cpu", progress=False)
+    train_saes(tiny_store(model, rows), config, device="cpu", progress=False, checkpoint_dir=tmp_path)
+    train_saes(tiny_store(model, rows), config, progress=False, checkpoint_dir=tmp_path)  # resumed: nothing left
+    assert handed == [torch.device("cpu")] * 6 and all(isinstance(d, torch.device) for d in handed)
