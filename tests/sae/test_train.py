@@ -263,10 +263,10 @@ class TinyModel(torch.nn.Module):
     of a token is row `token` of a fixed table [vocab, 4] (offset from 0, so the mean is not 0), hook_out is
     tanh(hook_in @ W) [vocab, 3]. The hooks are called in that order, as a bridge's forward pass calls them."""
 
-    def __init__(self, vocab: int = 40, n_ctx: int = 6, scale: float = 1.0) -> None:
+    def __init__(self, vocab: int = 40, n_ctx: int = 6) -> None:
         super().__init__()
         g = torch.Generator().manual_seed(7)
-        self.table = torch.nn.Parameter(scale * (torch.randn(vocab, 4, generator=g) + 0.5), requires_grad=False)
+        self.table = torch.nn.Parameter(torch.randn(vocab, 4, generator=g) + 0.5, requires_grad=False)
         self.out = torch.nn.Parameter(torch.randn(4, 3, generator=g), requires_grad=False)
         self.cfg = SimpleNamespace(n_ctx=n_ctx, d_vocab=vocab, device="cpu", model_name="tiny")
         self.hook_dict = {name: _Hook(name) for name in (HOOK_IN, HOOK_OUT)}
