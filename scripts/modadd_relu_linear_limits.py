@@ -108,6 +108,17 @@ def limits(name: str, harmonics: int) -> dict[str, float]:
     key_z = key[a] + key[b]  # sign(key_z) is the window pattern
     worst_key = (P - key).abs().amax(0) + (Q - key).abs().amax(0)
     kinks_key_worst = (weight * (worst_key[None, :] - sign * key_z).clamp_min(0)).sum(1)
+    # own key's harmonics of (P + Q) / 2 only: then zs_n = sum_h 2 |pi_nh| T_h(|C_k(d)|) cos(h x' + psi_nh) (T_h the
+    # Chebyshev polynomials) depends on (|C_k(d)|, j) alone, so a bound with levels of |C_k(d)| is linear in p N
+    own = torch.zeros(p, n_units, dtype=torch.bool)
+    own[0] = True
+    for h in range(1, harmonics + 1):
+        own[(h * reading.frequency) % p, torch.arange(n_units)] = True
+        own[(-h * reading.frequency) % p, torch.arange(n_units)] = True
+    symmetric = torch.fft.ifft(torch.fft.fft((P + Q) / 2, dim=0) * own, dim=0).real
+    worst_own = (P - symmetric).abs().amax(0) + (Q - symmetric).abs().amax(0)
+    zs = symmetric[a] + symmetric[b]
+    kinks_own_worst = (weight * (worst_own[None, :] - sign * zs).clamp_min(0)).sum(1)
     worst_residual = RP.abs().amax(0) + RQ.abs().amax(0)
     kinks_harmonic_worst = (weight * (worst_residual[None, :] - sign * zh).clamp_min(0)).sum(1)
 
@@ -117,6 +128,7 @@ def limits(name: str, harmonics: int) -> dict[str, float]:
         "limit_model_space_residual_exact_kinks": window - residual_model_space - kinks_exact,
         "limit_per_unit_residual_exact_kinks": window - residual_per_unit - kinks_exact,
         "limit_model_space_residual_harmonic_worst_kinks": window - residual_model_space - kinks_harmonic_worst,
+        "limit_model_space_residual_own_harmonic_worst_kinks": window - residual_model_space - kinks_own_worst,
         "limit_model_space_residual_key_worst_kinks": window - residual_model_space - kinks_key_worst,
     }
     out: dict[str, float] = {
@@ -135,6 +147,7 @@ def limits(name: str, harmonics: int) -> dict[str, float]:
         "kinks_true_median": kinks_true.median().item(),
         "kinks_exact_median": kinks_exact.median().item(),
         "kinks_harmonic_worst_median": kinks_harmonic_worst.median().item(),
+        "kinks_own_harmonic_worst_median": kinks_own_worst.median().item(),
         "kinks_key_worst_median": kinks_key_worst.median().item(),
         "split_identity_max_error": identity,
     }
