@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from pathlib import Path
 
 import torch
 
@@ -164,6 +165,13 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--harmonics", type=int, default=2, help="H: harmonics h = 1..H of every key frequency")
     args = parser.parse_args()
+    missing = [name for name in args.models if "/" in name and not Path(name).is_dir()]
+    if missing:
+        parser.error(
+            f"{', '.join(missing)}: no such folder. The defaults under out/ are saved by "
+            "scripts/modadd_relu_vs_bilinear.py (p = 31; --p 113 --families relu --seed 1 --work out/relu_seed1, "
+            "likewise seed 2); or pass --models with the models you have (modadd-relu-p59 is shipped)."
+        )
     torch.set_num_threads(1)
     results = {}
     for name in args.models:
