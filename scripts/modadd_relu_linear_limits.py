@@ -50,8 +50,8 @@ def margin_of(logits: torch.Tensor, answer: torch.Tensor) -> torch.Tensor:
     return diff.amin(1)
 
 
-def limits(name: str, harmonics: int) -> dict[str, float]:
-    model = load_model(name)
+def limits(model: torch.nn.Module, harmonics: int) -> dict[str, float]:
+    """The figures of the module docstring for one ReLU pizza model (asserting the split and every combination)."""
     task = ModAddTask.from_config(model.config)
     p = task.p
     tables = read_tables(model, task, Ledger())
@@ -123,6 +123,18 @@ def limits(name: str, harmonics: int) -> dict[str, float]:
     worst_residual = RP.abs().amax(0) + RQ.abs().amax(0)
     kinks_harmonic_worst = (weight * (worst_residual[None, :] - sign * zh).clamp_min(0)).sum(1)
 
+    # each bound covers its part on every input, as its derivation says
+    with_residual = margin_of(harmonic + residual, answer)
+    assert (residual_true <= residual_model_space + 1e-9).all(), "model-space residual bound"
+    assert (residual_true <= residual_per_unit + 1e-9).all(), "per-unit residual bound"
+    drop = with_residual - margin_of(harmonic + residual + kinks, answer)  # how far the kinks lower the margin
+    for bound_name, bound in (
+        ("exact kinks", kinks_exact),
+        ("harmonic worst kinks", kinks_harmonic_worst),
+        ("own harmonic worst kinks", kinks_own_worst),
+        ("key worst kinks", kinks_key_worst),
+    ):
+        assert (drop <= bound + 1e-9).all(), bound_name
     windows = certify_relu(model, task)
     combos = {
         "certified_windows_bound": windows.compressed_accuracy,
@@ -175,7 +187,7 @@ def main() -> None:
     torch.set_num_threads(1)
     results = {}
     for name in args.models:
-        results[name] = limits(name, args.harmonics)
+        results[name] = limits(load_model(name), args.harmonics)
         print(name, " ".join(f"{k}={v:.4g}" for k, v in results[name].items()), flush=True)
     print(json.dumps(results))
 
