@@ -119,6 +119,18 @@ def limits(model: torch.nn.Module, harmonics: int) -> dict[str, float]:
     symmetric = torch.fft.ifft(torch.fft.fft((P + Q) / 2, dim=0) * own, dim=0).real
     worst_own = (P - symmetric).abs().amax(0) + (Q - symmetric).abs().amax(0)
     zs = symmetric[a] + symmetric[b]
+    coefficients = torch.fft.fft((P + Q) / 2, dim=0) / p
+    chebyshev = 2 * coefficients[0].real[None, :].expand_as(zs).clone()
+    for k in reading.frequencies:  # the same from (|C_k(d)|, j) alone, by the Chebyshev form
+        units = (reading.frequency == k).nonzero().flatten()
+        level = torch.cos(math.pi * k * (a - b).double() / p).abs()  # |C_k(d)|
+        half = math.pi * half_angle_index(k, a, b, p).double() / p  # x'
+        for h in range(1, harmonics + 1):
+            c = 2 * coefficients[(h * k) % p, units]  # S_n ~ Re(c e^{i h k 2 pi t / p})
+            T_h = torch.cos(h * torch.arccos(level))
+            chebyshev[:, units] += 2 * c.abs()[None, :] * T_h[:, None] * torch.cos(h * half[:, None] + c.angle())
+    chebyshev_error = (chebyshev - zs).abs().amax().item()
+    assert chebyshev_error < 1e-9 * (1 + zs.abs().amax().item()), chebyshev_error
     kinks_own_worst = (weight * (worst_own[None, :] - sign * zs).clamp_min(0)).sum(1)
     worst_residual = RP.abs().amax(0) + RQ.abs().amax(0)
     kinks_harmonic_worst = (weight * (worst_residual[None, :] - sign * zh).clamp_min(0)).sum(1)
@@ -163,6 +175,7 @@ def limits(model: torch.nn.Module, harmonics: int) -> dict[str, float]:
         "kinks_own_harmonic_worst_median": kinks_own_worst.median().item(),
         "kinks_key_worst_median": kinks_key_worst.median().item(),
         "split_identity_max_error": identity,
+        "chebyshev_form_max_error": chebyshev_error,
     }
     for key_name, value in combos.items():
         if isinstance(value, torch.Tensor):
