@@ -135,6 +135,13 @@ def limits(model: torch.nn.Module, harmonics: int) -> dict[str, float]:
     worst_residual = RP.abs().amax(0) + RQ.abs().amax(0)
     kinks_harmonic_worst = (weight * (worst_residual[None, :] - sign * zh).clamp_min(0)).sum(1)
 
+    # the harmonic explanation's own sign pattern, per input (no window): its logits D + sum_n U' ReLU(zh_n) cost a
+    # pass per (input, unit, output), but its residual and kinks are small
+    pattern = (zh > 0).double()
+    explanation = margin_of(direct + (pattern * zh) @ U.T, answer)
+    residual_pattern = reach[answer] * ((pattern * (z - zh)) @ W_out.T).norm(dim=1)
+    kinks_pattern = (weight * (worst_residual[None, :] - zh.abs()).clamp_min(0)).sum(1)
+
     # each bound covers its part on every input, as its derivation says
     with_residual = margin_of(harmonic + residual, answer)
     assert (residual_true <= residual_model_space + 1e-9).all(), "model-space residual bound"
@@ -154,6 +161,7 @@ def limits(model: torch.nn.Module, harmonics: int) -> dict[str, float]:
         "limit_per_unit_residual_exact_kinks": window - residual_per_unit - kinks_exact,
         "limit_model_space_residual_harmonic_worst_kinks": window - residual_model_space - kinks_harmonic_worst,
         "limit_model_space_residual_own_harmonic_worst_kinks": window - residual_model_space - kinks_own_worst,
+        "limit_harmonic_pattern": explanation - residual_pattern - kinks_pattern,
         "limit_model_space_residual_key_worst_kinks": window - residual_model_space - kinks_key_worst,
     }
     out: dict[str, float] = {
@@ -174,6 +182,9 @@ def limits(model: torch.nn.Module, harmonics: int) -> dict[str, float]:
         "kinks_harmonic_worst_median": kinks_harmonic_worst.median().item(),
         "kinks_own_harmonic_worst_median": kinks_own_worst.median().item(),
         "kinks_key_worst_median": kinks_key_worst.median().item(),
+        "harmonic_pattern_explanation_median": explanation.median().item(),
+        "harmonic_pattern_residual_median": residual_pattern.median().item(),
+        "harmonic_pattern_kinks_median": kinks_pattern.median().item(),
         "split_identity_max_error": identity,
         "chebyshev_form_max_error": chebyshev_error,
     }

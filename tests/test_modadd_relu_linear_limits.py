@@ -55,3 +55,4 @@ def test_the_shipped_models_figures(script):
     assert 0.6 < figures["limit_model_space_residual_exact_kinks"] < figures["certified_windows_bound"]
     assert figures["limit_model_space_residual_key_worst_kinks"] == 0
     assert figures["limit_model_space_residual_own_harmonic_worst_kinks"] < 0.01
+    assert figures["limit_harmonic_pattern"] > 0.99  # the explanation is good enough there, if computed per pair
