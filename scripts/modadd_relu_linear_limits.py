@@ -173,21 +173,24 @@ def limits(model: torch.nn.Module, harmonics: int) -> dict[str, float]:
         "mispredicted_pairs_window": (kink > 0).double().mean().item(),
         "mispredicted_pairs_harmonic": ((zh > 0) != (z > 0)).double().mean().item(),
         "harmonic_window_margin_positive": (window > 0).double().mean().item(),
-        "harmonic_window_margin_median": window.median().item(),
-        "residual_true_median": residual_true.median().item(),
-        "residual_per_unit_median": residual_per_unit.median().item(),
-        "residual_model_space_median": residual_model_space.median().item(),
-        "kinks_true_median": kinks_true.median().item(),
-        "kinks_exact_median": kinks_exact.median().item(),
-        "kinks_harmonic_worst_median": kinks_harmonic_worst.median().item(),
-        "kinks_own_harmonic_worst_median": kinks_own_worst.median().item(),
-        "kinks_key_worst_median": kinks_key_worst.median().item(),
-        "harmonic_pattern_explanation_median": explanation.median().item(),
-        "harmonic_pattern_residual_median": residual_pattern.median().item(),
-        "harmonic_pattern_kinks_median": kinks_pattern.median().item(),
         "split_identity_max_error": identity,
         "chebyshev_form_max_error": chebyshev_error,
     }
+    medians = {
+        "harmonic_window_margin": window,
+        "residual_true": residual_true,
+        "residual_per_unit": residual_per_unit,
+        "residual_model_space": residual_model_space,
+        "kinks_true": kinks_true,
+        "kinks_exact": kinks_exact,
+        "kinks_harmonic_worst": kinks_harmonic_worst,
+        "kinks_own_harmonic_worst": kinks_own_worst,
+        "kinks_key_worst": kinks_key_worst,
+        "harmonic_pattern_explanation": explanation,
+        "harmonic_pattern_residual": residual_pattern,
+        "harmonic_pattern_kinks": kinks_pattern,
+    }
+    out.update({f"{name}_median": values.median().item() for name, values in medians.items()})
     for key_name, value in combos.items():
         if isinstance(value, torch.Tensor):
             assert (value <= true + 1e-6).all(), key_name  # each combination is below the true margin
