@@ -23,6 +23,7 @@ bound built that way can certify). The LAST stdout line is one JSON object {mode
 from __future__ import annotations
 
 import argparse
+import copy as copy_module
 import json
 import math
 from pathlib import Path
@@ -199,10 +200,30 @@ def limits(model: torch.nn.Module, harmonics: int) -> dict[str, float]:
     return out
 
 
+def additive_fraction(model: torch.nn.Module) -> float:
+    """The fraction of the hidden pre-activations' variance over all p^2 inputs (last position) that is additive,
+    P_n[a] + Q_n[b] (the best such fit: row plus column means): 1 for uniform attention, which the quadrature reading
+    needs; any set-up (the Nanda one included)."""
+    task = ModAddTask.from_config(model.config)
+    copy = copy_module.deepcopy(model).double().eval()
+    captured: list[torch.Tensor] = []
+    hook = copy.transformer.blocks[0].mlp.w.register_forward_hook(lambda _m, _i, out: captured.append(out[:, -1]))
+    with torch.no_grad():
+        copy(task.tokens())
+    hook.remove()
+    z = captured[0].reshape(task.p, task.p, -1)  # [a, b, N]
+    centred = z - z.mean((0, 1), keepdim=True)
+    additive = centred.mean(1, keepdim=True) + centred.mean(0, keepdim=True)
+    return 1 - ((centred - additive).pow(2).sum() / centred.pow(2).sum()).item()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--harmonics", type=int, default=2, help="H: harmonics h = 1..H of every key frequency")
+    parser.add_argument(
+        "--additivity", action="store_true", help="print only additive_fraction per model (any set-up, e.g. Nanda)"
+    )
     args = parser.parse_args()
     missing = [name for name in args.models if "/" in name and not Path(name).is_dir()]
     if missing:
@@ -212,6 +233,9 @@ def main() -> None:
             "likewise seed 2); or pass --models with the models you have (modadd-relu-p59 is shipped)."
         )
     torch.set_num_threads(1)
+    if args.additivity:
+        print(json.dumps({name: additive_fraction(load_model(name)) for name in args.models}))
+        return
     results = {}
     for name in args.models:
         results[name] = limits(load_model(name), args.harmonics)

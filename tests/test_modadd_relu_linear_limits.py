@@ -5,12 +5,13 @@ shipped model)."""
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from hooked_bilinear.loading.pretrained import load_model
-from hooked_bilinear.toy.modadd import ModAddTask, ModAddTrainConfig
+from hooked_bilinear.toy.modadd import NANDA, ModAddTask, ModAddTrainConfig
 from hooked_bilinear.toy.modadd.train import build_modadd_model
 
 SCRIPT = Path(__file__).parents[1] / "scripts" / "modadd_relu_linear_limits.py"
@@ -56,3 +57,11 @@ def test_the_shipped_models_figures(script):
     assert figures["limit_model_space_residual_key_worst_kinks"] == 0
     assert figures["limit_model_space_residual_own_harmonic_worst_kinks"] < 0.01
     assert figures["limit_harmonic_pattern"] > 0.99  # the explanation is good enough there, if computed per pair
+
+
+def test_pre_activations_are_additive_exactly_under_uniform_attention(script):
+    """The quadrature reading's premise P_n[a] + Q_n[b]: exact for a pizza model, not for a trained-attention one."""
+    assert script.additive_fraction(load_model("modadd-relu-p59")) == pytest.approx(1.0, abs=1e-12)
+    config = ModAddTrainConfig(d_model=32, n_head=4, d_hidden=48, init_std=0.3, mlp="relu")
+    nanda = build_modadd_model(replace(NANDA, p=13), config)
+    assert script.additive_fraction(nanda) < 0.999
