@@ -16,7 +16,10 @@ any cost that grows with p) and the composed circuit's (`circuit_params`, the ta
 for ReLU). The LAST stdout line is one JSON object
 {"relu": {"p": [...], "accuracy": [...], "certified": [...], "cost_ratio": [...], "proof_flops": [...],
 "params": [...], ..., "fit": {slopes}}, "bilinear": {...}}: `certified` and `cost_ratio` / `proof_flops` are the whole
-proof's (fallback included); `bound_certified` and `bound_flops` the compressed bound's alone.
+proof's (fallback included); `bound_certified` and `bound_flops` the compressed bound's alone; for ReLU
+`bound_sign_errors` (the fraction of (input, unit) pairs firing against the explanation's windows) and
+`bound_kinks_median` (the median over inputs of their kink term), the part no linear-cost bound was found for
+(`scripts/modadd_relu_linear_limits.py`).
 """
 
 from __future__ import annotations
@@ -86,6 +89,10 @@ def study(family: str, p: int, seed: int, quick: bool, folder: Path) -> dict[str
             "linear_bound_flops": quadrature.compressed_flops,
             "linear_bound_cost_ratio": quadrature.compressed_flops / brute,
             "linear_bound_sound": bool((quadrature.margin <= true).all()),
+            # what keeps the sign-pattern bound from being linear: the units firing against their windows, whose
+            # kinks it sums per (input, unit) pair (scripts/modadd_relu_linear_limits.py measures the alternatives)
+            "bound_sign_errors": certificate.errors["sign errors (fraction of input-unit pairs)"],
+            "bound_kinks_median": certificate.errors["kinks, median"],
         }
     return {
         "p": p,
