@@ -893,11 +893,12 @@ def test_margin_lower_bound_on_grids_is_its_documented_steps():
 
 def test_the_fallback_reproves_exactly_the_inputs_whose_compressed_bound_is_not_positive(uniform_model, monkeypatch):
     """Compressed bounds set to exactly 0 (not proven: re-proven), 0.5 and 2 or more (proven: kept) on chosen inputs:
-    the exact step spends the flops of `exact_margins` on the zeros alone and takes the larger of both bounds there."""
+    the exact step spends the flops of `exact_margins` on the zeros alone and takes the larger of both bounds there;
+    with every bound positive (0.5 the least) there is no exact step."""
     certify_module = importlib.import_module("hooked_bilinear.toy.modadd.certify")  # the package exports certify()
     model, task = uniform_model
     original = certify_module.margin_lower_bound
-    zeros, halves = [(0, 1), (2, 5), (7, 7)], [(1, 1), (3, 0)]
+    zeros, halves = [], [(1, 1), (3, 0)]
 
     def compressed_with_zeros(logits, rest, answer, ledger):
         bound = original(logits, rest, answer, ledger)
@@ -909,6 +910,9 @@ def test_the_fallback_reproves_exactly_the_inputs_whose_compressed_bound_is_not_
         return bound
 
     monkeypatch.setattr(certify_module, "margin_lower_bound", compressed_with_zeros)
+    all_proven = certify(model, task, [1])
+    assert EXACT_STEP not in all_proven.flops and torch.equal(all_proven.margin, all_proven.compressed)
+    zeros += [(0, 1), (2, 5), (7, 7)]
     certificate = certify(model, task, [1])
     monkeypatch.undo()
     circuit = read_circuit(model, task, Ledger())
