@@ -251,9 +251,16 @@ def test_an_sae_of_another_layer_or_side_is_refused_naming_both_hooks(shipped_br
         lambda: A.rank_output_features(mlp0, out0, sae_in=in1, features=[0]),
         lambda: A.rank_output_features(mlp0, in0, features=[0]),
         lambda: A.eigen_approximation(mlp0, in0, torch.randn(4, u.shape[0])),
+        lambda: A.eigen_approximation(
+            mlp0, S.load("ts-synthetic-2l/blocks.1.mlp.hook_out"), torch.randn(4, u.shape[0])
+        ),
     ):
         with pytest.raises(SAEError, match="check_hook=False"):
             call()
+    # eigen_approximation passes check_hook on: an output SAE named for another layer, vouched for
+    out1_named = _renamed(S.load("ts-synthetic-2l/blocks.0.mlp.hook_out"), "blocks.1.mlp.hook_out")
+    vouched = A.eigen_approximation(mlp0, out1_named, torch.randn(4, u.shape[0]), [0], ks=(1,), check_hook=False)
+    assert vouched.n_active.shape == (1,)
     # the documented override, for SAEs whose hook names are wrong: the same numbers as the right SAE's weights
     torch.testing.assert_close(
         A.feature_interactions(mlp0, _renamed(in0, "blocks.1.mlp.hook_in"), u, check_hook=False), good
@@ -567,3 +574,121 @@ def test_an_sae_must_have_the_width_of_its_side():
 def test_the_hook_an_sae_says_it_reads(sae, hook):
     """`sae.hook_name`, else SAELens's `cfg.metadata.hook_name`, else `cfg.hook_name`; empty or non-text is no name."""
     assert A.features.sae_hook_name(sae) == hook
+
+
+def _fig9_by_hand(factors, sae_out, x, ids, activations, ks) -> torch.Tensor:
+    """Fig. 9 written out: over the inputs where each feature is active (> 0), numpy's Pearson correlation of the
+    sum of the top-k eigencomponents lambda_i (v_i . x')^2 with the activation."""
+    eig = A.output_feature_eigen(factors, sae_out, ids)  # every eigenpair, strongest first
+    x_aug = factors.augment(x)
+    out = torch.full((len(ids), len(ks)), float("nan"), dtype=torch.float64)
+    for row in range(len(ids)):
+        active = activations[:, row] > 0
+        terms = eig.lambda_[row] * (x_aug[active] @ eig.v[row].T).square()
+        for column, k in enumerate(ks):
+            approx = terms[:, :k].sum(-1).numpy()
+            out[row, column] = float(np.corrcoef(approx, activations[active, row].double().numpy())[0, 1])
+    return out
+
+
+def test_eigen_approximation_counts_active_inputs_and_skips_features_active_on_min_active_or_fewer() -> None:
+    """Given activations: a feature is counted when active (> 0, not >= 0, whatever its size) on more than min_active
+    (default 10) inputs: 11 of them counts, 10 does not (NaN); negative and zero activations are inactive; a lone
+    counted feature is computed too; every returned field is the one given; the work is done in float64 by default
+    (a float32 layer gives the float64 layer's correlations); ks outside 1..d_in and activations of another shape
+    are refused with the exact messages."""
+    layer = random_layer(D, H, bias=False, seed=21)
+    factors = factors_of(layer)
+    sae_out = random_sae(D, 16, seed=22)
+    g = torch.Generator().manual_seed(23)
+    x = torch.randn(30, D, dtype=torch.float64, generator=g)
+    acts = torch.zeros(30, 3, dtype=torch.float64)
+    acts[:11, 0] = 0.2 + 0.7 * torch.rand(11, generator=g, dtype=torch.float64)  # 11 active, all below 1
+    acts[:10, 1] = 1 + torch.rand(10, generator=g, dtype=torch.float64)  # 10 active: not counted
+    acts[5:20, 2] = 0.5 + torch.rand(15, generator=g, dtype=torch.float64)  # 15 active,
+    acts[20:25, 2] = -0.5  # 5 negative, 10 zero: inactive
+    ids, ks = [3, 7, 9], (1, 2, factors.d_in)
+    approx = A.eigen_approximation(factors, sae_out, x, ids, ks=ks, activations=acts)
+    assert approx.features.tolist() == ids and approx.ks == ks and approx.n_active.tolist() == [11, 10, 15]
+    expected = _fig9_by_hand(factors, sae_out, x, ids, acts, ks)
+    assert torch.isnan(approx.correlation[1]).all()
+    torch.testing.assert_close(approx.correlation[[0, 2]], expected[[0, 2]], rtol=0, atol=1e-9)
+    alone = A.eigen_approximation(factors, sae_out, x, ids[:1], ks=ks, activations=acts[:, :1])
+    torch.testing.assert_close(alone.correlation, expected[:1], rtol=0, atol=1e-9)
+    none = A.eigen_approximation(factors, sae_out, x, ids, ks=ks, activations=acts, min_active=15)
+    assert torch.isnan(none.correlation).all() and none.features.tolist() == ids and none.ks == ks
+    assert none.n_active.tolist() == [11, 10, 15]
+    single = factors_of(random_layer(D, H, bias=False, seed=21, dtype=torch.float32))
+    in_float64 = factors_of(random_layer(D, H, bias=False, seed=21, dtype=torch.float32), dtype=torch.float64)
+    torch.testing.assert_close(
+        A.eigen_approximation(single, sae_out, x, ids, ks=ks, activations=acts).correlation,
+        A.eigen_approximation(in_float64, sae_out, x, ids, ks=ks, activations=acts).correlation,
+        rtol=0,
+        atol=1e-12,
+        equal_nan=True,
+    )
+    for bad in ((), (0,), (factors.d_in + 1,), (1, factors.d_in + 1)):
+        with pytest.raises(ValueError) as refused:
+            A.eigen_approximation(factors, sae_out, x, ids, ks=bad, activations=acts)
+        assert str(refused.value) == f"ks must lie in 1..{factors.d_in}, got {bad}."
+    with pytest.raises(ValueError) as refused:
+        A.eigen_approximation(factors, sae_out, x, ids, activations=acts[:29])
+    assert str(refused.value) == "activations must be [n_inputs=30, n_features=3], got (29, 3)."
+
+
+def test_eigen_approximation_encodes_with_an_sae_of_another_dtype() -> None:
+    """Without activations, the MLP's output is cast to the SAE's dtype before encoding (a float32 SAE on a float64
+    layer): the active counts are the SAE's own on that output."""
+    layer = random_layer(D, H, bias=False, seed=24)
+    factors = factors_of(layer)
+    sae_out = random_sae(D, 16, seed=25, dtype=torch.float32)
+    x = torch.randn(40, D, dtype=torch.float64, generator=torch.Generator().manual_seed(26))
+    approx = A.eigen_approximation(factors, sae_out, x, [0, 1, 2], ks=(1,))
+    expected = (sae_out.encode(mlp_forward(layer, x).float())[:, :3] > 0).sum(0)
+    assert approx.n_active.tolist() == expected.tolist()
+
+
+class _Tokens:
+    """A stand-in tokenizer: token i is 't<i>'."""
+
+    @staticmethod
+    def convert_ids_to_tokens(ids: list[int]) -> list[str]:
+        return [f"t{i}" for i in ids]
+
+
+def test_top_examples_defaults_limits_messages_and_tokenizers() -> None:
+    """Defaults: 10 examples by value (not magnitude), 8 tokens before, 2 after; k = 1, context = 0 and after = 0
+    accepted, k = 0 or a negative context or after (each alone) refused, shapes refused, each with its exact message;
+    a tokenizer, or a model holding one as `.tokenizer`, shows token strings; a context reaching the start of the
+    sequence shows it from token 0."""
+    tokens = torch.arange(60).reshape(3, 20)
+    values = torch.linspace(-1, 1, 60).reshape(3, 20)
+    values[0, 3] = -50.0  # the largest magnitude, the smallest value
+    default = A.top_examples(None, tokens, values)
+    assert default == A.top_examples(None, tokens, values, k=10, context=8, after=2, rank_by="value")
+    assert len(default) == 10 and (default[0].sequence, default[0].position) == (2, 19)
+    assert all(example.value > 0 for example in default)
+    assert (default[1].before, default[1].token, default[1].after) == (" ".join(map(str, range(50, 58))), "58", "59")
+    one = A.top_examples(None, tokens, values, k=1, context=0, after=0)
+    assert [(e.before, e.token, e.after) for e in one] == [("", "59", "")]
+    start = A.top_examples(None, tokens, values, k=1, rank_by="magnitude")  # position 3: tokens 0 to 2 before
+    assert (start[0].before, start[0].token, start[0].after, start[0].value) == ("0 1 2", "3", "4 5", -50.0)
+    for named in (_Tokens(), SimpleNamespace(tokenizer=_Tokens())):
+        shown = A.top_examples(named, tokens, values, k=1, context=2, after=1)
+        assert (shown[0].before, shown[0].token, shown[0].after) == ("t57 t58", "t59", "")
+    for k, context, after in ((0, 8, 2), (1, -1, 0), (1, 0, -1)):
+        with pytest.raises(ValueError) as refused:
+            A.top_examples(None, tokens, values, k=k, context=context, after=after)
+        message = f"k must be at least 1, context and after at least 0; got k={k}, context={context}, after={after}."
+        assert str(refused.value) == message
+    for bad_tokens, bad_values in ((tokens[:, :19], values), (tokens.reshape(-1), values.reshape(-1))):
+        with pytest.raises(ValueError) as refused:
+            A.top_examples(None, bad_tokens, bad_values)
+        shapes = f"{tuple(bad_tokens.shape)} and {tuple(bad_values.shape)}"
+        assert str(refused.value) == f"tokens and values must both be [n_seq, pos]; got {shapes}."
+    with pytest.raises(ValueError) as refused:
+        A.top_examples(None, tokens, values, lambda_=2.0)
+    assert str(refused.value) == (
+        "rank_by='value' with lambda_=2.0: rank_by='contribution' needs lambda_ (the eigenvalue), "
+        "and the other rankings take none."
+    )
