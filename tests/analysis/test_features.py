@@ -692,3 +692,122 @@ def test_top_examples_defaults_limits_messages_and_tokenizers() -> None:
         "rank_by='value' with lambda_=2.0: rank_by='contribution' needs lambda_ (the eigenvalue), "
         "and the other rankings take none."
     )
+
+
+WHY_NOT = (
+    " Pass the SAE trained on that hook; or, if the SAE's hook_name is wrong (it names another model's hooks, say), "
+    "check_hook=False, vouching for the pairing yourself."
+)
+
+
+def test_check_sae_hook_messages_name_the_hooks_wanted_and_the_swap(shipped_bridge) -> None:
+    """The exact refusals: factors (no layer) name the hooks with {l}; a layer's MLP names its own; the swap hint only
+    when the SAE reads the other side; the check is on by default and check_hook=False skips it (here and through
+    output_feature_eigen and feature_bias_terms, which pass it on)."""
+    mlp0 = shipped_bridge.blocks[0].mlp
+    out0 = S.load("ts-synthetic-2l/blocks.0.mlp.hook_out")
+    in1 = S.load("ts-synthetic-2l/blocks.1.mlp.hook_in")
+    expected = {
+        (True, "input", "out0"): "the input SAE reads 'blocks.0.mlp.hook_out', but it is used as the input SAE of an "
+        "MLP, whose input is blocks.{l}.mlp.hook_in or blocks.{l}.ln2.hook_normalized or blocks.{l}.ln2.hook_out. It "
+        "reads the MLP's output: did you swap the input and output SAEs?",
+        (False, "input", "in1"): "the input SAE reads 'blocks.1.mlp.hook_in', but it is used as the input SAE of layer "
+        "0's MLP, whose input is blocks.0.mlp.hook_in or blocks.0.ln2.hook_normalized or blocks.0.ln2.hook_out.",
+        (False, "output", "in1"): "the output SAE reads 'blocks.1.mlp.hook_in', but it is used as the output SAE of "
+        "layer 0's MLP, whose output is blocks.0.mlp.hook_out or blocks.0.hook_mlp_out. It reads the MLP's input: did "
+        "you swap the input and output SAEs?",
+    }
+    saes = {"out0": out0, "in1": in1}
+    for (as_factors, side, which), message in expected.items():
+        mlp = mlp0.factors() if as_factors else mlp0
+        with pytest.raises(SAEError) as refused:
+            A.features.check_sae_hook(mlp, saes[which], side)
+        assert str(refused.value) == message + WHY_NOT
+        A.features.check_sae_hook(mlp, saes[which], side, check_hook=False)
+    u = torch.randn(mlp0.factors().d_out, dtype=torch.float64)
+    vouched_in = _renamed(S.load("ts-synthetic-2l/blocks.0.mlp.hook_in"), "blocks.1.mlp.hook_in")
+    assert A.feature_bias_terms(mlp0, vouched_in, u, check_hook=False).linear.shape[-1] == vouched_in.d_sae
+    vouched_out = _renamed(out0, "blocks.1.mlp.hook_out")
+    assert A.output_feature_eigen(mlp0, vouched_out, [0], k=2, check_hook=False).lambda_.shape == (1, 2)
+
+
+def test_output_feature_eigen_passes_k_dtype_and_options_on() -> None:
+    """k eigenpairs per feature (not all d_in), in the dtype asked for (a float32 layer in float64 gives the float64
+    layer's pairs), directions of a float32 SAE cast to the factors' dtype, and the solver's options passed on (an
+    unknown method is the solver's error)."""
+    single = factors_of(random_layer(D, H, bias=True, seed=27, dtype=torch.float32))
+    double = factors_of(random_layer(D, H, bias=True, seed=27, dtype=torch.float32), dtype=torch.float64)
+    sae_out = random_sae(D, 16, seed=28)
+    eig = A.output_feature_eigen(single, sae_out, [1, 4], k=2, dtype=torch.float64)
+    assert eig.lambda_.shape == (2, 2) and eig.lambda_.dtype == torch.float64
+    reference = A.output_feature_eigen(double, sae_out, [1, 4], k=2)
+    torch.testing.assert_close(eig.lambda_, reference.lambda_, rtol=1e-12, atol=1e-12)
+    sae32 = random_sae(D, 16, seed=28, dtype=torch.float32)
+    from32 = A.output_feature_eigen(double, sae32, [1, 4], k=2)
+    assert from32.lambda_.dtype == torch.float64
+    with pytest.raises(ValueError, match="method"):
+        A.output_feature_eigen(double, sae_out, [1], k=2, method="no such method")
+
+
+def test_feature_ids_are_refused_by_type_and_range_naming_the_first_bad_one() -> None:
+    sae = random_sae(D, 10)
+    assert A.features.feature_indices(sae, [0, 9]).tolist() == [0, 9]
+    with pytest.raises(IndexError) as refused:
+        A.features.feature_indices(sae, [0, 10])
+    assert str(refused.value) == "feature 10 does not exist: the SAE has features 0..9."
+    for bad in ([0.0, 1.0], [True, False]):
+        with pytest.raises(TypeError) as refused:
+            A.features.feature_indices(sae, torch.tensor(bad))
+        assert str(refused.value) == f"features must be integer ids, got dtype {torch.tensor(bad).dtype}."
+
+
+def test_input_basis_casts_a_float32_sae_to_the_factors_dtype() -> None:
+    """Decoder rows and b_dec in the factors' dtype (float64 here, from a float32 SAE), with the augmented column."""
+    factors = factors_of(random_layer(D, H, bias=True, seed=29))
+    sae32 = random_sae(D, 10, seed=30, dtype=torch.float32)
+    rows, b = A.features.input_basis(factors, sae32)
+    assert rows.dtype == b.dtype == torch.float64 and rows.shape == (10, factors.d_in)
+    torch.testing.assert_close(rows[:, :D], sae32.W_dec.double(), rtol=0, atol=0)
+    assert b[-1].item() == 1.0 and (rows[:, -1] == 0).all()
+
+
+def test_activations_over_token_sequences(shipped_bridge) -> None:
+    """hook_activations covers every sequence in batches of any size (more sequences than positions); feature
+    activations read the SAE's own hook by default and keep the features asked for; eigenvector projections of one
+    eigenvector or k are hook_in's (augmented) projections; exact refusals for a hook the model lacks, tokens outside
+    the vocabulary, an SAE that names no hook, a hook_name other than the SAE's, eigenvectors of the wrong size or
+    rank."""
+    model = shipped_bridge
+    tokens = torch.randint(0, model.cfg.d_vocab, (5, 3), generator=torch.Generator().manual_seed(31))
+    name = "blocks.1.mlp.hook_in"
+    whole = A.features.hook_activations(model, tokens, name, batch_size=5)
+    assert whole.shape == (5, 3, model.cfg.d_model)
+    torch.testing.assert_close(A.features.hook_activations(model, tokens, name, batch_size=2), whole)
+    sae_in = S.load("ts-synthetic-2l/blocks.1.mlp.hook_in")
+    every = A.feature_activations(model, sae_in, tokens)
+    torch.testing.assert_close(every, sae_in.encode(whole))
+    torch.testing.assert_close(A.feature_activations(model, sae_in, tokens, features=[2, 5]), every[..., [2, 5]])
+    with pytest.raises(SAEError) as refused:
+        A.features.hook_activations(model, tokens, "blocks.9.nothing")
+    assert str(refused.value) == "the model has no hook 'blocks.9.nothing'."
+    with pytest.raises(ValueError, match=r"^tokens must lie in \[0, "):
+        A.features.hook_activations(model, tokens + model.cfg.d_vocab, name)
+    with pytest.raises(SAEError) as refused:
+        A.feature_activations(model, _renamed(sae_in, None), tokens)
+    assert str(refused.value) == "this SAE does not say which hook it reads (metadata hook_name): pass hook_name=."
+    with pytest.raises(SAEError) as refused:
+        A.feature_activations(model, sae_in, tokens, hook_name="blocks.0.mlp.hook_in")
+    assert str(refused.value) == (
+        "hook_name='blocks.0.mlp.hook_in', but the SAE reads 'blocks.1.mlp.hook_in': leave hook_name out, or pass "
+        "check_hook=False to encode another hook's activations on purpose."
+    )
+    d_in = model.blocks[1].mlp.factors().d_in
+    v = torch.randn(2, d_in, dtype=torch.float64, generator=torch.Generator().manual_seed(32))
+    two = A.eigenvector_activations(model, 1, v, tokens)
+    expected = A.BilinearFactors.from_mlp(model.blocks[1].mlp, dtype=torch.float64).augment(whole) @ v.T
+    torch.testing.assert_close(two, expected)
+    torch.testing.assert_close(A.eigenvector_activations(model, 1, v[0], tokens), expected[..., 0])
+    for bad in (torch.randn(2, d_in + 1, dtype=torch.float64), torch.randn(1, 2, d_in, dtype=torch.float64)):
+        with pytest.raises(ValueError) as refused:
+            A.eigenvector_activations(model, 1, bad, tokens)
+        assert str(refused.value) == f"eigenvectors must be [d_in={d_in}] or [k, {d_in}], got {tuple(bad.shape)}."

@@ -775,4 +775,5 @@ def eigenvector_activations(
     if v.shape[-1] != factors.d_in or v.ndim not in (1, 2):
         raise ValueError(f"eigenvectors must be [d_in={factors.d_in}] or [k, {factors.d_in}], got {tuple(v.shape)}.")
     x = hook_activations(model, tokens, f"blocks.{layer}.mlp.hook_in", batch_size)
-    return factors.augment(x) @ v.to(factors.device).T
+    v = v.to(factors.device)
+    return factors.augment(x) @ (v.mT if v.ndim == 2 else v)  # `.T` of a 1-d tensor is deprecated
