@@ -461,7 +461,7 @@ def test_rank_output_features_in_batches_with_a_wide_input_sae(capsys, by):
     top = torch.gather(lam, 1, lam.abs().argmax(-1, keepdim=True))[:, 0]
     outliers = A.outlier_count(lam)
     ranking = A.rank_output_features(factors_of(layer), sae_out, sae_in=sae_in, by=by)
-    assert "output-feature spectra" in capsys.readouterr().err
+    assert "output-feature spectra: " in capsys.readouterr().err
     ids = ranking.features
     assert sorted(ids.tolist()) == list(range(70))
     torch.testing.assert_close(ranking.top_eigenvalue, top[ids], atol=1e-10, rtol=1e-9)
@@ -729,6 +729,11 @@ def test_check_sae_hook_messages_name_the_hooks_wanted_and_the_swap(shipped_brid
     assert A.feature_bias_terms(mlp0, vouched_in, u, check_hook=False).linear.shape[-1] == vouched_in.d_sae
     vouched_out = _renamed(out0, "blocks.1.mlp.hook_out")
     assert A.output_feature_eigen(mlp0, vouched_out, [0], k=2, check_hook=False).lambda_.shape == (1, 2)
+    for sae_out, sae_in in ((vouched_out, None), (out0, vouched_in)):  # each SAE's check skipped
+        ranked = A.rank_output_features(mlp0, sae_out, sae_in=sae_in, features=[0], check_hook=False, progress=False)
+        assert ranked.features.tolist() == [0]
+    with pytest.raises(SAEError, match=r"reads 'blocks\.1\.mlp\.hook_out'.*layer 0's MLP"):
+        A.rank_output_features(mlp0, S.load("ts-synthetic-2l/blocks.1.mlp.hook_out"), features=[0], progress=False)
 
 
 def test_output_feature_eigen_passes_k_dtype_and_options_on() -> None:
@@ -811,3 +816,50 @@ def test_activations_over_token_sequences(shipped_bridge) -> None:
         with pytest.raises(ValueError) as refused:
             A.eigenvector_activations(model, 1, bad, tokens)
         assert str(refused.value) == f"eigenvectors must be [d_in={d_in}] or [k, {d_in}], got {tuple(bad.shape)}."
+
+
+def test_psd_sqrt_squares_back_to_the_matrix_with_small_and_zero_eigenvalues() -> None:
+    """R = G^(1/2) is symmetric and R R = G for a rank-deficient G whose nonzero eigenvalues are below 1 (a clamp
+    that lifted them, or the rounding-negative ones, to anything but 0 would not square back)."""
+    B = 0.1 * torch.randn(6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(33))
+    G = B @ B.T  # rank 4 of 6: two zero eigenvalues, rounding may make them slightly negative
+    R = A.features._psd_sqrt(G)
+    torch.testing.assert_close(R, R.T, rtol=0, atol=1e-15)
+    torch.testing.assert_close(R @ R, G, rtol=0, atol=1e-12)
+    assert torch.linalg.eigvalsh(G).max() < 1
+
+
+def test_random_symmetric_spectrum_has_the_goe_diagonal():
+    """The diagonal of a GOE matrix has twice the off-diagonal variance: over 40 seeds, the trace (the sum of the
+    eigenvalues) has mean square about 2 size scale^2, not 0 (as an antisymmetric draw would give)."""
+    size, scale = 20, 0.5
+    traces = torch.tensor([A.features.random_symmetric_spectrum(size, scale, seed=s).sum() for s in range(40)])
+    assert traces.square().mean().item() == pytest.approx(2 * size * scale**2, rel=0.5)
+
+
+def test_rank_output_features_with_a_narrow_input_sae_a_float32_sae_and_a_wrong_width():
+    """An input SAE narrower than the layer (5 features over 8 inputs) gives the spectra of the 5 x 5 D Q D^T, and
+    none gives Q's own 8 eigenvalues, no zero added (top |lambda| and outlier counts of the brute-force spectra); a
+    float32 output SAE ranks as its float64 copy (its directions cast to the factors' dtype); an output SAE of the
+    wrong width is refused naming the output side."""
+    layer = random_layer(D, H, bias=False, seed=34)
+    factors = factors_of(layer)
+    sae_out = random_sae(D, 24, seed=35)
+    for sae_in in (random_sae(D, 5, seed=36), None):
+        lam = brute_force_spectra(layer, sae_out, sae_in)
+        assert lam.shape[-1] == (5 if sae_in is not None else D)
+        top = torch.gather(lam, 1, lam.abs().argmax(-1, keepdim=True))[:, 0]
+        ranking = A.rank_output_features(factors, sae_out, sae_in=sae_in, by="outliers", progress=False)
+        ids = ranking.features
+        torch.testing.assert_close(ranking.top_eigenvalue, top[ids], atol=1e-10, rtol=1e-9)
+        assert ranking.outliers.tolist() == A.outlier_count(lam)[ids].tolist()
+    sae32 = random_sae(D, 24, seed=35, dtype=torch.float32)
+    copy = S.TopKSAE(D, 24, k=5, dtype=torch.float64)
+    copy.load_state_dict({name: value.double() for name, value in sae32.state_dict().items()})
+    single = A.rank_output_features(factors, sae32, progress=False)
+    assert single.top_eigenvalue.dtype == torch.float64
+    torch.testing.assert_close(
+        single.top_eigenvalue, A.rank_output_features(factors, copy, progress=False).top_eigenvalue
+    )
+    with pytest.raises(SAEError, match=r"^the output SAE.* size 9, but this MLP's output has size 8: .*hook_out\)\.$"):
+        A.rank_output_features(factors, random_sae(D + 1, 10))
