@@ -10,6 +10,8 @@ import importlib
 import itertools
 import math
 import random
+import re
+import sys
 from fractions import Fraction
 
 import mpmath
@@ -924,3 +926,50 @@ def test_the_fallback_reproves_exactly_the_inputs_whose_compressed_bound_is_not_
     unproven = torch.zeros(task.p, task.p, dtype=torch.bool)
     unproven[a, b] = True
     assert torch.equal(certificate.margin[~unproven], certificate.compressed[~unproven])
+
+
+def _own_flops(monkeypatch, name: str) -> list[int]:
+    """Records the flops the function `name` charges itself: `Ledger.add` called from its own frame, not from the
+    interval operations or helpers it calls (mutmut renames a function x_<name>__mutmut_<k>, hence the pattern)."""
+    records: list[int] = []
+    original = Ledger.add
+    pattern = re.compile(rf"(x_)?{name}(__mutmut_(\d+|orig))?")
+
+    def add(self, n):
+        if pattern.fullmatch(sys._getframe(1).f_code.co_name):
+            records.append(n)
+        original(self, n)
+
+    monkeypatch.setattr(Ledger, "add", add)
+    return records
+
+
+@pytest.mark.parametrize("step", ["compressed_interaction", "residue_interaction", "residue_term", "certify"])
+def test_each_step_charges_its_own_bookkeeping_as_counted_per_entry(uniform_model, monkeypatch, step):
+    """Besides its interval operations (which count themselves), each step charges the entrywise work it does in
+    plain floats: 2 flops per entry of each magnitude bound (|mid| + rad, rounded up) and 1 per entry of the
+    minimum of the two rest bounds (compressed_interaction); the same magnitudes, and 3 per (a, b, c) for the sum of
+    three bounds and its rounding (residue_interaction); 2 per magnitude of alpha and beta, 8 for the weight's sum
+    and the widening, 2 per residue to add the widening and round up (residue_term); 2 per (a, b, c) per interaction
+    to add its rest bound times |coef| (certify). The proof's cost, reported against brute force, is their sum."""
+    model, task = uniform_model
+    p, frequencies = task.p, [1, 3]
+    (factors,) = interaction_factors(read_circuit(model, task, Ledger()), Ledger())
+    N, vocab = factors.X.shape[1], factors.Z.shape[0]
+    H, cube = N // 2, p * p * vocab
+    records = _own_flops(monkeypatch, step)
+    if step == "compressed_interaction":
+        compressed_interaction(factors, Ball.exact(fourier_basis(p)[:, columns_of(p, frequencies)]), Ledger())
+        expected = [2 * (2 * p * N + vocab * H), cube]
+    elif step == "residue_interaction":
+        residue_interaction(factors, frequencies, p, Ledger())
+        expected = [2 * (4 * p * N + 2 * vocab * H), 3 * cube]
+    elif step == "residue_term":
+        m = 1 + 2 * len(frequencies)
+        core = Ball.exact(torch.randn(m, m, m, generator=torch.Generator().manual_seed(6), dtype=torch.float64))
+        residue_term(core, frequencies, p, Ledger())
+        expected = [4 * len(frequencies) + 8 + 2 * p]
+    else:
+        certify(model, task, frequencies, fallback=False)
+        expected = [2 * cube]  # one interaction on the uniform model
+    assert records == expected
