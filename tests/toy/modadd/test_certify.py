@@ -958,9 +958,11 @@ def test_each_step_charges_its_own_bookkeeping_as_counted_per_entry(uniform_mode
     N, vocab = factors.X.shape[1], factors.Z.shape[0]
     H, cube = N // 2, p * p * vocab
     records = _own_flops(monkeypatch, step)
-    if step == "compressed_interaction":
+    if step == "compressed_interaction":  # random factors with vocab 9 != p = 7: the minimum is p x (p vocab)
+        p, vocab, H = 7, 9, 3
+        factors = _random_factors(p, 0, frequencies, frozenset(), (1.0, 1.0, 1.0), vocab=vocab, H=H)
         compressed_interaction(factors, Ball.exact(fourier_basis(p)[:, columns_of(p, frequencies)]), Ledger())
-        expected = [2 * (2 * p * N + vocab * H), cube]
+        expected = [2 * (2 * p * 2 * H + vocab * H), p * p * vocab]
     elif step == "residue_interaction":
         residue_interaction(factors, frequencies, p, Ledger())
         expected = [2 * (4 * p * N + 2 * vocab * H), 3 * cube]

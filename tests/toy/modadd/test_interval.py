@@ -490,7 +490,7 @@ def test_reciprocal_refuses_a_ball_whose_proven_lower_end_is_zero():
 
 # balls (m, r) where the reciprocal's rounding is at its worst: found by a random search (2e4 balls, r up to 1e-3 m,
 # random.Random(7)) on which reversing the lower end's cushion (L (1 + 4 u) for L (1 - 4 u)), the first four, or the
-# upper end's ((1 / lo)(1 - 4 u) for (1 + 4 u)), the last four, puts 1 / (m - r) above the ball by ~1e-12 of itself
+# upper end's ((1 / lo)(1 - 4 u) for (1 + 4 u)), the last four, puts 1 / (m - r) outside the ball (by 7 to 2800 u of its radius)
 RECIPROCAL_WORST_CASES = [
     (2.527585789610659, 0.001321590263064887),
     (659141.6350748818, 644.5112339611914),
