@@ -779,9 +779,9 @@ def test_input_basis_casts_a_float32_sae_to_the_factors_dtype() -> None:
 def test_activations_over_token_sequences(shipped_bridge) -> None:
     """hook_activations covers every sequence in batches of any size (more sequences than positions); feature
     activations read the SAE's own hook by default and keep the features asked for; eigenvector projections of one
-    eigenvector or k are hook_in's (augmented) projections; exact refusals for a hook the model lacks, tokens outside
-    the vocabulary, an SAE that names no hook, a hook_name other than the SAE's, eigenvectors of the wrong size or
-    rank."""
+    eigenvector or k are hook_in's (augmented) projections, in the eigenvector's dtype; exact refusals for a hook the
+    model lacks, tokens outside the vocabulary, an SAE that names no hook, a hook_name other than the SAE's,
+    eigenvectors of the wrong size, rank or dtype (integers)."""
     model = shipped_bridge
     tokens = torch.randint(0, model.cfg.d_vocab, (5, 3), generator=torch.Generator().manual_seed(31))
     name = "blocks.1.mlp.hook_in"
@@ -816,6 +816,12 @@ def test_activations_over_token_sequences(shipped_bridge) -> None:
         with pytest.raises(ValueError) as refused:
             A.eigenvector_activations(model, 1, bad, tokens)
         assert str(refused.value) == f"eigenvectors must be [d_in={d_in}] or [k, {d_in}], got {tuple(bad.shape)}."
+    with pytest.raises(TypeError) as refused:
+        A.eigenvector_activations(model, 1, torch.ones(d_in, dtype=torch.long), tokens)
+    assert str(refused.value) == "eigenvectors must be floating-point, got dtype torch.int64."
+    single = A.eigenvector_activations(model, 1, v[0].float(), tokens)  # in the eigenvector's dtype
+    assert single.dtype == torch.float32
+    torch.testing.assert_close(single, expected[..., 0].float(), rtol=1e-4, atol=1e-4)
 
 
 def test_psd_sqrt_squares_back_to_the_matrix_with_small_and_zero_eigenvalues() -> None:
