@@ -638,7 +638,8 @@ def test_eigen_approximation_counts_active_inputs_and_skips_features_active_on_m
 
 def test_eigen_approximation_encodes_with_an_sae_of_another_dtype() -> None:
     """Without activations, the MLP's output is cast to the SAE's dtype before encoding (a float32 SAE on a float64
-    layer): the active counts are the SAE's own on that output."""
+    layer, this package's and an SAE-like object whose encode does not cast): the active counts are the SAE's own on
+    that output."""
     layer = random_layer(D, H, bias=False, seed=24)
     factors = factors_of(layer)
     sae_out = random_sae(D, 16, seed=25, dtype=torch.float32)
@@ -646,6 +647,11 @@ def test_eigen_approximation_encodes_with_an_sae_of_another_dtype() -> None:
     approx = A.eigen_approximation(factors, sae_out, x, [0, 1, 2], ks=(1,))
     expected = (sae_out.encode(mlp_forward(layer, x).float())[:, :3] > 0).sum(0)
     assert approx.n_active.tolist() == expected.tolist()
+    # an SAE-like object whose encode does not cast (a plain float32 ReLU encoder): given float32 all the same
+    bare = SimpleNamespace(**{name: getattr(sae_out, name).detach() for name in ("W_enc", "W_dec", "b_enc", "b_dec")})
+    bare.encode = lambda y: torch.relu(y @ bare.W_enc + bare.b_enc)
+    plain = A.eigen_approximation(factors, bare, x, [0, 1, 2], ks=(1,))
+    assert plain.n_active.tolist() == (bare.encode(mlp_forward(layer, x).float())[:, :3] > 0).sum(0).tolist()
 
 
 class _Tokens:
