@@ -875,3 +875,17 @@ def test_rank_output_features_with_a_narrow_input_sae_a_float32_sae_and_a_wrong_
     )
     with pytest.raises(SAEError, match=r"^the output SAE.* size 9, but this MLP's output has size 8: .*hook_out\)\.$"):
         A.rank_output_features(factors, random_sae(D + 1, 10))
+
+
+def test_rank_output_features_keeps_tied_features_in_id_order():
+    """48 output features in 12 groups of 4 with the same encoder row (so the same score, bit for bit): each group
+    ranks in increasing feature id, whatever the sort's implementation does with ties (a stable sort)."""
+    layer = random_layer(D, H, bias=False, seed=38)
+    sae_out = random_sae(D, 48, seed=39)
+    with torch.no_grad():
+        sae_out.W_enc.copy_(sae_out.W_enc[:, torch.arange(48) % 12])
+    for by in ("top_eigenvalue", "outliers"):
+        ranking = A.rank_output_features(factors_of(layer), sae_out, by=by, progress=False)
+        groups = ranking.features.reshape(12, 4)
+        assert (groups % 12 == groups[:, :1] % 12).all(), "each group of 4 has one score"
+        assert (groups.diff(dim=1) > 0).all(), by
