@@ -851,13 +851,15 @@ def test_random_symmetric_spectrum_has_the_goe_diagonal():
 
 def test_rank_output_features_with_a_narrow_input_sae_a_float32_sae_and_a_wrong_width():
     """An input SAE narrower than the layer (5 features over 8 inputs) gives the spectra of the 5 x 5 D Q D^T, none
-    gives Q's own 8 eigenvalues, no zero added, and one just wider (10 over 8) its 8 eigenvalues and exactly 2 zeros,
-    which move the quartiles (top |lambda| and outlier counts of the brute-force spectra); a float32 output SAE
+    gives Q's own 8 eigenvalues, no zero added, one just wider (10 over 8) its 8 eigenvalues and exactly 2 zeros,
+    which move the quartiles, and one much wider (40 over 8) 32 exact zeros, where an n x n eigensolver's rounding
+    noise would set the quartiles and count some of itself as outliers (top |lambda| and outlier counts of the
+    brute-force spectra, their noise zeroed); a float32 output SAE
     ranks as its float64 copy; an output SAE of the wrong width is refused naming the output side."""
     layer = random_layer(D, H, bias=False, seed=34)
     factors = factors_of(layer)
     sae_out = random_sae(D, 24, seed=35)
-    for sae_in in (random_sae(D, 5, seed=36), None, random_sae(D, 10, seed=37)):
+    for sae_in in (random_sae(D, 5, seed=36), None, random_sae(D, 10, seed=37), random_sae(D, 40, seed=40)):
         lam = brute_force_spectra(layer, sae_out, sae_in)
         assert lam.shape[-1] == (D if sae_in is None else sae_in.d_sae)
         top = torch.gather(lam, 1, lam.abs().argmax(-1, keepdim=True))[:, 0]
