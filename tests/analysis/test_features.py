@@ -251,9 +251,16 @@ def test_an_sae_of_another_layer_or_side_is_refused_naming_both_hooks(shipped_br
         lambda: A.rank_output_features(mlp0, out0, sae_in=in1, features=[0]),
         lambda: A.rank_output_features(mlp0, in0, features=[0]),
         lambda: A.eigen_approximation(mlp0, in0, torch.randn(4, u.shape[0])),
+        lambda: A.eigen_approximation(
+            mlp0, S.load("ts-synthetic-2l/blocks.1.mlp.hook_out"), torch.randn(4, u.shape[0])
+        ),
     ):
         with pytest.raises(SAEError, match="check_hook=False"):
             call()
+    # eigen_approximation passes check_hook on: an output SAE named for another layer, vouched for
+    out1_named = _renamed(S.load("ts-synthetic-2l/blocks.0.mlp.hook_out"), "blocks.1.mlp.hook_out")
+    vouched = A.eigen_approximation(mlp0, out1_named, torch.randn(4, u.shape[0]), [0], ks=(1,), check_hook=False)
+    assert vouched.n_active.shape == (1,)
     # the documented override, for SAEs whose hook names are wrong: the same numbers as the right SAE's weights
     torch.testing.assert_close(
         A.feature_interactions(mlp0, _renamed(in0, "blocks.1.mlp.hook_in"), u, check_hook=False), good
@@ -454,7 +461,7 @@ def test_rank_output_features_in_batches_with_a_wide_input_sae(capsys, by):
     top = torch.gather(lam, 1, lam.abs().argmax(-1, keepdim=True))[:, 0]
     outliers = A.outlier_count(lam)
     ranking = A.rank_output_features(factors_of(layer), sae_out, sae_in=sae_in, by=by)
-    assert "output-feature spectra" in capsys.readouterr().err
+    assert "output-feature spectra: " in capsys.readouterr().err
     ids = ranking.features
     assert sorted(ids.tolist()) == list(range(70))
     torch.testing.assert_close(ranking.top_eigenvalue, top[ids], atol=1e-10, rtol=1e-9)
@@ -567,3 +574,320 @@ def test_an_sae_must_have_the_width_of_its_side():
 def test_the_hook_an_sae_says_it_reads(sae, hook):
     """`sae.hook_name`, else SAELens's `cfg.metadata.hook_name`, else `cfg.hook_name`; empty or non-text is no name."""
     assert A.features.sae_hook_name(sae) == hook
+
+
+def _fig9_by_hand(factors, sae_out, x, ids, activations, ks) -> torch.Tensor:
+    """Fig. 9 written out: over the inputs where each feature is active (> 0), numpy's Pearson correlation of the
+    sum of the top-k eigencomponents lambda_i (v_i . x')^2 with the activation."""
+    eig = A.output_feature_eigen(factors, sae_out, ids)  # every eigenpair, strongest first
+    x_aug = factors.augment(x)
+    out = torch.full((len(ids), len(ks)), float("nan"), dtype=torch.float64)
+    for row in range(len(ids)):
+        active = activations[:, row] > 0
+        terms = eig.lambda_[row] * (x_aug[active] @ eig.v[row].T).square()
+        for column, k in enumerate(ks):
+            approx = terms[:, :k].sum(-1).numpy()
+            out[row, column] = float(np.corrcoef(approx, activations[active, row].double().numpy())[0, 1])
+    return out
+
+
+def test_eigen_approximation_counts_active_inputs_and_skips_features_active_on_min_active_or_fewer() -> None:
+    """Given activations: a feature is counted when active (> 0, not >= 0, whatever its size) on more than min_active
+    (default 10) inputs: 11 of them counts, 10 does not (NaN); negative and zero activations are inactive; a lone
+    counted feature is computed too; every returned field is the one given; the work is done in float64 by default
+    (a float32 layer gives the float64 layer's correlations); ks outside 1..d_in and activations of another shape
+    are refused with the exact messages."""
+    layer = random_layer(D, H, bias=False, seed=21)
+    factors = factors_of(layer)
+    sae_out = random_sae(D, 16, seed=22)
+    g = torch.Generator().manual_seed(23)
+    x = torch.randn(30, D, dtype=torch.float64, generator=g)
+    acts = torch.zeros(30, 3, dtype=torch.float64)
+    acts[:11, 0] = 0.2 + 0.7 * torch.rand(11, generator=g, dtype=torch.float64)  # 11 active, all below 1
+    acts[:10, 1] = 1 + torch.rand(10, generator=g, dtype=torch.float64)  # 10 active: not counted
+    acts[5:20, 2] = 0.5 + torch.rand(15, generator=g, dtype=torch.float64)  # 15 active,
+    acts[20:25, 2] = -0.5  # 5 negative, 10 zero: inactive
+    ids, ks = [3, 7, 9], (1, 2, factors.d_in)
+    approx = A.eigen_approximation(factors, sae_out, x, ids, ks=ks, activations=acts)
+    assert approx.features.tolist() == ids and approx.ks == ks and approx.n_active.tolist() == [11, 10, 15]
+    expected = _fig9_by_hand(factors, sae_out, x, ids, acts, ks)
+    assert torch.isnan(approx.correlation[1]).all()
+    torch.testing.assert_close(approx.correlation[[0, 2]], expected[[0, 2]], rtol=0, atol=1e-9)
+    alone = A.eigen_approximation(factors, sae_out, x, ids[:1], ks=ks, activations=acts[:, :1])
+    torch.testing.assert_close(alone.correlation, expected[:1], rtol=0, atol=1e-9)
+    none = A.eigen_approximation(factors, sae_out, x, ids, ks=ks, activations=acts, min_active=15)
+    assert torch.isnan(none.correlation).all() and none.features.tolist() == ids and none.ks == ks
+    assert none.n_active.tolist() == [11, 10, 15]
+    single = factors_of(random_layer(D, H, bias=False, seed=21, dtype=torch.float32))
+    in_float64 = factors_of(random_layer(D, H, bias=False, seed=21, dtype=torch.float32), dtype=torch.float64)
+    torch.testing.assert_close(
+        A.eigen_approximation(single, sae_out, x, ids, ks=ks, activations=acts).correlation,
+        A.eigen_approximation(in_float64, sae_out, x, ids, ks=ks, activations=acts).correlation,
+        rtol=0,
+        atol=1e-12,
+        equal_nan=True,
+    )
+    for bad in ((), (0,), (factors.d_in + 1,), (1, factors.d_in + 1)):
+        with pytest.raises(ValueError) as refused:
+            A.eigen_approximation(factors, sae_out, x, ids, ks=bad, activations=acts)
+        assert str(refused.value) == f"ks must lie in 1..{factors.d_in}, got {bad}."
+    with pytest.raises(ValueError) as refused:
+        A.eigen_approximation(factors, sae_out, x, ids, activations=acts[:29])
+    assert str(refused.value) == "activations must be [n_inputs=30, n_features=3], got (29, 3)."
+
+
+def test_eigen_approximation_encodes_with_an_sae_of_another_dtype() -> None:
+    """Without activations, the MLP's output is cast to the SAE's dtype before encoding (a float32 SAE on a float64
+    layer, this package's and an SAE-like object whose encode does not cast): the active counts are the SAE's own on
+    that output."""
+    layer = random_layer(D, H, bias=False, seed=24)
+    factors = factors_of(layer)
+    sae_out = random_sae(D, 16, seed=25, dtype=torch.float32)
+    x = torch.randn(40, D, dtype=torch.float64, generator=torch.Generator().manual_seed(26))
+    approx = A.eigen_approximation(factors, sae_out, x, [0, 1, 2], ks=(1,))
+    expected = (sae_out.encode(mlp_forward(layer, x).float())[:, :3] > 0).sum(0)
+    assert approx.n_active.tolist() == expected.tolist()
+    # an SAE-like object whose encode does not cast (a plain float32 ReLU encoder): given float32 all the same
+    bare = SimpleNamespace(**{name: getattr(sae_out, name).detach() for name in ("W_enc", "W_dec", "b_enc", "b_dec")})
+    bare.encode = lambda y: torch.relu(y @ bare.W_enc + bare.b_enc)
+    plain = A.eigen_approximation(factors, bare, x, [0, 1, 2], ks=(1,))
+    assert plain.n_active.tolist() == (bare.encode(mlp_forward(layer, x).float())[:, :3] > 0).sum(0).tolist()
+
+
+class _Tokens:
+    """A stand-in tokenizer: token i is 't<i>'."""
+
+    @staticmethod
+    def convert_ids_to_tokens(ids: list[int]) -> list[str]:
+        return [f"t{i}" for i in ids]
+
+
+def test_top_examples_defaults_limits_messages_and_tokenizers() -> None:
+    """Defaults: 10 examples by value (not magnitude), 8 tokens before, 2 after; k = 1, context = 0 and after = 0
+    accepted, k = 0 or a negative context or after (each alone) refused, shapes refused, each with its exact message;
+    a tokenizer, or a model holding one as `.tokenizer`, shows token strings; a context reaching the start of the
+    sequence shows it from token 0."""
+    tokens = torch.arange(60).reshape(3, 20)
+    values = torch.linspace(-1, 1, 60).reshape(3, 20)
+    values[0, 3] = -50.0  # the largest magnitude, the smallest value
+    default = A.top_examples(None, tokens, values)
+    assert default == A.top_examples(None, tokens, values, k=10, context=8, after=2, rank_by="value")
+    assert len(default) == 10 and (default[0].sequence, default[0].position) == (2, 19)
+    assert all(example.value > 0 for example in default)
+    assert (default[1].before, default[1].token, default[1].after) == (" ".join(map(str, range(50, 58))), "58", "59")
+    one = A.top_examples(None, tokens, values, k=1, context=0, after=0)
+    assert [(e.before, e.token, e.after) for e in one] == [("", "59", "")]
+    start = A.top_examples(None, tokens, values, k=1, rank_by="magnitude")  # position 3: tokens 0 to 2 before
+    assert (start[0].before, start[0].token, start[0].after, start[0].value) == ("0 1 2", "3", "4 5", -50.0)
+    for named in (_Tokens(), SimpleNamespace(tokenizer=_Tokens())):
+        shown = A.top_examples(named, tokens, values, k=1, context=2, after=1)
+        assert (shown[0].before, shown[0].token, shown[0].after) == ("t57 t58", "t59", "")
+    for k, context, after in ((0, 8, 2), (1, -1, 0), (1, 0, -1)):
+        with pytest.raises(ValueError) as refused:
+            A.top_examples(None, tokens, values, k=k, context=context, after=after)
+        message = f"k must be at least 1, context and after at least 0; got k={k}, context={context}, after={after}."
+        assert str(refused.value) == message
+    for bad_tokens, bad_values in ((tokens[:, :19], values), (tokens.reshape(-1), values.reshape(-1))):
+        with pytest.raises(ValueError) as refused:
+            A.top_examples(None, bad_tokens, bad_values)
+        shapes = f"{tuple(bad_tokens.shape)} and {tuple(bad_values.shape)}"
+        assert str(refused.value) == f"tokens and values must both be [n_seq, pos]; got {shapes}."
+    with pytest.raises(ValueError) as refused:
+        A.top_examples(None, tokens, values, lambda_=2.0)
+    assert str(refused.value) == (
+        "rank_by='value' with lambda_=2.0: rank_by='contribution' needs lambda_ (the eigenvalue), "
+        "and the other rankings take none."
+    )
+
+
+WHY_NOT = (
+    " Pass the SAE trained on that hook; or, if the SAE's hook_name is wrong (it names another model's hooks, say), "
+    "check_hook=False, vouching for the pairing yourself."
+)
+
+
+def test_check_sae_hook_messages_name_the_hooks_wanted_and_the_swap(shipped_bridge) -> None:
+    """The exact refusals: factors (no layer) name the hooks with {l}; a layer's MLP names its own; the swap hint only
+    when the SAE reads the other side; the check is on by default and check_hook=False skips it (here and through
+    output_feature_eigen and feature_bias_terms, which pass it on)."""
+    mlp0 = shipped_bridge.blocks[0].mlp
+    out0 = S.load("ts-synthetic-2l/blocks.0.mlp.hook_out")
+    in1 = S.load("ts-synthetic-2l/blocks.1.mlp.hook_in")
+    expected = {
+        (True, "input", "out0"): "the input SAE reads 'blocks.0.mlp.hook_out', but it is used as the input SAE of an "
+        "MLP, whose input is blocks.{l}.mlp.hook_in or blocks.{l}.ln2.hook_normalized or blocks.{l}.ln2.hook_out. It "
+        "reads the MLP's output: did you swap the input and output SAEs?",
+        (False, "input", "in1"): "the input SAE reads 'blocks.1.mlp.hook_in', but it is used as the input SAE of layer "
+        "0's MLP, whose input is blocks.0.mlp.hook_in or blocks.0.ln2.hook_normalized or blocks.0.ln2.hook_out.",
+        (False, "output", "in1"): "the output SAE reads 'blocks.1.mlp.hook_in', but it is used as the output SAE of "
+        "layer 0's MLP, whose output is blocks.0.mlp.hook_out or blocks.0.hook_mlp_out. It reads the MLP's input: did "
+        "you swap the input and output SAEs?",
+    }
+    saes = {"out0": out0, "in1": in1}
+    for (as_factors, side, which), message in expected.items():
+        mlp = mlp0.factors() if as_factors else mlp0
+        with pytest.raises(SAEError) as refused:
+            A.features.check_sae_hook(mlp, saes[which], side)
+        assert str(refused.value) == message + WHY_NOT
+        A.features.check_sae_hook(mlp, saes[which], side, check_hook=False)
+    u = torch.randn(mlp0.factors().d_out, dtype=torch.float64)
+    vouched_in = _renamed(S.load("ts-synthetic-2l/blocks.0.mlp.hook_in"), "blocks.1.mlp.hook_in")
+    assert A.feature_bias_terms(mlp0, vouched_in, u, check_hook=False).linear.shape[-1] == vouched_in.d_sae
+    vouched_out = _renamed(out0, "blocks.1.mlp.hook_out")
+    assert A.output_feature_eigen(mlp0, vouched_out, [0], k=2, check_hook=False).lambda_.shape == (1, 2)
+    for sae_out, sae_in in ((vouched_out, None), (out0, vouched_in)):  # each SAE's check skipped
+        ranked = A.rank_output_features(mlp0, sae_out, sae_in=sae_in, features=[0], check_hook=False, progress=False)
+        assert ranked.features.tolist() == [0]
+    with pytest.raises(SAEError, match=r"reads 'blocks\.1\.mlp\.hook_out'.*layer 0's MLP"):
+        A.rank_output_features(mlp0, S.load("ts-synthetic-2l/blocks.1.mlp.hook_out"), features=[0], progress=False)
+
+
+def test_output_feature_eigen_passes_k_dtype_and_options_on() -> None:
+    """k eigenpairs per feature (not all d_in), in the dtype asked for (a float32 layer in float64 gives the float64
+    layer's pairs), directions of a float32 SAE cast to the factors' dtype, and the solver's options passed on (an
+    unknown method is the solver's error)."""
+    single = factors_of(random_layer(D, H, bias=True, seed=27, dtype=torch.float32))
+    double = factors_of(random_layer(D, H, bias=True, seed=27, dtype=torch.float32), dtype=torch.float64)
+    sae_out = random_sae(D, 16, seed=28)
+    eig = A.output_feature_eigen(single, sae_out, [1, 4], k=2, dtype=torch.float64)
+    assert eig.lambda_.shape == (2, 2) and eig.lambda_.dtype == torch.float64
+    reference = A.output_feature_eigen(double, sae_out, [1, 4], k=2)
+    torch.testing.assert_close(eig.lambda_, reference.lambda_, rtol=1e-12, atol=1e-12)
+    sae32 = random_sae(D, 16, seed=28, dtype=torch.float32)
+    from32 = A.output_feature_eigen(double, sae32, [1, 4], k=2)
+    assert from32.lambda_.dtype == torch.float64
+    with pytest.raises(ValueError, match="method"):
+        A.output_feature_eigen(double, sae_out, [1], k=2, method="no such method")
+
+
+def test_feature_ids_are_refused_by_type_and_range_naming_the_first_bad_one() -> None:
+    sae = random_sae(D, 10)
+    assert A.features.feature_indices(sae, [0, 9]).tolist() == [0, 9]
+    with pytest.raises(IndexError) as refused:
+        A.features.feature_indices(sae, [0, 10])
+    assert str(refused.value) == "feature 10 does not exist: the SAE has features 0..9."
+    for bad in ([0.0, 1.0], [True, False]):
+        with pytest.raises(TypeError) as refused:
+            A.features.feature_indices(sae, torch.tensor(bad))
+        assert str(refused.value) == f"features must be integer ids, got dtype {torch.tensor(bad).dtype}."
+
+
+def test_input_basis_casts_a_float32_sae_to_the_factors_dtype() -> None:
+    """Decoder rows and b_dec in the factors' dtype (float64 here, from a float32 SAE), with the augmented column."""
+    factors = factors_of(random_layer(D, H, bias=True, seed=29))
+    sae32 = random_sae(D, 10, seed=30, dtype=torch.float32)
+    rows, b = A.features.input_basis(factors, sae32)
+    assert rows.dtype == b.dtype == torch.float64 and rows.shape == (10, factors.d_in)
+    torch.testing.assert_close(rows[:, :D], sae32.W_dec.double(), rtol=0, atol=0)
+    assert b[-1].item() == 1.0 and (rows[:, -1] == 0).all()
+
+
+def test_activations_over_token_sequences(shipped_bridge) -> None:
+    """hook_activations covers every sequence in batches of any size (more sequences than positions); feature
+    activations read the SAE's own hook by default and keep the features asked for; eigenvector projections of one
+    eigenvector or k are hook_in's (augmented) projections, in the eigenvector's dtype; exact refusals for a hook the
+    model lacks, tokens outside the vocabulary, an SAE that names no hook, a hook_name other than the SAE's,
+    eigenvectors of the wrong size, rank or dtype (integers)."""
+    model = shipped_bridge
+    tokens = torch.randint(0, model.cfg.d_vocab, (5, 3), generator=torch.Generator().manual_seed(31))
+    name = "blocks.1.mlp.hook_in"
+    whole = A.features.hook_activations(model, tokens, name, batch_size=5)
+    assert whole.shape == (5, 3, model.cfg.d_model)
+    torch.testing.assert_close(A.features.hook_activations(model, tokens, name, batch_size=2), whole)
+    sae_in = S.load("ts-synthetic-2l/blocks.1.mlp.hook_in")
+    every = A.feature_activations(model, sae_in, tokens)
+    torch.testing.assert_close(every, sae_in.encode(whole))
+    torch.testing.assert_close(A.feature_activations(model, sae_in, tokens, features=[2, 5]), every[..., [2, 5]])
+    with pytest.raises(SAEError) as refused:
+        A.features.hook_activations(model, tokens, "blocks.9.nothing")
+    assert str(refused.value) == "the model has no hook 'blocks.9.nothing'."
+    with pytest.raises(ValueError, match=r"^tokens must lie in \[0, "):
+        A.features.hook_activations(model, tokens + model.cfg.d_vocab, name)
+    with pytest.raises(SAEError) as refused:
+        A.feature_activations(model, _renamed(sae_in, None), tokens)
+    assert str(refused.value) == "this SAE does not say which hook it reads (metadata hook_name): pass hook_name=."
+    with pytest.raises(SAEError) as refused:
+        A.feature_activations(model, sae_in, tokens, hook_name="blocks.0.mlp.hook_in")
+    assert str(refused.value) == (
+        "hook_name='blocks.0.mlp.hook_in', but the SAE reads 'blocks.1.mlp.hook_in': leave hook_name out, or pass "
+        "check_hook=False to encode another hook's activations on purpose."
+    )
+    d_in = model.blocks[1].mlp.factors().d_in
+    v = torch.randn(2, d_in, dtype=torch.float64, generator=torch.Generator().manual_seed(32))
+    two = A.eigenvector_activations(model, 1, v, tokens)
+    expected = A.BilinearFactors.from_mlp(model.blocks[1].mlp, dtype=torch.float64).augment(whole) @ v.T
+    torch.testing.assert_close(two, expected)
+    torch.testing.assert_close(A.eigenvector_activations(model, 1, v[0], tokens), expected[..., 0])
+    for bad in (torch.randn(2, d_in + 1, dtype=torch.float64), torch.randn(1, 2, d_in, dtype=torch.float64)):
+        with pytest.raises(ValueError) as refused:
+            A.eigenvector_activations(model, 1, bad, tokens)
+        assert str(refused.value) == f"eigenvectors must be [d_in={d_in}] or [k, {d_in}], got {tuple(bad.shape)}."
+    with pytest.raises(TypeError) as refused:
+        A.eigenvector_activations(model, 1, torch.ones(d_in, dtype=torch.long), tokens)
+    assert str(refused.value) == "eigenvectors must be floating-point, got dtype torch.int64."
+    single = A.eigenvector_activations(model, 1, v[0].float(), tokens)  # in the eigenvector's dtype
+    assert single.dtype == torch.float32
+    torch.testing.assert_close(single, expected[..., 0].float(), rtol=1e-4, atol=1e-4)
+
+
+def test_psd_sqrt_squares_back_to_the_matrix_with_small_and_zero_eigenvalues() -> None:
+    """R = G^(1/2) is symmetric and R R = G for a rank-deficient G whose nonzero eigenvalues are below 1 (a clamp
+    that lifted them, or the rounding-negative ones, to anything but 0 would not square back)."""
+    B = 0.1 * torch.randn(6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(33))
+    G = B @ B.T  # rank 4 of 6: two zero eigenvalues, rounding may make them slightly negative
+    R = A.features._psd_sqrt(G)
+    torch.testing.assert_close(R, R.T, rtol=0, atol=1e-15)
+    torch.testing.assert_close(R @ R, G, rtol=0, atol=1e-12)
+    assert torch.linalg.eigvalsh(G).max() < 1
+
+
+def test_random_symmetric_spectrum_has_the_goe_diagonal():
+    """The diagonal of a GOE matrix has twice the off-diagonal variance: over 40 seeds, the trace (the sum of the
+    eigenvalues) has mean square about 2 size scale^2, not 0 (as an antisymmetric draw would give)."""
+    size, scale = 20, 0.5
+    traces = torch.tensor([A.features.random_symmetric_spectrum(size, scale, seed=s).sum() for s in range(40)])
+    assert traces.square().mean().item() == pytest.approx(2 * size * scale**2, rel=0.5)
+
+
+def test_rank_output_features_with_a_narrow_input_sae_a_float32_sae_and_a_wrong_width():
+    """An input SAE narrower than the layer (5 features over 8 inputs) gives the spectra of the 5 x 5 D Q D^T, none
+    gives Q's own 8 eigenvalues, no zero added, one just wider (10 over 8) its 8 eigenvalues and exactly 2 zeros,
+    which move the quartiles, and one much wider (40 over 8) 32 exact zeros, where an n x n eigensolver's rounding
+    noise would set the quartiles and count some of itself as outliers (top |lambda| and outlier counts of the
+    brute-force spectra, their noise zeroed); a float32 output SAE
+    ranks as its float64 copy; an output SAE of the wrong width is refused naming the output side."""
+    layer = random_layer(D, H, bias=False, seed=34)
+    factors = factors_of(layer)
+    sae_out = random_sae(D, 24, seed=35)
+    for sae_in in (random_sae(D, 5, seed=36), None, random_sae(D, 10, seed=37), random_sae(D, 40, seed=40)):
+        lam = brute_force_spectra(layer, sae_out, sae_in)
+        assert lam.shape[-1] == (D if sae_in is None else sae_in.d_sae)
+        top = torch.gather(lam, 1, lam.abs().argmax(-1, keepdim=True))[:, 0]
+        ranking = A.rank_output_features(factors, sae_out, sae_in=sae_in, by="outliers", progress=False)
+        ids = ranking.features
+        torch.testing.assert_close(ranking.top_eigenvalue, top[ids], atol=1e-10, rtol=1e-9)
+        assert ranking.outliers.tolist() == A.outlier_count(lam)[ids].tolist()
+    sae32 = random_sae(D, 24, seed=35, dtype=torch.float32)
+    copy = S.TopKSAE(D, 24, k=5, dtype=torch.float64)
+    copy.load_state_dict({name: value.double() for name, value in sae32.state_dict().items()})
+    single = A.rank_output_features(factors, sae32, progress=False)
+    assert single.top_eigenvalue.dtype == torch.float64
+    torch.testing.assert_close(
+        single.top_eigenvalue, A.rank_output_features(factors, copy, progress=False).top_eigenvalue
+    )
+    with pytest.raises(SAEError, match=r"^the output SAE.* size 9, but this MLP's output has size 8: .*hook_out\)\.$"):
+        A.rank_output_features(factors, random_sae(D + 1, 10))
+
+
+def test_rank_output_features_keeps_tied_features_in_id_order():
+    """48 output features in 12 groups of 4 with the same encoder row (so the same score, bit for bit): each group
+    ranks in increasing feature id, whatever the sort's implementation does with ties (a stable sort)."""
+    layer = random_layer(D, H, bias=False, seed=38)
+    sae_out = random_sae(D, 48, seed=39)
+    with torch.no_grad():
+        sae_out.W_enc.copy_(sae_out.W_enc[:, torch.arange(48) % 12])
+    for by in ("top_eigenvalue", "outliers"):
+        ranking = A.rank_output_features(factors_of(layer), sae_out, by=by, progress=False)
+        groups = ranking.features.reshape(12, 4)
+        assert (groups % 12 == groups[:, :1] % 12).all(), "each group of 4 has one score"
+        assert (groups.diff(dim=1) > 0).all(), by

@@ -768,11 +768,14 @@ def eigenvector_activations(
 
     Raises:
         IndexError: for a layer that does not exist; ValueError for eigenvectors of the wrong size or tokens outside
-            the vocabulary.
+            the vocabulary; TypeError for eigenvectors that are not floating-point.
     """
     check_layer(model, layer)
-    factors = BilinearFactors.from_mlp(model.blocks[layer].mlp, dtype=v.dtype if v.dtype.is_floating_point else None)
+    if not v.dtype.is_floating_point:
+        raise TypeError(f"eigenvectors must be floating-point, got dtype {v.dtype}.")
+    factors = BilinearFactors.from_mlp(model.blocks[layer].mlp, dtype=v.dtype)
     if v.shape[-1] != factors.d_in or v.ndim not in (1, 2):
         raise ValueError(f"eigenvectors must be [d_in={factors.d_in}] or [k, {factors.d_in}], got {tuple(v.shape)}.")
     x = hook_activations(model, tokens, f"blocks.{layer}.mlp.hook_in", batch_size)
-    return factors.augment(x) @ v.to(factors.device).T
+    v = v.to(factors.device)
+    return factors.augment(x) @ (v.mT if v.ndim == 2 else v)  # `.T` of a 1-d tensor is deprecated

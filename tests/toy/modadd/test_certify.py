@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib
 import itertools
 import math
 import random
+import re
+import sys
 from fractions import Fraction
 
 import mpmath
@@ -33,7 +36,12 @@ from hooked_bilinear.toy.modadd.certify import (
     EXACT_STEP,
     SUM_PATTERNS,
     InteractionFactors,
+    _basis_widening,
     _fourier_error,
+    _main_weight,
+    _product_max,
+    _residue_trig,
+    _scale,
     compressed_interaction,
     exact_margins,
     factor_spectrum,
@@ -49,6 +57,7 @@ from hooked_bilinear.toy.modadd.circuit import read_circuit
 from hooked_bilinear.toy.modadd.fourier import columns_of, fourier_basis, n_frequencies
 from hooked_bilinear.toy.modadd.interval import Ball, Ledger
 from hooked_bilinear.toy.modadd.train import build_modadd_model
+from tests.toy.modadd.test_interval import _half_ulps_off, _inflated
 
 
 def true_margins(model, task):
@@ -237,8 +246,11 @@ def test_an_output_factor_without_equal_halves_is_refused(uniform_model):
     Z = factors.Z.mid.clone()
     Z[0, -1] += 1.0
     broken = dataclasses.replace(factors, Z=Ball.exact(Z))
-    with pytest.raises(ValueError, match=r"\[U', U'\]"):
+    with pytest.raises(ValueError) as refused:
         residue_interaction(broken, [1], task.p, Ledger())
+    assert (
+        str(refused.value) == "the interaction's output factor Z must be [U', U'] (interaction_factors builds it so)."
+    )
 
 
 def test_residual_product_bound_holds_for_every_row():
@@ -759,3 +771,210 @@ def test_certify_reads_the_task_names_its_steps_and_bounds_r_x_y_k_z_by_default(
         certify(model, task, [1], output_frequencies=[2, 2])
     message = f"output_frequencies [2, 2]: each must appear once and lie in 1..{n} (p={task.p}); repeated do not."
     assert str(repeated.value) == message
+
+
+# The rounding cushions of the proof's own steps, each held to the error analysis its docstring states (in exact
+# rationals or 40-digit mpmath): no smaller, which the analysis forbids, and no larger than that analysis. A sampled
+# soundness test cannot see these: the real rounding errors stay far below their worst case, and a later, larger
+# cushion (the basis widening of g) hides an earlier one.
+
+
+@pytest.mark.parametrize("p", [13, 59])
+def test_residue_trig_is_widened_by_the_angle_error_its_analysis_states(p):
+    """Every float angle 2 pi (k s mod p) / p is within ((1 + u)^3 - 1) 2 pi (p - 1) / p (< 3 u 2 pi) of the exact
+    one (the three roundings of `_residue_trig`'s docstring); the cos / sin balls' radius is at least that plus
+    TRANSCENDENTAL_ULPS ulps of 1 (cos and sin are 1-Lipschitz) and at most 3 u 2 pi plus those ulps; each ball holds
+    the exact value."""
+    mpmath.mp.dps = 40
+    u, every = mpmath.mpf(iv.U), list(range(1, n_frequencies(p) + 1))
+    cos, sin = _residue_trig(every, p, Ledger())
+    assert cos.shape == sin.shape == (len(every), p)
+    needed = ((1 + u) ** 3 - 1) * 2 * mpmath.pi * (p - 1) / p
+    library = iv.TRANSCENDENTAL_ULPS * 2 * u
+    for ball in (cos, sin):
+        assert needed + library <= mpmath.mpf(ball.rad.item()) <= 3 * u * 2 * mpmath.pi + library + mpmath.mpf(1e-30)
+    for row, k in enumerate(every):
+        for s in range(p):
+            float_angle, exact = 2 * math.pi * (k * s % p) / p, 2 * mpmath.pi * (k * s % p) / p
+            assert abs(mpmath.mpf(float_angle) - exact) <= needed
+            for ball, fn in ((cos, mpmath.cos), (sin, mpmath.sin)):
+                assert abs(mpmath.mpf(ball.mid[row, s].item()) - fn(exact)) <= mpmath.mpf(ball.rad.item())
+
+
+def test_scale_holds_the_exact_power_within_its_stated_cushion():
+    """(2 / p)^(3/2) from three correctly rounded operations is within (1 + u)^(7/2) - 1 of itself (40-digit mpmath,
+    every odd p < 400), and the ball's radius is exactly 4 u of it, in float64 (a float32 radius would round it)."""
+    mpmath.mp.dps = 40
+    u = mpmath.mpf(iv.U)
+    for p in range(3, 400, 2):
+        ball = _scale(p)
+        exact = (mpmath.mpf(2) / p) ** mpmath.mpf(1.5)
+        assert abs(mpmath.mpf(ball.mid.item()) - exact) <= ((1 + u) ** 3.5 - 1) * exact, p
+        assert ball.rad.dtype == torch.float64 and Fraction(ball.rad.item()) == 4 * Fraction(iv.U) * Fraction(
+            ball.mid.item()
+        )
+
+
+def test_main_weight_and_basis_widening_are_their_documented_bounds():
+    """The weight bounds sum |C_main| = 4 sum_k (|alpha_k| + |beta_k|) over every real in the balls, and is the float
+    sum rounded up by `interval.round_up`'s rule for 2 K + 2 terms (within half an ulp); the widening is the
+    first-order bound 3 e (sqrt(2 / p) + e)^2 weight (40-digit mpmath), no less, and no more than its rounding cushion,
+    which is the rule's for 4 terms (within half an ulp of the float expression rounded up)."""
+    alpha = Ball(
+        torch.tensor([0.75, -3.0, 1e-3], dtype=torch.float64), torch.tensor([0.0, 1e-6, 0.5], dtype=torch.float64)
+    )
+    beta = Ball(torch.tensor([2.0, 0.0, -0.1], dtype=torch.float64), torch.tensor(1e-9, dtype=torch.float64))
+    weight = _main_weight(alpha, beta)
+    every = [(m, r) for ball in (alpha, beta) for m, r in zip(ball.mid.tolist(), ball.rad.expand(3).tolist())]
+    assert Fraction(weight.item()) >= 4 * sum(abs(Fraction(m)) + Fraction(r) for m, r in every)
+    summed = 4 * (alpha.magnitude().sum() + beta.magnitude().sum())
+    assert _half_ulps_off(weight.item(), _inflated(Fraction(summed.item()), 2 * 3 + 2)) <= 1
+    mpmath.mp.dps = 40
+    for p in (13, 59, 113):
+        e = mpmath.mpf(_fourier_error(p))
+        first_order = 3 * e * (mpmath.sqrt(mpmath.mpf(2) / p) + e) ** 2 * mpmath.mpf(weight.item())
+        widen = _basis_widening(weight, p).item()
+        assert first_order <= mpmath.mpf(widen) <= first_order * (1 + 20 * mpmath.mpf(iv.U)), p
+        computed = 3 * _fourier_error(p) * (math.sqrt(2.0 / p) + _fourier_error(p)) ** 2 * weight.item()
+        assert _half_ulps_off(widen, _inflated(Fraction(computed), 4)) <= 1, p  # rounded up for its 4 terms
+
+
+@pytest.mark.parametrize("fold", [False, True])
+def test_product_max_is_rounded_up_for_its_products_and_counts_its_flops(fold):
+    """On small integers (every product and sum exact in float64) the bound is the exact sum_n A B C rounded up by
+    `interval.round_up`'s rule for N' + 2 terms (N' = the columns summed, after the fold; within half an ulp);
+    the flops are the products A B, the fold's additions and the multiply-adds of the product with C."""
+    g = torch.Generator().manual_seed(2)
+    A = torch.randint(0, 9, (3, 6), generator=g).double()
+    B = torch.randint(0, 9, (6,), generator=g).double()
+    C = torch.randint(0, 9, (4, 3 if fold else 6), generator=g).double()
+    ledger = Ledger()
+    bound = _product_max(A, B, C, ledger)
+    AB = (A * B).tolist()
+    columns = C.shape[1]
+    for x in range(3):
+        for c in range(4):
+            exact = sum(
+                Fraction(AB[x][n] + (AB[x][n + columns] if fold else 0)) * Fraction(C[c, n].item())
+                for n in range(columns)
+            )
+            assert _half_ulps_off(bound[x, c].item(), _inflated(exact, columns + 2)) <= 1, (x, c)
+    assert ledger.total == A.numel() + (3 * columns if fold else 0) + 2 * 3 * columns * 4
+
+
+def test_margin_lower_bound_on_grids_is_its_documented_steps():
+    """On [p, p, vocab] grids (certify's shape, radii varying by entry): each bound is, bit for bit, the documented
+    steps, min over c != answer of the difference ball's lower end, minus the two rests added and rounded up as 2
+    terms, then stepped down by 2 u of itself and TINY (the subtraction's rounding, underflow), and it is below the
+    exact difference of those two floats. One input is a tie with zero rests, where only the TINY cushions are left:
+    the difference's radius, the lower end's, the rests' and the last step's make its bound -4 TINY (to 1e-15)."""
+    g = torch.Generator().manual_seed(4)
+    shape = (3, 3, 5)
+    mid = 10 * torch.randn(shape, generator=g, dtype=torch.float64)
+    mid[0, 0] = 0.0
+    logits = Ball(mid, torch.rand(shape, generator=g, dtype=torch.float64) * (mid != 0))
+    rest = torch.rand(shape, generator=g, dtype=torch.float64)
+    rest[0, 0] = 0.0
+    answer = torch.tensor([[0, 4, 3], [2, 4, 1], [3, 0, 4]])
+    ledger = Ledger()
+    bound = margin_lower_bound(logits, rest, answer, ledger)
+    assert bound.shape == (3, 3) and ledger.total == 8 * mid.numel()
+    for a, b in itertools.product(range(3), repeat=2):
+        c_star = int(answer[a, b])
+        steps = []
+        for c in range(5):
+            if c == c_star:
+                continue
+            correct = Ball(mid[a, b, c_star], logits.rad[a, b, c_star])
+            lower = iv.sub(correct, Ball(mid[a, b, c], logits.rad[a, b, c]), Ledger()).lower()
+            rounded_up = iv.round_up(rest[a, b, c_star] + rest[a, b, c], 2)
+            difference = lower - rounded_up
+            step = difference - 2 * iv.U * difference.abs() - iv.TINY
+            assert Fraction(step.item()) < Fraction(lower.item()) - Fraction(rounded_up.item())
+            steps.append(step.item())
+        assert bound[a, b].item() == min(steps), (a, b)
+    assert bound[0, 0].item() == pytest.approx(-4 * iv.TINY, rel=1e-15)
+
+
+def test_the_fallback_reproves_exactly_the_inputs_whose_compressed_bound_is_not_positive(uniform_model, monkeypatch):
+    """Compressed bounds set to exactly 0 (not proven: re-proven), 0.5 and 2 or more (proven: kept) on chosen inputs:
+    the exact step spends the flops of `exact_margins` on the zeros alone and takes the larger of both bounds there;
+    with every bound positive (0.5 the least) there is no exact step."""
+    certify_module = importlib.import_module("hooked_bilinear.toy.modadd.certify")  # the package exports certify()
+    model, task = uniform_model
+    original = certify_module.margin_lower_bound
+    zeros, halves = [], [(1, 1), (3, 0)]
+
+    def compressed_with_zeros(logits, rest, answer, ledger):
+        bound = original(logits, rest, answer, ledger)
+        if rest is None:  # the exact circuit's own bounds
+            return bound
+        bound = bound.abs() + 2
+        for (a, b), value in [(z, 0.0) for z in zeros] + [(h, 0.5) for h in halves]:
+            bound[a, b] = value
+        return bound
+
+    monkeypatch.setattr(certify_module, "margin_lower_bound", compressed_with_zeros)
+    all_proven = certify(model, task, [1])
+    assert EXACT_STEP not in all_proven.flops and torch.equal(all_proven.margin, all_proven.compressed)
+    zeros += [(0, 1), (2, 5), (7, 7)]
+    certificate = certify(model, task, [1])
+    monkeypatch.undo()
+    circuit = read_circuit(model, task, Ledger())
+    ledger = Ledger()
+    a, b = torch.tensor([z[0] for z in zeros]), torch.tensor([z[1] for z in zeros])
+    exact = exact_margins(circuit, a, b, ledger)
+    assert certificate.flops[EXACT_STEP] == ledger.total
+    assert certificate.margin[a, b].tolist() == torch.clamp_min(exact, 0.0).tolist()
+    unproven = torch.zeros(task.p, task.p, dtype=torch.bool)
+    unproven[a, b] = True
+    assert torch.equal(certificate.margin[~unproven], certificate.compressed[~unproven])
+
+
+def _own_flops(monkeypatch, name: str) -> list[int]:
+    """Records the flops the function `name` charges itself: `Ledger.add` called from its own frame, not from the
+    interval operations or helpers it calls (mutmut renames a function x_<name>__mutmut_<k>, hence the pattern)."""
+    records: list[int] = []
+    original = Ledger.add
+    pattern = re.compile(rf"(x_)?{name}(__mutmut_(\d+|orig))?")
+
+    def add(self, n):
+        if pattern.fullmatch(sys._getframe(1).f_code.co_name):
+            records.append(n)
+        original(self, n)
+
+    monkeypatch.setattr(Ledger, "add", add)
+    return records
+
+
+@pytest.mark.parametrize("step", ["compressed_interaction", "residue_interaction", "residue_term", "certify"])
+def test_each_step_charges_its_own_bookkeeping_as_counted_per_entry(uniform_model, monkeypatch, step):
+    """Besides its interval operations (which count themselves), each step charges the entrywise work it does in
+    plain floats: 2 flops per entry of each magnitude bound (|mid| + rad, rounded up) and 1 per entry of the
+    minimum of the two rest bounds (compressed_interaction); the same magnitudes, and 3 per (a, b, c) for the sum of
+    three bounds and its rounding (residue_interaction); 2 per magnitude of alpha and beta, 8 for the weight's sum
+    and the widening, 2 per residue to add the widening and round up (residue_term); 2 per (a, b, c) per interaction
+    to add its rest bound times |coef| (certify). The proof's cost, reported against brute force, is their sum."""
+    model, task = uniform_model
+    p, frequencies = task.p, [1, 3]
+    (factors,) = interaction_factors(read_circuit(model, task, Ledger()), Ledger())
+    N, vocab = factors.X.shape[1], factors.Z.shape[0]
+    H, cube = N // 2, p * p * vocab
+    records = _own_flops(monkeypatch, step)
+    if step == "compressed_interaction":  # random factors with vocab 9 != p = 7: the minimum is p x (p vocab)
+        p, vocab, H = 7, 9, 3
+        factors = _random_factors(p, 0, frequencies, frozenset(), (1.0, 1.0, 1.0), vocab=vocab, H=H)
+        compressed_interaction(factors, Ball.exact(fourier_basis(p)[:, columns_of(p, frequencies)]), Ledger())
+        expected = [2 * (2 * p * 2 * H + vocab * H), p * p * vocab]
+    elif step == "residue_interaction":
+        residue_interaction(factors, frequencies, p, Ledger())
+        expected = [2 * (4 * p * N + 2 * vocab * H), 3 * cube]
+    elif step == "residue_term":
+        m = 1 + 2 * len(frequencies)
+        core = Ball.exact(torch.randn(m, m, m, generator=torch.Generator().manual_seed(6), dtype=torch.float64))
+        residue_term(core, frequencies, p, Ledger())
+        expected = [4 * len(frequencies) + 8 + 2 * p]
+    else:
+        certify(model, task, frequencies, fallback=False)
+        expected = [2 * cube]  # one interaction on the uniform model
+    assert records == expected

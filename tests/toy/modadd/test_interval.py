@@ -486,3 +486,30 @@ def test_reciprocal_refuses_a_ball_whose_proven_lower_end_is_zero():
         assert radius > 0.99, "no float radius puts lower() at exactly 0 near 1"
     with pytest.raises(ArithmeticError, match="contains 0"):
         iv.reciprocal(Ball(one, torch.tensor(radius, dtype=torch.float64)), Ledger())
+
+
+# balls (m, r) where the reciprocal's rounding is at its worst: found by a random search (2e4 balls, r up to 1e-3 m,
+# random.Random(7)) on which reversing the lower end's cushion (L (1 + 4 u) for L (1 - 4 u)), the first four, or the
+# upper end's ((1 / lo)(1 - 4 u) for (1 + 4 u)), the last four, puts 1 / (m - r) outside the ball (by 7 to 2800 u of its radius)
+RECIPROCAL_WORST_CASES = [
+    (2.527585789610659, 0.001321590263064887),
+    (659141.6350748818, 644.5112339611914),
+    (0.00010903156976989261, 8.351528032737186e-08),
+    (239928225.66828, 204439.53467593683),
+    (74140503.54203063, 15788.05695989504),
+    (292.3292358691882, 0.2505869283700508),
+    (4.184493899592635e-09, 3.997905245241217e-12),
+    (0.06963003648182213, 5.0667165458053965e-06),
+]
+
+
+def test_reciprocal_holds_both_ends_where_its_rounding_is_at_its_worst():
+    """1 / (m - r) and 1 / (m + r), in exact rationals, lie within rad of mid of reciprocal's ball (the ball itself,
+    not its lower() / upper(), which add cushions of their own) for balls where the cushions of its docstring's
+    analysis are what keeps the ball above 1 / (m - r)."""
+    m, r = (torch.tensor(column, dtype=torch.float64) for column in zip(*RECIPROCAL_WORST_CASES))
+    out = iv.reciprocal(Ball(m, r), Ledger())
+    for i, (mid, radius) in enumerate(RECIPROCAL_WORST_CASES):
+        center, reach = Fraction(out.mid[i].item()), Fraction(out.rad[i].item())
+        for end in (1 / (Fraction(mid) - Fraction(radius)), 1 / (Fraction(mid) + Fraction(radius))):
+            assert abs(end - center) <= reach, (mid, radius)

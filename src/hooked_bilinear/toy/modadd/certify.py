@@ -168,7 +168,8 @@ def _split(M: Ball, basis: Ball, ledger: Ledger) -> tuple[Ball, Ball]:
 def _product_max(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, ledger: Ledger) -> torch.Tensor:
     """An upper bound of sum_n A[x, n] B[n] C[c, n] for non-negative A, B, C: [x, c]. When C has half of A's N = 2 H
     columns it is the hidden units' shared output factor (Z = [U', U']): column n meets C[:, n mod H], and the two
-    halves of A B are added before the product with C."""
+    halves of A B are added before the product with C. Each output sums N' products (N' columns after the fold) of
+    rounded factors (A B, one rounding; the fold, one more): rounded up as N' + 2 terms (`interval.round_up`)."""
     AB = A * B
     if C.shape[1] != A.shape[1]:
         AB = AB[:, : C.shape[1]] + AB[:, C.shape[1] :]
@@ -279,21 +280,47 @@ def residue_term(core: Ball, frequencies: list[int], p: int, ledger: Ledger) -> 
     alpha, beta = coefficients
     main_core = Ball(main_mid.reshape(core.shape), main_rad.reshape(core.shape))
     rest = iv.sub(core, main_core, ledger)
-    residues = torch.arange(p)
-    turns = (torch.tensor(frequencies)[:, None] * residues[None, :]) % p  # exact integers
-    angles = 2 * math.pi * turns.to(torch.float64) / p  # within 3 u of 2 pi (k s mod p) / p <= 2 pi
-    cos, sin = (iv.trig(angles, fn, ledger, rad=3 * iv.U * 2 * math.pi) for fn in ("cos", "sin"))
+    cos, sin = _residue_trig(frequencies, p, ledger)
     g = iv.add(iv.einsum("k,ks->s", alpha, cos, ledger), iv.einsum("k,ks->s", beta, sin, ledger), ledger)
-    scale = (2.0 / p) ** 1.5
-    g = iv.mul(
-        g, Ball(torch.tensor(scale, dtype=torch.float64), torch.tensor(4 * iv.U * scale, dtype=torch.float64)), ledger
-    )
-    # the float basis F = F_exact + delta, |delta| <= e: each product of three entries moves by <= 3 e (|F| + e)^2
-    e = _fourier_error(p)
-    weight = iv.round_up(4 * (alpha.magnitude().sum() + beta.magnitude().sum()), 2 * n_kept + 2)
-    widen = iv.round_up(3 * e * (math.sqrt(2.0 / p) + e) ** 2 * weight, 4)
+    g = iv.mul(g, _scale(p), ledger)
+    widen = _basis_widening(_main_weight(alpha, beta), p)
     ledger.add(4 * n_kept + 8 + 2 * p)
     return ResidueTerm(Ball(g.mid, iv.round_up(g.rad + widen, 2)), alpha, beta), rest
+
+
+def _residue_trig(frequencies: list[int], p: int, ledger: Ledger) -> tuple[Ball, Ball]:
+    """cos(w_k s) and sin(w_k s) [K, p] for the kept frequencies k and the residues s = 0..p-1, as balls around the
+    exact values. The float angle 2 pi (k s mod p) / p is three roundings (math.pi, the product with the integer
+    k s mod p < p, the division by p) of a real below 2 pi, so within ((1 + u)^3 - 1) 2 pi (p - 1) / p < 3 u 2 pi of
+    the exact angle; cos and sin are 1-Lipschitz, so that is their widening (`interval.trig` adds the library's
+    TRANSCENDENTAL_ULPS ulps)."""
+    turns = (torch.tensor(frequencies)[:, None] * torch.arange(p)[None, :]) % p  # exact integers
+    angles = 2 * math.pi * turns.to(torch.float64) / p
+    cos, sin = (iv.trig(angles, fn, ledger, rad=3 * iv.U * 2 * math.pi) for fn in ("cos", "sin"))
+    return cos, sin
+
+
+def _scale(p: int) -> Ball:
+    """(2 / p)^(3/2) as a ball: (2 / p) sqrt(2 / p) is three correctly rounded IEEE operations (the division, the
+    square root, the product), so within (1 + u)^(7/2) - 1 < 4 u of itself. (A library `**` would be a fourth
+    function whose accuracy the proof must assume.)"""
+    scale = (2.0 / p) * math.sqrt(2.0 / p)
+    return Ball(torch.tensor(scale, dtype=torch.float64), torch.tensor(4 * iv.U * scale, dtype=torch.float64))
+
+
+def _main_weight(alpha: Ball, beta: Ball) -> torch.Tensor:
+    """sum_ijl |C_main[i, j, l]| = 4 (sum_k |alpha_k| + |beta_k|) (each coefficient fills four entries, signs +-1),
+    rounded up: a sum of 2 K magnitudes, counted as 2 K + 2 terms by the rule of `interval.round_up`."""
+    return iv.round_up(4 * (alpha.magnitude().sum() + beta.magnitude().sum()), 2 * len(alpha.mid) + 2)
+
+
+def _basis_widening(weight: torch.Tensor, p: int) -> torch.Tensor:
+    """How far the main term with the float basis F can lie from g(s) with the exact one: F = F_exact + delta with
+    |delta| <= e = `_fourier_error(p)` entrywise and |F_exact| <= sqrt(2 / p), so each product of three entries moves
+    by <= 3 e (sqrt(2 / p) + e)^2 (the float sqrt(2 / p), up to 1.5 u below the real one, is covered by the round-up),
+    and the main term by that times `weight`."""
+    e = _fourier_error(p)
+    return iv.round_up(3 * e * (math.sqrt(2.0 / p) + e) ** 2 * weight, 4)
 
 
 def _project(M: Ball, basis: Ball, ledger: Ledger) -> tuple[Ball, Ball, Ball]:
