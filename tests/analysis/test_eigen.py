@@ -376,3 +376,29 @@ def test_each_method_runs_its_solver_with_the_options_given(monkeypatch, method)
         calls.clear()
         eigendecompose(factors, u, 2, method=method)
         assert [args for name, args in calls if name == "krylov"] == [(expected[-1][1][0], 4)]
+
+
+def test_ritz_pairs_and_residuals_against_their_definition():
+    """Rayleigh-Ritz in the row space of V: theta and S are the top-|theta| eigenpairs of V Q V^T, the Ritz vectors
+    S V, and each pair's own residual ||v Q - theta v|| (a norm per pair over the d coordinates, not per coordinate
+    over the pairs: k = 3 pairs of d = 9 coordinates, so a norm over the wrong axis has another shape too)."""
+    from hooked_bilinear.analysis.eigen import _ritz
+
+    generator = torch.Generator().manual_seed(5)
+    m, s, d, k = 2, 5, 9, 3
+    Q = torch.randn(m, d, d, dtype=torch.float64, generator=generator)
+    Q = Q + Q.mT
+    V = torch.linalg.qr(torch.randn(m, d, s, dtype=torch.float64, generator=generator)).Q.mT  # orthonormal rows
+    theta, ritz, residual = _ritz(V, V @ Q, k)
+    assert theta.shape == (m, k) and ritz.shape == (m, k, d) and residual.shape == (m, k)
+    for i in range(m):
+        lam, S = torch.linalg.eigh(V[i] @ Q[i] @ V[i].T)
+        top = lam.abs().argsort(descending=True)[:k]
+        torch.testing.assert_close(theta[i], lam[top], atol=1e-12, rtol=0)
+        for j in range(k):
+            v = S[:, top[j]] @ V[i]
+            sign = 1.0 if (ritz[i, j] @ v) > 0 else -1.0  # an eigenvector's sign is arbitrary
+            torch.testing.assert_close(ritz[i, j], sign * v, atol=1e-12, rtol=0)
+            expected = torch.linalg.vector_norm(v @ Q[i] - lam[top[j]] * v).item()
+            assert residual[i, j].item() == pytest.approx(expected, rel=1e-10, abs=1e-12)
+            assert expected > 1e-3  # V spans no invariant subspace: every residual is far from zero
