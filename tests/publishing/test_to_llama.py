@@ -3,14 +3,19 @@ Llama form are refused with the reason."""
 
 from __future__ import annotations
 
+import copy
 import inspect
 import re
+import types
 
 import pytest
 import torch
+import transformers
 from transformers import LlamaForCausalLM
 
 import hooked_bilinear as hb
+from hooked_bilinear.cli import main
+from hooked_bilinear.publishing.model_card import model_card
 from tests.llama import write_llama
 from tests.reference import EMBEDDED, make_config, reference_logits, write_checkpoint
 
@@ -175,3 +180,117 @@ def test_the_exact_refusals_of_what_is_not_a_tdooms_model(tmp_path):
     )
     with pytest.raises(hb.ConversionError, match=r"^to_llama takes a TransformerBridge from .*, not int\.$"):
         hb.to_llama(3)
+
+
+def _small_model(seed: int = 0) -> hb.BilinearForCausalLM:
+    torch.manual_seed(seed)
+    return hb.BilinearForCausalLM(hb.BilinearConfig(vocab_size=50, d_model=32, d_hidden=48, n_layer=2, n_head=4))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_half_precision_model_is_converted_from_a_float32_copy(dtype):
+    """A bfloat16 / float16 source is compared in float32 (its own precision would miss the 1e-5 check by far), the
+    converted model holds the source's weights exactly, and the caller's model is left in its dtype."""
+    model = _small_model().to(dtype)
+    llama = hb.to_llama(model)
+    assert model.dtype == dtype and llama.dtype == torch.float32
+    assert hb.publishing.provenance.provenance_of(llama).max_abs_logit_diff <= 1e-5
+    torch.testing.assert_close(llama.lm_head.weight, model.lm_head.weight.float(), atol=0, rtol=0)
+    tokens = torch.randint(0, 50, (2, 16), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = model.float()(tokens).logits
+        assert (llama(tokens).logits - expected).abs().max().item() <= 1e-5 * max(1.0, expected.abs().max().item())
+
+
+def test_only_a_model_that_is_not_float32_on_the_cpu_is_copied(monkeypatch):
+    """The caller's model is never converted in place: one in another dtype is copied first; a float32 CPU model, the
+    common case, is read as it is, not duplicated in memory."""
+    module = hb.publishing.to_llama
+    copied = []
+
+    def deepcopy(value):
+        copied.append(value)
+        return copy.deepcopy(value)
+
+    monkeypatch.setattr(module, "copy", types.SimpleNamespace(deepcopy=deepcopy))
+    model = _small_model()
+    hb.to_llama(model)
+    assert copied == []
+    double = _small_model().double()
+    hb.to_llama(double)
+    assert len(copied) == 1 and copied[0] is double and double.dtype == torch.float64
+
+
+def test_a_transformers_model_that_is_not_tdooms_is_refused_naming_its_class():
+    config = transformers.GPT2Config(vocab_size=50, n_positions=16, n_embd=16, n_layer=1, n_head=2)
+    config.name_or_path = "someone/tiny-gpt2"
+    with pytest.raises(hb.ConversionError) as refused:
+        hb.to_llama(transformers.GPT2LMHeadModel(config))
+    assert str(refused.value) == (
+        "to_llama converts the tdooms formats (BilinearForCausalLM); someone/tiny-gpt2 is a GPT2LMHeadModel."
+    )
+
+
+def test_the_refusal_names_the_python_call_or_the_command(tmp_path, capsys):
+    """The way out of an unrepresentable checkpoint, exactly: the keyword from Python, the command on the command
+    line (`hooked-bilinear to-llama`), where nothing is written."""
+    write_checkpoint(tmp_path / "plain", make_config("current", bilinear=False), vocab=50)
+    message = (
+        f"{tmp_path / 'plain'} has no exact LlamaForCausalLM form: its MLP is plain (bilinear: false), and a Llama MLP "
+        "is always gated. Load it with hooked_bilinear.from_pretrained, or publish it in this package's own class "
+        "(BilinearForCausalLM): "
+    )
+    with pytest.raises(hb.ConversionError) as refused:
+        hb.to_llama(tmp_path / "plain")
+    assert str(refused.value) == message + "save_pretrained(..., as_llama=False)."
+    assert main(["to-llama", str(tmp_path / "plain"), str(tmp_path / "out")]) == 1
+    assert capsys.readouterr().err == (
+        f"hooked-bilinear to-llama: error: {message}hooked-bilinear save SOURCE OUT --as-llama False.\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_hub_id_is_recorded_as_the_base_model(tmp_path, monkeypatch):
+    """A Hub id (a name with "/" that is no local path) becomes the card's base_model; the download is replaced by a
+    local folder here, so nothing is fetched."""
+    write_checkpoint(tmp_path / "snapshot", make_config("current"), vocab=50)
+    asked = []
+
+    def resolve_folder(name, revision=None):
+        asked.append(name)
+        return tmp_path / "snapshot"
+
+    monkeypatch.setattr(hb.publishing.source, "resolve_folder", resolve_folder)
+    monkeypatch.chdir(tmp_path)  # no folder "someone/tiny-bilinear" here
+    llama = hb.to_llama("someone/tiny-bilinear")
+    assert asked == ["someone/tiny-bilinear"]
+    provenance = hb.publishing.provenance.provenance_of(llama)
+    assert provenance.base_model == "someone/tiny-bilinear" and provenance.source == "someone/tiny-bilinear"
+    card = model_card(llama, "someone/tiny-bilinear-llama", provenance)
+    assert "\nbase_model: someone/tiny-bilinear\n" in card
+    (tmp_path / "someone" / "tiny-bilinear").mkdir(parents=True)  # the same name, now a local folder: no Hub base
+    assert hb.publishing.provenance.provenance_of(hb.to_llama("someone/tiny-bilinear")).base_model is None
+
+
+def test_the_default_tolerance_refuses_a_conversion_off_by_a_thousandth(monkeypatch):
+    """A conversion whose lm_head is off by 1e-3 (logits off by about 1e-4 of their scale) is refused by the default
+    tolerance of to_llama and of convert, and accepted when the tolerance allows it."""
+    module = hb.publishing.to_llama
+    real = module.llama_state_dict
+
+    def off_by_a_thousandth(state, config):
+        out = real(state, config)
+        out["lm_head.weight"] = out["lm_head.weight"] * 1.001
+        return out
+
+    monkeypatch.setattr(module, "llama_state_dict", off_by_a_thousandth)
+    model = _small_model()
+    llama = hb.to_llama(model, tolerance=1e-2)
+    difference = hb.publishing.provenance.provenance_of(llama).max_abs_logit_diff
+    assert 1e-4 < difference < 1e-2
+    with pytest.raises(
+        hb.ConversionError, match=r"^to_llama\(.*\): the converted model's logits differ .* allowed 1e-05"
+    ):
+        hb.to_llama(model)
+    with pytest.raises(hb.ConversionError, match=r"allowed 1e-05 x logit scale"):
+        module.convert(hb.publishing.source.resolve_source(model, "to_llama"))
