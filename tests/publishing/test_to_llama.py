@@ -221,6 +221,18 @@ def test_only_a_model_that_is_not_float32_on_the_cpu_is_copied(monkeypatch):
     assert len(copied) == 1 and copied[0] is double and double.dtype == torch.float64
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_callers_model_comes_back_in_the_mode_it_was_given(dtype):
+    """to_llama reads the caller's model in eval mode but hands it back as it came: a model in the middle of training
+    stays in training mode (before, a float32 CPU model, read without a copy, came back in eval mode)."""
+    model = _small_model().to(dtype).train()
+    hb.to_llama(model)
+    assert model.training and all(module.training for module in model.modules())
+    model.eval()
+    hb.to_llama(model)
+    assert not any(module.training for module in model.modules())
+
+
 def test_a_transformers_model_that_is_not_tdooms_is_refused_naming_its_class():
     config = transformers.GPT2Config(vocab_size=50, n_positions=16, n_embd=16, n_layer=1, n_head=2)
     config.name_or_path = "someone/tiny-gpt2"

@@ -141,7 +141,6 @@ def convert(source: Source, tolerance: float = 1e-5) -> LlamaForCausalLM:
     if model.dtype != torch.float32 or model.device.type != "cpu":  # never convert the caller's model in place
         model = copy.deepcopy(model)
         torch.nn.Module.to(model, device="cpu", dtype=torch.float32)  # transformers' wrapped `to` hides its signature
-    model = model.eval()
     llama = LlamaForCausalLM(llama_config(config)).eval()
     llama.load_state_dict(llama_state_dict(model.state_dict(), config), strict=True)
     tokens = probe_tokens(config.vocab_size, config.n_ctx)

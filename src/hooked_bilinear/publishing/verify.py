@@ -20,10 +20,21 @@ def probe_tokens(vocab_size: int, n_ctx: int, batch: int = 2, seed: int = 0) -> 
 
 
 def logits_of(model: torch.nn.Module | Logits, tokens: torch.Tensor) -> torch.Tensor:
-    """Float64 logits of a transformers model (`.logits`), a TransformerBridge, or any callable tokens -> logits."""
-    device = next(model.parameters()).device if isinstance(model, torch.nn.Module) else "cpu"
-    with torch.no_grad():
-        out: Any = model(tokens.to(device))
+    """Float64 logits of a transformers model (`.logits`), a TransformerBridge, or any callable tokens -> logits.
+
+    A module runs in eval mode and is handed back in the mode it came in (a caller's training run is not changed).
+    """
+    if isinstance(model, torch.nn.Module):
+        training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                out: Any = model(tokens.to(next(model.parameters()).device))
+        finally:
+            model.train(training)
+    else:
+        with torch.no_grad():
+            out = model(tokens)
     logits = getattr(out, "logits", out)
     return logits.double().cpu()
 
