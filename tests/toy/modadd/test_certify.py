@@ -35,6 +35,7 @@ from hooked_bilinear.toy.modadd import interval as iv
 from hooked_bilinear.toy.modadd.certify import (
     EXACT_STEP,
     SUM_PATTERNS,
+    Certificate,
     InteractionFactors,
     _basis_widening,
     _fourier_error,
@@ -978,3 +979,16 @@ def test_each_step_charges_its_own_bookkeeping_as_counted_per_entry(uniform_mode
         certify(model, task, frequencies, fallback=False)
         expected = [2 * cube]  # one interaction on the uniform model
     assert records == expected
+
+
+def test_a_certificates_summary_counts_only_positive_bounds_and_splits_its_cost() -> None:
+    """certified / compressed accuracy count a bound of exactly 0 (a tie) as unproven; the compressed proof's cost is
+    the whole cost without the exact fallback's step, and with no fallback step it is the whole cost."""
+    margin = torch.tensor([[0.5, 0.0], [-1.0, 2.0]], dtype=torch.float64)
+    compressed = torch.tensor([[0.5, 0.0], [-1.0, -0.0]], dtype=torch.float64)
+    certificate = Certificate(p=2, frequencies=[1], margin=margin, flops={"a": 7, EXACT_STEP: 5}, compressed=compressed)
+    assert certificate.certified_accuracy == 0.5 and certificate.compressed_accuracy == 0.25
+    assert certificate.certified_min_margin == -1.0
+    assert certificate.proof_flops == 12 and certificate.compressed_flops == 7
+    uncompressed = Certificate(p=2, frequencies=[], margin=margin, flops={"a": 7})
+    assert uncompressed.compressed_accuracy == 0.0 and uncompressed.compressed_flops == 7 == uncompressed.proof_flops
