@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from hooked_bilinear.errors import HookedBilinearError
 from hooked_bilinear.loading.pretrained import load_model
 from hooked_bilinear.toy.modadd import ModAddTask, all_logits, margins
 from hooked_bilinear.toy.modadd.interval import Ledger
@@ -232,13 +233,28 @@ def main() -> None:
             "scripts/modadd_relu_vs_bilinear.py (p = 31; --p 113 --families relu --seed 1 --work out/relu_seed1, "
             "likewise seed 2); or pass --models with the models you have (modadd-relu-p59 is shipped)."
         )
+    if args.harmonics < 1:
+        parser.error(
+            f"--harmonics {args.harmonics}: H counts the harmonics h = 1..H of each key frequency; pass 1 or more."
+        )
+    try:
+        models = {name: load_model(name) for name in args.models}
+    except HookedBilinearError as error:
+        parser.error(f"--models: {error}")
+    if not args.additivity:
+        p, name = min((ModAddTask.from_config(model.config).p, name) for name, model in models.items())
+        if args.harmonics > (p - 1) // 2:
+            parser.error(
+                f"--harmonics {args.harmonics}: {name} has p = {p}, whose frequencies end at (p - 1) / 2 = "
+                f"{(p - 1) // 2} (h and p - h are one frequency); pass at most {(p - 1) // 2}."
+            )
     torch.set_num_threads(1)
     if args.additivity:
-        print(json.dumps({name: additive_fraction(load_model(name)) for name in args.models}))
+        print(json.dumps({name: additive_fraction(model) for name, model in models.items()}))
         return
     results = {}
-    for name in args.models:
-        results[name] = limits(load_model(name), args.harmonics)
+    for name, model in models.items():
+        results[name] = limits(model, args.harmonics)
         print(name, " ".join(f"{k}={v:.4g}" for k, v in results[name].items()), flush=True)
     print(json.dumps(results))
 

@@ -65,3 +65,24 @@ def test_pre_activations_are_additive_exactly_under_uniform_attention(script):
     config = ModAddTrainConfig(d_model=32, n_head=4, d_hidden=48, init_std=0.3, mlp="relu")
     nanda = build_modadd_model(replace(NANDA, p=13), config)
     assert script.additive_fraction(nanda) < 0.999
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--harmonics", "0"], "--harmonics 0: H counts the harmonics h = 1..H of each key frequency; pass 1 or more."),
+        (
+            ["--harmonics", "30"],
+            "--harmonics 30: modadd-relu-p59 has p = 59, whose frequencies end at (p - 1) / 2 = 29",
+        ),
+        (["--models", "README.md"], "--models: 'README.md' is neither a shipped checkpoint"),
+        (["--models", "out/no_such_run/relu-p31"], "out/no_such_run/relu-p31: no such folder."),
+    ],
+)
+def test_bad_arguments_are_refused_naming_the_flag(script, monkeypatch, capsys, argv, message):
+    monkeypatch.setattr(script, "limits", lambda *args: pytest.fail("computed before the arguments were checked"))
+    monkeypatch.setattr("sys.argv", ["modadd_relu_linear_limits.py", "--models", "modadd-relu-p59", *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        script.main()
+    assert exit_info.value.code == 2
+    assert f"error: {message}" in capsys.readouterr().err
