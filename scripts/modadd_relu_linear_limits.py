@@ -15,8 +15,10 @@ frequencies {0} and +-h k (h = 1..H, k every key frequency: the *harmonic explan
 checked here against the model's logits on every input. Per part it prints the median over inputs of: its true effect
 on the margin, and the bounds of it that cost O(p N) (per unit, worst case over the inputs), O(p N d) (the residual
 summed over units in model space first: g = sum_n s_n W_out[:, n] (z_n - zh_n), sliding the window as in
-`windows.window_tables`, then max_c ||W_U[c*] - W_U[c]|| ||g||), or O(p^2 N) (per (input, unit) pair), and the
-fraction of inputs each combination would certify if its parts were computed exactly (an upper limit of what a sound
+`windows.window_tables`, then max_c ||W_U[c*] - W_U[c]|| ||g||), or O(p^2 N) (per (input, unit) pair), the hybrid
+kink bound (the B units of `EXACT_UNITS` with the largest worst own-harmonic residual times output range summed per
+pair, p^2 B, which for a fixed B grows like the circuit's 2 p^2 direct-logit entries; the other units relaxed per unit),
+and the fraction of inputs each combination would certify if its parts were computed exactly (an upper limit of what a sound
 bound built that way can certify). The LAST stdout line is one JSON object {model: {figure: value}}.
 """
 
@@ -43,6 +45,7 @@ MODELS = (
     "out/relu_seed1/relu-p113",
     "out/relu_seed2/relu-p113",
 )
+EXACT_UNITS = (32, 64, 128)  # B: units whose kinks the hybrid sums exactly (p^2 B, linear in the circuit for fixed B)
 
 
 def margin_of(logits: torch.Tensor, answer: torch.Tensor) -> torch.Tensor:
@@ -133,7 +136,16 @@ def limits(model: torch.nn.Module, harmonics: int) -> dict[str, float]:
             chebyshev[:, units] += 2 * c.abs()[None, :] * T_h[:, None] * torch.cos(h * half[:, None] + c.angle())
     chebyshev_error = (chebyshev - zs).abs().amax().item()
     assert chebyshev_error < 1e-9 * (1 + zs.abs().amax().item()), chebyshev_error
-    kinks_own_worst = (weight * (worst_own[None, :] - sign * zs).clamp_min(0)).sum(1)
+    own_per_unit = weight * (worst_own[None, :] - sign * zs).clamp_min(0)  # >= weight * kink, per (input, unit)
+    kinks_own_worst = own_per_unit.sum(1)
+    # the hybrid: the B units with the largest worst own-harmonic residual times output range (a choice from O(p N)
+    # numbers) have their kinks summed exactly on every input (p^2 B), the rest relaxed as above
+    order = (worst_own * spread).argsort(descending=True)
+    kinks_hybrid = {}
+    for count in EXACT_UNITS:
+        exact_units = torch.zeros(n_units, dtype=torch.bool)
+        exact_units[order[:count]] = True
+        kinks_hybrid[count] = torch.where(exact_units[None, :], weight * kink, own_per_unit).sum(1)
     worst_residual = RP.abs().amax(0) + RQ.abs().amax(0)
     kinks_harmonic_worst = (weight * (worst_residual[None, :] - sign * zh).clamp_min(0)).sum(1)
 
@@ -154,6 +166,7 @@ def limits(model: torch.nn.Module, harmonics: int) -> dict[str, float]:
         ("harmonic worst kinks", kinks_harmonic_worst),
         ("own harmonic worst kinks", kinks_own_worst),
         ("key worst kinks", kinks_key_worst),
+        *((f"hybrid kinks B = {count}", kinks) for count, kinks in kinks_hybrid.items()),
     ):
         assert (drop <= bound + 1e-9).all(), bound_name
     windows = certify_relu(model, task)
@@ -165,6 +178,10 @@ def limits(model: torch.nn.Module, harmonics: int) -> dict[str, float]:
         "limit_model_space_residual_own_harmonic_worst_kinks": window - residual_model_space - kinks_own_worst,
         "limit_harmonic_pattern": explanation - residual_pattern - kinks_pattern,
         "limit_model_space_residual_key_worst_kinks": window - residual_model_space - kinks_key_worst,
+        **{
+            f"limit_model_space_residual_hybrid_kinks_B{count}": window - residual_model_space - kinks
+            for count, kinks in kinks_hybrid.items()
+        },
     }
     out: dict[str, float] = {
         "p": p,
@@ -188,6 +205,7 @@ def limits(model: torch.nn.Module, harmonics: int) -> dict[str, float]:
         "kinks_harmonic_worst": kinks_harmonic_worst,
         "kinks_own_harmonic_worst": kinks_own_worst,
         "kinks_key_worst": kinks_key_worst,
+        **{f"kinks_hybrid_B{count}": kinks for count, kinks in kinks_hybrid.items()},
         "harmonic_pattern_explanation": explanation,
         "harmonic_pattern_residual": residual_pattern,
         "harmonic_pattern_kinks": kinks_pattern,
