@@ -17,9 +17,9 @@ on the margin, and the bounds of it that cost O(p N) (per unit, worst case over 
 summed over units in model space first: g = sum_n s_n W_out[:, n] (z_n - zh_n), sliding the window as in
 `windows.window_tables`, then max_c ||W_U[c*] - W_U[c]|| ||g||), or O(p^2 N) (per (input, unit) pair), the hybrid
 kink bound (the B units of `EXACT_UNITS` with the largest worst own-harmonic residual times output range summed per
-pair, p^2 B, which for a fixed B grows like the circuit's 2 p^2 direct-logit entries; the other units relaxed per unit),
-and the fraction of inputs each combination would certify if its parts were computed exactly (an upper limit of what a sound
-bound built that way can certify). The LAST stdout line is one JSON object {model: {figure: value}}.
+pair, p^2 B, which for a fixed B grows like the circuit's 2 p^2 direct-logit entries; the other units relaxed per
+unit), and the fraction of inputs each combination would certify if its parts were computed exactly (an upper limit of
+what a sound bound built that way can certify). The LAST stdout line is one JSON object {model: {figure: value}}.
 """
 
 from __future__ import annotations
